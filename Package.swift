@@ -1,0 +1,119 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Settings shared by every Swift target (Swift 6 language mode is the default for tools 6.x).
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "postman-retry",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "postman-retry", targets: ["postman-retry"]),
+        .executable(name: "postman-sim", targets: ["postman-sim"]),
+        .library(name: "LibPQ", targets: ["LibPQ"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0"),
+    ],
+    targets: [
+        // The system libpq (apt: libpq-dev), included by name through pkg-config.
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
+        ),
+        // A small libpq wrapper: knows SQL and libpq, nothing of Postman.
+        .target(
+            name: "LibPQ",
+            dependencies: [
+                "CLibPQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Pure domain rules: selection, statuses, masking, pacing. No I/O.
+        .target(
+            name: "RetryCore",
+            swiftSettings: swiftSettings
+        ),
+        // Typed Postman v2 client over async-http-client.
+        .target(
+            name: "PostmanAPI",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The Postman v2 simulator (Hummingbird), used by tests, demo and benchmarks.
+        .target(
+            name: "PostmanSimulator",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "postman-sim",
+            dependencies: [
+                "PostmanSimulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Orchestration: migrations, selection, the run engine, bookkeeping.
+        .target(
+            name: "RetryJob",
+            dependencies: [
+                "LibPQ", "RetryCore", "PostmanAPI",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            resources: [.copy("Migrations")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "postman-retry",
+            dependencies: [
+                "RetryJob", "RetryCore", "LibPQ",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "LibPQTests", dependencies: ["LibPQ"], swiftSettings: swiftSettings),
+        .testTarget(name: "RetryCoreTests", dependencies: ["RetryCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PostmanSimulatorTests",
+            dependencies: [
+                "PostmanSimulator", "PostmanAPI",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RetryJobTests",
+            dependencies: [
+                "RetryJob", "LibPQ", "RetryCore", "PostmanAPI", "PostmanSimulator",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)
