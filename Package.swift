@@ -84,7 +84,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
-            resources: [.copy("Migrations")],
+            resources: [.embedInCode("Migrations/V001__bookkeeping.sql")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -96,7 +96,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "LibPQTests", dependencies: ["LibPQ"], swiftSettings: swiftSettings),
+        // Test helpers shared by the test targets: fresh databases on the throwaway server.
+        .target(
+            name: "PostgresTestSupport",
+            dependencies: ["LibPQ", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "LibPQTests", dependencies: ["LibPQ", "PostgresTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "RetryCoreTests", dependencies: ["RetryCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "PostmanSimulatorTests",
@@ -110,7 +116,7 @@ let package = Package(
         .testTarget(
             name: "RetryJobTests",
             dependencies: [
-                "RetryJob", "LibPQ", "RetryCore", "PostmanAPI", "PostmanSimulator",
+                "RetryJob", "LibPQ", "RetryCore", "PostmanAPI", "PostmanSimulator", "PostgresTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

@@ -1,0 +1,366 @@
+import CLibPQ
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// How to reach the server. Everything not given here comes from libpq itself (`PG*` variables,
+/// `~/.pgpass`, service files), so secrets never have to pass through the command line.
+public struct PGConfiguration: Sendable {
+    /// A URL (`postgresql://…`) or a conninfo string (`host=… dbname=…`); nil means libpq's defaults.
+    public var url: String?
+    public var applicationName: String
+    public var connectTimeoutSeconds: Int
+    /// `statement_timeout` in milliseconds, if any.
+    public var statementTimeoutMilliseconds: Int?
+
+    public init(
+        url: String? = nil, applicationName: String = "postman-retry", connectTimeoutSeconds: Int = 10,
+        statementTimeoutMilliseconds: Int? = nil
+    ) {
+        self.url = url
+        self.applicationName = applicationName
+        self.connectTimeoutSeconds = connectTimeoutSeconds
+        self.statementTimeoutMilliseconds = statementTimeoutMilliseconds
+    }
+}
+
+/// Threads used only for blocking libpq calls, so they never occupy Swift's cooperative pool
+/// (which has just 2 threads on a 2-core machine).
+private let databaseThreads = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+
+/// One libpq connection. The actor runs on a NIO event-loop thread of its own, and every libpq call is
+/// synchronous inside it: the actor serialises use of the `PGconn` (libpq's rule) and the blocking
+/// calls stay off the cooperative pool.
+public actor PGConnection {
+    private let loop: any EventLoop
+    // nonisolated(unsafe): only touched inside the actor, and in deinit, which has exclusive access.
+    private nonisolated(unsafe) var handle: OpaquePointer?
+    private let canceller = QueryCanceller()
+    private nonisolated(unsafe) var noticeSink: Unmanaged<NoticeSink>?
+    public let logger: Logger
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.executor.asUnownedSerialExecutor() }
+
+    private init(loop: any EventLoop, logger: Logger) {
+        self.loop = loop
+        self.logger = logger
+    }
+
+    /// Opens a connection; the blocking connect runs on the connection's own thread.
+    public static func connect(_ configuration: PGConfiguration, logger: Logger) async throws -> PGConnection {
+        let connection = PGConnection(loop: databaseThreads.next(), logger: logger)
+        try await connection.open(configuration)
+        return connection
+    }
+
+    private func open(_ configuration: PGConfiguration) throws {
+        var pairs: [(String, String)] = []
+        // `dbname` first with expand_dbname=1: a URL or conninfo there is expanded, and the keywords
+        // after it win over what it says.
+        if let url = configuration.url, !url.isEmpty { pairs.append(("dbname", url)) }
+        pairs.append(("application_name", configuration.applicationName))
+        pairs.append(("connect_timeout", String(configuration.connectTimeoutSeconds)))
+        pairs.append(("client_encoding", "UTF8"))
+        var options = "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601"
+        if let timeout = configuration.statementTimeoutMilliseconds { options += " -c statement_timeout=\(timeout)" }
+        pairs.append(("options", options))
+
+        let keys = pairs.map { strdup($0.0) }
+        let values = pairs.map { strdup($0.1) }
+        defer {
+            keys.forEach { free($0) }
+            values.forEach { free($0) }
+        }
+        let keyPointers: [UnsafePointer<CChar>?] = keys.map { UnsafePointer($0) } + [nil]
+        let valuePointers: [UnsafePointer<CChar>?] = values.map { UnsafePointer($0) } + [nil]
+        let conn = PQconnectdbParams(keyPointers, valuePointers, 1)
+        guard let conn else { throw PGError(.connectionFailed, "libpq could not allocate a connection") }
+        if PQstatus(conn) != CONNECTION_OK {
+            // Copy the message out before PQfinish frees it; PQfinish even on failure (pitfall 6).
+            let message = String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines()
+            PQfinish(conn)
+            throw PGError(.connectionFailed, message.isEmpty ? "could not connect" : message)
+        }
+        handle = conn
+        canceller.set(PQgetCancel(conn))
+        let sink = Unmanaged.passRetained(NoticeSink(logger: logger))
+        noticeSink = sink
+        PQsetNoticeReceiver(conn, noticeReceiver, sink.toOpaque())
+        logger.debug(
+            "connected to PostgreSQL",
+            metadata: ["db.server_version": "\(PQserverVersion(conn))", "db.libpq_version": "\(PQlibVersion())"])
+    }
+
+    /// Closes the connection; safe to call more than once.
+    public func close() {
+        guard let conn = handle else { return }
+        handle = nil
+        canceller.set(nil)
+        PQfinish(conn)
+        noticeSink?.release()
+        noticeSink = nil
+    }
+
+    deinit {
+        if let conn = handle { PQfinish(conn) }
+        canceller.set(nil)
+        noticeSink?.release()
+    }
+
+    /// Whether libpq still considers the connection usable.
+    public var isOpen: Bool { handle.map { PQstatus($0) == CONNECTION_OK } ?? false }
+
+    /// The server's process id for this session (for `pg_terminate_backend` in tests and tools).
+    public var backendPID: Int32 { handle.map { PQbackendPID($0) } ?? 0 }
+
+    // MARK: - Running statements
+
+    /// Runs one statement and returns its rows. Cancelling the calling task sends a cancel request to
+    /// the server, so a long statement ends early with SQLSTATE 57014.
+    public func query(_ query: PGQuery) async throws -> PGRows {
+        try Task.checkCancellation()
+        let canceller = self.canceller
+        return try await withTaskCancellationHandler {
+            try self.execute(query)
+        } onCancel: {
+            canceller.cancel()
+        }
+    }
+
+    /// Runs one statement synchronously on this connection (use inside `withTransaction`).
+    @discardableResult
+    public func execute(_ query: PGQuery) throws -> PGRows {
+        let conn = try liveHandle()
+        let sql = try query.render(identifier: escapeIdentifier)
+        let parameters = query.parameters
+        // One NUL-terminated arena for every text parameter: libpq ignores lengths for text format.
+        var arena: [UInt8] = []
+        var offsets: [Int?] = []
+        offsets.reserveCapacity(parameters.count)
+        for (index, parameter) in parameters.enumerated() {
+            guard let parameter else {
+                offsets.append(nil)
+                continue
+            }
+            if parameter.utf8.contains(0) {
+                throw PGError(.misuse, "parameter $\(index + 1) contains a NUL byte, which PostgreSQL text cannot hold",
+                    query: sql)
+            }
+            offsets.append(arena.count)
+            arena.append(contentsOf: parameter.utf8)
+            arena.append(0)
+        }
+        let start = ContinuousClock.now
+        let result: OpaquePointer? = arena.withUnsafeBufferPointer { buffer in
+            let base = UnsafeRawPointer(buffer.baseAddress)
+            let values: [UnsafePointer<CChar>?] = offsets.map { offset in
+                guard let offset, let base else { return nil }
+                return base.advanced(by: offset).assumingMemoryBound(to: CChar.self)
+            }
+            return values.withUnsafeBufferPointer { valuePointers in
+                PQexecParams(conn, sql, Int32(parameters.count), nil, valuePointers.baseAddress, nil, nil, 0)
+            }
+        }
+        let rows = try consume(result, conn: conn, sql: sql)
+        logger.trace(
+            "statement done",
+            metadata: ["db.statement": "\(sql)", "db.rows": "\(rows.count)", "db.duration": "\(ContinuousClock.now - start)"])
+        return rows
+    }
+
+    /// Runs `body` in a transaction: COMMIT when it returns, ROLLBACK when it throws (the original error
+    /// is rethrown, with any rollback failure attached to it).
+    public func withTransaction<Result: Sendable>(
+        _ body: @Sendable (isolated PGConnection) throws -> Result
+    ) throws -> Result {
+        try execute("BEGIN")
+        do {
+            let value = try body(self)
+            try execute("COMMIT")
+            return value
+        } catch {
+            if handle != nil, isOpen {
+                do {
+                    try execute("ROLLBACK")
+                } catch let rollbackError {
+                    if var original = error as? PGError {
+                        original.rollbackFailure = String(describing: rollbackError)
+                        throw original
+                    }
+                }
+            }
+            throw error
+        }
+    }
+
+    // MARK: - COPY
+
+    /// Streams rows into `COPY … FROM STDIN (FORMAT csv)`; nil fields are NULL, every other field is
+    /// quoted. Lengths are UTF-8 byte counts. Returns the number of rows the server loaded.
+    @discardableResult
+    public func copyIn(_ command: PGQuery, rows: [[String?]]) throws -> Int {
+        let conn = try liveHandle()
+        let sql = try command.render(identifier: escapeIdentifier)
+        guard command.parameters.isEmpty else { throw PGError(.misuse, "COPY takes no parameters", query: sql) }
+        guard let start = PQexec(conn, sql) else { throw connectionError(conn, sql: sql) }
+        let startStatus = PQresultStatus(start)
+        if startStatus != PGRES_COPY_IN {
+            let error =
+                startStatus == PGRES_FATAL_ERROR
+                ? PGError.fromResult(start, query: sql) : PGError(.misuse, "statement did not start COPY FROM STDIN", query: sql)
+            PQclear(start)
+            drain(conn)
+            throw error
+        }
+        PQclear(start)
+
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(70_000)
+        var sendFailure: String?
+        func flush() {
+            guard !buffer.isEmpty, sendFailure == nil else { return }
+            let sent = buffer.withUnsafeBufferPointer { bytes in
+                bytes.withMemoryRebound(to: CChar.self) { PQputCopyData(conn, $0.baseAddress, Int32($0.count)) }
+            }
+            if sent != 1 { sendFailure = String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines() }
+            buffer.removeAll(keepingCapacity: true)
+        }
+        for row in rows {
+            for (index, field) in row.enumerated() {
+                if index > 0 { buffer.append(UInt8(ascii: ",")) }
+                guard let field else { continue }
+                buffer.append(UInt8(ascii: "\""))
+                for byte in field.utf8 {
+                    if byte == UInt8(ascii: "\"") { buffer.append(byte) }
+                    buffer.append(byte)
+                }
+                buffer.append(UInt8(ascii: "\""))
+            }
+            buffer.append(UInt8(ascii: "\n"))
+            if buffer.count >= 65_536 { flush() }
+        }
+        flush()
+        let ended = PQputCopyEnd(conn, sendFailure)
+        var failure: PGError?
+        var loaded = 0
+        while let result = PQgetResult(conn) {
+            let status = PQresultStatus(result)
+            if status == PGRES_COMMAND_OK {
+                loaded = Int(String(cString: PQcmdTuples(result))) ?? 0
+            } else if failure == nil {
+                failure = PGError.fromResult(result, query: sql)
+                failure?.kind = .copyFailed
+            }
+            PQclear(result)
+        }
+        if let failure { throw failure }
+        if ended != 1 || sendFailure != nil {
+            throw PGError(.copyFailed, sendFailure ?? "COPY could not be ended", query: sql)
+        }
+        return loaded
+    }
+
+    // MARK: - Helpers
+
+    private func liveHandle() throws -> OpaquePointer {
+        guard let conn = handle else { throw PGError(.misuse, "the connection is closed") }
+        return conn
+    }
+
+    /// Quotes a name with `PQescapeIdentifier` (the only way names reach SQL).
+    public func escapeIdentifier(_ name: String) throws -> String {
+        let conn = try liveHandle()
+        guard let escaped = PQescapeIdentifier(conn, name, name.utf8.count) else {
+            throw PGError(.misuse, "could not quote an identifier: \(String(cString: PQerrorMessage(conn)))")
+        }
+        defer { PQfreemem(escaped) }
+        return String(cString: escaped)
+    }
+
+    private func consume(_ result: OpaquePointer?, conn: OpaquePointer, sql: String) throws -> PGRows {
+        guard let result else { throw connectionError(conn, sql: sql) }
+        defer { PQclear(result) }
+        let status = PQresultStatus(result)
+        switch status {
+        case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            let rowCount = Int(PQntuples(result))
+            let columnCount = Int(PQnfields(result))
+            var columns: [String] = []
+            var types: [UInt32] = []
+            for column in 0..<columnCount {
+                columns.append(String(cString: PQfname(result, Int32(column))))
+                types.append(UInt32(PQftype(result, Int32(column))))
+            }
+            var cells: [[String?]] = []
+            cells.reserveCapacity(rowCount)
+            for row in 0..<rowCount {
+                var values: [String?] = []
+                values.reserveCapacity(columnCount)
+                for column in 0..<columnCount {
+                    if PQgetisnull(result, Int32(row), Int32(column)) == 1 {
+                        values.append(nil)
+                    } else {
+                        let length = Int(PQgetlength(result, Int32(row), Int32(column)))
+                        let pointer = PQgetvalue(result, Int32(row), Int32(column))
+                        values.append(
+                            String(decoding: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self))
+                    }
+                }
+                cells.append(values)
+            }
+            let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
+            return PGRows(columns: columns, columnTypes: types, cells: cells, affectedRows: affected)
+        default:
+            var error = PGError.fromResult(result, query: sql)
+            if PQstatus(conn) != CONNECTION_OK { error.kind = .connectionLost }
+            throw error
+        }
+    }
+
+    private func connectionError(_ conn: OpaquePointer, sql: String) -> PGError {
+        let message = String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines()
+        let lost = PQstatus(conn) != CONNECTION_OK
+        return PGError(lost ? .connectionLost : .badResponse, message.isEmpty ? "no result from server" : message, query: sql)
+    }
+
+    private func drain(_ conn: OpaquePointer) {
+        while let result = PQgetResult(conn) { PQclear(result) }
+    }
+}
+
+/// Holds the `PGcancel` handle; `PQcancel` is thread-safe and is called from a cancellation handler,
+/// which may run on any thread, so the handle is guarded by a mutex.
+final class QueryCanceller: Sendable {
+    private struct Handle: @unchecked Sendable { var pointer: OpaquePointer? }
+    private let handle = Mutex(Handle(pointer: nil))
+
+    func set(_ pointer: OpaquePointer?) {
+        handle.withLock { state in
+            if let old = state.pointer { PQfreeCancel(old) }
+            state.pointer = pointer
+        }
+    }
+
+    func cancel() {
+        handle.withLock { state in
+            guard let pointer = state.pointer else { return }
+            var buffer = [CChar](repeating: 0, count: 256)
+            _ = PQcancel(pointer, &buffer, Int32(buffer.count))
+        }
+    }
+}
+
+/// Forwards server notices (NOTICE, WARNING) to the logger instead of libpq's default stderr print.
+final class NoticeSink: Sendable {
+    let logger: Logger
+    init(logger: Logger) { self.logger = logger }
+}
+
+private let noticeReceiver: PQnoticeReceiver = { argument, result in
+    guard let argument, let result else { return }
+    // The result is borrowed from libpq: read it, never PQclear it.
+    let sink = Unmanaged<NoticeSink>.fromOpaque(argument).takeUnretainedValue()
+    let message = String(cString: PQresultErrorMessage(result)).trimmingTrailingNewlines()
+    sink.logger.debug("server notice", metadata: ["db.notice": "\(message)"])
+}

@@ -1,0 +1,35 @@
+import Foundation
+import LibPQ
+import Logging
+
+/// A fresh database on the throwaway server that `make test` starts (scripts/pg-throwaway.sh), one per
+/// test, so tests can run in parallel. Without that server the tests fail loudly instead of skipping.
+public enum TestDatabase {
+    public struct MissingServer: Error, CustomStringConvertible {
+        public var description: String {
+            "PGHOST is not set: run the tests through `make test`, which starts a throwaway PostgreSQL"
+        }
+    }
+
+    public static var logger: Logger {
+        var logger = Logger(label: "test.db")
+        logger.logLevel = .warning
+        return logger
+    }
+
+    /// Creates an empty database and returns a conninfo string for it.
+    public static func create(prefix: String = "t") async throws -> String {
+        guard ProcessInfo.processInfo.environment["PGHOST"] != nil else { throw MissingServer() }
+        let name = "\(prefix)_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""))"
+        let admin = try await PGConnection.connect(PGConfiguration(url: "dbname=postgres"), logger: logger)
+        try await admin.execute("CREATE DATABASE \(identifier: name) TEMPLATE template0 ENCODING 'UTF8'")
+        await admin.close()
+        return "dbname=\(name)"
+    }
+
+    /// A connection to a new empty database.
+    public static func connect(prefix: String = "t") async throws -> (PGConnection, String) {
+        let url = try await create(prefix: prefix)
+        return (try await PGConnection.connect(PGConfiguration(url: url), logger: logger), url)
+    }
+}

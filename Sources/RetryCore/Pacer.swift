@@ -1,0 +1,73 @@
+/// Paces one campaign's requests so that no 1-second window ever holds more than the limit, which is
+/// how Postman (and the simulator) count: at most N requests in any sliding second, every endpoint
+/// together.
+///
+/// The window is kept a little longer than one second (`margin`) so that jitter between our clock
+/// and the server's arrival times cannot squeeze N+1 requests into one of its windows. After a 429
+/// (someone else, e.g. the agency's live traffic, is using part of the budget) the allowed rate is
+/// halved and then recovers by one request per second for every `recoveryInterval` without a 429.
+public struct SlidingWindowPacer: Sendable {
+    public let limit: Int
+    public let window: Double
+    public let recoveryInterval: Double
+    /// The limit in force now (lowered after 429s).
+    public private(set) var currentLimit: Double
+    private var sendTimes: [Double] = []
+    private var lastCut: Double?
+    private var lastRecovery: Double = 0
+
+    public init(limit: Int, margin: Double = 0.03, recoveryInterval: Double = 2) {
+        precondition(limit > 0, "a rate limit must be positive")
+        self.limit = limit
+        self.window = 1 + margin
+        self.recoveryInterval = recoveryInterval
+        self.currentLimit = Double(limit)
+    }
+
+    /// The earliest time, not before `now`, at which one more request may be sent.
+    public func earliestSend(now: Double) -> Double {
+        let allowed = max(1, Int(currentLimit.rounded(.down)))
+        guard sendTimes.count >= allowed else { return now }
+        let anchor = sendTimes[sendTimes.count - allowed]
+        return max(now, anchor + window)
+    }
+
+    /// Records a request sent at `time` (monotonic seconds).
+    public mutating func recordSend(at time: Double) {
+        sendTimes.append(time)
+        if sendTimes.count > limit * 2 { sendTimes.removeFirst(sendTimes.count - limit) }
+        recover(now: time)
+    }
+
+    /// A 429 arrived: halve the rate (not below one request per second), at most once per window.
+    public mutating func recordRateLimited(at time: Double) {
+        if let lastCut, time - lastCut < window { return }
+        currentLimit = max(1, (currentLimit / 2).rounded(.down))
+        lastCut = time
+        lastRecovery = time
+    }
+
+    private mutating func recover(now: Double) {
+        guard currentLimit < Double(limit) else { return }
+        let steps = ((now - lastRecovery) / recoveryInterval).rounded(.down)
+        guard steps >= 1 else { return }
+        currentLimit = min(Double(limit), currentLimit + steps)
+        lastRecovery = now
+    }
+}
+
+/// Exponential backoff with full jitter, for 5xx, timeouts and dropped connections.
+public struct Backoff: Sendable {
+    public var base: Double
+    public var cap: Double
+    public init(base: Double = 0.25, cap: Double = 20) {
+        self.base = base
+        self.cap = cap
+    }
+
+    /// The delay before attempt `attempt` (1-based), with `unit` a random number in [0, 1).
+    public func delay(attempt: Int, unit: Double) -> Double {
+        let ceiling = min(cap, base * Double(1 << min(max(attempt - 1, 0), 20)))
+        return ceiling / 2 + ceiling / 2 * unit
+    }
+}

@@ -1,0 +1,118 @@
+/// Why a failed row in scope was not selected (CONTRACT.md section 3), in the order the rules apply.
+public enum SkipReason: String, Sendable, CaseIterable, Codable {
+    case otp
+    case retryLimit = "retry_limit"
+    case permanentError = "permanent_error"
+    case unknownErrorCode = "unknown_error_code"
+    case malformed
+}
+
+/// Which delivery error codes are worth a retry. Codes compare exactly; NULL is retryable, an empty
+/// string is an unknown code.
+public struct ErrorPolicy: Sendable, Equatable {
+    public var permanent: Set<String>
+    public var retryable: Set<String>
+
+    public static let `default` = ErrorPolicy(
+        permanent: ["recipient_invalid", "content_invalid"],
+        retryable: [
+            "recipient_unavailable", "routing_error", "message_expired", "delivery_unknown_error",
+            "server_unknown_error",
+        ])
+
+    public init(permanent: Set<String>, retryable: Set<String>) {
+        self.permanent = permanent
+        self.retryable = retryable
+    }
+
+    public enum Verdict: Sendable, Equatable { case retryable, permanent, unknown }
+
+    public func classify(_ code: String?) -> Verdict {
+        guard let code else { return .retryable }
+        if permanent.contains(code) { return .permanent }
+        if retryable.contains(code) { return .retryable }
+        return .unknown
+    }
+}
+
+/// A failed row of the agency table as the selection reads it. Values the table may hold in odd
+/// shapes (NULLs, negative counts) are kept as read, so the rules can name them.
+public struct CandidateRow: Sendable, Equatable {
+    public var key: String
+    public var messageId: String?
+    public var campaignId: String?
+    public var batchId: String?
+    public var recipient: String?
+    public var isOtp: Bool?
+    public var status: String
+    public var retryCount: Int?
+    public var errorCode: String?
+    /// Timestamps as PostgreSQL printed them: passed back verbatim for compare-and-set.
+    public var createdAt: String
+    public var updatedAt: String?
+
+    public init(
+        key: String, messageId: String?, campaignId: String?, batchId: String?, recipient: String?, isOtp: Bool?,
+        status: String, retryCount: Int?, errorCode: String?, createdAt: String, updatedAt: String?
+    ) {
+        self.key = key
+        self.messageId = messageId
+        self.campaignId = campaignId
+        self.batchId = batchId
+        self.recipient = recipient
+        self.isOtp = isOtp
+        self.status = status
+        self.retryCount = retryCount
+        self.errorCode = errorCode
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+}
+
+public enum SelectionVerdict: Sendable, Equatable {
+    case selected
+    /// `field` names the column at fault for `malformed`.
+    case skipped(SkipReason, field: String? = nil, problem: String? = nil)
+}
+
+/// The selection rules of CONTRACT.md section 3, as a pure function.
+public struct SelectionRules: Sendable {
+    public var otpCampaigns: Set<String>
+    public var errorPolicy: ErrorPolicy
+    public static let retryLimit = 3
+
+    public init(otpCampaigns: Set<String> = [], errorPolicy: ErrorPolicy = .default) {
+        self.otpCampaigns = otpCampaigns
+        self.errorPolicy = errorPolicy
+    }
+
+    /// Only rows whose status is exactly `failure` are looked at; callers filter on that first.
+    public func classify(_ row: CandidateRow) -> SelectionVerdict {
+        if row.isOtp == true || (row.campaignId.map { otpCampaigns.contains($0) } ?? false) {
+            return .skipped(.otp)
+        }
+        if let count = row.retryCount, count >= Self.retryLimit { return .skipped(.retryLimit) }
+        switch errorPolicy.classify(row.errorCode) {
+        case .permanent: return .skipped(.permanentError)
+        case .unknown: return .skipped(.unknownErrorCode)
+        case .retryable: break
+        }
+        if let problem = Self.malformation(row) {
+            return .skipped(.malformed, field: problem.field, problem: problem.problem)
+        }
+        return .selected
+    }
+
+    /// The first unusable value of a row, if any.
+    public static func malformation(_ row: CandidateRow) -> (field: String, problem: String)? {
+        for (field, value) in [("message_id", row.messageId), ("campaign_id", row.campaignId)] {
+            guard let value else { return (field, "is NULL") }
+            if value.isEmpty { return (field, "is empty") }
+            if value == "." || value == ".." { return (field, "is '\(value)', which cannot be one URL path segment") }
+        }
+        guard let count = row.retryCount else { return ("retry_count", "is NULL") }
+        if count < 0 { return ("retry_count", "is negative (\(count))") }
+        if row.isOtp == nil { return ("is_otp", "is NULL, so the job cannot tell whether it is an OTP") }
+        return nil
+    }
+}

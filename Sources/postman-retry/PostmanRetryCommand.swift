@@ -1,0 +1,84 @@
+import ArgumentParser
+import Foundation
+import LibPQ
+import Logging
+import RetryJob
+
+@main
+struct PostmanRetryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "postman-retry",
+        abstract: "Retries failed Postman v2 SMS safely: rate-limited, resumable, never twice.",
+        discussion: """
+            Exit codes: 0 completed, 64 bad usage or config, 69 Postman unreachable, 75 temporary \
+            (database down, another run holds the lock, interrupted), 77 API key or IP refused, 1 other.
+            """,
+        version: "0.1.0",
+        subcommands: [Migrate.self, Plan.self, Run.self]
+    )
+}
+
+/// Options every command shares.
+struct GlobalOptions: ParsableArguments {
+    @Option(help: "PostgreSQL URL or conninfo (else DATABASE_URL, else libpq's PG* variables).")
+    var databaseURL: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    var database: PGConfiguration {
+        PGConfiguration(url: databaseURL ?? ProcessInfo.processInfo.environment["DATABASE_URL"])
+    }
+
+    func makeLogger() -> Logger {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevel
+            return handler
+        }
+        var logger = Logger(label: "postman-retry")
+        logger.logLevel = logLevel
+        return logger
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Runs a command body and turns failures into the contract's exit codes with a one-line message.
+func runReportingExit(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        let failure = JobError.classify(error)
+        FileHandle.standardError.write(Data("postman-retry: \(failure.message)\n".utf8))
+        throw ExitCode(failure.status.rawValue)
+    }
+}
+
+func connect(_ global: GlobalOptions, logger: Logger) async throws -> PGConnection {
+    do {
+        return try await PGConnection.connect(global.database, logger: logger)
+    } catch let error as PGError {
+        throw JobError(.temporary, "cannot connect to PostgreSQL: \(error.message)")
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create or upgrade the job's own schema (postman_retry); never touches the agency table.")
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let logger = global.makeLogger()
+        try await runReportingExit {
+            let db = try await connect(global, logger: logger)
+            defer { Task { await db.close() } }
+            let report = try await Migrator().migrate(db)
+            for name in report.applied { print("applied \(name)") }
+            if report.applied.isEmpty { print("schema postman_retry is up to date (\(report.alreadyApplied.count) migrations)") }
+        }
+    }
+}
