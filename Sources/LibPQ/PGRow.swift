@@ -230,3 +230,7 @@ public enum PGTimestamp {
         return (m <= 2 ? y + 1 : y, m, d)
     }
 }
+
+extension Date: PGArrayElement {
+    public var pgArrayText: String? { PGTimestamp.format(self) }
+}

@@ -76,6 +76,7 @@ CREATE TABLE postman_retry.journal (
     target_status     text,
     target_retry_count integer,
     target_error_code text,
+    target_sets_error boolean NOT NULL DEFAULT false,
     write_state       text NOT NULL DEFAULT 'none' CHECK (write_state IN ('none', 'pending', 'written', 'conflict')),
     written_at        timestamptz,
     never_final       boolean NOT NULL DEFAULT false,

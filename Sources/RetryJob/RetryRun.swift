@@ -1,0 +1,134 @@
+import AsyncHTTPClient
+import Foundation
+import LibPQ
+import Logging
+import PostmanAPI
+import RetryCore
+
+/// The result of `postman-retry run`.
+public struct RunResult: Sendable {
+    public var runId: Int64
+    public var status: String
+    public var exitStatus: ExitStatus
+    public var message: String?
+    public var summary: RunSummary
+}
+
+/// `postman-retry run`: takes the run lock, resumes or starts a run, selects, works every campaign
+/// concurrently inside its own rate budget, and records everything in the journal.
+public struct RetryRun: Sendable {
+    public let settings: RunSettings
+    public let logger: Logger
+    public let environment: [String: String]
+
+    public init(settings: RunSettings, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.settings = settings
+        self.logger = logger
+        self.environment = environment
+    }
+
+    /// Runs the job on `db`. `stopSignal` is polled for SIGINT/SIGTERM.
+    public func run(db: PGConnection, httpClient: HTTPClient = .shared, stopRequested: @escaping @Sendable () -> Bool = { false })
+        async throws -> RunResult
+    {
+        let store = RunStore(db: db, table: settings.table)
+        let missing = try await Migrator().pending(db)
+        guard missing.isEmpty else {
+            throw JobError(.usage, "the postman_retry schema is not up to date (missing \(missing.joined(separator: ", "))); run `postman-retry migrate` first")
+        }
+        guard try await store.tryLock() else {
+            throw JobError(.temporary, "another postman-retry run holds the lock; try again later")
+        }
+        let lockTakenAt = ContinuousClock.now
+        defer { Task { await store.unlock() } }
+
+        let run = try await store.openRun(scope: settings.scope)
+        var log = logger
+        log[metadataKey: "run"] = "\(run.id)"
+        log.info(run.resumed ? "resuming unfinished run" : "run started", metadata: ["table": "\(settings.table.displayName)"])
+
+        let now = Date()
+        try await store.carryOverPending(
+            run: run.id, campaigns: run.scope.campaigns, deadline: now.addingTimeInterval(settings.pollTimeout.seconds),
+            neverFinalAfter: settings.neverFinalAfter)
+        if !run.selectionDone {
+            try await select(run: run, store: store, db: db, now: now)
+        }
+
+        let items = try await store.openItems(run: run.id)
+        let byCampaign = Dictionary(grouping: items, by: \.campaignId)
+        // Every campaign with work needs its key before anything is sent.
+        var keys: [String: String] = [:]
+        var missingKeys: [String] = []
+        for campaign in byCampaign.keys.sorted() {
+            if let key = settings.apiKeys.key(for: campaign) { keys[campaign] = key } else { missingKeys.append(campaign) }
+        }
+        guard missingKeys.isEmpty else {
+            try await store.finishRun(run: run.id, status: "interrupted", error: "missing API keys")
+            throw JobError(
+                .usage,
+                "no API key for campaign(s) \(missingKeys.joined(separator: ", ")): set POSTMAN_API_KEY or "
+                    + missingKeys.map { apiKeyVariableName(campaignId: $0) }.joined(separator: ", "))
+        }
+        let tableCounts = try await store.messageCounts(campaigns: Array(byCampaign.keys))
+
+        let client = PostmanClient(
+            baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: log)
+        let context = RunContext(
+            store: store, client: client, settings: settings, run: run, logger: log,
+            notBefore: lockTakenAt + .seconds(1), crashPoints: CrashPoints(environment: environment))
+        let workers = byCampaign.keys.sorted().map { campaign in
+            CampaignWorker(
+                campaign: campaign, apiKey: keys[campaign]!, context: context, items: byCampaign[campaign]!,
+                messagesInTable: tableCounts[campaign] ?? byCampaign[campaign]!.count)
+        }
+        log.info("working", metadata: ["campaigns": "\(workers.count)", "messages": "\(items.count)"])
+
+        let started = ContinuousClock.now
+        let progressLogger = log
+        await withTaskGroup(of: Void.self) { group in
+            for worker in workers { group.addTask { await worker.run() } }
+            // Watches for signals and prints progress while the workers run.
+            group.addTask {
+                var lastProgress = ContinuousClock.now
+                while !Task.isCancelled {
+                    if stopRequested() { context.stop(.signal) }
+                    if ContinuousClock.now - lastProgress >= .seconds(10) {
+                        lastProgress = ContinuousClock.now
+                        var accepted = 0
+                        for worker in workers { accepted += await worker.stats.accepted }
+                        progressLogger.info("progress", metadata: ["accepted": "\(accepted)", "elapsed_s": "\(Int((ContinuousClock.now - started).seconds))"])
+                    }
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            for _ in workers { await group.next() }
+            group.cancelAll()
+        }
+
+        let stop = context.stopReason
+        let status = stop == nil ? "completed" : "interrupted"
+        try await store.finishRun(run: run.id, status: status, error: stop?.message)
+        let summary = try await RunSummary.load(db: db, runId: run.id)
+        log.info("run \(status)", metadata: ["retried": "\(summary.counts.retried)", "selected": "\(summary.counts.selected)"])
+        return RunResult(
+            runId: run.id, status: status, exitStatus: stop?.exitStatus ?? .completed, message: stop?.message,
+            summary: summary)
+    }
+
+    private func select(run: RunRecord, store: RunStore, db: PGConnection, now: Date) async throws {
+        try await store.resetSelectionCounts(run: run.id)
+        let already = try await store.journaledIds(run: run.id)
+        let selector = Selector(table: settings.table, scope: run.scope, now: now)
+        let logger = self.logger
+        let counts = try await selector.scan(db, rules: settings.rules, alreadySelected: already.count, exclude: already) {
+            selected, malformed in
+            for row in malformed {
+                logger.warning(
+                    "malformed row skipped", metadata: ["row": "\(row.key)", "field": "\(row.field)", "problem": "\(row.problem)"])
+            }
+            try await store.recordSelected(run: run.id, rows: selected, malformed: malformed)
+        }
+        try await store.finishSelection(run: run.id, counts: counts)
+    }
+}

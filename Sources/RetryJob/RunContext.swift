@@ -1,0 +1,104 @@
+import Foundation
+import Logging
+import PostmanAPI
+import RetryCore
+import Synchronization
+
+/// Why a run stops before its work is done.
+enum StopReason: Sendable, Equatable {
+    /// SIGINT/SIGTERM: no new retry; settle what is unknown; exit 75.
+    case signal
+    /// 401/403: the key or the source IP was refused; nothing more is sent; exit 77.
+    case refused(String)
+    /// Postman did not answer for too long; exit 69.
+    case unreachable(String)
+    /// The database failed under us; exit 75 when transient, else 1.
+    case database(String, transient: Bool)
+
+    var exitStatus: ExitStatus {
+        switch self {
+        case .signal: return .temporary
+        case .refused: return .noPermission
+        case .unreachable: return .unavailable
+        case .database(_, let transient): return transient ? .temporary : .failure
+        }
+    }
+
+    var message: String {
+        switch self {
+        case .signal: return "stopped by a signal; the next run resumes"
+        case .refused(let why): return "Postman refused the API key or source IP (\(why)); nothing more was sent"
+        case .unreachable(let why): return "Postman unreachable after all backoff (\(why))"
+        case .database(let why, _): return "database failed during the run: \(why)"
+        }
+    }
+}
+
+/// What every campaign worker of one run shares: the journal, the client, the settings and the stop flag.
+final class RunContext: Sendable {
+    let store: RunStore
+    let client: PostmanClient
+    let settings: RunSettings
+    let run: RunRecord
+    let logger: Logger
+    /// No request to Postman before this instant: one second after the run lock was taken, so the
+    /// previous lock holder's requests have left every 1-second window.
+    let notBefore: ContinuousClock.Instant
+    /// Test hook: `POSTMAN_RETRY_CRASH_AT=point:n` kills the process with SIGKILL the n-th time `point` is reached.
+    let crashPoints: CrashPoints
+    private let stopState = Mutex<StopReason?>(nil)
+
+    init(
+        store: RunStore, client: PostmanClient, settings: RunSettings, run: RunRecord, logger: Logger,
+        notBefore: ContinuousClock.Instant, crashPoints: CrashPoints
+    ) {
+        self.store = store
+        self.client = client
+        self.settings = settings
+        self.run = run
+        self.logger = logger
+        self.notBefore = notBefore
+        self.crashPoints = crashPoints
+    }
+
+    var stopReason: StopReason? { stopState.withLock { $0 } }
+
+    /// The first reason wins, except that a refusal or an outage overrides a plain signal.
+    func stop(_ reason: StopReason) {
+        stopState.withLock { current in
+            switch current {
+            case nil: current = reason
+            case .signal?: if reason != .signal { current = reason }
+            default: break
+            }
+        }
+    }
+}
+
+/// Deterministic crash injection for the crash tests (`point:count`, comma-separated).
+final class CrashPoints: Sendable {
+    private let targets: [String: Int]
+    private let counters = Mutex<[String: Int]>([:])
+
+    init(environment: [String: String]) {
+        var targets: [String: Int] = [:]
+        for spec in (environment["POSTMAN_RETRY_CRASH_AT"] ?? "").split(separator: ",") {
+            let parts = spec.split(separator: ":")
+            guard let name = parts.first else { continue }
+            targets[String(name)] = parts.count > 1 ? Int(parts[1]) ?? 1 : 1
+        }
+        self.targets = targets
+    }
+
+    func reach(_ point: String) {
+        guard let target = targets[point] else { return }
+        let count = counters.withLock { counts -> Int in
+            counts[point, default: 0] += 1
+            return counts[point]!
+        }
+        if count == target {
+            FileHandle.standardError.write(Data("postman-retry: crash point \(point) reached, killing myself\n".utf8))
+            kill(getpid(), SIGKILL)
+        }
+    }
+}

@@ -1,0 +1,415 @@
+import Foundation
+import LibPQ
+import RetryCore
+
+/// The run record as stored in `postman_retry.runs`.
+public struct RunRecord: Sendable {
+    public var id: Int64
+    public var resumed: Bool
+    public var scope: RunScope
+    public var selectionDone: Bool
+    public var startedAt: Date
+}
+
+/// A message the engine works, as loaded from the journal.
+struct JournalItem: Sendable {
+    var messageId: String
+    var campaignId: String
+    var batchId: String?
+    var recipientMasked: String
+    var snapRetryCount: Int
+    var attemptsBefore: Int?
+    var state: String
+    var acceptedAt: Date?
+    var pollDeadline: Date?
+    var lastStatus: String?
+}
+
+/// How a message ended in this run, ready to be recorded (and written back when `update` is set).
+struct Settlement: Sendable {
+    var messageId: String
+    var outcome: String
+    var result: String?
+    var update: RowUpdate?
+    var lastStatus: String?
+    var postmanRetries: Int?
+    var newestError: String?
+    var httpStatus: Int?
+    var postmanCode: String?
+    var postmanMessage: String?
+    var unknownStatus: String?
+    var acceptedAt: Date?
+}
+
+/// All SQL on the job's own schema. Statements that complete a step run in one transaction with
+/// the write-back they belong to.
+struct RunStore: Sendable {
+    let db: PGConnection
+    let table: AgencyTable
+    static let lockKey: Int64 = 0x706D_7272  // "pmrr": one run at a time
+
+    private static func journal() -> PGQuery { "\(qualified: [Migrator.schema, "journal"])" }
+    private static func runs() -> PGQuery { "\(qualified: [Migrator.schema, "runs"])" }
+
+    func tryLock() async throws -> Bool {
+        try await db.execute("SELECT pg_try_advisory_lock(\(Self.lockKey)) AS locked")[0].decode("locked")
+    }
+
+    func unlock() async {
+        _ = try? await db.execute("SELECT pg_advisory_unlock(\(Self.lockKey))")
+    }
+
+    /// Resumes the unfinished run if there is one, else starts a new one with `scope`.
+    func openRun(scope: RunScope) async throws -> RunRecord {
+        let table = self.table
+        let scopeJSON = String(decoding: try JSONEncoder.sorted.encode(scope), as: UTF8.self)
+        return try await db.withTransaction { db in
+            let open = try db.execute(
+                """
+                UPDATE \(fragment: Self.runs()) SET status = 'running', attempts = attempts + 1, last_error = NULL
+                WHERE status IN ('running', 'interrupted')
+                RETURNING run_id, scope::text AS scope, selection_done, started_at
+                """)
+            if let row = open.first {
+                let stored = try JSONDecoder().decode(RunScope.self, from: Data(try row.decode("scope", as: String.self).utf8))
+                return RunRecord(
+                    id: try row.decode("run_id"), resumed: true, scope: stored,
+                    selectionDone: try row.decode("selection_done"), startedAt: try row.decode("started_at"))
+            }
+            let row = try db.execute(
+                """
+                INSERT INTO \(fragment: Self.runs()) (status, scope, agency_table)
+                VALUES ('running', \(scopeJSON)::jsonb, \(table.displayName))
+                RETURNING run_id, started_at
+                """)[0]
+            return RunRecord(
+                id: try row.decode("run_id"), resumed: false, scope: scope, selectionDone: false,
+                startedAt: try row.decode("started_at"))
+        }
+    }
+
+    /// Starts (or restarts) the selection of a run: counts from an interrupted selection are dropped.
+    func resetSelectionCounts(run: Int64) async throws {
+        try await db.withTransaction { db in
+            try db.execute("DELETE FROM \(qualified: [Migrator.schema, "skips"]) WHERE run_id = \(run)")
+            try db.execute("DELETE FROM \(qualified: [Migrator.schema, "malformed_rows"]) WHERE run_id = \(run)")
+        }
+    }
+
+    /// Message ids already in this run's journal (a resumed selection must not count them again).
+    func journaledIds(run: Int64) async throws -> Set<String> {
+        let rows = try await db.query("SELECT message_id FROM \(fragment: Self.journal()) WHERE run_id = \(run)")
+        return Set(try rows.map { try $0.decode("message_id", as: String.self) })
+    }
+
+    /// Records the selected rows of one page, with their snapshot (the compare-and-set witness).
+    func recordSelected(run: Int64, rows: [CandidateRow], malformed: [(key: String, field: String, problem: String)]) async throws {
+        guard !rows.isEmpty || !malformed.isEmpty else { return }
+        let ids = rows.map { $0.messageId ?? "" }
+        let campaigns = rows.map { $0.campaignId ?? "" }
+        let batches: [String?] = rows.map(\.batchId)
+        let keys = rows.map(\.key)
+        let masked = rows.map { maskPhone($0.recipient) }
+        let created = rows.map(\.createdAt)
+        let statuses = rows.map(\.status)
+        let counts = rows.map { $0.retryCount ?? 0 }
+        let errors: [String?] = rows.map(\.errorCode)
+        let updated: [String?] = rows.map(\.updatedAt)
+        let badKeys = malformed.map(\.key)
+        let badFields = malformed.map(\.field)
+        let problems = malformed.map(\.problem)
+        try await db.withTransaction { db in
+            if !ids.isEmpty {
+                try db.execute(
+                    """
+                    INSERT INTO \(fragment: Self.journal()) (run_id, message_id, campaign_id, batch_id, row_key,
+                        recipient_masked, row_created_at, origin, snap_status, snap_retry_count, snap_error_code,
+                        snap_updated_at, state, attempts_before)
+                    SELECT \(run), u.id, u.campaign, u.batch, u.key, u.masked, u.created, 'selected', u.status, u.count,
+                           u.error, u.updated, 'selected', u.count + 1
+                    FROM unnest(\(ids)::text[], \(campaigns)::text[], \(batches)::text[], \(keys)::text[],
+                                \(masked)::text[], \(created)::timestamptz[], \(statuses)::text[], \(counts)::int[],
+                                \(errors)::text[], \(updated)::timestamptz[])
+                         AS u(id, campaign, batch, key, masked, created, status, count, error, updated)
+                    ON CONFLICT DO NOTHING
+                    """)
+            }
+            if !badKeys.isEmpty {
+                try db.execute(
+                    """
+                    INSERT INTO \(qualified: [Migrator.schema, "malformed_rows"]) (run_id, row_key, field, problem)
+                    SELECT \(run), u.key, u.field, u.problem
+                    FROM unnest(\(badKeys)::text[], \(badFields)::text[], \(problems)::text[]) AS u(key, field, problem)
+                    ON CONFLICT DO NOTHING
+                    """)
+            }
+        }
+    }
+
+    func finishSelection(run: Int64, counts: [String: SelectionCounts]) async throws {
+        var campaigns: [String] = []
+        var reasons: [String] = []
+        var numbers: [Int] = []
+        for (campaign, count) in counts {
+            for (reason, n) in count.skipped where n > 0 {
+                campaigns.append(campaign)
+                reasons.append(reason)
+                numbers.append(n)
+            }
+        }
+        let (campaignList, reasonList, numberList) = (campaigns, reasons, numbers)
+        try await db.withTransaction { db in
+            if !campaignList.isEmpty {
+                try db.execute(
+                    """
+                    INSERT INTO \(qualified: [Migrator.schema, "skips"]) (run_id, campaign_id, reason, count)
+                    SELECT \(run), u.c, u.r, u.n FROM unnest(\(campaignList)::text[], \(reasonList)::text[], \(numberList)::bigint[])
+                        AS u(c, r, n)
+                    """)
+            }
+            try db.execute("UPDATE \(fragment: Self.runs()) SET selection_done = true WHERE run_id = \(run)")
+        }
+    }
+
+    /// Brings messages left pending by earlier runs into this run (polled again with a fresh deadline),
+    /// and retires those whose retry is older than `neverFinalAfter`.
+    func carryOverPending(run: Int64, campaigns: [String], deadline: Date, neverFinalAfter: Duration) async throws {
+        let cutoffSeconds = Int(neverFinalAfter.seconds)
+        let allCampaigns = campaigns.isEmpty
+        try await db.withTransaction { db in
+            try db.execute(
+                """
+                UPDATE \(fragment: Self.journal()) SET never_final = true
+                WHERE result = 'pending' AND superseded_by_run IS NULL AND never_final = false AND run_id <> \(run)
+                  AND accepted_at < now() - make_interval(secs => \(cutoffSeconds))
+                  AND (\(allCampaigns) OR campaign_id = ANY(\(campaigns)::text[]))
+                """)
+            try db.execute(
+                """
+                WITH carried AS (
+                    INSERT INTO \(fragment: Self.journal()) (run_id, message_id, campaign_id, batch_id, row_key,
+                        recipient_masked, row_created_at, origin, carried_from_run, snap_status, snap_retry_count,
+                        snap_error_code, snap_updated_at, state, attempts_before, accepted_at, poll_deadline,
+                        last_status, postman_retries)
+                    SELECT \(run), j.message_id, j.campaign_id, j.batch_id, j.row_key, j.recipient_masked,
+                           j.row_created_at, 'carried_over', j.run_id, j.snap_status, j.snap_retry_count,
+                           j.snap_error_code, j.snap_updated_at, 'accepted', j.attempts_before, j.accepted_at,
+                           \(deadline)::timestamptz, j.last_status, j.postman_retries
+                    FROM \(fragment: Self.journal()) j
+                    WHERE j.result = 'pending' AND j.superseded_by_run IS NULL AND j.never_final = false
+                      AND j.run_id <> \(run) AND j.write_state = 'written'
+                      AND (\(allCampaigns) OR j.campaign_id = ANY(\(campaigns)::text[]))
+                    ON CONFLICT DO NOTHING
+                    RETURNING message_id, carried_from_run
+                )
+                UPDATE \(fragment: Self.journal()) j SET superseded_by_run = \(run)
+                FROM carried c WHERE j.run_id = c.carried_from_run AND j.message_id = c.message_id
+                """)
+        }
+    }
+
+    /// Every message of the run that is not done yet, oldest first.
+    func openItems(run: Int64) async throws -> [JournalItem] {
+        let rows = try await db.query(
+            """
+            SELECT message_id, campaign_id, batch_id, recipient_masked, snap_retry_count, attempts_before, state,
+                   accepted_at, poll_deadline, last_status
+            FROM \(fragment: Self.journal())
+            WHERE run_id = \(run) AND state <> 'done'
+            ORDER BY row_created_at, row_key
+            """)
+        return try rows.map { row in
+            JournalItem(
+                messageId: try row.decode("message_id"), campaignId: try row.decode("campaign_id"),
+                batchId: try row.optional("batch_id"), recipientMasked: try row.decode("recipient_masked"),
+                snapRetryCount: try row.optional("snap_retry_count") ?? 0, attemptsBefore: try row.optional("attempts_before"),
+                state: try row.decode("state"), acceptedAt: try row.optional("accepted_at"),
+                pollDeadline: try row.optional("poll_deadline"), lastStatus: try row.optional("last_status"))
+        }
+    }
+
+    /// How many messages each campaign has in the agency table (to price a list sweep against single reads).
+    func messageCounts(campaigns: [String]) async throws -> [String: Int] {
+        guard !campaigns.isEmpty else { return [:] }
+        let t = table
+        let rows = try await db.query(
+            """
+            SELECT \(fragment: t.column(t.campaignId))::text AS campaign, count(*) AS n FROM \(fragment: t.tableSQL) a
+            WHERE \(fragment: t.column(t.campaignId)) = ANY(\(campaigns)::text[]) GROUP BY 1
+            """)
+        var counts: [String: Int] = [:]
+        for row in rows { counts[try row.decode("campaign")] = try row.decode("n") }
+        return counts
+    }
+
+    /// The intent step, for one wave: in one transaction, each row is checked to be exactly as the job
+    /// read it; those that are get `intent` (committed BEFORE any retry call), the others are
+    /// `conflict` and are neither retried nor written.
+    func commitIntents(run: Int64, messageIds: [String]) async throws -> (intents: Set<String>, conflicts: Set<String>) {
+        let t = table
+        return try await db.withTransaction { db in
+            let ready = try db.execute(
+                """
+                UPDATE \(fragment: Self.journal()) j SET state = 'intent', intent_at = now()
+                FROM \(fragment: t.tableSQL) a
+                WHERE j.run_id = \(run) AND j.message_id = ANY(\(messageIds)::text[]) AND j.state = 'selected'
+                  AND \(fragment: t.column(t.messageId)) = j.message_id
+                  AND \(fragment: t.column(t.status)) = j.snap_status
+                  AND \(fragment: t.column(t.retryCount)) = j.snap_retry_count
+                  AND \(fragment: t.column(t.errorCode)) IS NOT DISTINCT FROM j.snap_error_code
+                  AND \(fragment: t.column(t.updatedAt)) IS NOT DISTINCT FROM j.snap_updated_at
+                RETURNING j.message_id
+                """)
+            let intents = Set(try ready.map { try $0.decode("message_id", as: String.self) })
+            let changed = try db.execute(
+                """
+                UPDATE \(fragment: Self.journal()) SET state = 'done', outcome = 'conflict', final_at = now()
+                WHERE run_id = \(run) AND message_id = ANY(\(messageIds)::text[]) AND state = 'selected'
+                RETURNING message_id
+                """)
+            let conflicts = Set(try changed.map { try $0.decode("message_id", as: String.self) })
+            return (intents, conflicts)
+        }
+    }
+
+    /// Unsent intents go back to `selected` (after a stop, or when the call was refused by 401/403).
+    func revertIntents(run: Int64, messageIds: [String]) async throws {
+        guard !messageIds.isEmpty else { return }
+        try await db.execute(
+            """
+            UPDATE \(fragment: Self.journal()) SET state = 'selected', intent_at = NULL
+            WHERE run_id = \(run) AND message_id = ANY(\(messageIds)::text[]) AND state = 'intent'
+            """)
+    }
+
+    /// Remembers what Postman showed before a retry, for settling a later lost answer.
+    func recordAttemptsBefore(run: Int64, messageId: String, attempts: Int) async throws {
+        try await db.execute(
+            "UPDATE \(fragment: Self.journal()) SET attempts_before = \(attempts) WHERE run_id = \(run) AND message_id = \(messageId)")
+    }
+
+    /// Records accepted retries (201 seen): they are polled from now on.
+    func recordAccepted(run: Int64, messageIds: [String], acceptedAt: [Date], deadlines: [Date]) async throws {
+        guard !messageIds.isEmpty else { return }
+        try await db.execute(
+            """
+            UPDATE \(fragment: Self.journal()) j SET state = 'accepted', accepted_at = u.accepted, poll_deadline = u.deadline,
+                   http_status = 201, outcome = 'retried'
+            FROM unnest(\(messageIds)::text[], \(acceptedAt)::timestamptz[], \(deadlines)::timestamptz[]) AS u(id, accepted, deadline)
+            WHERE j.run_id = \(run) AND j.message_id = u.id AND j.state IN ('intent', 'selected')
+            """)
+    }
+
+    /// Records settled messages and writes their outcome back to the agency table, in one transaction.
+    /// A row that changed since the job read it is not overwritten: it is marked `conflict` in
+    /// `write_state` and keeps its outcome.
+    func settle(run: Int64, _ settlements: [Settlement], apiCalls: APICallCounts) async throws -> (written: Int, conflicts: [String]) {
+        let t = table
+        let ids = settlements.map(\.messageId)
+        let outcomes = settlements.map(\.outcome)
+        let results: [String?] = settlements.map(\.result)
+        let writes = settlements.map { $0.update == nil ? "none" : "pending" }
+        let targetStatus: [String?] = settlements.map { $0.update?.status }
+        let targetCount: [Int?] = settlements.map { $0.update?.retryCount }
+        let setsError = settlements.map { $0.update?.errorCode != nil }
+        let targetError: [String?] = settlements.map { $0.update?.errorCode ?? nil }
+        let lastStatus: [String?] = settlements.map(\.lastStatus)
+        let retries: [Int?] = settlements.map(\.postmanRetries)
+        let newest: [String?] = settlements.map(\.newestError)
+        let http: [Int?] = settlements.map(\.httpStatus)
+        let codes: [String?] = settlements.map(\.postmanCode)
+        let messages: [String?] = settlements.map(\.postmanMessage)
+        let unknown: [String?] = settlements.map(\.unknownStatus)
+        let accepted: [String?] = settlements.map { $0.acceptedAt.map(PGTimestamp.format) }
+        return try await db.withTransaction { db in
+            try db.execute(
+                """
+                UPDATE \(fragment: Self.journal()) j SET state = 'done', final_at = now(), outcome = u.outcome, result = u.result,
+                    write_state = u.write, target_status = u.tstatus, target_retry_count = u.tcount,
+                    target_sets_error = u.seterr, target_error_code = u.terror,
+                    last_status = COALESCE(u.last, j.last_status), postman_retries = COALESCE(u.retries, j.postman_retries),
+                    newest_error = u.newest, http_status = COALESCE(u.http, j.http_status), postman_code = u.code,
+                    postman_message = u.message, unknown_status = COALESCE(u.unknown, j.unknown_status),
+                    accepted_at = COALESCE(j.accepted_at, u.accepted)
+                FROM unnest(\(ids)::text[], \(outcomes)::text[], \(results)::text[], \(writes)::text[], \(targetStatus)::text[],
+                            \(targetCount)::int[], \(setsError)::bool[], \(targetError)::text[], \(lastStatus)::text[],
+                            \(retries)::int[], \(newest)::text[], \(http)::int[], \(codes)::text[], \(messages)::text[],
+                            \(unknown)::text[], \(accepted)::timestamptz[])
+                     AS u(id, outcome, result, write, tstatus, tcount, seterr, terror, last, retries, newest, http, code,
+                          message, unknown, accepted)
+                WHERE j.run_id = \(run) AND j.message_id = u.id
+                """)
+            let written = try db.execute(
+                """
+                WITH done AS (
+                    UPDATE \(fragment: t.tableSQL) a SET
+                        \(identifier: t.status) = COALESCE(j.target_status, \(fragment: t.column(t.status))),
+                        \(identifier: t.retryCount) = COALESCE(j.target_retry_count, \(fragment: t.column(t.retryCount))),
+                        \(identifier: t.errorCode) = CASE WHEN j.target_sets_error THEN j.target_error_code
+                                                     ELSE \(fragment: t.column(t.errorCode)) END,
+                        \(identifier: t.updatedAt) = clock_timestamp()
+                    FROM \(fragment: Self.journal()) j
+                    WHERE j.run_id = \(run) AND j.message_id = ANY(\(ids)::text[]) AND j.write_state = 'pending'
+                      AND \(fragment: t.column(t.messageId)) = j.message_id
+                      AND \(fragment: t.column(t.status)) = j.snap_status
+                      AND \(fragment: t.column(t.retryCount)) = j.snap_retry_count
+                      AND \(fragment: t.column(t.errorCode)) IS NOT DISTINCT FROM j.snap_error_code
+                      AND \(fragment: t.column(t.updatedAt)) IS NOT DISTINCT FROM j.snap_updated_at
+                    RETURNING j.message_id, \(fragment: t.column(t.status))::text AS s,
+                              \(fragment: t.column(t.retryCount))::int AS rc, \(fragment: t.column(t.errorCode))::text AS e,
+                              \(fragment: t.column(t.updatedAt)) AS u
+                )
+                UPDATE \(fragment: Self.journal()) j SET write_state = 'written', written_at = now(), snap_status = d.s,
+                       snap_retry_count = d.rc, snap_error_code = d.e, snap_updated_at = d.u
+                FROM done d WHERE j.run_id = \(run) AND j.message_id = d.message_id
+                """)
+            let conflicted = try db.execute(
+                """
+                UPDATE \(fragment: Self.journal()) SET write_state = 'conflict'
+                WHERE run_id = \(run) AND message_id = ANY(\(ids)::text[]) AND write_state = 'pending'
+                RETURNING message_id
+                """)
+            try Self.addCalls(db, run: run, apiCalls)
+            return (written.affectedRows, try conflicted.map { try $0.decode("message_id", as: String.self) })
+        }
+    }
+
+    static func addCalls(_ db: isolated PGConnection, run: Int64, _ calls: APICallCounts) throws {
+        guard calls.retry + calls.poll + calls.rateLimited > 0 else { return }
+        try db.execute(
+            """
+            UPDATE \(fragment: runs()) SET api_retry_calls = api_retry_calls + \(calls.retry),
+                   api_poll_calls = api_poll_calls + \(calls.poll), api_rate_limited = api_rate_limited + \(calls.rateLimited)
+            WHERE run_id = \(run)
+            """)
+    }
+
+    func addCalls(run: Int64, _ calls: APICallCounts) async throws {
+        try await db.withTransaction { db in try Self.addCalls(db, run: run, calls) }
+    }
+
+    func finishRun(run: Int64, status: String, error: String?) async throws {
+        try await db.execute(
+            """
+            UPDATE \(fragment: Self.runs()) SET status = \(status), last_error = \(error),
+                   finished_at = CASE WHEN \(status) IN ('completed', 'failed') THEN now() ELSE finished_at END
+            WHERE run_id = \(run)
+            """)
+    }
+}
+
+/// HTTP requests sent, as CONTRACT.md counts them (every attempt, 429s included).
+struct APICallCounts: Sendable {
+    var retry = 0
+    var poll = 0
+    var rateLimited = 0
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        return encoder
+    }
+}
