@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Synchronization
 import UnixSignals
 
@@ -26,14 +27,16 @@ public final class SimulatorServer: Sendable {
     public let host: String
     private let core: SimulatorCore
     private let task: Task<Void, any Error>
+    private let group: ServiceGroup
 
     public var baseURL: String { "http://\(host):\(port)/api/v2" }
 
-    private init(port: Int, host: String, core: SimulatorCore, task: Task<Void, any Error>) {
+    private init(port: Int, host: String, core: SimulatorCore, task: Task<Void, any Error>, group: ServiceGroup) {
         self.port = port
         self.host = host
         self.core = core
         self.task = task
+        self.group = group
     }
 
     /// Starts serving and returns once the port is bound. `port: 0` picks a free port.
@@ -43,9 +46,11 @@ public final class SimulatorServer: Sendable {
         let core = try SimulatorCore(data: data ?? SimulatorData(), options: options)
         let bound = PortPromise()
         let app = makeApplication(core: core, options: options, host: host, port: port) { bound.succeed($0) }
+        // Our own ServiceGroup (no signal handling) so that stop() can shut down gracefully instead of cancelling.
+        let group = ServiceGroup(configuration: .init(services: [app], logger: app.logger))
         let task = Task {
             do {
-                try await app.run()
+                try await group.run()
                 bound.fail(SimulatorDataError("simulator stopped before it was listening"))
             } catch {
                 bound.fail(error)
@@ -54,7 +59,7 @@ public final class SimulatorServer: Sendable {
         }
         do {
             let actualPort = try await bound.value()
-            return SimulatorServer(port: actualPort, host: host, core: core, task: task)
+            return SimulatorServer(port: actualPort, host: host, core: core, task: task, group: group)
         } catch {
             task.cancel()
             throw error
@@ -86,9 +91,16 @@ public final class SimulatorServer: Sendable {
         core.ledger()
     }
 
+    /// Stops accepting, lets requests in progress finish (a slow-response fault is cut short after 2 s).
     public func stop() async {
-        task.cancel()
+        await group.triggerGracefulShutdown()
+        let task = self.task
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(2))
+            task.cancel()
+        }
         _ = try? await task.value
+        watchdog.cancel()
     }
 
     // MARK: - Hummingbird wiring
@@ -96,7 +108,7 @@ public final class SimulatorServer: Sendable {
     static func makeApplication(
         core: SimulatorCore, options: SimulatorOptions, host: String, port: Int,
         onBound: @escaping @Sendable (Int) -> Void
-    ) -> some ApplicationProtocol {
+    ) -> Application<CallbackResponder<SimRequestContext>> {
         var logger = Logger(label: "postman-sim")
         logger.logLevel = options.logLevel
         let responder = CallbackResponder<SimRequestContext> { request, context in
