@@ -78,7 +78,18 @@ public final class SimulatorServer: Sendable {
     }
 
     /// Replaces all data and clears the ledger (as `POST /_sim/load`).
-    public func load(_ data: SimulatorData) async throws {
+    /// Invalid data (duplicate ids, unknown campaigns, bad outcome scripts) is a programming error here and
+    /// stops the process with the reason; use `tryLoad(_:)` to get it as an error instead.
+    public func load(_ data: SimulatorData) async {
+        do {
+            try core.load(data)
+        } catch {
+            preconditionFailure("invalid simulator data: \(error)")
+        }
+    }
+
+    /// Like `load(_:)`, but throws `SimulatorDataError` for invalid data (and then changes nothing).
+    public func tryLoad(_ data: SimulatorData) async throws {
         try core.load(data)
     }
 

@@ -66,6 +66,13 @@ struct AdminTests {
 
             let rejected = try await rawRequest(admin + "/load", method: .POST, body: Data("{\"messages\":[{\"id\":1}]}".utf8))
             #expect(rejected.status == 400)
+
+            // In-process: load replaces the data; tryLoad refuses bad data and changes nothing.
+            await server.load(data)
+            #expect(try await client.getMessage(campaignId: "c1", messageId: "old", apiKey: Fixture.key("c1")).id == "old")
+            let duplicate = SimulatorData(campaigns: [Fixture.campaign("c1")], messages: [Fixture.failed("x"), Fixture.failed("x")])
+            await #expect(throws: SimulatorDataError.self) { try await server.tryLoad(duplicate) }
+            #expect(try await client.getMessage(campaignId: "c1", messageId: "old", apiKey: Fixture.key("c1")).id == "old")
         }
     }
 }
