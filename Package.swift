@@ -96,6 +96,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Sample agency rows plus matching simulator data, for tests, the demo and the benchmarks.
+        .target(name: "SampleData", dependencies: ["PostmanSimulator"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "postman-demo-data",
+            dependencies: ["SampleData", "PostmanSimulator", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
         // Test helpers shared by the test targets: fresh databases on the throwaway server.
         .target(
             name: "PostgresTestSupport",
@@ -116,7 +123,7 @@ let package = Package(
         .testTarget(
             name: "RetryJobTests",
             dependencies: [
-                "RetryJob", "LibPQ", "RetryCore", "PostmanAPI", "PostmanSimulator", "PostgresTestSupport",
+                "RetryJob", "LibPQ", "RetryCore", "PostmanAPI", "PostmanSimulator", "PostgresTestSupport", "SampleData",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

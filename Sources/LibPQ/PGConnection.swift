@@ -169,6 +169,15 @@ public actor PGConnection {
         return rows
     }
 
+    /// Runs a script of several statements without parameters (migrations). The first failing
+    /// statement's error is thrown; libpq stops there.
+    public func executeScript(_ script: PGQuery) throws {
+        let conn = try liveHandle()
+        let sql = try script.render(identifier: escapeIdentifier)
+        guard script.parameters.isEmpty else { throw PGError(.misuse, "a script takes no parameters", query: sql) }
+        _ = try consume(PQexec(conn, sql), conn: conn, sql: sql)
+    }
+
     /// Runs `body` in a transaction: COMMIT when it returns, ROLLBACK when it throws (the original error
     /// is rethrown, with any rollback failure attached to it).
     public func withTransaction<Result: Sendable>(

@@ -75,7 +75,7 @@ public struct Migrator: Sendable {
                     report.alreadyApplied.append(migration.name)
                     continue
                 }
-                try db.execute(PGQuery(unsafeSQL: migration.sql))
+                try db.executeScript(PGQuery(unsafeSQL: migration.sql))
                 try db.execute(
                     """
                     INSERT INTO \(qualified: [Migrator.schema, "schema_migrations"]) (version, name, checksum)
