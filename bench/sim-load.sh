@@ -51,7 +51,7 @@ ADDR=$(head -n1 "$WORK/stdout" | sed -n 's/^listening on //p')
 
 URL="http://$ADDR/api/v2/campaigns/bench/messages/message_42"
 CMD=(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Authorization: Bearer key-bench" "$URL")
-echo "command: ${CMD[*]}"
+echo "command: $(printf '%q ' "${CMD[@]}")"
 "${CMD[@]}" | tee "$WORK/wrk.txt"
 RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/wrk.txt")
 NON2XX=$(awk '/Non-2xx or 3xx responses:/ { print $5 }' "$WORK/wrk.txt")
