@@ -79,9 +79,12 @@ final class SimulatorCore: Sendable {
     }
 
     func handle(_ request: SimRequest) -> SimResponse {
-        let t = nowT()
-        let ms = wallMillis(at: t)
-        return state.withLock { $0.handle(request, t: t, nowMs: ms) }
+        state.withLock { s in
+            // Read the clock under the lock so arrival times are in the order requests are handled
+            // (the sliding windows rely on increasing times).
+            let t = nowT()
+            return s.handle(request, t: t, nowMs: wallMillis(at: t))
+        }
     }
 
     static func weightedOutcomes(_ weights: [String: Double]) throws -> [(ScriptedOutcome, Double)] {
