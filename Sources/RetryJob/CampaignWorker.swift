@@ -9,12 +9,14 @@ struct WorkItem: Sendable {
     var batchId: String?
     var recipient: String
     var snapRetryCount: Int
+    var baseRetryCount: Int
     var attemptsBefore: Int?
     var acceptedAt: Date?
     var deadline: Date?
     var nextPoll: Double = 0
     var pollCount = 0
     var lastStatus: String?
+    var postmanRetries: Int?
     /// Poll this one with a single read (a list sweep did not show it, or showed no attempt history).
     var forceSingle = false
 
@@ -23,6 +25,7 @@ struct WorkItem: Sendable {
         batchId = item.batchId
         recipient = item.recipientMasked
         snapRetryCount = item.snapRetryCount
+        baseRetryCount = item.baseRetryCount
         attemptsBefore = item.attemptsBefore
         acceptedAt = item.acceptedAt
         deadline = item.pollDeadline
@@ -427,6 +430,7 @@ actor CampaignWorker {
         guard var item = pending[id] else { return }
         let status = message.latestStatus
         item.lastStatus = status
+        item.postmanRetries = message.retriesUsed ?? item.postmanRetries
         if !PostmanStatus.isKnown(status) {
             logger.warning("unknown Postman status; treated as in flight", metadata: ["message": "\(id)", "status": "\(status)"])
             stats.unknownStatuses[id] = status
@@ -442,7 +446,7 @@ actor CampaignWorker {
             }
             pending[id] = nil
             let update = FinalState.afterAcceptedRetry(
-                rowRetryCount: item.snapRetryCount, postmanRetries: message.retriesUsed, lastStatus: status,
+                rowRetryCount: item.baseRetryCount, postmanRetries: message.retriesUsed, lastStatus: status,
                 newestError: message.newestErrorCode, final: true)
             record(
                 item, outcome: "retried", result: PostmanStatus.isSuccess(status) ? "succeeded" : "failed", httpStatus: nil,
@@ -576,7 +580,7 @@ actor CampaignWorker {
         for item in pending.values where !busy.contains(item.messageId) {
             guard let deadline = item.deadline, deadline <= wall else { continue }
             let update = FinalState.afterAcceptedRetry(
-                rowRetryCount: item.snapRetryCount, postmanRetries: nil, lastStatus: item.lastStatus, newestError: nil,
+                rowRetryCount: item.baseRetryCount, postmanRetries: item.postmanRetries, lastStatus: item.lastStatus, newestError: nil,
                 final: false)
             record(item, outcome: "retried", result: "pending", httpStatus: nil, code: nil, update: update)
         }

@@ -18,6 +18,8 @@ struct JournalItem: Sendable {
     var batchId: String?
     var recipientMasked: String
     var snapRetryCount: Int
+    /// The row's retry_count before this job's retry (equals the snapshot until a pending write-back).
+    var baseRetryCount: Int
     var attemptsBefore: Int?
     var state: String
     var acceptedAt: Date?
@@ -124,9 +126,9 @@ struct RunStore: Sendable {
                     """
                     INSERT INTO \(fragment: Self.journal()) (run_id, message_id, campaign_id, batch_id, row_key,
                         recipient_masked, row_created_at, origin, snap_status, snap_retry_count, snap_error_code,
-                        snap_updated_at, state, attempts_before)
+                        snap_updated_at, state, attempts_before, base_retry_count)
                     SELECT \(run), u.id, u.campaign, u.batch, u.key, u.masked, u.created, 'selected', u.status, u.count,
-                           u.error, u.updated, 'selected', u.count + 1
+                           u.error, u.updated, 'selected', u.count + 1, u.count
                     FROM unnest(\(ids)::text[], \(campaigns)::text[], \(batches)::text[], \(keys)::text[],
                                 \(masked)::text[], \(created)::timestamptz[], \(statuses)::text[], \(counts)::int[],
                                 \(errors)::text[], \(updated)::timestamptz[])
@@ -189,11 +191,12 @@ struct RunStore: Sendable {
                 WITH carried AS (
                     INSERT INTO \(fragment: Self.journal()) (run_id, message_id, campaign_id, batch_id, row_key,
                         recipient_masked, row_created_at, origin, carried_from_run, snap_status, snap_retry_count,
-                        snap_error_code, snap_updated_at, state, attempts_before, accepted_at, poll_deadline,
-                        last_status, postman_retries)
+                        snap_error_code, snap_updated_at, state, attempts_before, base_retry_count, accepted_at,
+                        poll_deadline, last_status, postman_retries)
                     SELECT \(run), j.message_id, j.campaign_id, j.batch_id, j.row_key, j.recipient_masked,
                            j.row_created_at, 'carried_over', j.run_id, j.snap_status, j.snap_retry_count,
-                           j.snap_error_code, j.snap_updated_at, 'accepted', j.attempts_before, j.accepted_at,
+                           j.snap_error_code, j.snap_updated_at, 'accepted', j.attempts_before, j.base_retry_count,
+                           j.accepted_at,
                            \(deadline)::timestamptz, j.last_status, j.postman_retries
                     FROM \(fragment: Self.journal()) j
                     WHERE j.result = 'pending' AND j.superseded_by_run IS NULL AND j.never_final = false
@@ -212,7 +215,8 @@ struct RunStore: Sendable {
     func openItems(run: Int64) async throws -> [JournalItem] {
         let rows = try await db.query(
             """
-            SELECT message_id, campaign_id, batch_id, recipient_masked, snap_retry_count, attempts_before, state,
+            SELECT message_id, campaign_id, batch_id, recipient_masked, snap_retry_count, base_retry_count,
+                   attempts_before, state,
                    accepted_at, poll_deadline, last_status
             FROM \(fragment: Self.journal())
             WHERE run_id = \(run) AND state <> 'done'
@@ -222,7 +226,9 @@ struct RunStore: Sendable {
             JournalItem(
                 messageId: try row.decode("message_id"), campaignId: try row.decode("campaign_id"),
                 batchId: try row.optional("batch_id"), recipientMasked: try row.decode("recipient_masked"),
-                snapRetryCount: try row.optional("snap_retry_count") ?? 0, attemptsBefore: try row.optional("attempts_before"),
+                snapRetryCount: try row.optional("snap_retry_count") ?? 0,
+                baseRetryCount: try row.optional("base_retry_count") ?? row.optional("snap_retry_count") ?? 0,
+                attemptsBefore: try row.optional("attempts_before"),
                 state: try row.decode("state"), acceptedAt: try row.optional("accepted_at"),
                 pollDeadline: try row.optional("poll_deadline"), lastStatus: try row.optional("last_status"))
         }

@@ -78,7 +78,7 @@ import Testing
         }
         let stamp = try await db.execute("SELECT '2026-11-21T20:00:00.123456+08:00'::timestamptz AS t")[0]
         let date = try stamp.decode("t", as: Date.self)
-        #expect(abs(date.timeIntervalSince1970 - 1_763_726_400.123456) < 0.000_001)
+        #expect(abs(date.timeIntervalSince1970 - 1_795_262_400.123456) < 0.000_001)
     }
 
     @Test func batchedUpdateOfTenThousandRowsInOneRoundTrip() async throws {

@@ -60,6 +60,7 @@ CREATE TABLE postman_retry.journal (
     outcome           text CHECK (outcome IN ('retried', 'exhausted', 'not_found', 'reconciled',
                                               'batch_not_retryable', 'rejected', 'conflict')),
     result            text CHECK (result IN ('succeeded', 'failed', 'pending')),
+    base_retry_count  integer,       -- the row's retry_count before this job's retry (outcome arithmetic)
     attempts_before   integer,       -- Postman's attempt count before our retry (lower bound)
     intent_at         timestamptz,
     accepted_at       timestamptz,

@@ -1,0 +1,166 @@
+import Foundation
+import LibPQ
+import PostmanSimulator
+import RetryCore
+import RetryJob
+import SampleData
+import Testing
+
+@Suite(.serialized) struct RunEngineTests {
+    /// Every selection case of CONTRACT.md sections 3 and 4 in one data set.
+    @Test func finalTableMatchesTheContractForEveryCase() async throws {
+        let fixture = try await EngineFixture.make()
+        let before = try await fixture.table()
+        let result = try await fixture.run(fixture.settings())
+        #expect(result.exitStatus == .completed)
+        let after = try await fixture.table()
+        for row in fixture.data.rows {
+            let was = before[row.messageId]!
+            let now = after[row.messageId]!
+            switch row.kind {
+            case .retrySucceeds:
+                #expect(now == .init(status: "success", retryCount: 1, errorCode: nil), "\(row.messageId)")
+            case .retryFailsAgain:
+                #expect(now == .init(status: "failure", retryCount: 1, errorCode: "routing_error"), "\(row.messageId)")
+            case .foreignSentToTelco:
+                #expect(now == .init(status: "sent_to_telco", retryCount: 1, errorCode: nil), "\(row.messageId)")
+            case .retryStuck:
+                #expect(!["success", "failure"].contains(now.status) && now.retryCount == 1 && now.errorCode == nil)
+            case .alreadyChangedInPostman:
+                #expect(now == .init(status: "success", retryCount: 0, errorCode: nil), "\(row.messageId)")
+            case .postmanAtLimit:
+                #expect(now == .init(status: "failure", retryCount: 3, errorCode: was.errorCode), "\(row.messageId)")
+            case .otp, .retryLimit, .permanentError, .unknownErrorCode, .malformedNegativeCount, .batchNotRetryable,
+                .unknownToPostman, .stale, .notFailed:
+                #expect(now == was, "\(row.kind) \(row.messageId) must not be written")
+            }
+        }
+        let counts = result.summary.counts
+        #expect(counts.addsUp)
+        #expect(counts.exhausted == 2 && counts.notFound == 2 && counts.reconciled == 2 && counts.batchNotRetryable == 2)
+        #expect(counts.pending == 2)
+        #expect(counts.skippedByReason["otp"] == 2 && counts.skippedByReason["malformed"] == 2)
+        let ledger = await fixture.sim.ledger()
+        #expect(ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        #expect(ledger.rateLimited == 0)
+        #expect(ledger.maxRequestsIn1s.values.allSatisfy { $0 <= 10 })
+        #expect(result.summary.apiCalls.retry + result.summary.apiCalls.poll == ledger.requests.count)
+        await fixture.stop()
+    }
+
+    @Test func aSecondRunWhileOneHoldsTheLockExits75AndTouchesNothing() async throws {
+        let fixture = try await EngineFixture.make(messages: 4)
+        let holder = try await PGConnection.connect(PGConfiguration(url: fixture.url), logger: EngineFixture.quietLogger)
+        try await holder.execute("SELECT pg_advisory_lock(\(Int64(0x706D_7272)))")
+        do {
+            _ = try await fixture.run(fixture.settings())
+            Issue.record("the run should refuse while the lock is held")
+        } catch let error as JobError {
+            #expect(error.status == .temporary)
+        }
+        let runs: Int = try await fixture.db.execute("SELECT count(*) AS n FROM postman_retry.runs")[0].decode("n")
+        #expect(runs == 0)
+        #expect(await fixture.sim.ledger().requests.isEmpty)
+        await holder.close()
+        await fixture.stop()
+    }
+
+    @Test func slowCampaignNextToFastOnesStaysInsideEachLimit() async throws {
+        let fixture = try await EngineFixture.make(campaigns: 3, messages: 14, mixed: false)
+        let result = try await fixture.run(fixture.settings(rateLimits: ["campaign-2": 2]))
+        #expect(result.exitStatus == .completed)
+        let ledger = await fixture.sim.ledger()
+        #expect(ledger.rateLimited == 0, "no 429 may come from the job's own pacing")
+        #expect((ledger.maxRequestsIn1s["campaign-2"] ?? 99) <= 2)
+        #expect((ledger.maxRequestsIn1s["campaign-1"] ?? 99) <= 10)
+        #expect(result.summary.counts.retried == 42)
+        await fixture.stop()
+    }
+
+    @Test func acceptThen500IsSettledByReadingBackNeverRetriedTwice() async throws {
+        var options = SimulatorOptions()
+        options.seed = 5
+        options.timeScale = 20
+        options.faults.error5xxAfterAccept = 0.4
+        options.faults.error5xxBefore = 0.1
+        let fixture = try await EngineFixture.make(messages: 16, mixed: false, options: options)
+        let result = try await fixture.run(fixture.settings())
+        #expect(result.exitStatus == .completed)
+        let ledger = await fixture.sim.ledger()
+        #expect(ledger.acceptedRetries.count == 32)
+        #expect(ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        let table = try await fixture.table()
+        #expect(table.values.allSatisfy { $0.retryCount == 1 && ["success", "failure"].contains($0.status) })
+        #expect(result.summary.counts.retried == 32 && result.summary.counts.addsUp)
+        await fixture.stop()
+    }
+
+    @Test func refusedKeyStopsTheRunWith77AndTheNextRunResumes() async throws {
+        let fixture = try await EngineFixture.make(messages: 10, mixed: false)
+        var keys = fixture.keysEnvironment
+        keys[apiKeyVariableName(campaignId: "campaign-2")] = "wrong-key"
+        let first = try await fixture.run(fixture.settings(keys: keys))
+        #expect(first.exitStatus == .noPermission)
+        let ledger = await fixture.sim.ledger()
+        let refusedAt = ledger.requests.first { $0.status == 401 }?.t ?? 0
+        let lateRetries = ledger.requests.filter { $0.method == "POST" && $0.t > refusedAt + 0.3 }
+        #expect(lateRetries.isEmpty, "nothing more is sent after the refusal")
+
+        let second = try await fixture.run(fixture.settings())
+        #expect(second.exitStatus == .completed)
+        #expect(second.runId == first.runId, "the interrupted run is resumed, not replaced")
+        #expect(second.summary.counts.retried == 20 && second.summary.counts.addsUp)
+        #expect(await fixture.sim.ledger().acceptedRetries.values.allSatisfy { $0 == 1 })
+        await fixture.stop()
+    }
+
+    @Test func anApplicationWritingDuringTheRunLosesNoWrite() async throws {
+        var options = SimulatorOptions()
+        options.seed = 3
+        options.timeScale = 1
+        let fixture = try await EngineFixture.make(campaigns: 1, messages: 10, mixed: false, options: options) { data in
+            // the first message takes 4 s to reach its outcome, so the application's write lands first
+            data.simulator.messages[0].outcomes = ["success@4"]
+            for i in 1..<data.simulator.messages.count { data.simulator.messages[i].outcomes = ["success@0.1"] }
+        }
+        let first = fixture.data.rows[0].messageId
+        let last = fixture.data.rows[9].messageId
+        let writer = try await PGConnection.connect(PGConfiguration(url: fixture.url), logger: EngineFixture.quietLogger)
+        let run = Task { try await fixture.run(fixture.settings(pollTimeout: .seconds(20), rateLimits: ["campaign-1": 2])) }
+        try await Task.sleep(for: .milliseconds(2200))
+        try await writer.execute(
+            "UPDATE outbound_messages SET error_code = 'set_by_app', updated_at = now() WHERE message_id IN (\(first), \(last))")
+        let result = try await run.value
+        let table = try await fixture.table()
+        #expect(table[first]?.errorCode == "set_by_app", "write-back must not overwrite the application's change")
+        #expect(table[last]?.errorCode == "set_by_app")
+        #expect(table[last]?.retryCount == 0)
+        #expect(result.summary.counts.conflict == 1, "the changed row is not retried")
+        #expect(result.summary.writeConflicts == 1)
+        #expect(result.summary.counts.succeeded == 9 && result.summary.counts.addsUp)
+        #expect(await fixture.sim.ledger().acceptedRetries[last] == nil)
+        await writer.close()
+        await fixture.stop()
+    }
+
+    @Test func pendingMessagesAreCarriedOverAndFinishedByTheNextRun() async throws {
+        var options = SimulatorOptions()
+        options.seed = 9
+        options.timeScale = 1
+        let fixture = try await EngineFixture.make(campaigns: 1, messages: 3, mixed: false, options: options) { data in
+            for i in data.simulator.messages.indices { data.simulator.messages[i].outcomes = ["success@6"] }
+        }
+        let first = try await fixture.run(fixture.settings(pollTimeout: .seconds(2)))
+        #expect(first.summary.counts.pending == 3)
+        let pendingRows = try await fixture.table()
+        #expect(pendingRows.values.allSatisfy { $0.retryCount == 1 && $0.status != "failure" && $0.errorCode == nil })
+        try await Task.sleep(for: .seconds(5))
+        let second = try await fixture.run(fixture.settings(pollTimeout: .seconds(10)))
+        #expect(second.runId != first.runId)
+        #expect(second.summary.counts.carriedOver == 3 && second.summary.counts.selected == 0)
+        let final = try await fixture.table()
+        #expect(final.values.allSatisfy { $0 == .init(status: "success", retryCount: 1, errorCode: nil) }, "\(final) \(second.summary)")
+        #expect(await fixture.sim.ledger().acceptedRetries.values.allSatisfy { $0 == 1 })
+        await fixture.stop()
+    }
+}
