@@ -1,3 +1,5 @@
+import Foundation
+
 /// What write-back sets on an agency row (nil = the column stays as it is).
 public struct RowUpdate: Sendable, Equatable {
     public var status: String?
@@ -35,16 +37,27 @@ public enum FinalState {
     public static let exhausted = RowUpdate(status: nil, retryCount: 3, errorCode: nil)
 }
 
-/// How a retry whose answer was lost is settled from the message read back: one more attempt than
-/// before means it was accepted. A message no longer in `failure` was retried too (by us, since we
-/// checked it was failed just before the call).
+/// How a retry whose answer was lost is settled from the message read back. Its attempt history is
+/// the witness: one more attempt than before means it was accepted, and so does an attempt created
+/// after the intent was recorded (allowing for clock skew), which also covers a table whose count was
+/// wrong. A status that changed without a new attempt was not our retry.
 public enum RetrySettlement: Sendable, Equatable {
     case accepted
     case notAccepted
 
-    public static func settle(attemptsBefore: Int, attemptsNow: Int?, latestStatus: String) -> RetrySettlement {
+    /// Clock skew allowed between this machine and Postman when comparing attempt times.
+    public static let clockSkew: Double = 120
+
+    public static func settle(
+        attemptsBefore: Int, attemptsNow: Int?, latestStatus: String, newestAttemptAt: Date? = nil,
+        intentAt: Date? = nil
+    ) -> RetrySettlement {
         if let attemptsNow, attemptsNow > attemptsBefore { return .accepted }
-        if latestStatus != "failure" { return .accepted }
+        if let newestAttemptAt, let intentAt, newestAttemptAt.timeIntervalSince(intentAt) > -clockSkew {
+            return .accepted
+        }
+        // Without an attempt history, a message no longer in `failure` may have been retried by us.
+        if attemptsNow == nil && latestStatus != "failure" { return .accepted }
         return .notAccepted
     }
 }

@@ -11,6 +11,7 @@ struct WorkItem: Sendable {
     var snapRetryCount: Int
     var baseRetryCount: Int
     var attemptsBefore: Int?
+    var intentAt: Date?
     var acceptedAt: Date?
     var deadline: Date?
     var nextPoll: Double = 0
@@ -27,6 +28,7 @@ struct WorkItem: Sendable {
         snapRetryCount = item.snapRetryCount
         baseRetryCount = item.baseRetryCount
         attemptsBefore = item.attemptsBefore
+        intentAt = item.intentAt
         acceptedAt = item.acceptedAt
         deadline = item.pollDeadline
         lastStatus = item.lastStatus
@@ -249,8 +251,10 @@ actor CampaignWorker {
         do {
             let result = try await context.store.commitIntents(run: context.run.id, messageIds: wave.map(\.messageId))
             context.crashPoints.reach("after-intent")
-            for item in wave {
+            let committedAt = Date()
+            for var item in wave {
                 if result.intents.contains(item.messageId) {
+                    item.intentAt = committedAt
                     ready.append(item)
                 } else if result.conflicts.contains(item.messageId) {
                     stats.conflicts += 1
@@ -406,7 +410,10 @@ actor CampaignWorker {
     private func onSettleRead(_ item: WorkItem, message: PostmanMessage) {
         learnBatches(message)
         let before = item.attemptsBefore ?? item.snapRetryCount + 1
-        switch RetrySettlement.settle(attemptsBefore: before, attemptsNow: message.attemptCount, latestStatus: message.latestStatus) {
+        let settlement = RetrySettlement.settle(
+            attemptsBefore: before, attemptsNow: message.attemptCount, latestStatus: message.latestStatus,
+            newestAttemptAt: message.newestAttempt?.createdAt, intentAt: item.intentAt)
+        switch settlement {
         case .accepted:
             onAccepted(item, message: nil)
             onPolled(item.messageId, message: message, fromList: false)

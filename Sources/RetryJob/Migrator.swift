@@ -6,6 +6,12 @@ public struct Migration: Sendable {
     public let version: Int
     public let name: String
     public let sql: String
+
+    public init(version: Int, name: String, sql: String) {
+        self.version = version
+        self.name = name
+        self.sql = sql
+    }
 }
 
 /// Applies the `postman_retry` schema's migrations: in one transaction, under an advisory lock, each

@@ -22,6 +22,7 @@ struct JournalItem: Sendable {
     var baseRetryCount: Int
     var attemptsBefore: Int?
     var state: String
+    var intentAt: Date?
     var acceptedAt: Date?
     var pollDeadline: Date?
     var lastStatus: String?
@@ -216,8 +217,7 @@ struct RunStore: Sendable {
         let rows = try await db.query(
             """
             SELECT message_id, campaign_id, batch_id, recipient_masked, snap_retry_count, base_retry_count,
-                   attempts_before, state,
-                   accepted_at, poll_deadline, last_status
+                   attempts_before, state, intent_at, accepted_at, poll_deadline, last_status
             FROM \(fragment: Self.journal())
             WHERE run_id = \(run) AND state <> 'done'
             ORDER BY row_created_at, row_key
@@ -229,7 +229,7 @@ struct RunStore: Sendable {
                 snapRetryCount: try row.optional("snap_retry_count") ?? 0,
                 baseRetryCount: try row.optional("base_retry_count") ?? row.optional("snap_retry_count") ?? 0,
                 attemptsBefore: try row.optional("attempts_before"),
-                state: try row.decode("state"), acceptedAt: try row.optional("accepted_at"),
+                state: try row.decode("state"), intentAt: try row.optional("intent_at"), acceptedAt: try row.optional("accepted_at"),
                 pollDeadline: try row.optional("poll_deadline"), lastStatus: try row.optional("last_status"))
         }
     }

@@ -1,0 +1,130 @@
+import Foundation
+import RetryCore
+import Testing
+
+@Suite struct SelectionRulesTests {
+    func row(
+        messageId: String? = "m1", campaign: String? = "c1", otp: Bool? = false, count: Int? = 0, code: String? = nil
+    ) -> CandidateRow {
+        CandidateRow(
+            key: "1", messageId: messageId, campaignId: campaign, batchId: nil, recipient: "6591234567", isOtp: otp,
+            status: "failure", retryCount: count, errorCode: code, createdAt: "2026-11-21 00:00:00+00", updatedAt: nil)
+    }
+
+    @Test func reasonsApplyInContractOrder() {
+        let rules = SelectionRules(otpCampaigns: ["otp-campaign"])
+        #expect(rules.classify(row()) == .selected)
+        #expect(rules.classify(row(otp: true, count: 3, code: "recipient_invalid")) == .skipped(.otp))
+        #expect(rules.classify(row(campaign: "otp-campaign")) == .skipped(.otp))
+        #expect(rules.classify(row(count: 3, code: "recipient_invalid")) == .skipped(.retryLimit))
+        #expect(rules.classify(row(code: "content_invalid")) == .skipped(.permanentError))
+        #expect(rules.classify(row(code: "RECIPIENT_UNAVAILABLE")) == .skipped(.unknownErrorCode))
+        #expect(rules.classify(row(code: "")) == .skipped(.unknownErrorCode), "an empty code is unknown, not NULL")
+        #expect(rules.classify(row(code: "routing_error")) == .selected)
+    }
+
+    @Test func malformedRowsNameTheirField() {
+        let rules = SelectionRules()
+        for (candidate, field) in [
+            (row(messageId: ""), "message_id"), (row(messageId: ".."), "message_id"), (row(campaign: ""), "campaign_id"),
+            (row(count: -1), "retry_count"), (row(count: nil), "retry_count"), (row(otp: nil), "is_otp"),
+        ] {
+            guard case .skipped(.malformed, let named, _) = rules.classify(candidate) else {
+                Issue.record("\(candidate) should be malformed")
+                continue
+            }
+            #expect(named == field)
+        }
+        #expect(rules.classify(row(messageId: "a/b?c")) == .selected, "odd ids are encoded, not rejected")
+    }
+
+    @Test func finalityFollowsTheRecipient() {
+        #expect(PostmanStatus.isFinal("success", recipient: "6591234567"))
+        #expect(!PostmanStatus.isFinal("sent_to_telco", recipient: "6591234567"))
+        #expect(PostmanStatus.isFinal("sent_to_telco", recipient: "447700900123"))
+        #expect(!PostmanStatus.isFinal("teleported", recipient: "447700900123"))
+    }
+
+    @Test func phoneNumbersAreMasked() {
+        #expect(maskPhone("6591112222") == "65****2222")
+        #expect(!maskPhone("447700900123").contains("7700900"))
+        #expect(maskPhone("123") == "***")
+    }
+
+    @Test func keyVariableNames() {
+        #expect(apiKeyVariableName(campaignId: "campaign_1a-b.c") == "POSTMAN_API_KEY_CAMPAIGN_1A_B_C")
+    }
+
+    @Test func durations() {
+        #expect(parseDuration("72h") == .seconds(72 * 3600))
+        #expect(parseDuration("1h30m") == .seconds(5400))
+        #expect(parseDuration("500ms") == .milliseconds(500))
+        #expect(parseDuration("15") == .seconds(15))
+        #expect(parseDuration("soon") == nil)
+        #expect(parseDuration("-5m") == nil)
+    }
+}
+
+@Suite struct OutcomeRulesTests {
+    @Test func acceptedRetryTakesTheLargerCountCappedAtThree() {
+        let final = FinalState.afterAcceptedRetry(
+            rowRetryCount: 0, postmanRetries: 2, lastStatus: "failure", newestError: "routing_error", final: true)
+        #expect(final == RowUpdate(status: "failure", retryCount: 2, errorCode: .some("routing_error")))
+        let capped = FinalState.afterAcceptedRetry(
+            rowRetryCount: 3, postmanRetries: 5, lastStatus: "success", newestError: nil, final: true)
+        #expect(capped.retryCount == 3)
+        let pending = FinalState.afterAcceptedRetry(
+            rowRetryCount: 1, postmanRetries: nil, lastStatus: nil, newestError: "x", final: false)
+        #expect(pending == RowUpdate(status: "created", retryCount: 2, errorCode: .some(nil)))
+    }
+
+    @Test func lostAnswersAreSettledByTheAttemptHistory() {
+        #expect(RetrySettlement.settle(attemptsBefore: 1, attemptsNow: 2, latestStatus: "failure") == .accepted)
+        #expect(RetrySettlement.settle(attemptsBefore: 1, attemptsNow: 1, latestStatus: "failure") == .notAccepted)
+        #expect(RetrySettlement.settle(attemptsBefore: 1, attemptsNow: 1, latestStatus: "success") == .notAccepted,
+                "a status changed without a new attempt is not our retry")
+        #expect(RetrySettlement.settle(attemptsBefore: nil ?? 1, attemptsNow: nil, latestStatus: "sending") == .accepted)
+        let intent = Date(timeIntervalSince1970: 1_000_000)
+        #expect(RetrySettlement.settle(
+            attemptsBefore: 3, attemptsNow: 2, latestStatus: "created", newestAttemptAt: intent.addingTimeInterval(1),
+            intentAt: intent) == .accepted, "a table count that is too high must not hide our accepted retry")
+        #expect(RetrySettlement.settle(attemptsBefore: 2, attemptsNow: nil, latestStatus: "failure") == .notAccepted)
+    }
+}
+
+@Suite struct PacerTests {
+    /// Whatever the call pattern, no window of one second holds more than the limit.
+    @Test func neverMoreThanTheLimitInAnySecond() {
+        var pacer = SlidingWindowPacer(limit: 10)
+        var sent: [Double] = []
+        var now = 0.0
+        while sent.count < 200 {
+            now = pacer.earliestSend(now: now + Double(sent.count % 3) * 0.001)
+            pacer.recordSend(at: now)
+            sent.append(now)
+        }
+        for (i, t) in sent.enumerated() {
+            let inWindow = sent[i...].prefix { $0 < t + 1.0 }.count
+            #expect(inWindow <= 10)
+        }
+        // and the budget is used: 200 requests take about 20 s, not more than 5% over
+        #expect(now < 19.0 * 1.05 + 1)
+    }
+
+    @Test func a429HalvesTheRateAndItRecovers() {
+        var pacer = SlidingWindowPacer(limit: 10, recoveryInterval: 1)
+        pacer.recordRateLimited(at: 5)
+        #expect(pacer.currentLimit == 5)
+        pacer.recordSend(at: 8)
+        #expect(pacer.currentLimit == 8)
+        pacer.recordSend(at: 20)
+        #expect(pacer.currentLimit == 10)
+    }
+
+    @Test func backoffGrowsAndIsCapped() {
+        let backoff = Backoff(base: 0.25, cap: 20)
+        #expect(backoff.delay(attempt: 1, unit: 1) <= 0.25)
+        #expect(backoff.delay(attempt: 4, unit: 0) >= 1)
+        #expect(backoff.delay(attempt: 30, unit: 1) <= 20)
+    }
+}

@@ -1,0 +1,45 @@
+import LibPQ
+import PostgresTestSupport
+import RetryJob
+import Testing
+
+@Suite struct MigratorTests {
+    static func schema(_ db: PGConnection) async throws -> [String] {
+        try await db.query(
+            """
+            SELECT table_name || '.' || column_name || ':' || data_type AS c FROM information_schema.columns
+            WHERE table_schema = 'postman_retry' ORDER BY 1
+            """
+        ).map { try $0.decode("c", as: String.self) }
+    }
+
+    @Test func migrateTwiceLeavesTheSameSchema() async throws {
+        let (db, _) = try await TestDatabase.connect()
+        try await db.execute("CREATE TABLE outbound_messages (id int)")
+        let first = try await Migrator().migrate(db)
+        #expect(first.applied == Migrator.all.map(\.name))
+        let shape = try await Self.schema(db)
+        #expect(shape.contains("journal.message_id:text"))
+        let second = try await Migrator().migrate(db)
+        #expect(second.applied.isEmpty && second.alreadyApplied.count == Migrator.all.count)
+        #expect(try await Self.schema(db) == shape)
+        #expect(try await db.execute("SELECT count(*) AS n FROM outbound_messages")[0].decode("n", as: Int.self) == 0)
+    }
+
+    @Test func aChangedMigrationIsRefused() async throws {
+        let (db, _) = try await TestDatabase.connect()
+        _ = try await Migrator().migrate(db)
+        var changed = Migrator.all
+        changed[0] = Migration(version: changed[0].version, name: changed[0].name, sql: changed[0].sql + "\n-- edited")
+        await #expect(throws: Migrator.Failure.self) { try await Migrator(migrations: changed).migrate(db) }
+    }
+
+    @Test func concurrentMigrationsSerialise() async throws {
+        let (db, url) = try await TestDatabase.connect()
+        let other = try await PGConnection.connect(PGConfiguration(url: url), logger: TestDatabase.logger)
+        async let a = Migrator().migrate(db)
+        async let b = Migrator().migrate(other)
+        let (ra, rb) = try await (a, b)
+        #expect(ra.applied.count + rb.applied.count == Migrator.all.count)
+    }
+}
