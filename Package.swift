@@ -103,6 +103,15 @@ let package = Package(
             dependencies: ["SampleData", "PostmanSimulator", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
+        // Micro-benchmarks of the wrapper (driven by bench/*.sh).
+        .executableTarget(
+            name: "retry-bench",
+            dependencies: [
+                "LibPQ", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Test helpers shared by the test targets: fresh databases on the throwaway server.
         .target(
             name: "PostgresTestSupport",

@@ -16,12 +16,13 @@ import Testing
                 #expect(!error.message.isEmpty)
             }
         }
-        // A bad connection must not leak file descriptors: a hundred failures leave the count flat.
+        // A bad connection must not leak file descriptors: a hundred failures would leave a hundred
+        // sockets open if PQfinish were skipped (other tests running alongside open a few).
         let before = openFileDescriptors()
         for _ in 0..<100 {
             _ = try? await PGConnection.connect(PGConfiguration(url: "user=no_such_role_here"), logger: TestDatabase.logger)
         }
-        #expect(openFileDescriptors() <= before + 2)
+        #expect(openFileDescriptors() < before + 50)
     }
 
     @Test func uniqueViolationCarriesSQLStateAndConstraint() async throws {

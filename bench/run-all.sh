@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark, one after the other, on one throwaway PostgreSQL. Figures go to stdout;
+# docs/benchmarks.md records them with the machine they ran on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
+bash bench/writeback.sh
+bash bench/selection.sh
+bash bench/engine-rate.sh
+SCRATCH_PATH=${SCRATCH_PATH:-.build} bash bench/sim-load.sh
