@@ -83,6 +83,7 @@ let package = Package(
                 "LibPQ", "RetryCore", "PostmanAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             resources: [.embedInCode("Migrations/V001__bookkeeping.sql")],
             swiftSettings: swiftSettings

@@ -2,24 +2,35 @@
 /// how Postman (and the simulator) count: at most N requests in any sliding second, every endpoint
 /// together.
 ///
-/// The window is kept a little longer than one second (`margin`) so that jitter between our clock
-/// and the server's arrival times cannot squeeze N+1 requests into one of its windows. After a 429
-/// (someone else, e.g. the agency's live traffic, is using part of the budget) the allowed rate is
-/// halved and then recovers by one request per second for every `recoveryInterval` without a 429.
+/// What counts is when a request *arrives*, and that lies somewhere between our send and its
+/// response: the HTTP client may hold a request back (busy connections, a stalled event loop) and
+/// then release several at once. So each request is anchored at its response time when that comes
+/// back within `transitCap`, else at send + `transitCap`; a new request goes out only when the one
+/// `limit` requests back was anchored more than `window` ago. On loopback this costs nothing; with a
+/// 100 ms round trip it costs about 10% of the budget, a price worth paying to never see a 429 of
+/// our own making.
+///
+/// After a 429 (someone else, e.g. the agency's live traffic, is using part of the budget) the
+/// allowed rate is halved and then recovers by one request per second for every `recoveryInterval`
+/// without a 429.
 public struct SlidingWindowPacer: Sendable {
     public let limit: Int
     public let window: Double
+    public let transitCap: Double
     public let recoveryInterval: Double
     /// The limit in force now (lowered after 429s).
     public private(set) var currentLimit: Double
-    private var sendTimes: [Double] = []
+    /// Send and (once known) response times of the latest requests, oldest first.
+    private var entries: [(ticket: Int, sent: Double, answered: Double?)] = []
+    private var nextTicket = 0
     private var lastCut: Double?
     private var lastRecovery: Double = 0
 
-    public init(limit: Int, margin: Double = 0.03, recoveryInterval: Double = 2) {
+    public init(limit: Int, margin: Double = 0.01, transitCap: Double = 0.25, recoveryInterval: Double = 2) {
         precondition(limit > 0, "a rate limit must be positive")
         self.limit = limit
         self.window = 1 + margin
+        self.transitCap = transitCap
         self.recoveryInterval = recoveryInterval
         self.currentLimit = Double(limit)
     }
@@ -27,16 +38,26 @@ public struct SlidingWindowPacer: Sendable {
     /// The earliest time, not before `now`, at which one more request may be sent.
     public func earliestSend(now: Double) -> Double {
         let allowed = max(1, Int(currentLimit.rounded(.down)))
-        guard sendTimes.count >= allowed else { return now }
-        let anchor = sendTimes[sendTimes.count - allowed]
-        return max(now, anchor + window)
+        guard entries.count >= allowed else { return now }
+        let entry = entries[entries.count - allowed]
+        let latestArrival = min(entry.answered ?? .infinity, entry.sent + transitCap)
+        return max(now, latestArrival + window)
     }
 
-    /// Records a request sent at `time` (monotonic seconds).
-    public mutating func recordSend(at time: Double) {
-        sendTimes.append(time)
-        if sendTimes.count > limit * 2 { sendTimes.removeFirst(sendTimes.count - limit) }
+    /// Records a request sent at `time` (monotonic seconds); pass the ticket to `recordAnswer`.
+    @discardableResult
+    public mutating func recordSend(at time: Double) -> Int {
+        nextTicket += 1
+        entries.append((nextTicket, time, nil))
+        if entries.count > limit * 2 { entries.removeFirst(entries.count - limit) }
         recover(now: time)
+        return nextTicket
+    }
+
+    /// The response (or failure) of a request came back at `time`.
+    public mutating func recordAnswer(ticket: Int, at time: Double) {
+        guard let index = entries.lastIndex(where: { $0.ticket == ticket }) else { return }
+        entries[index].answered = time
     }
 
     /// A 429 arrived: halve the rate (not below one request per second), at most once per window.

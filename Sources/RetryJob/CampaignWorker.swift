@@ -91,6 +91,15 @@ actor CampaignWorker {
     private var pagesEstimate: Int
 
     private(set) var stats = WorkerStats()
+    private var requestsSent = 0
+
+    /// A snapshot for the progress display.
+    func progress() -> CampaignProgress {
+        CampaignProgress(
+            campaign: campaign, retried: stats.accepted, settled: stats.settled.values.reduce(0, +),
+            awaitingOutcome: pending.count, toSend: toRetry.count - toRetryIndex + ready.count + settleQueue.count,
+            requestsSent: requestsSent, allowedRate: pacer.currentLimit)
+    }
 
     init(campaign: String, apiKey: String, context: RunContext, items: [JournalItem], messagesInTable: Int) {
         self.campaign = campaign
@@ -98,7 +107,7 @@ actor CampaignWorker {
         self.context = context
         let limit = context.settings.rateLimit(for: campaign)
         pacer = SlidingWindowPacer(limit: limit)
-        maxInFlight = max(2, limit * 2)
+        maxInFlight = max(2, limit)
         origin = ContinuousClock.now
         pagesEstimate = max(1, (messagesInTable + 999) / 1000)
         var retry: [WorkItem] = []
@@ -161,10 +170,14 @@ actor CampaignWorker {
                     try? await Task.sleep(for: .milliseconds(inFlight > 0 || !pending.isEmpty ? 10 : 2))
                     continue
                 }
-                pacer.recordSend(at: now)
+                let ticket = pacer.recordSend(at: now)
+                requestsSent += 1
                 inFlight += 1
                 if action.isRetry { calls.retry += 1 } else { calls.poll += 1 }
-                group.addTask { await self.perform(action) }
+                group.addTask {
+                    await self.perform(action)
+                    await self.answered(ticket: ticket)
+                }
             }
         }
         await finish()
@@ -350,6 +363,8 @@ actor CampaignWorker {
         if let error = error as? PostmanAPIError { return error }
         return PostmanAPIError(kind: .connection, message: "\(type(of: error))")
     }
+
+    private func answered(ticket: Int) { pacer.recordAnswer(ticket: ticket, at: now) }
 
     private func answered() {
         lastAnswer = now
@@ -652,4 +667,15 @@ struct WorkerStats: Sendable {
     var pendingAtStop = 0
     var settled: [String: Int] = [:]
     var unknownStatuses: [String: String] = [:]
+}
+
+/// Where one campaign stands, for progress lines and the terminal display.
+public struct CampaignProgress: Sendable {
+    public var campaign: String
+    public var retried: Int
+    public var settled: Int
+    public var awaitingOutcome: Int
+    public var toSend: Int
+    public var requestsSent: Int
+    public var allowedRate: Double
 }

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import LibPQ
 import Logging
+import NIOCore
 import PostmanAPI
 import RetryCore
 
@@ -20,15 +21,39 @@ public struct RetryRun: Sendable {
     public let settings: RunSettings
     public let logger: Logger
     public let environment: [String: String]
+    /// Redraw a per-campaign table on stderr (a terminal) instead of periodic log lines.
+    public let liveProgress: Bool
 
-    public init(settings: RunSettings, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    public init(
+        settings: RunSettings, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment,
+        liveProgress: Bool = false
+    ) {
         self.settings = settings
         self.logger = logger
         self.environment = environment
+        self.liveProgress = liveProgress
     }
 
     /// Runs the job on `db`. `stopSignal` is polled for SIGINT/SIGTERM.
-    public func run(db: PGConnection, httpClient: HTTPClient = .shared, stopRequested: @escaping @Sendable () -> Bool = { false })
+    public func run(db: PGConnection, stopRequested: @escaping @Sendable () -> Bool = { false }) async throws -> RunResult {
+        // Our own client: enough connections per host that requests are never queued inside the
+        // client (a queue there would release them in bursts), and shut down when the run ends.
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(
+            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
+        configuration.timeout = .init(connect: .seconds(5))
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        do {
+            let result = try await run(db: db, httpClient: httpClient, stopRequested: stopRequested)
+            try? await httpClient.shutdown()
+            return result
+        } catch {
+            try? await httpClient.shutdown()
+            throw error
+        }
+    }
+
+    func run(db: PGConnection, httpClient: HTTPClient, stopRequested: @escaping @Sendable () -> Bool)
         async throws -> RunResult
     {
         let store = RunStore(db: db, table: settings.table)
@@ -86,21 +111,22 @@ public struct RetryRun: Sendable {
 
         let started = ContinuousClock.now
         let progressLogger = log
+        let liveProgress = self.liveProgress
         await withTaskGroup(of: Void.self) { group in
             for worker in workers { group.addTask { await worker.run() } }
-            // Watches for signals and prints progress while the workers run.
+            // Watches for signals and reports progress while the workers run.
             group.addTask {
-                var lastProgress = ContinuousClock.now
+                let reporter = ProgressReporter(logger: progressLogger, live: liveProgress, started: started)
                 while !Task.isCancelled {
                     if stopRequested() { context.stop(.signal) }
-                    if ContinuousClock.now - lastProgress >= .seconds(10) {
-                        lastProgress = ContinuousClock.now
-                        var accepted = 0
-                        for worker in workers { accepted += await worker.stats.accepted }
-                        progressLogger.info("progress", metadata: ["accepted": "\(accepted)", "elapsed_s": "\(Int((ContinuousClock.now - started).seconds))"])
+                    if reporter.due() {
+                        var snapshots: [CampaignProgress] = []
+                        for worker in workers { snapshots.append(await worker.progress()) }
+                        reporter.report(snapshots)
                     }
                     try? await Task.sleep(for: .milliseconds(50))
                 }
+                reporter.finish()
             }
             for _ in workers { await group.next() }
             group.cancelAll()

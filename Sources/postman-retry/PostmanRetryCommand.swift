@@ -30,10 +30,18 @@ struct GlobalOptions: ParsableArguments {
         PGConfiguration(url: databaseURL ?? ProcessInfo.processInfo.environment["DATABASE_URL"])
     }
 
+    @Option(help: "Log format on stderr: text, or json (one object per line). Default: text on a terminal, json otherwise.")
+    var logFormat: LogFormat?
+
+    enum LogFormat: String, ExpressibleByArgument { case text, json }
+
     func makeLogger() -> Logger {
+        let level = logLevel
+        let json = (logFormat ?? (isatty(STDERR_FILENO) == 1 ? .text : .json)) == .json
         LoggingSystem.bootstrap { label in
+            if json { return JSONLogHandler(label: label, level: level) }
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
+            handler.logLevel = level
             return handler
         }
         var logger = Logger(label: "postman-retry")

@@ -115,7 +115,8 @@ struct Run: AsyncParsableCommand {
             let environment = ProcessInfo.processInfo.environment
             let settings = try scope.settings(environment: environment)
             let db = try await connect(global, logger: logger)
-            let result = try await RetryRun(settings: settings, logger: logger, environment: environment)
+            let live = isatty(STDERR_FILENO) == 1 && global.logFormat != .json
+            let result = try await RetryRun(settings: settings, logger: logger, environment: environment, liveProgress: live)
                 .run(db: db, stopRequested: { stop.isSet })
             await db.close()
             if scope.format == .json {

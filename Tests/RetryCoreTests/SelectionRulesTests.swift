@@ -100,7 +100,8 @@ import Testing
         var now = 0.0
         while sent.count < 200 {
             now = pacer.earliestSend(now: now + Double(sent.count % 3) * 0.001)
-            pacer.recordSend(at: now)
+            let ticket = pacer.recordSend(at: now)
+            pacer.recordAnswer(ticket: ticket, at: now + 0.002)
             sent.append(now)
         }
         for (i, t) in sent.enumerated() {
@@ -109,6 +110,19 @@ import Testing
         }
         // and the budget is used: 200 requests take about 20 s, not more than 5% over
         #expect(now < 19.0 * 1.05 + 1)
+    }
+
+    /// A request whose answer has not come back is assumed to arrive as late as `transitCap` after it was sent.
+    @Test func unansweredRequestsHoldTheWindowOpen() {
+        var pacer = SlidingWindowPacer(limit: 2, margin: 0, transitCap: 0.25)
+        pacer.recordSend(at: 0)
+        pacer.recordSend(at: 0.1)
+        #expect(pacer.earliestSend(now: 0.2) == 1.25)
+        var answered = SlidingWindowPacer(limit: 2, margin: 0, transitCap: 0.25)
+        let first = answered.recordSend(at: 0)
+        answered.recordSend(at: 0.1)
+        answered.recordAnswer(ticket: first, at: 0.01)
+        #expect(abs(answered.earliestSend(now: 0.2) - 1.01) < 1e-9)
     }
 
     @Test func a429HalvesTheRateAndItRecovers() {
