@@ -13,7 +13,7 @@ release:
 
 # Builds the executables too: the crash tests run the real postman-retry binary.
 test: build
-	$(PG) $(SWIFT) test --parallel --num-workers 2
+	$(PG) $(SWIFT) test
 
 # Pure logic only (no database, no simulator).
 test-unit:

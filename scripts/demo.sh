@@ -32,7 +32,7 @@ echo "== postman-retry plan"
 "$BIN/postman-retry" plan
 echo "== postman-retry run"
 set +e
-"$BIN/postman-retry" run --poll-timeout 2m --log-level warning --format json >"$OUT/summary.json"
+"$BIN/postman-retry" run --poll-timeout 20s --log-level warning --format json >"$OUT/summary.json"
 code=$?
 set -e
 cat "$OUT/summary.json"
