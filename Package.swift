@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
     ],
     targets: [
         // The system libpq (apt: libpq-dev), included by name through pkg-config.
@@ -85,13 +86,23 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
-            resources: [.embedInCode("Migrations/V001__bookkeeping.sql")],
+            resources: [.embedInCode("Migrations/V001__bookkeeping.sql"), .embedInCode("Migrations/V002__quiet_hours.sql")],
+            swiftSettings: swiftSettings
+        ),
+        // The config file (TOML): table mapping, OTP rule, keys, quiet hours, error policy; the
+        // precedence of flags, environment and file; checks of the mapping against a live database.
+        .target(
+            name: "RetryConfig",
+            dependencies: [
+                "RetryJob", "RetryCore", "LibPQ",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "postman-retry",
             dependencies: [
-                "RetryJob", "RetryCore", "LibPQ",
+                "RetryJob", "RetryCore", "LibPQ", "RetryConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -131,9 +142,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "RetryConfigTests",
+            dependencies: ["RetryConfig", "RetryJob", "RetryCore", "LibPQ", "PostgresTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "RetryJobTests",
             dependencies: [
                 "RetryJob", "LibPQ", "RetryCore", "PostmanAPI", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+                "RetryConfig",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

@@ -12,6 +12,9 @@ public enum SkipReason: String, Sendable, CaseIterable, Codable {
 public struct ErrorPolicy: Sendable, Equatable {
     public var permanent: Set<String>
     public var retryable: Set<String>
+    /// What a code in neither list does: by default the row is skipped as `unknown_error_code`
+    /// (CONTRACT.md section 3); an agency may choose to retry such codes instead.
+    public var retryUnknown: Bool
 
     public static let `default` = ErrorPolicy(
         permanent: ["recipient_invalid", "content_invalid"],
@@ -20,9 +23,10 @@ public struct ErrorPolicy: Sendable, Equatable {
             "server_unknown_error",
         ])
 
-    public init(permanent: Set<String>, retryable: Set<String>) {
+    public init(permanent: Set<String>, retryable: Set<String>, retryUnknown: Bool = false) {
         self.permanent = permanent
         self.retryable = retryable
+        self.retryUnknown = retryUnknown
     }
 
     public enum Verdict: Sendable, Equatable { case retryable, permanent, unknown }
@@ -31,7 +35,7 @@ public struct ErrorPolicy: Sendable, Equatable {
         guard let code else { return .retryable }
         if permanent.contains(code) { return .permanent }
         if retryable.contains(code) { return .retryable }
-        return .unknown
+        return retryUnknown ? .retryable : .unknown
     }
 }
 

@@ -93,6 +93,10 @@ actor CampaignWorker {
     private(set) var stats = WorkerStats()
     private var requestsSent = 0
 
+    /// Quiet hours began during this run: no more retries; what was not sent is left for the next run.
+    private var quietHoursBegan = false
+    private var deferred: [String] = []
+
     /// A snapshot for the progress display.
     func progress() -> CampaignProgress {
         CampaignProgress(
@@ -204,6 +208,13 @@ actor CampaignWorker {
         }
         if let poll = nextPoll(at: t) { return poll }
         if ready.isEmpty { await refillWave() }
+        if quietHoursBegan, !ready.isEmpty {
+            // Intents committed before quiet hours began, or lost answers that settled as "not
+            // accepted": not sent now; their intents are reverted at the end, then deferred.
+            unsent.append(contentsOf: ready.map(\.messageId))
+            deferred.append(contentsOf: ready.map(\.messageId))
+            ready = []
+        }
         if !ready.isEmpty, !stopping {
             let item = ready.removeFirst()
             busy.insert(item.messageId)
@@ -248,7 +259,11 @@ actor CampaignWorker {
     /// Commits the intents of the next wave (about one second of the campaign's budget) in one
     /// transaction, after checking each row is still as it was read.
     private func refillWave() async {
-        guard !stopping else { return }
+        guard !stopping, toRetryIndex < toRetry.count else { return }
+        if quietHoursBegan || context.settings.inQuietHours {
+            deferRemainingRetries()
+            return
+        }
         let size = max(1, Int(pacer.currentLimit * context.settings.waveSeconds))
         var wave: [WorkItem] = []
         while wave.count < size, toRetryIndex < toRetry.count {
@@ -277,6 +292,19 @@ actor CampaignWorker {
         } catch {
             fail(error)
         }
+    }
+
+    /// Quiet hours: the messages not yet retried wait for the next run; polling goes on.
+    private func deferRemainingRetries() {
+        let rest = toRetry[toRetryIndex...].map(\.messageId)
+        toRetryIndex = toRetry.count
+        if !quietHoursBegan, let quiet = context.settings.quietHours {
+            logger.notice(
+                "quiet hours: no more retries in this run; the rest is left for the next run",
+                metadata: ["quiet_hours": "\(quiet)", "left": "\(rest.count)"])
+        }
+        quietHoursBegan = true
+        deferred.append(contentsOf: rest)
     }
 
     // MARK: - Requests
@@ -653,6 +681,14 @@ actor CampaignWorker {
                 fail(error)
             }
         }
+        if !deferred.isEmpty {
+            do {
+                try await context.store.deferToNextRun(run: context.run.id, messageIds: deferred)
+                stats.deferred = deferred.count
+            } catch {
+                fail(error)
+            }
+        }
         stats.pendingAtStop = pending.count
     }
 }
@@ -665,6 +701,7 @@ struct WorkerStats: Sendable {
     var transientErrors = 0
     var leftForNextRun = 0
     var pendingAtStop = 0
+    var deferred = 0
     var settled: [String: Int] = [:]
     var unknownStatuses: [String: String] = [:]
 }

@@ -92,8 +92,9 @@ public struct RetryRun: Sendable {
             try await store.finishRun(run: run.id, status: "interrupted", error: "missing API keys")
             throw JobError(
                 .usage,
-                "no API key for campaign(s) \(missingKeys.joined(separator: ", ")): set POSTMAN_API_KEY or "
-                    + missingKeys.map { apiKeyVariableName(campaignId: $0) }.joined(separator: ", "))
+                "no API key for campaign(s) \(missingKeys.joined(separator: ", ")): set "
+                    + settings.apiKeys.variablesToSet(for: missingKeys).joined(separator: ", ")
+                    + (settings.apiKeys.campaignVariables.isEmpty ? " (or POSTMAN_API_KEY for all)" : ""))
         }
         let tableCounts = try await store.messageCounts(campaigns: Array(byCampaign.keys))
 
@@ -137,8 +138,13 @@ public struct RetryRun: Sendable {
         try await store.finishRun(run: run.id, status: status, error: stop?.message)
         let summary = try await RunSummary.load(db: db, runId: run.id)
         log.info("run \(status)", metadata: ["retried": "\(summary.counts.retried)", "selected": "\(summary.counts.selected)"])
+        var message = stop?.message
+        if summary.deferredByQuietHours > 0, let quiet = settings.quietHours {
+            let note = "quiet hours (\(quiet)): \(summary.deferredByQuietHours) selected messages were not sent and are left for the next run"
+            message = message.map { $0 + "; " + note } ?? note
+        }
         return RunResult(
-            runId: run.id, status: status, exitStatus: stop?.exitStatus ?? .completed, message: stop?.message,
+            runId: run.id, status: status, exitStatus: stop?.exitStatus ?? .completed, message: message,
             summary: summary)
     }
 

@@ -47,6 +47,10 @@ public struct RunSettings: Sendable {
     public var unreachableAfter: Duration
     /// Messages retried but not final are polled by later runs until this long after the retry.
     public var neverFinalAfter: Duration
+    /// No retry is sent inside these local hours; polling goes on (config file `[quiet_hours]`).
+    public var quietHours: QuietHours?
+    /// The wall clock quiet hours are judged by (a test may move it).
+    public var wallClock: @Sendable () -> Date
 
     public init(
         scope: RunScope = RunScope(), table: AgencyTable = .reference, rules: SelectionRules = SelectionRules(),
@@ -54,7 +58,8 @@ public struct RunSettings: Sendable {
         defaultRateLimit: Int = 10, campaignRateLimits: [String: Int] = [:], pollTimeout: Duration = .seconds(1800),
         requestTimeout: Duration = .seconds(5), firstPollDelay: Duration = .seconds(2),
         maxPollInterval: Duration = .seconds(30), waveSeconds: Double = 1, unreachableAfter: Duration = .seconds(120),
-        neverFinalAfter: Duration = .seconds(48 * 3600)
+        neverFinalAfter: Duration = .seconds(48 * 3600), quietHours: QuietHours? = nil,
+        wallClock: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.scope = scope
         self.table = table
@@ -70,23 +75,60 @@ public struct RunSettings: Sendable {
         self.waveSeconds = waveSeconds
         self.unreachableAfter = unreachableAfter
         self.neverFinalAfter = neverFinalAfter
+        self.quietHours = quietHours
+        self.wallClock = wallClock
     }
+
+    /// True while no retry may be sent.
+    public var inQuietHours: Bool { quietHours?.contains(wallClock()) ?? false }
 
     public func rateLimit(for campaign: String) -> Int { campaignRateLimits[campaign] ?? defaultRateLimit }
 }
 
-/// API keys: `POSTMAN_API_KEY_<CAMPAIGN>` wins for its campaign, else `POSTMAN_API_KEY`.
-/// `description` never shows a key.
+/// API keys, from the environment only (never a flag or a file): the variable the config file names
+/// for a campaign is that campaign's only source; otherwise `POSTMAN_API_KEY_<CAMPAIGN>` wins for its
+/// campaign, else `POSTMAN_API_KEY`. `description` never shows a key.
 public struct APIKeys: Sendable, CustomStringConvertible {
     private let environment: [String: String]
-    public init(environment: [String: String]) {
-        self.environment = environment.filter { $0.key.hasPrefix("POSTMAN_API_KEY") }
+    /// Campaign id -> the environment variable the config file names for its key.
+    public let campaignVariables: [String: String]
+
+    public init(environment: [String: String], campaignVariables: [String: String] = [:]) {
+        let named = Set(campaignVariables.values)
+        self.environment = environment.filter { $0.key.hasPrefix("POSTMAN_API_KEY") || named.contains($0.key) }
+        self.campaignVariables = campaignVariables
     }
 
-    public func key(for campaign: String) -> String? {
-        if let own = environment[apiKeyVariableName(campaignId: campaign)], !own.isEmpty { return own }
-        if let shared = environment["POSTMAN_API_KEY"], !shared.isEmpty { return shared }
+    public func key(for campaign: String) -> String? { variable(for: campaign).flatMap { environment[$0] } }
+
+    /// The environment variable that supplies `campaign`'s key, if one is set.
+    public func variable(for campaign: String) -> String? {
+        if let variable = campaignVariables[campaign] {
+            return environment[variable].map { $0.isEmpty ? nil : variable } ?? nil
+        }
+        let own = apiKeyVariableName(campaignId: campaign)
+        if let value = environment[own], !value.isEmpty { return own }
+        if let shared = environment["POSTMAN_API_KEY"], !shared.isEmpty { return "POSTMAN_API_KEY" }
         return nil
+    }
+
+    /// The variables to set for `campaigns` that have no key, for an error message.
+    public func variablesToSet(for campaigns: [String]) -> [String] {
+        campaigns.map { campaignVariables[$0] ?? apiKeyVariableName(campaignId: $0) }
+    }
+
+    /// Where each campaign's key comes from, never the key itself (`config show`).
+    public func shown(campaigns: Set<String>) -> [(campaign: String, text: String)] {
+        var lines: [(String, String)] = []
+        if let shared = environment["POSTMAN_API_KEY"], !shared.isEmpty { lines.append(("*", "POSTMAN_API_KEY is set (redacted)")) }
+        for campaign in campaigns.sorted() {
+            if let variable = variable(for: campaign) {
+                lines.append((campaign, "from \(variable) (redacted)"))
+            } else {
+                lines.append((campaign, "MISSING: set \(variablesToSet(for: [campaign])[0])"))
+            }
+        }
+        return lines
     }
 
     public var description: String { "APIKeys(\(environment.keys.sorted().joined(separator: ", ")); values redacted)" }

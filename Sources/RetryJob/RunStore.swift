@@ -288,6 +288,24 @@ struct RunStore: Sendable {
             """)
     }
 
+    /// Quiet hours began: messages not yet sent leave this run's journal (they had no intent and no
+    /// call, so nothing is lost) and are counted; the next run selects them again.
+    func deferToNextRun(run: Int64, messageIds: [String]) async throws {
+        guard !messageIds.isEmpty else { return }
+        try await db.withTransaction { db in
+            let removed = try db.execute(
+                """
+                DELETE FROM \(fragment: Self.journal())
+                WHERE run_id = \(run) AND message_id = ANY(\(messageIds)::text[]) AND state = 'selected'
+                """)
+            try db.execute(
+                """
+                UPDATE \(fragment: Self.runs()) SET deferred_by_quiet_hours = deferred_by_quiet_hours + \(removed.affectedRows)
+                WHERE run_id = \(run)
+                """)
+        }
+    }
+
     /// Remembers what Postman showed before a retry, for settling a later lost answer.
     func recordAttemptsBefore(run: Int64, messageId: String, attempts: Int) async throws {
         try await db.execute(

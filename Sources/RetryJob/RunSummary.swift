@@ -37,10 +37,13 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var campaigns: [Campaign]
     /// Rows the agency's application changed before write-back: outcome counted, row not overwritten.
     public var writeConflicts: Int
+    /// Selected, then not sent because quiet hours began; left for the next run and not in `counts`.
+    public var deferredByQuietHours: Int = 0
 
     enum CodingKeys: String, CodingKey {
         case runId = "run_id", startedAt = "started_at", finishedAt = "finished_at", status, counts
         case apiCalls = "api_calls", campaigns, writeConflicts = "write_conflicts"
+        case deferredByQuietHours = "deferred_by_quiet_hours"
     }
 
     public static func load(db: PGConnection, runId: Int64) async throws -> RunSummary {
@@ -49,7 +52,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
             """
             SELECT to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS started,
                    to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS finished, status,
-                   api_retry_calls, api_poll_calls, api_rate_limited
+                   api_retry_calls, api_poll_calls, api_rate_limited, deferred_by_quiet_hours
             FROM \(qualified: [schema, "runs"]) WHERE run_id = \(runId)
             """)[0]
         var counts = Counts()
@@ -111,6 +114,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
             apiCalls: APICalls(
                 retry: try run.decode("api_retry_calls"), poll: try run.decode("api_poll_calls"),
                 rateLimited: try run.decode("api_rate_limited")),
-            campaigns: campaigns.values.sorted { $0.campaignId < $1.campaignId }, writeConflicts: writeConflicts)
+            campaigns: campaigns.values.sorted { $0.campaignId < $1.campaignId }, writeConflicts: writeConflicts,
+            deferredByQuietHours: try run.decode("deferred_by_quiet_hours"))
     }
 }
