@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LibPQ
 import Logging
+import RetryConfig
 import RetryJob
 
 @main
@@ -14,7 +15,7 @@ struct PostmanRetryCommand: AsyncParsableCommand {
             (database down, another run holds the lock, interrupted), 77 API key or IP refused, 1 other.
             """,
         version: "0.1.0",
-        subcommands: [Migrate.self, Plan.self, Run.self]
+        subcommands: [Migrate.self, Plan.self, Run.self, Config.self]
     )
 }
 
@@ -22,6 +23,16 @@ struct PostmanRetryCommand: AsyncParsableCommand {
 struct GlobalOptions: ParsableArguments {
     @Option(help: "PostgreSQL URL or conninfo (else DATABASE_URL, else libpq's PG* variables).")
     var databaseURL: String?
+
+    @Option(help: "Config file (TOML; else POSTMAN_RETRY_CONFIG). See postman-retry.example.toml.")
+    var config: String?
+
+    var commandLineValues: CommandLineValues {
+        var values = CommandLineValues()
+        values.configPath = config
+        values.databaseURL = databaseURL
+        return values
+    }
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info

@@ -4,10 +4,12 @@ import Synchronization
 import Foundation
 import LibPQ
 import Logging
+import RetryConfig
 import RetryCore
 import RetryJob
 
-/// Scope and pacing options shared by `plan` and `run` (CONTRACT.md section 5).
+/// Scope and pacing options shared by `plan` and `run` (CONTRACT.md section 5). Options without a
+/// value given fall back to the environment, then the config file, then the default.
 struct ScopeOptions: ParsableArguments {
     @Option(name: .customLong("campaign"), help: "Only this campaign (repeatable; all when none).")
     var campaigns: [String] = []
@@ -18,57 +20,43 @@ struct ScopeOptions: ParsableArguments {
     @Option(help: "Only rows created before this time (ISO 8601, or YYYY-MM-DD as Singapore midnight).")
     var until: String?
 
-    @Option(help: "Only rows younger than this (e.g. 72h, 30m, 2d).")
-    var maxAge: String = "72h"
+    @Option(help: "Only rows younger than this (e.g. 72h, 30m, 2d). Default: 72h.")
+    var maxAge: String?
 
     @Option(help: "Retry at most this many messages (oldest first).")
     var limit: Int?
 
-    @Option(help: "Requests per second per campaign, every endpoint together.")
-    var rateLimit: Int = 10
+    @Option(help: "Requests per second per campaign, every endpoint together. Default: 10.")
+    var rateLimit: Int?
 
     @Option(name: .customLong("campaign-rate"), help: "Rate limit of one campaign: ID=TPS (repeatable).")
     var campaignRates: [String] = []
 
-    @Option(help: "How long to poll a retried message for its outcome (e.g. 30m).")
-    var pollTimeout: String = "30m"
+    @Option(help: "How long to poll a retried message for its outcome (e.g. 30m). Default: 30m.")
+    var pollTimeout: String?
 
-    @Option(help: "Postman API base URL (else POSTMAN_API_URL).")
+    @Option(help: "Postman API base URL (else POSTMAN_API_URL, else the config file).")
     var apiURL: String?
 
     @Option(help: "Output format: text or json.")
     var format: OutputFormat = .text
 
-    func settings(environment: [String: String]) throws -> RunSettings {
-        guard let maxAge = parseDuration(self.maxAge) else {
-            throw JobError(.usage, "--max-age: '\(self.maxAge)' is not a duration (try 72h, 30m, 2d)")
-        }
-        guard let poll = parseDuration(pollTimeout), poll > .zero else {
-            throw JobError(.usage, "--poll-timeout: '\(pollTimeout)' is not a positive duration (try 30m)")
-        }
-        guard rateLimit > 0 else { throw JobError(.usage, "--rate-limit must be at least 1, not \(rateLimit)") }
-        if let limit, limit < 0 { throw JobError(.usage, "--limit must not be negative, not \(limit)") }
-        var rates: [String: Int] = [:]
-        for spec in campaignRates {
-            let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, !parts[0].isEmpty, let tps = Int(parts[1]), tps > 0 else {
-                throw JobError(.usage, "--campaign-rate: '\(spec)' is not ID=TPS with TPS at least 1")
-            }
-            rates[parts[0]] = tps
-        }
-        let scope = RunScope(
-            campaigns: campaigns, since: try since.map { try parseTime($0, option: "--since") },
-            until: try until.map { try parseTime($0, option: "--until") }, maxAgeSeconds: maxAge.seconds, limit: limit)
-        return RunSettings(
-            scope: scope, apiURL: apiURL ?? environment["POSTMAN_API_URL"] ?? "https://postman.gov.sg/api/v2",
-            apiKeys: APIKeys(environment: environment), defaultRateLimit: rateLimit, campaignRateLimits: rates,
-            pollTimeout: poll)
+    func values(_ global: GlobalOptions) -> CommandLineValues {
+        var values = global.commandLineValues
+        values.campaigns = campaigns
+        values.since = since
+        values.until = until
+        values.maxAge = maxAge
+        values.limit = limit
+        values.rateLimit = rateLimit
+        values.campaignRates = campaignRates
+        values.pollTimeout = pollTimeout
+        values.apiURL = apiURL
+        return values
     }
 
-    private func parseTime(_ text: String, option: String) throws -> Date {
-        if text.count == 10, let date = PGTimestamp.parse(text + "T00:00:00+08:00") { return date }
-        if let date = PGTimestamp.parse(text) { return date }
-        throw JobError(.usage, "\(option): '\(text)' is not a date (YYYY-MM-DD) or an ISO 8601 time with an offset")
+    func settings(_ global: GlobalOptions, environment: [String: String]) throws -> RunSettings {
+        try SettingsResolver.resolve(values(global), environment: environment).run
     }
 }
 
@@ -92,8 +80,9 @@ struct Plan: AsyncParsableCommand {
     func run() async throws {
         let logger = global.makeLogger()
         try await runReportingExit {
-            let settings = try scope.settings(environment: ProcessInfo.processInfo.environment)
+            let settings = try scope.settings(global, environment: ProcessInfo.processInfo.environment)
             let db = try await connect(global, logger: logger)
+            try await TableCheck.requireFit(settings.table, db: db)
             let plan = try await RetryJob.Plan.compute(db: db, settings: settings)
             await db.close()
             if scope.format == .json { try printJSON(plan) } else { print(plan.text) }
@@ -113,8 +102,9 @@ struct Run: AsyncParsableCommand {
         let stop = SignalFlag()
         try await runReportingExit {
             let environment = ProcessInfo.processInfo.environment
-            let settings = try scope.settings(environment: environment)
+            let settings = try scope.settings(global, environment: environment)
             let db = try await connect(global, logger: logger)
+            try await TableCheck.requireFit(settings.table, db: db)
             let live = isatty(STDERR_FILENO) == 1 && global.logFormat != .json
             let result = try await RetryRun(settings: settings, logger: logger, environment: environment, liveProgress: live)
                 .run(db: db, stopRequested: { stop.isSet })

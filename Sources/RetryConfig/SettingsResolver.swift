@@ -1,0 +1,192 @@
+import Foundation
+import LibPQ
+import RetryCore
+import RetryJob
+
+/// What the command line said; nil means "not given", so the environment, the file or the default decides.
+public struct CommandLineValues: Sendable {
+    public var configPath: String?
+    public var databaseURL: String?
+    public var apiURL: String?
+    public var campaigns: [String] = []
+    public var since: String?
+    public var until: String?
+    public var maxAge: String?
+    public var limit: Int?
+    public var rateLimit: Int?
+    public var campaignRates: [String] = []
+    public var pollTimeout: String?
+
+    public init() {}
+}
+
+/// Where an effective setting came from.
+public enum SettingSource: String, Sendable, Codable {
+    case flag, environment, file, `default`
+}
+
+/// One line of `config show`.
+public struct ShownSetting: Sendable, Codable, Equatable {
+    public var name: String
+    public var value: String
+    public var source: SettingSource
+}
+
+/// The settings a command runs with, and where each came from.
+public struct ResolvedSettings: Sendable {
+    public var run: RunSettings
+    public var databaseURL: String?
+    public var config: ConfigFile?
+    public var shown: [ShownSetting]
+    public var cost: CostSettings
+}
+
+/// Applies the precedence of CONTRACT.md section 5: flag > environment > config file > default.
+public enum SettingsResolver {
+    public static let defaultAPIURL = "https://postman.gov.sg/api/v2"
+
+    public static func resolve(
+        _ flags: CommandLineValues, environment: [String: String], clock: @escaping @Sendable () -> Date = { Date() }
+    ) throws -> ResolvedSettings {
+        var shown: [ShownSetting] = []
+        func pick<T>(_ name: String, flag: T?, env: T? = nil, file: T?, default value: T, show: (T) -> String) -> T {
+            let (chosen, source): (T, SettingSource) =
+                if let flag { (flag, .flag) } else if let env { (env, .environment) } else if let file { (file, .file) } else {
+                    (value, .default)
+                }
+            shown.append(ShownSetting(name: name, value: show(chosen), source: source))
+            return chosen
+        }
+
+        let configPath = flags.configPath ?? environment["POSTMAN_RETRY_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
+        let config = try configPath.map { path -> ConfigFile in
+            do { return try ConfigFile.load(path: path) } catch let error as ConfigError { throw error.jobError }
+        }
+        if let configPath {
+            shown.append(
+                ShownSetting(name: "config", value: configPath, source: flags.configPath != nil ? .flag : .environment))
+        }
+
+        let databaseURL = pick(
+            "database", flag: flags.databaseURL.map { Optional($0) }, env: environment["DATABASE_URL"].map { Optional($0) }, file: String??.none,
+            default: nil as String?, show: { $0.map(redactedDatabaseURL) ?? "libpq defaults (PG* variables, ~/.pgpass)" })
+        let apiURL = pick(
+            "api_url", flag: flags.apiURL, env: environment["POSTMAN_API_URL"], file: config?.apiURL, default: defaultAPIURL,
+            show: { $0 })
+
+        let maxAgeFlag = try flags.maxAge.map { try durationFlag($0, option: "--max-age", allowZero: true) }
+        let maxAge = pick(
+            "max_age", flag: maxAgeFlag, file: config?.maxAge, default: Duration.seconds(72 * 3600), show: formatDuration)
+        let pollFlag = try flags.pollTimeout.map { try durationFlag($0, option: "--poll-timeout", allowZero: false) }
+        let pollTimeout = pick(
+            "poll_timeout", flag: pollFlag, file: config?.pollTimeout, default: Duration.seconds(1800), show: formatDuration)
+        if let rate = flags.rateLimit, rate < 1 { throw JobError(.usage, "--rate-limit must be at least 1, not \(rate)") }
+        let rateLimit = pick("rate_limit", flag: flags.rateLimit, file: config?.rateLimit, default: 10, show: { "\($0) requests/s per campaign" })
+        if let limit = flags.limit, limit < 0 { throw JobError(.usage, "--limit must not be negative, not \(limit)") }
+        let limit = pick(
+            "limit", flag: flags.limit.map { Optional($0) }, file: config?.limit.map { Optional($0) }, default: nil as Int?, show: { $0.map(String.init) ?? "none" })
+        let requestTimeout = pick(
+            "request_timeout", flag: Duration?.none, file: config?.requestTimeout, default: Duration.seconds(5), show: formatDuration)
+
+        // Per-campaign rates: a flag wins over the file for its campaign.
+        var campaignRates: [String: Int] = [:]
+        for (id, campaign) in config?.campaigns ?? [:] {
+            if let rate = campaign.rateLimit { campaignRates[id] = rate }
+        }
+        var rateSources: [String: SettingSource] = campaignRates.mapValues { _ in .file }
+        for spec in flags.campaignRates {
+            let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, let tps = Int(parts[1]), tps > 0 else {
+                throw JobError(.usage, "--campaign-rate: '\(spec)' is not ID=TPS with TPS at least 1")
+            }
+            campaignRates[parts[0]] = tps
+            rateSources[parts[0]] = .flag
+        }
+        for id in campaignRates.keys.sorted() {
+            shown.append(ShownSetting(name: "rate_limit[\(id)]", value: "\(campaignRates[id]!) requests/s", source: rateSources[id]!))
+        }
+
+        let table = pick("table", flag: AgencyTable?.none, file: config?.table, default: AgencyTable.reference, show: describeTable)
+        let otpCampaigns = pick(
+            "otp.campaigns", flag: [String]?.none, file: config?.otpCampaigns, default: [],
+            show: { $0.isEmpty ? "none" : $0.joined(separator: ", ") })
+        let policy = pick(
+            "errors", flag: ErrorPolicy?.none, file: config?.errorPolicy, default: ErrorPolicy.default,
+            show: {
+                "permanent: \($0.permanent.sorted().joined(separator: ", ")); retryable: \($0.retryable.sorted().joined(separator: ", ")), NULL; "
+                    + "unknown codes: \($0.retryUnknown ? "retry" : "skip")"
+            })
+        let quietHours = pick(
+            "quiet_hours", flag: QuietHours??.none, file: config?.quietHours.map { Optional($0) }, default: nil,
+            show: { $0.map { "\($0)" } ?? "none" })
+        let cost = pick(
+            "cost", flag: CostSettings?.none, file: config?.cost, default: CostSettings(),
+            show: {
+                "SGD \($0.localPerSegment) local, \($0.foreignPerSegment) foreign per segment, \($0.segmentsPerMessage) segment(s), GST \($0.gstRate)"
+            })
+
+        // API keys: a variable named by the file for its campaign, else POSTMAN_API_KEY_<ID>, else POSTMAN_API_KEY.
+        var keyVariables: [String: String] = [:]
+        for (id, campaign) in config?.campaigns ?? [:] {
+            if let variable = campaign.apiKeyVariable { keyVariables[id] = variable }
+        }
+        let apiKeys = APIKeys(environment: environment, campaignVariables: keyVariables)
+        shown.append(contentsOf: apiKeys.shown(campaigns: Set(keyVariables.keys).union(flags.campaigns)).map {
+            ShownSetting(name: "api_key[\($0.campaign)]", value: $0.text, source: .environment)
+        })
+
+        let scope = RunScope(
+            campaigns: flags.campaigns, since: try flags.since.map { try parseTime($0, option: "--since") },
+            until: try flags.until.map { try parseTime($0, option: "--until") }, maxAgeSeconds: maxAge.seconds, limit: limit)
+        let settings = RunSettings(
+            scope: scope, table: table, rules: SelectionRules(otpCampaigns: Set(otpCampaigns), errorPolicy: policy),
+            apiURL: apiURL, apiKeys: apiKeys, defaultRateLimit: rateLimit, campaignRateLimits: campaignRates,
+            pollTimeout: pollTimeout, requestTimeout: requestTimeout, quietHours: quietHours, wallClock: clock)
+        return ResolvedSettings(run: settings, databaseURL: databaseURL, config: config, shown: shown, cost: cost)
+    }
+
+    static func durationFlag(_ text: String, option: String, allowZero: Bool) throws -> Duration {
+        guard let duration = parseDuration(text), allowZero || duration > .zero else {
+            throw JobError(.usage, "\(option): '\(text)' is not a \(allowZero ? "" : "positive ")duration (try 72h, 30m, 2d)")
+        }
+        return duration
+    }
+
+    static func parseTime(_ text: String, option: String) throws -> Date {
+        if text.count == 10, let date = PGTimestamp.parse(text + "T00:00:00+08:00") { return date }
+        if let date = PGTimestamp.parse(text) { return date }
+        throw JobError(.usage, "\(option): '\(text)' is not a date (YYYY-MM-DD) or an ISO 8601 time with an offset")
+    }
+
+    static func formatDuration(_ duration: Duration) -> String {
+        let seconds = Int(duration.seconds.rounded())
+        if seconds % 3600 == 0 { return "\(seconds / 3600)h" }
+        if seconds % 60 == 0 { return "\(seconds / 60)m" }
+        return "\(seconds)s"
+    }
+
+    static func describeTable(_ t: AgencyTable) -> String {
+        "\(t.displayName) (key \(t.key), message_id \(t.messageId), campaign_id \(t.campaignId), batch_id \(t.batchId ?? "none"), "
+            + "recipient \(t.recipient), otp \(t.isOtp ?? "none"), status \(t.status), retry_count \(t.retryCount), "
+            + "error_code \(t.errorCode), created_at \(t.createdAt), updated_at \(t.updatedAt))"
+    }
+
+    /// A database URL or conninfo with any password replaced, for display.
+    public static func redactedDatabaseURL(_ url: String) -> String {
+        if let components = URLComponents(string: url), components.scheme?.hasPrefix("postgres") == true {
+            var copy = components
+            if copy.password != nil { copy.password = "*****" }
+            var text = copy.string ?? url
+            // A password passed as a query parameter.
+            if let items = copy.queryItems, items.contains(where: { $0.name == "password" }) {
+                copy.queryItems = items.map { $0.name == "password" ? URLQueryItem(name: "password", value: "*****") : $0 }
+                text = copy.string ?? text
+            }
+            return text
+        }
+        // conninfo: key=value pairs
+        return url.split(separator: " ").map { pair in
+            pair.lowercased().hasPrefix("password=") ? "password=*****" : String(pair)
+        }.joined(separator: " ")
+    }
+}

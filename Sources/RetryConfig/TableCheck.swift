@@ -1,0 +1,158 @@
+import LibPQ
+import RetryJob
+
+/// `config check` against a live database: the mapped table and columns exist, their types fit what
+/// the job reads and writes, and the partial index the selection reads through is there (or the
+/// statement to add it is printed).
+public struct TableCheck: Sendable {
+    public struct Result: Sendable {
+        public var problems: [String] = []
+        public var notes: [String] = []
+        /// The `CREATE INDEX` to run when the selection has no fitting index.
+        public var suggestedIndex: String?
+        public var ok: Bool { problems.isEmpty }
+    }
+
+    /// The column types each mapped column may have, by PostgreSQL's `typname`.
+    enum Kind: String, CaseIterable {
+        case text, count, time, flag, key
+
+        var accepted: Set<String> {
+            switch self {
+            case .text: return ["text", "varchar"]
+            case .count: return ["int2", "int4", "int8"]
+            case .time: return ["timestamptz", "timestamp"]
+            case .flag: return ["bool"]
+            // The key orders the keyset pagination: any type with a total order and a text form.
+            case .key: return ["int2", "int4", "int8", "text", "varchar", "uuid", "numeric"]
+            }
+        }
+
+        var wording: String {
+            switch self {
+            case .text: return "text or varchar"
+            case .count: return "smallint, integer or bigint"
+            case .time: return "timestamp or timestamptz"
+            case .flag: return "boolean"
+            case .key: return "an integer type, text, varchar, uuid or numeric"
+            }
+        }
+    }
+
+    public let table: AgencyTable
+    public init(table: AgencyTable) { self.table = table }
+
+    /// Each mapped column with the config key that names it and the kind it must be.
+    var mappedColumns: [(key: String, column: String, kind: Kind, written: Bool)] {
+        let t = table
+        var columns: [(String, String, Kind, Bool)] = [
+            ("key", t.key, .key, false), ("message_id", t.messageId, .text, false), ("campaign_id", t.campaignId, .text, false),
+            ("recipient", t.recipient, .text, false), ("status", t.status, .text, true), ("retry_count", t.retryCount, .count, true),
+            ("error_code", t.errorCode, .text, true), ("created_at", t.createdAt, .time, false), ("updated_at", t.updatedAt, .time, true),
+        ]
+        if let batch = t.batchId { columns.append(("batch_id", batch, .text, false)) }
+        if let otp = t.isOtp { columns.append(("otp.column", otp, .flag, false)) }
+        return columns
+    }
+
+    public func run(_ db: PGConnection) async throws -> Result {
+        var result = Result()
+        let qualifiedName = try await quotedTable(db)
+        let relation = try await db.query(
+            """
+            SELECT c.oid::text AS oid, c.relkind::text AS kind FROM pg_class c
+            WHERE c.oid = to_regclass(\(qualifiedName))
+            """)
+        guard let found = relation.first else {
+            result.problems.append(
+                "table \(table.displayName) does not exist (or is not on the search path of this connection); "
+                    + "set [table] name and schema in the config file")
+            return result
+        }
+        let oid: String = try found.decode("oid")
+        let kind: String = try found.decode("kind")
+        if !["r", "p"].contains(kind) {
+            result.problems.append("\(table.displayName) is not a table (relkind \(kind)); the job updates it, so it must be one")
+        }
+
+        let rows = try await db.query(
+            """
+            SELECT a.attname::text AS name, t.typname::text AS type, format_type(a.atttypid, a.atttypmod) AS shown,
+                   a.attnotnull AS not_null, a.attgenerated::text AS generated
+            FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+            WHERE a.attrelid = \(oid)::oid AND a.attnum > 0 AND NOT a.attisdropped
+            """)
+        var columns: [String: (type: String, shown: String, generated: Bool)] = [:]
+        for row in rows {
+            columns[try row.decode("name")] = (try row.decode("type"), try row.decode("shown"), try row.decode("generated", as: String.self) != "")
+        }
+        for mapped in mappedColumns {
+            guard let column = columns[mapped.column] else {
+                let hint = suggestion(for: mapped.column, among: Array(columns.keys)).map { "; did you mean '\($0)'?" } ?? ""
+                result.problems.append(
+                    "[table.columns] \(mapped.key) = '\(mapped.column)': no such column in \(table.displayName)\(hint)")
+                continue
+            }
+            if !mapped.kind.accepted.contains(column.type) {
+                result.problems.append(
+                    "[table.columns] \(mapped.key) = '\(mapped.column)' is \(column.shown); it must be \(mapped.kind.wording)")
+            }
+            if mapped.written && column.generated {
+                result.problems.append(
+                    "[table.columns] \(mapped.key) = '\(mapped.column)' is a generated column; the job must be able to write it")
+            }
+        }
+
+        // The selection reads `status = 'failure'` rows ordered by (created_at, key).
+        let indexes = try await db.query(
+            """
+            SELECT i.indexrelid::regclass::text AS name, pg_get_expr(i.indpred, i.indrelid) AS predicate,
+                   (SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = i.indkey[0]) AS first_column
+            FROM pg_index i WHERE i.indrelid = \(oid)::oid
+            """)
+        var fitting: String?
+        for index in indexes {
+            let first: String? = try index.optional("first_column")
+            let predicate: String? = try index.optional("predicate")
+            if first == table.createdAt, let predicate, predicate.contains("'failure'"),
+                predicate.contains(table.status) || predicate.contains("\"\(table.status)\"")
+            {
+                fitting = try index.decode("name")
+            }
+        }
+        if !result.problems.isEmpty {
+            // An index suggestion over columns that do not fit would only mislead.
+        } else if let fitting {
+            result.notes.append("the selection can read through index \(fitting)")
+        } else {
+            let indexName = try await db.escapeIdentifier(String("\(table.table)_failed_idx".prefix(63)))
+            let tableSQL = try await quotedTable(db)
+            result.suggestedIndex =
+                "CREATE INDEX CONCURRENTLY \(indexName) ON \(tableSQL) (\(try await db.escapeIdentifier(table.createdAt)), "
+                + "\(try await db.escapeIdentifier(table.key))) WHERE \(try await db.escapeIdentifier(table.status)) = 'failure';"
+            result.notes.append(
+                "no partial index on (\(table.createdAt), …) WHERE \(table.status) = 'failure': the selection will scan the table")
+        }
+        return result
+    }
+
+    /// For `plan` and `run`: a mapping that does not fit the table is a usage error (exit 64) that
+    /// names every misfit, rather than a database error half-way through the selection.
+    public static func requireFit(_ table: AgencyTable, db: PGConnection) async throws {
+        let result = try await TableCheck(table: table).run(db)
+        guard result.ok else {
+            throw JobError(
+                .usage,
+                "the table mapping does not fit \(table.displayName) (run `postman-retry config check`):\n"
+                    + result.problems.map { "  - \($0)" }.joined(separator: "\n"))
+        }
+    }
+
+    /// The table's quoted name: passed to `to_regclass` as a parameter, and printed in the suggested index.
+    private func quotedTable(_ db: PGConnection) async throws -> String {
+        var parts: [String] = []
+        if let schema = table.schema { parts.append(try await db.escapeIdentifier(schema)) }
+        parts.append(try await db.escapeIdentifier(table.table))
+        return parts.joined(separator: ".")
+    }
+}

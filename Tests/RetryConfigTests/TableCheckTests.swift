@@ -1,0 +1,72 @@
+import Foundation
+import LibPQ
+import PostgresTestSupport
+import RetryConfig
+import RetryJob
+import Testing
+
+/// `config check` against a real PostgreSQL: the mapping fits, or every misfit is named.
+struct TableCheckTests {
+    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    func referenceDatabase(index: Bool) async throws -> PGConnection {
+        let (db, _) = try await TestDatabase.connect(prefix: "cfgcheck")
+        let files = ["sql/reference-schema.sql"] + (index ? ["sql/recommended-index.sql"] : [])
+        for file in files {
+            let sql = try String(contentsOf: Self.repoRoot.appendingPathComponent(file), encoding: .utf8)
+            try await db.executeScript(PGQuery(unsafeSQL: sql))
+        }
+        return db
+    }
+
+    @Test func theReferenceTableWithItsIndexFits() async throws {
+        let db = try await referenceDatabase(index: true)
+        let result = try await TableCheck(table: .reference).run(db)
+        #expect(result.ok, "\(result.problems)")
+        #expect(result.suggestedIndex == nil)
+        #expect(result.notes.contains { $0.contains("outbound_messages_failed_idx") })
+        await db.close()
+    }
+
+    @Test func aMissingIndexPrintsTheStatementToAddIt() async throws {
+        let db = try await referenceDatabase(index: false)
+        let result = try await TableCheck(table: .reference).run(db)
+        #expect(result.ok)
+        let index = try #require(result.suggestedIndex)
+        #expect(index == #"CREATE INDEX CONCURRENTLY "outbound_messages_failed_idx" ON "outbound_messages" ("created_at", "id") WHERE "status" = 'failure';"#)
+        // The printed statement works.
+        try await db.execute(PGQuery(unsafeSQL: index.replacingOccurrences(of: "CONCURRENTLY ", with: "")))
+        #expect(try await TableCheck(table: .reference).run(db).suggestedIndex == nil)
+        await db.close()
+    }
+
+    @Test func everyMisfitIsListedAtOnce() async throws {
+        let (db, _) = try await TestDatabase.connect(prefix: "cfgcheck")
+        try await db.executeScript(
+            """
+            CREATE TABLE sms (
+                id bigint PRIMARY KEY, campaign_id text, message_id text, recipient text, status text,
+                retry_count text, error_code text, created_at date, updated_at timestamptz, is_otp integer,
+                batch_id text
+            );
+            """)
+        let file = try ConfigFile.parse("[table]\nname = \"sms\"\n[table.columns]\nerror_code = \"eror_code\"\n")
+        let result = try await TableCheck(table: try #require(file.table)).run(db)
+        let text = result.problems.joined(separator: "\n")
+        #expect(result.problems.count == 4, "\(text)")
+        #expect(text.contains("retry_count = 'retry_count' is text; it must be smallint, integer or bigint"))
+        #expect(text.contains("created_at = 'created_at' is date; it must be timestamp or timestamptz"))
+        #expect(text.contains("otp.column = 'is_otp' is integer; it must be boolean"))
+        #expect(text.contains("error_code = 'eror_code': no such column in sms; did you mean 'error_code'?"))
+        await db.close()
+    }
+
+    @Test func aMissingTableIsNamed() async throws {
+        let (db, _) = try await TestDatabase.connect(prefix: "cfgcheck")
+        let file = try ConfigFile.parse("[table]\nschema = \"Ops\"\nname = \"Messages\"\n")
+        let result = try await TableCheck(table: try #require(file.table)).run(db)
+        #expect(result.problems == ["table Ops.Messages does not exist (or is not on the search path of this connection); set [table] name and schema in the config file"])
+        await db.close()
+    }
+}
