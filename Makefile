@@ -3,7 +3,7 @@
 SWIFT ?= swift
 PG := scripts/pg-throwaway.sh run --
 
-.PHONY: build release test test-unit demo bench clean
+.PHONY: build release test test-unit test-reliability demo bench clean
 
 build:
 	$(SWIFT) build
@@ -14,6 +14,13 @@ release:
 # Builds the executables too: the crash tests run the real postman-retry binary.
 test: build
 	$(PG) $(SWIFT) test
+
+# The reliability suite at full scale (50+ SIGKILLs over 5,000 messages, database and API faults,
+# signals, concurrency, secrets); figures go to out/reliability.log (docs/reliability.md).
+test-reliability: build
+	mkdir -p out && rm -f out/reliability.log
+	RELIABILITY=full RELIABILITY_LOG=$(CURDIR)/out/reliability.log $(PG) $(SWIFT) test --filter 'ReliabilityTests|CrashResumeTests'
+	cat out/reliability.log
 
 # Pure logic only (no database, no simulator).
 test-unit:

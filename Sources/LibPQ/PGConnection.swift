@@ -62,9 +62,9 @@ public actor PGConnection {
         pairs.append(("application_name", configuration.applicationName))
         pairs.append(("connect_timeout", String(configuration.connectTimeoutSeconds)))
         pairs.append(("client_encoding", "UTF8"))
-        var options = "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601"
-        if let timeout = configuration.statementTimeoutMilliseconds { options += " -c statement_timeout=\(timeout)" }
-        pairs.append(("options", options))
+        // The session settings the decoders rely on are SET after connecting, not passed as
+        // `options`: that keyword would replace the user's own (`options=-c search_path=…` in
+        // DATABASE_URL, or PGOPTIONS), silently dropping their statement timeout or search path.
 
         let keys = pairs.map { strdup($0.0) }
         let values = pairs.map { strdup($0.1) }
@@ -83,6 +83,15 @@ public actor PGConnection {
             throw PGError(.connectionFailed, message.isEmpty ? "could not connect" : message)
         }
         handle = conn
+        var settings = "SET DateStyle = ISO; SET TimeZone = 'UTC'; SET IntervalStyle = iso_8601"
+        if let timeout = configuration.statementTimeoutMilliseconds { settings += "; SET statement_timeout = \(timeout)" }
+        do {
+            try executeScript(PGQuery(unsafeSQL: settings))
+        } catch {
+            PQfinish(conn)
+            handle = nil
+            throw error
+        }
         canceller.set(PQgetCancel(conn))
         let sink = Unmanaged.passRetained(NoticeSink(logger: logger))
         noticeSink = sink

@@ -17,19 +17,20 @@ public enum TestDatabase {
         return logger
     }
 
-    /// Creates an empty database and returns a conninfo string for it.
-    public static func create(prefix: String = "t") async throws -> String {
-        guard ProcessInfo.processInfo.environment["PGHOST"] != nil else { throw MissingServer() }
+    /// Creates an empty database and returns a conninfo string for it. `server` is a conninfo
+    /// prefix (`host=… port=…`) for another cluster than the one in PGHOST.
+    public static func create(prefix: String = "t", server: String = "") async throws -> String {
+        guard ProcessInfo.processInfo.environment["PGHOST"] != nil || !server.isEmpty else { throw MissingServer() }
         let name = "\(prefix)_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""))"
-        let admin = try await PGConnection.connect(PGConfiguration(url: "dbname=postgres"), logger: logger)
+        let admin = try await PGConnection.connect(PGConfiguration(url: "\(server) dbname=postgres"), logger: logger)
         try await admin.execute("CREATE DATABASE \(identifier: name) TEMPLATE template0 ENCODING 'UTF8'")
         await admin.close()
-        return "dbname=\(name)"
+        return "\(server) dbname=\(name)".trimmingCharacters(in: .whitespaces)
     }
 
     /// A connection to a new empty database.
-    public static func connect(prefix: String = "t") async throws -> (PGConnection, String) {
-        let url = try await create(prefix: prefix)
+    public static func connect(prefix: String = "t", server: String = "") async throws -> (PGConnection, String) {
+        let url = try await create(prefix: prefix, server: server)
         return (try await PGConnection.connect(PGConfiguration(url: url), logger: logger), url)
     }
 }

@@ -55,7 +55,9 @@ public struct TableCheck: Sendable {
         return columns
     }
 
-    public func run(_ db: PGConnection) async throws -> Result {
+    /// `checkIndex` looks for the selection's partial index too; reading index predicates takes a
+    /// lock on the table, so `plan` and `run` (which only need the columns) skip it.
+    public func run(_ db: PGConnection, checkIndex: Bool = true) async throws -> Result {
         var result = Result()
         let qualifiedName = try await quotedTable(db)
         let relation = try await db.query(
@@ -103,6 +105,7 @@ public struct TableCheck: Sendable {
             }
         }
 
+        guard checkIndex else { return result }
         // The selection reads `status = 'failure'` rows ordered by (created_at, key).
         let indexes = try await db.query(
             """
@@ -139,7 +142,7 @@ public struct TableCheck: Sendable {
     /// For `plan` and `run`: a mapping that does not fit the table is a usage error (exit 64) that
     /// names every misfit, rather than a database error half-way through the selection.
     public static func requireFit(_ table: AgencyTable, db: PGConnection) async throws {
-        let result = try await TableCheck(table: table).run(db)
+        let result = try await TableCheck(table: table).run(db, checkIndex: false)
         guard result.ok else {
             throw JobError(
                 .usage,

@@ -20,6 +20,9 @@ struct WorkItem: Sendable {
     var postmanRetries: Int?
     /// Poll this one with a single read (a list sweep did not show it, or showed no attempt history).
     var forceSingle = false
+    /// Accepted by an earlier process of this run: read at least once before its deadline can make it
+    /// pending, so an outcome reached while the job was down (killed, restarted) is not lost.
+    var resumed = false
 
     init(_ item: JournalItem) {
         messageId = item.messageId
@@ -122,6 +125,7 @@ actor CampaignWorker {
             case "intent": settleQueue.append(work)
             case "accepted":
                 work.nextPoll = 0
+                work.resumed = true
                 pending[work.messageId] = work
             default: break
             }
@@ -627,7 +631,7 @@ actor CampaignWorker {
     private func expireDeadlines() {
         lastDeadlineCheck = now
         let wall = Date()
-        for item in pending.values where !busy.contains(item.messageId) {
+        for item in pending.values where !busy.contains(item.messageId) && !(item.resumed && item.pollCount == 0) {
             guard let deadline = item.deadline, deadline <= wall else { continue }
             let update = FinalState.afterAcceptedRetry(
                 rowRetryCount: item.baseRetryCount, postmanRetries: item.postmanRetries, lastStatus: item.lastStatus, newestError: nil,

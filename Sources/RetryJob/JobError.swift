@@ -29,6 +29,11 @@ public struct JobError: Error, CustomStringConvertible, Sendable {
             if error.isTransient {
                 return JobError(.temporary, "database unavailable, try again later: \(error)")
             }
+            // A statement or lock timeout: the database is busy (an agency job holding locks, a
+            // vacuum), not broken. Nothing half-done is lost, so the next run resumes.
+            if error.sqlState == .queryCanceled || error.sqlState == .lockNotAvailable {
+                return JobError(.temporary, "database busy (statement or lock timeout), try again later: \(error)")
+            }
             return JobError(.failure, "database error: \(error)")
         }
         if let error = error as? Migrator.Failure { return JobError(.failure, error.description) }

@@ -143,10 +143,23 @@ final class SignalFlag: Sendable {
         }
         self.sources = sources
         for source in sources {
-            source.setEventHandler { [flag = self] in flag.flag.store(true, ordering: .relaxed) }
+            source.setEventHandler { [flag = self] in
+                guard !flag.flag.exchange(true, ordering: .relaxed) else { return }
+                // The engine stops by itself within seconds; this is the backstop for a process
+                // blocked elsewhere (a query waiting on a lock). The journal is safe at any
+                // instant (it is built to survive SIGKILL), so leaving at once loses nothing.
+                DispatchQueue.global().asyncAfter(deadline: .now() + SignalFlag.forcedExitAfter) {
+                    FileHandle.standardError.write(
+                        Data("postman-retry: still busy \(Int(SignalFlag.forcedExitAfter)) s after the signal; exiting now, the next run resumes\n".utf8))
+                    exit(ExitStatus.temporary.rawValue)
+                }
+            }
             source.resume()
         }
     }
 
     var isSet: Bool { flag.load(ordering: .relaxed) }
+
+    /// CONTRACT.md section 5: exit 75 within 10 seconds of SIGINT/SIGTERM.
+    static let forcedExitAfter: Double = 8
 }

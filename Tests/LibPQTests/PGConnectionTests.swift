@@ -25,6 +25,19 @@ import Testing
         #expect(openFileDescriptors() < before + 50)
     }
 
+    /// The user's own `options` (a search path, a statement timeout) survive the wrapper's session settings.
+    @Test func optionsInTheConnectionStringAreKept() async throws {
+        let url = try await TestDatabase.create()
+        let db = try await PGConnection.connect(
+            PGConfiguration(url: url + " options='-c search_path=agency -c statement_timeout=1234'"), logger: TestDatabase.logger)
+        let row = try await db.query(
+            "SELECT current_setting('search_path') AS path, current_setting('statement_timeout') AS timeout, current_setting('TimeZone') AS zone")[0]
+        #expect(try row.decode("path", as: String.self) == "agency")
+        #expect(try row.decode("timeout", as: String.self) == "1234ms")
+        #expect(try row.decode("zone", as: String.self) == "UTC")
+        await db.close()
+    }
+
     @Test func uniqueViolationCarriesSQLStateAndConstraint() async throws {
         let (db, _) = try await TestDatabase.connect()
         try await db.execute("CREATE TABLE t (id int CONSTRAINT t_pkey PRIMARY KEY)")

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import LibPQ
 import PostmanSimulator
@@ -21,13 +22,16 @@ import Testing
         var stderr: String
     }
 
-    static func launch(_ fixture: EngineFixture, _ extra: [String: String] = [:], arguments: [String] = []) throws -> (Process, Pipe) {
+    static func launch(
+        _ fixture: EngineFixture, _ extra: [String: String] = [:], arguments: [String] = [], databaseURL: String? = nil,
+        logLevel: String = "error"
+    ) throws -> (Process, Pipe) {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw JobError(.failure, "\(binary) is missing: build it first (`make test` does)")
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["run", "--poll-timeout", "3s", "--log-level", "error", "--database-url", fixture.url] + arguments
+        process.arguments = ["run", "--poll-timeout", "3s", "--log-level", logLevel, "--database-url", databaseURL ?? fixture.url] + arguments
         var environment = ProcessInfo.processInfo.environment.filter { $0.key.hasPrefix("PG") || $0.key == "PATH" }
         environment.merge(fixture.keysEnvironment) { $1 }
         environment["POSTMAN_API_URL"] = fixture.sim.baseURL
@@ -40,12 +44,19 @@ import Testing
         return (process, errors)
     }
 
+    /// Waits on a GCD thread: a blocking read on one of Swift's cooperative threads (two on these
+    /// machines) would starve the in-process simulator the binary is talking to.
     static func wait(_ process: Process, _ errors: Pipe) async -> Exit {
-        let data = await Task.detached { errors.fileHandleForReading.readDataToEndOfFile() }.value
-        await Task.detached { process.waitUntilExit() }.value
-        return Exit(
-            status: process.terminationStatus, killed: process.terminationReason == .uncaughtSignal,
-            stderr: String(decoding: data, as: UTF8.self))
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                let data = errors.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                continuation.resume(
+                    returning: Exit(
+                        status: process.terminationStatus, killed: process.terminationReason == .uncaughtSignal,
+                        stderr: String(decoding: data, as: UTF8.self)))
+            }
+        }
     }
 
     static func runBinary(_ fixture: EngineFixture, _ extra: [String: String] = [:]) async throws -> Exit {

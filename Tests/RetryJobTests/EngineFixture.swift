@@ -20,9 +20,9 @@ struct EngineFixture {
 
     static func make(
         campaigns: Int = 2, messages: Int = 18, mixed: Bool = true, seed: UInt64 = 11, rateLimit: Int? = nil,
-        options: SimulatorOptions? = nil, adjust: (inout SampleData) -> Void = { _ in }
+        options: SimulatorOptions? = nil, server: String = "", adjust: (inout SampleData) -> Void = { _ in }
     ) async throws -> EngineFixture {
-        let (db, url) = try await TestDatabase.connect(prefix: "engine")
+        let (db, url) = try await TestDatabase.connect(prefix: "engine", server: server)
         for file in ["sql/reference-schema.sql", "sql/recommended-index.sql"] {
             let sql = try String(contentsOf: repoRoot.appendingPathComponent(file), encoding: .utf8)
             try await db.executeScript(PGQuery(unsafeSQL: sql))
