@@ -85,7 +85,10 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
-            resources: [.embedInCode("Migrations/V001__bookkeeping.sql")],
+            resources: [
+                .embedInCode("Migrations/V001__bookkeeping.sql"),
+                .embedInCode("Migrations/V002__request_timeline.sql"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -27,7 +27,10 @@ public struct Migrator: Sendable {
     public static let all: [Migration] = [
         Migration(
             version: 1, name: "V001__bookkeeping.sql",
-            sql: String(decoding: PackageResources.V001__bookkeeping_sql, as: UTF8.self))
+            sql: String(decoding: PackageResources.V001__bookkeeping_sql, as: UTF8.self)),
+        Migration(
+            version: 2, name: "V002__request_timeline.sql",
+            sql: String(decoding: PackageResources.V002__request_timeline_sql, as: UTF8.self)),
     ]
 
     public let migrations: [Migration]
