@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.0.0"),
     ],
     targets: [
         // The system libpq (apt: libpq-dev), included by name through pkg-config.
@@ -91,10 +92,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Reports of a run (summary.html/.md/.json, failures.csv) and the run history, read from the journal.
+        .target(
+            name: "RetryReport",
+            dependencies: [
+                "RetryJob", "LibPQ", "RetryCore",
+                .product(name: "Mustache", package: "swift-mustache"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "postman-retry",
             dependencies: [
-                "RetryJob", "RetryCore", "LibPQ",
+                "RetryJob", "RetryCore", "LibPQ", "RetryReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -123,6 +133,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "LibPQTests", dependencies: ["LibPQ", "PostgresTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "RetryReportTests",
+            dependencies: [
+                "RetryReport", "RetryJob", "LibPQ", "RetryCore", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "RetryCoreTests", dependencies: ["RetryCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "PostmanSimulatorTests",
