@@ -113,6 +113,13 @@ struct ReportFixture {
 
         var all: [String] { [html, markdown, jsonText, csv.map { $0.joined(separator: ",") }.joined(separator: "\n")] }
         var counts: [String: Any] { json["counts"] as? [String: Any] ?? [:] }
+
+        /// What in summary.json does not match docs/summary.schema.json.
+        func schemaProblems() throws -> [String] {
+            let url = ReportFixture.repoRoot.appendingPathComponent("docs/summary.schema.json")
+            let schema = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any] ?? [:]
+            return SchemaValidator(root: schema).validate(json)
+        }
         func count(_ key: String) -> Int? { counts[key] as? Int }
     }
 

@@ -67,3 +67,23 @@ import Testing
         #expect(chart.marks.count == 1)
     }
 }
+
+@Suite struct SummarySchemaTests {
+    /// The schema check in the report tests can fail: a document with a missing key, a wrong type or
+    /// an unknown category is refused.
+    @Test func theSchemaRefusesAWrongDocument() throws {
+        let url = ReportFixture.repoRoot.appendingPathComponent("docs/summary.schema.json")
+        let schema = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any] ?? [:]
+        let validator = SchemaValidator(root: schema)
+        #expect(validator.validate([String: Any]()).contains("$: missing run_id"))
+        let wrong: [String: Any] = [
+            "run_id": 1, "status": "done", "needs_attention_by_category": ["surprise": 1],
+            "counts": ["selected": -1],
+        ]
+        let problems = validator.validate(wrong)
+        #expect(problems.contains { $0.hasPrefix("$.run_id: not") })
+        #expect(problems.contains { $0.hasPrefix("$.status: done not in") })
+        #expect(problems.contains { $0.hasPrefix("$.needs_attention_by_category.surprise(name)") })
+        #expect(problems.contains { $0.hasPrefix("$.counts.selected: -1") })
+    }
+}

@@ -39,6 +39,7 @@ import Testing
         #expect(c.retried == c.succeeded + c.failed + c.pending)
         #expect(files.json["run_id"] as? String == String(result.runId))
         #expect(files.json["status"] as? String == "completed")
+        #expect(try files.schemaProblems() == [], "summary.json follows docs/summary.schema.json")
         let failedByCode = files.json["failed_by_code"] as? [String: Int] ?? [:]
         #expect(failedByCode.values.reduce(0, +) == c.failed)
         let campaigns = files.json["campaigns"] as? [[String: Any]] ?? []
@@ -205,6 +206,7 @@ import Testing
         let files = try await fixture.writeReport(runId: second.runId)
         let previous = files.json["previous_run"] as? [String: Any]
         #expect(previous?["run_id"] as? String == String(first.runId))
+        #expect(try files.schemaProblems() == [])
         #expect(previous?["failed_change"] as? Int == second.summary.counts.failed - first.summary.counts.failed)
         let change = second.summary.counts.failed - first.summary.counts.failed
         let word = change > 0 ? "up by \(change)" : change < 0 ? "down by \(-change)" : "unchanged"
