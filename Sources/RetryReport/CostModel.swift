@@ -63,6 +63,7 @@ public struct CostEstimate: Sendable, Equatable {
         return whole + "." + fraction.padding(toLength: scale, withPad: "0", startingAt: 0)
     }
 
-    /// As a JSON number (rounded to cents).
-    public static func number(_ value: Decimal) -> Double { NSDecimalNumber(decimal: rounded(value)).doubleValue }
+    /// As a JSON number, rounded to `scale` decimals. Parsed from the decimal's text so that the
+    /// encoder writes `0.23`, not the binary neighbour `0.22999999999999998`.
+    public static func number(_ value: Decimal, scale: Int = 2) -> Double { Double("\(rounded(value, scale: scale))") ?? 0 }
 }

@@ -19,16 +19,25 @@ enum Sanitize {
     }
 }
 
-/// Markdown escaping for summary.md: every ASCII punctuation character that Markdown (CommonMark,
-/// GitHub and chat dialects) could read as syntax gets a backslash, so `<script>` stays text and a
-/// `|` cannot break a table.
+/// Markdown escaping for summary.md: a backslash before each character that Markdown (CommonMark,
+/// GitHub, chat dialects) reads as syntax in the middle of a line, so `<script>` stays text and a `|`
+/// cannot break a table. Values never start a line in the template, so line-start syntax (`#`, `-`,
+/// `+`) needs nothing, and `(`/`)` mean nothing without the `[`/`]` that are escaped. An underscore
+/// inside a word is never emphasis and stays as it is (`retry_limit` reads as written in chat).
 struct MarkdownContentType: MustacheContentType {
-    static let special: Set<Character> = ["\\", "`", "*", "_", "{", "}", "[", "]", "<", ">", "(", ")", "#", "+", "!", "|", "~", "&", "\""]
+    static let special: Set<Character> = ["\\", "`", "*", "[", "]", "<", ">", "|", "~", "&"]
 
     func escapeText(_ text: String) -> String {
+        let characters = Array(Sanitize.text(text))
         var out = ""
-        for ch in Sanitize.text(text) {
-            if Self.special.contains(ch) { out.append("\\") }
+        for (index, ch) in characters.enumerated() {
+            if Self.special.contains(ch) {
+                out.append("\\")
+            } else if ch == "_" {
+                let before = index > 0 && (characters[index - 1].isLetter || characters[index - 1].isNumber)
+                let after = index + 1 < characters.count && (characters[index + 1].isLetter || characters[index + 1].isNumber)
+                if !(before && after) { out.append("\\") }
+            }
             out.append(ch)
         }
         return out

@@ -149,9 +149,9 @@ struct SummaryDocument: Encodable {
         let cost = report.cost
         self.cost = Cost(
             currency: cost.model.currency, segmentsPerMessage: cost.model.segmentsPerMessage,
-            localPerSegment: NSDecimalNumber(decimal: cost.model.localPerSegment).doubleValue,
-            foreignPerSegment: NSDecimalNumber(decimal: cost.model.foreignPerSegment).doubleValue,
-            gstRate: NSDecimalNumber(decimal: cost.model.gstRate).doubleValue, localMessages: cost.localCharged,
+            localPerSegment: CostEstimate.number(cost.model.localPerSegment, scale: 6),
+            foreignPerSegment: CostEstimate.number(cost.model.foreignPerSegment, scale: 6),
+            gstRate: CostEstimate.number(cost.model.gstRate, scale: 6), localMessages: cost.localCharged,
             foreignMessages: cost.foreignCharged, notChargedMessages: cost.notCharged,
             subtotal: CostEstimate.number(cost.subtotal), gst: CostEstimate.number(cost.gst),
             total: CostEstimate.number(cost.total))
@@ -193,10 +193,9 @@ public struct ReportFiles: Sendable {
     static func failuresCSV(_ report: RunReport) -> String {
         var out = CSV.record(csvHeader)
         for row in report.attention {
-            let info = row.category == .malformed ? nil : row.info
             out += CSV.record([
                 row.category.rawValue, row.campaignId, row.messageId, row.batchId, row.rowKey, row.recipientMasked,
-                row.code, info?.meaning ?? "", info?.worthRetrying.rawValue ?? "", row.retryCount.map(String.init) ?? "",
+                row.code, row.meaning, row.worthRetrying, row.retryCount.map(String.init) ?? "",
                 row.writtenBack ? "yes" : "no", row.detail, row.suggestedAction,
             ])
         }

@@ -22,7 +22,7 @@ struct ReportView {
         var plotWidth = Chart.right - Chart.left, plotHeight = Chart.bottom - Chart.top
         var markTop = Chart.bottom - 10
         var yTicks: [Tick], xTicks: [Tick], points: String, marks: [Mark]
-        var hasLimit: Bool, limit: String, limitY: String, limitTextY: String
+        var hasLimit: Bool, limit: String, limitY: String, limitTextX = Chart.left + 6, limitTextY: String
     }
     struct Bucket { var range: String, barWidth: String, count: Int }
     struct Outcome { var count: Int, median: String, p90: String, slowest: String, buckets: [Bucket] }
@@ -36,7 +36,8 @@ struct ReportView {
     struct ComparisonRow { var metric: String, now: String, before: String, delta: String, deltaClass: String }
     struct Comparison { var previousId: String, headline: String, rows: [ComparisonRow] }
     struct CategoryCount { var name: String, count: Int, last: Bool }
-    struct AttentionRow { var category: String, campaignId: String, messageId: String, recipient: String, code: String, action: String }
+    struct AttentionRow { var category: String, campaignId: String, messageId: String, recipient: String, code: String }
+    struct AttentionGroup { var name: String, code: String, hasCode: Bool, count: Int, action: String }
     struct Unknown { var campaignId: String, messageId: String, status: String }
 
     var title: String
@@ -45,7 +46,6 @@ struct ReportView {
     var startedAt: String
     var durationText: String
     var agencyTable: String
-    var agencyTableCode: String
     var resumed: Bool
     var processes: Int
     var hasLastError: Bool
@@ -70,6 +70,8 @@ struct ReportView {
     var hasAttention: Bool
     var attentionByCategory: [CategoryCount]
     var attention: [AttentionRow]
+    var attentionGroups: [AttentionGroup]
+    var attentionShownCount: Int
     var attentionMore: Bool
     var attentionMoreCount: Int
     var hasUnknownStatuses: Bool
@@ -80,7 +82,7 @@ struct ReportView {
     var retryCalls, pollCalls, rateLimitedCalls, peakText: String
 
     /// Rows of the "needs a person" table shown in the HTML (all of them are in failures.csv).
-    static let attentionShown = 25
+    static let attentionShown = 10
 
     /// The chart area of the request-rate charts (SVG user units).
     enum Chart {
@@ -146,7 +148,6 @@ struct ReportView {
             (s.status == "completed" || s.status == "failed" ? "took " : "running for ")
             + (report.durationSeconds.map(Format.duration) ?? "–")
         agencyTable = Sanitize.text(report.agencyTable)
-        agencyTableCode = agencyTable.replacingOccurrences(of: "`", with: "'")
         resumed = report.processes > 1
         processes = report.processes
         lastError = Sanitize.text(report.lastError ?? "")
@@ -165,8 +166,8 @@ struct ReportView {
             Tile(value: Format.count(c.pending), caption: "pending (no final status yet)", tileClass: ""),
             Tile(value: Format.count(attentionTotal), caption: "need a person", tileClass: attentionTotal > 0 ? "bad" : "good"),
             Tile(
-                value: report.cost.model.currency + " " + CostEstimate.format(report.cost.total),
-                caption: "estimated cost incl. GST", tileClass: ""),
+                value: CostEstimate.format(report.cost.total),
+                caption: "estimated cost, \(report.cost.model.currency) incl. GST", tileClass: ""),
         ]
 
         // Outcome bars: only the kinds that occur anywhere get a legend entry.
@@ -320,8 +321,25 @@ struct ReportView {
             AttentionRow(
                 category: Self.categoryName(row.category), campaignId: Sanitize.text(row.campaignId),
                 messageId: Sanitize.text(row.messageId.isEmpty ? "row " + row.rowKey : row.messageId),
-                recipient: row.recipientMasked, code: Sanitize.text(row.code), action: Sanitize.text(row.suggestedAction))
+                recipient: row.recipientMasked, code: Sanitize.text(row.code))
         }
+        attentionShownCount = attention.count
+        // One line per (what happened, code, action), largest first: the morning's to-do list.
+        var groups: [String: AttentionGroup] = [:]
+        var order: [String] = []
+        for row in report.attention {
+            let key = [row.category.rawValue, row.code, row.suggestedAction].joined(separator: "\u{1F}")
+            if groups[key] == nil {
+                order.append(key)
+                groups[key] = AttentionGroup(
+                    name: Self.categoryName(row.category), code: Sanitize.text(row.code), hasCode: !row.code.isEmpty, count: 0,
+                    action: Sanitize.text(row.suggestedAction))
+            }
+            groups[key]!.count += 1
+        }
+        attentionGroups = order.compactMap { groups[$0] }.enumerated().sorted {
+            $0.element.count != $1.element.count ? $0.element.count > $1.element.count : $0.offset < $1.offset
+        }.map(\.element)
         attentionMore = attentionTotal > Self.attentionShown
         attentionMoreCount = max(0, attentionTotal - Self.attentionShown)
         unknownStatuses = report.unknownStatuses.map {
@@ -357,7 +375,10 @@ struct ReportView {
             if second.rateLimited > 0 { limitedColumns.insert(column) }
         }
         let peak = peakPerColumn.max() ?? 0
-        let top = Self.niceCeiling(Double(max(peak, rate.rateLimit ?? 0, 1)) * 1.15)
+        // Headroom above the limit or the peak, rounded up to a whole tick.
+        let highest = Double(max(peak, rate.rateLimit ?? 0, 1))
+        let yStep = max(1, Self.niceCeiling(highest / 4))
+        let top = (highest * 1.15 / yStep).rounded(.up) * yStep
         let plotWidth = Double(Chart.right - Chart.left)
         let plotHeight = Double(Chart.bottom - Chart.top)
         func x(_ column: Int) -> Double { Double(Chart.left) + Double(column) / Double(columns) * plotWidth }
@@ -368,8 +389,7 @@ struct ReportView {
             points.append("\(number(x(column))),\(number(y(value)))")
             points.append("\(number(x(column + 1))),\(number(y(value)))")
         }
-        let yStep = Self.niceCeiling(top / 4)
-        let yTicks = stride(from: 0.0, through: top, by: max(1, yStep)).map { value in
+        let yTicks = stride(from: 0.0, through: top, by: yStep).map { value in
             Tick(
                 pos: number(y(Int(value))), textPos: number(y(Int(value)) + 4), labelPos: String(Chart.left - 6),
                 text: String(Int(value)))
@@ -390,7 +410,7 @@ struct ReportView {
             hasSeconds: !seconds.isEmpty, yTicks: yTicks, xTicks: xTicks, points: points.joined(separator: " "),
             marks: limitedColumns.sorted().map { Mark(pos: number(x($0) + (x($0 + 1) - x($0)) / 2)) },
             hasLimit: rate.rateLimit != nil, limit: rate.rateLimit.map(String.init) ?? "",
-            limitY: number(y(rate.rateLimit ?? 0)), limitTextY: number(y(rate.rateLimit ?? 0) - 4))
+            limitY: number(y(rate.rateLimit ?? 0)), limitTextY: number(y(rate.rateLimit ?? 0) - 5))
     }
 
     /// 1, 2, 5, 10, 20, 50… at or above `value`.

@@ -50,6 +50,29 @@ public struct RunReport: Sendable {
 
         public var info: ErrorCodeInfo { ErrorCatalog.info(code.isEmpty ? nil : code) }
 
+        /// What happened, in words: the code's meaning where a delivery code decided it.
+        public var meaning: String {
+            switch category {
+            case .permanentError, .failedAgain: return info.meaning
+            case .exhausted: return ErrorCatalog.info("too_many_message_attempts_error").meaning
+            case .notFound: return "Postman does not know this message."
+            case .rejected: return detail.isEmpty ? "Postman refused the retry." : detail
+            case .conflict: return "The agency row changed after the job read it, before its retry."
+            case .writeConflict: return "The agency row changed during the run; Postman's outcome was not written back."
+            case .neverFinal: return "No final status 48 hours after the retry; no longer polled."
+            case .malformed: return detail
+            }
+        }
+
+        /// Postman's yes/no/maybe for the code, where a delivery code decided the outcome.
+        public var worthRetrying: String {
+            switch category {
+            case .permanentError, .failedAgain: return info.worthRetrying.rawValue
+            case .exhausted: return "no"
+            default: return ""
+            }
+        }
+
         /// What to do, by category first (the code's own advice where the code decides).
         public var suggestedAction: String {
             switch category {

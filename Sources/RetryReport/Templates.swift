@@ -23,10 +23,11 @@ p { margin: 6px 0; }
 .small { font-size: 0.86rem; }
 bdi, td, th, .id { unicode-bidi: isolate; }
 .id { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 0.9em; overflow-wrap: anywhere; }
+td .id, td.id { white-space: nowrap; }
 .status { display: inline-block; padding: 1px 10px; border-radius: 10px; font-size: 0.85rem; font-weight: 600; color: #fff; vertical-align: middle; }
 .status.completed { background: var(--good); } .status.running, .status.interrupted { background: #b26a00; } .status.failed { background: var(--bad); }
 .note { background: #fff6e0; border-left: 4px solid #f0a500; padding: 8px 12px; margin: 10px 0; }
-.tiles { display: grid; grid-template-columns: repeat(auto-fit, minmax(132px, 1fr)); gap: 10px; margin: 16px 0 4px; }
+.tiles { display: grid; grid-template-columns: repeat(auto-fit, minmax(118px, 1fr)); gap: 10px; margin: 16px 0 4px; }
 .tile { background: var(--panel); border-radius: 8px; padding: 10px 12px; }
 .tile .value { font-size: 1.5rem; font-weight: 650; line-height: 1.2; }
 .tile .label { font-size: 0.82rem; color: var(--muted); }
@@ -45,9 +46,14 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 svg.bar { display: block; width: 100%; height: 22px; border-radius: 3px; background: var(--panel); }
 svg.chart { display: block; width: 100%; max-width: 640px; height: auto; }
 svg text { font-family: inherit; fill: var(--muted); }
-.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 16px; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(380px, 1fr)); gap: 16px 24px; }
+@media (max-width: 420px) { .charts { grid-template-columns: 1fr; } }
 .hist td.barcell { width: 60%; }
 svg.hbar { display: block; width: 100%; height: 14px; }
+.todo { list-style: none; padding: 0; margin: 8px 0; }
+.todo li { display: grid; grid-template-columns: 4.2em 1fr; gap: 2px 10px; padding: 7px 0; border-bottom: 1px solid var(--line); }
+.todo .n { font-weight: 650; font-size: 1.1rem; text-align: right; font-variant-numeric: tabular-nums; }
+.todo .what { font-weight: 600; } .todo .action { grid-column: 2; color: var(--ink); }
 .delta-bad { color: var(--bad); font-weight: 600; } .delta-good { color: var(--good); font-weight: 600; }
 .yes { color: var(--good); } .no { color: var(--bad); } .maybe, .unknown { color: #b26a00; }
 footer { margin-top: 36px; font-size: 0.8rem; color: var(--muted); }
@@ -110,8 +116,8 @@ footer { margin-top: 36px; font-size: 0.8rem; color: var(--muted); }
 {{/yTicks}}
 {{#xTicks}}<text x="{{pos}}" y="{{textPos}}" font-size="12" text-anchor="middle">{{text}}</text>
 {{/xTicks}}
-<polyline points="{{points}}" fill="none" stroke="#1565c0" stroke-width="1.6" stroke-linejoin="round"/>
-{{#hasLimit}}<line x1="{{plotLeft}}" x2="{{plotRight}}" y1="{{limitY}}" y2="{{limitY}}" stroke="#c62828" stroke-width="1.4" stroke-dasharray="6 4"/><text x="{{plotRight}}" y="{{limitTextY}}" font-size="12" text-anchor="end" style="fill: #c62828">limit {{limit}}/s</text>{{/hasLimit}}
+{{#hasLimit}}<line x1="{{plotLeft}}" x2="{{plotRight}}" y1="{{limitY}}" y2="{{limitY}}" stroke="#c62828" stroke-width="1.6" stroke-dasharray="7 5"/><text x="{{limitTextX}}" y="{{limitTextY}}" font-size="12" style="fill: #c62828">limit {{limit}}/s</text>{{/hasLimit}}
+<polyline points="{{points}}" fill="none" stroke="#1565c0" stroke-width="1.8" stroke-linejoin="round"/>
 {{#marks}}<line x1="{{pos}}" x2="{{pos}}" y1="{{markTop}}" y2="{{plotBottom}}" stroke="#c62828" stroke-width="2"/>
 {{/marks}}
 </svg>{{/hasSeconds}}
@@ -138,9 +144,9 @@ footer { margin-top: 36px; font-size: 0.8rem; color: var(--muted); }
 <section>
 <h2>Why retries failed again</h2>
 {{#hasCodes}}<div class="scroll"><table>
-<thead><tr><th>Code</th><th class="num">Messages</th><th>Meaning</th><th>Worth retrying</th><th>Billed</th></tr></thead>
+<thead><tr><th>Code</th><th class="num">Messages</th><th>Meaning</th></tr></thead>
 <tbody>
-{{#codes}}<tr><td><bdi class="id">{{code}}</bdi></td><td class="num">{{count}}</td><td>{{meaning}}</td><td class="{{worthClass}}">{{worth}}</td><td>{{charged}}</td></tr>
+{{#codes}}<tr><td><bdi class="id">{{code}}</bdi></td><td class="num">{{count}}</td><td>{{meaning}}<br><span class="small">Worth retrying: <b class="{{worthClass}}">{{worth}}</b> · billed: {{charged}}</span></td></tr>
 {{/codes}}
 </tbody>
 </table></div>
@@ -156,7 +162,7 @@ footer { margin-top: 36px; font-size: 0.8rem; color: var(--muted); }
 <section>
 <h2>Estimated cost of the retries</h2>
 {{#cost}}<div class="scroll"><table>
-<thead><tr><th>Retries</th><th class="num">Messages</th><th class="num">Price per segment</th><th class="num">Amount ({{currency}})</th></tr></thead>
+<thead><tr><th>Retries</th><th class="num">Count</th><th class="num">Per segment</th><th class="num">{{currency}}</th></tr></thead>
 <tbody>
 {{#lines}}<tr><td>{{what}}</td><td class="num">{{messages}}</td><td class="num">{{price}}</td><td class="num">{{amount}}</td></tr>
 {{/lines}}
@@ -182,12 +188,16 @@ footer { margin-top: 36px; font-size: 0.8rem; color: var(--muted); }
 
 <section>
 <h2>Needs a person ({{attentionCount}})</h2>
-{{#hasAttention}}<p>Every message below is in <b>failures.csv</b> with its ids, masked number, code and the suggested action.</p>
-<ul class="legend">{{#attentionByCategory}}<li><b>{{count}}</b>&nbsp;{{name}}</li>{{/attentionByCategory}}</ul>
+{{#hasAttention}}<p>Each of these messages is a row of <b>failures.csv</b>, with its ids, masked number, code and the suggested action.</p>
+<ul class="todo">
+{{#attentionGroups}}<li><span class="n">{{count}}</span><span><span class="what">{{name}}</span>{{#hasCode}} · <bdi class="id">{{code}}</bdi>{{/hasCode}}</span><span class="action">{{action}}</span></li>
+{{/attentionGroups}}
+</ul>
+<h3>The first {{attentionShownCount}}</h3>
 <div class="scroll"><table>
-<thead><tr><th>What</th><th>Campaign</th><th>Message</th><th>Recipient</th><th>Code</th><th>Suggested action</th></tr></thead>
+<thead><tr><th>What</th><th>Campaign</th><th>Message</th><th>Recipient</th><th>Code</th></tr></thead>
 <tbody>
-{{#attention}}<tr><td>{{category}}</td><td><bdi class="id">{{campaignId}}</bdi></td><td><bdi class="id">{{messageId}}</bdi></td><td class="id">{{recipient}}</td><td><bdi class="id">{{code}}</bdi></td><td>{{action}}</td></tr>
+{{#attention}}<tr><td>{{category}}</td><td><bdi class="id">{{campaignId}}</bdi></td><td><bdi class="id">{{messageId}}</bdi></td><td class="id">{{recipient}}</td><td><bdi class="id">{{code}}</bdi></td></tr>
 {{/attention}}
 </tbody>
 </table></div>
@@ -213,7 +223,7 @@ footer { margin-top: 36px; font-size: 0.8rem; color: var(--muted); }
 {{% CONTENT_TYPE: MARKDOWN}}
 ## postman-retry run {{runId}}: {{status}}
 
-Started {{startedAt}}, {{durationText}}, table `{{agencyTableCode}}`.{{#resumed}} Worked by {{processes}} processes (interrupted and resumed; each message counted once).{{/resumed}}{{#notFinished}} **Not finished: numbers as they stand now.**{{/notFinished}}
+Started {{startedAt}}, {{durationText}}, table {{agencyTable}}.{{#resumed}} Worked by {{processes}} processes (interrupted and resumed; each message counted once).{{/resumed}}{{#notFinished}} **Not finished: numbers as they stand now.**{{/notFinished}}
 
 **{{retried}} retried of {{selected}} selected: {{succeeded}} succeeded, {{failed}} failed again, {{pending}} pending.** {{exhausted}} exhausted, {{otherCount}} other ({{otherText}}), {{skipped}} skipped ({{skippedText}}), {{carriedOver}} carried over from earlier runs.{{#comparison}} {{headline}}{{/comparison}}
 
@@ -222,11 +232,11 @@ Started {{startedAt}}, {{durationText}}, table `{{agencyTableCode}}`.{{#resumed}
 {{#campaignRows}}| {{campaignId}} | {{selected}} | {{succeeded}} | {{failed}} | {{pending}} | {{exhausted}} | {{other}} | {{skipped}} |
 {{/campaignRows}}
 
-{{#hasCodes}}Failed again by code: {{#codes}}{{code}} {{count}} ({{worthShort}}){{^last}}, {{/last}}{{/codes}}.
+{{#hasCodes}}- Failed again by code: {{#codes}}{{code}} {{count}} ({{worthShort}}){{^last}}, {{/last}}{{/codes}}.
 {{/hasCodes}}
-{{#cost}}Estimated cost: **{{currency}} {{total}}** incl. GST ({{localCount}} local, {{foreignCount}} foreign, {{freeCount}} not billed).
+{{#cost}}- Estimated cost: **{{currency}} {{total}}** incl. GST ({{localCount}} local, {{foreignCount}} foreign, {{freeCount}} not billed).
 {{/cost}}
-API calls: {{retryCalls}} retry, {{pollCalls}} read, {{rateLimitedCalls}} answered 429. Peak rate: {{peakText}}.
+- API calls: {{retryCalls}} retry, {{pollCalls}} read, {{rateLimitedCalls}} answered 429. Busiest second: {{peakText}}.
 
 **Needs a person: {{attentionCount}}**{{#hasAttention}} ({{#attentionByCategory}}{{count}} {{name}}{{^last}}, {{/last}}{{/attentionByCategory}}); see failures.csv{{/hasAttention}}.
 """#

@@ -123,9 +123,16 @@ struct ReportFixture {
         func count(_ key: String) -> Int? { counts[key] as? Int }
     }
 
+    /// Removes the report files, unless REPORT_TEST_KEEP names a directory to move them to (to look at
+    /// a test's report in a browser).
     func stop() async {
         await sim.stop()
         await db.close()
+        if let keep = ProcessInfo.processInfo.environment["REPORT_TEST_KEEP"] {
+            let target = URL(fileURLWithPath: keep).appendingPathComponent(directory.lastPathComponent)
+            try? FileManager.default.createDirectory(atPath: keep, withIntermediateDirectories: true)
+            try? FileManager.default.moveItem(at: directory, to: target)
+        }
         try? FileManager.default.removeItem(at: directory)
     }
 }

@@ -23,8 +23,8 @@ import Testing
         let md = MarkdownContentType()
         #expect(md.escapeText("<script>") == "\\<script\\>")
         #expect(md.escapeText("a|b") == "a\\|b")
-        #expect(md.escapeText("*bold* _it_ `code` [l](u)") == "\\*bold\\* \\_it\\_ \\`code\\` \\[l\\]\\(u\\)")
-        #expect(md.escapeText("campaign-1 ok.") == "campaign-1 ok.", "ordinary ids stay readable")
+        #expect(md.escapeText("*bold* _it_ `code` [l](u)") == "\\*bold\\* \\_it\\_ \\`code\\` \\[l\\](u)")
+        #expect(md.escapeText("campaign-1 ok (retry_limit).") == "campaign-1 ok (retry_limit).", "ordinary text stays readable")
         #expect(md.escapeText("abc\u{202E}def") == "abc\u{FFFD}def")
         #expect(md.escapeText("🎉 שלום") == "🎉 שלום")
     }
@@ -43,6 +43,8 @@ import Testing
         #expect(CostEstimate.format(twoSegments.total) == "0.28")  // 6 × 0.046 = 0.276
         #expect(CostEstimate.format(Decimal(12)) == "12.00")
         #expect(CostEstimate.format(Decimal(string: "0.046")!, scale: 3) == "0.046")
+        #expect(CostEstimate.number(Decimal(string: "0.23")!) == 0.23)
+        #expect(CostEstimate.number(Decimal(string: "29.08")!) == 29.08)
     }
 
     @Test func chartScalesAndDurationsReadWell() {
