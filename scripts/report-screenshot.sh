@@ -18,5 +18,7 @@ shoot() {  # width height file
     [ -s "$3" ] || { echo "report-screenshot: no picture written to $3" >&2; exit 1; }
     echo "$3"
 }
-shoot 1280 3400 "$out/report-screenshot.png"
-shoot 412 5200 "$out/report-screenshot-phone.png"
+# Headless Chromium photographs the window, not the page: the heights fit the demo's report (override them
+# for a longer one).
+shoot 1280 "${DESKTOP_HEIGHT:-2950}" "$out/report-screenshot.png"
+shoot 412 "${PHONE_HEIGHT:-3950}" "$out/report-screenshot-phone.png"
