@@ -3,7 +3,7 @@
 SWIFT ?= swift
 PG := scripts/pg-throwaway.sh run --
 
-.PHONY: build release test test-unit test-reliability demo bench clean
+.PHONY: build release test test-unit test-reliability demo bench clean report-screenshot
 
 build:
 	$(SWIFT) build
@@ -28,6 +28,11 @@ test-unit:
 
 demo: release
 	$(PG) bash scripts/demo.sh
+
+# Runs the demo, then photographs its HTML report in a real browser (Debian's chromium, headless):
+# docs/report-screenshot.png (laptop width) and docs/report-screenshot-phone.png.
+report-screenshot: demo
+	bash scripts/report-screenshot.sh out/demo/report/summary.html docs
 
 bench: release
 	$(PG) bash bench/run-all.sh

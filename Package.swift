@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.0.0"),
     ],
     targets: [
         // The system libpq (apt: libpq-dev), included by name through pkg-config.
@@ -86,7 +87,11 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
-            resources: [.embedInCode("Migrations/V001__bookkeeping.sql"), .embedInCode("Migrations/V002__quiet_hours.sql")],
+            resources: [
+                .embedInCode("Migrations/V001__bookkeeping.sql"),
+                .embedInCode("Migrations/V002__quiet_hours.sql"),
+                .embedInCode("Migrations/V003__request_timeline.sql"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The config file (TOML): table mapping, OTP rule, keys, quiet hours, error policy; the
@@ -99,10 +104,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Reports of a run (summary.html/.md/.json, failures.csv) and the run history, read from the journal.
+        .target(
+            name: "RetryReport",
+            dependencies: [
+                "RetryJob", "LibPQ", "RetryCore",
+                .product(name: "Mustache", package: "swift-mustache"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "postman-retry",
             dependencies: [
-                "RetryJob", "RetryCore", "LibPQ", "RetryConfig",
+                "RetryJob", "RetryCore", "LibPQ", "RetryConfig", "RetryReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -131,6 +145,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "LibPQTests", dependencies: ["LibPQ", "PostgresTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "RetryReportTests",
+            dependencies: [
+                "RetryReport", "RetryJob", "LibPQ", "RetryCore", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "RetryCoreTests", dependencies: ["RetryCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "PostmanSimulatorTests",

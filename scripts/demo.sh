@@ -32,12 +32,18 @@ echo "== postman-retry plan"
 "$BIN/postman-retry" plan
 echo "== postman-retry run"
 set +e
-"$BIN/postman-retry" run --poll-timeout 20s --log-level warning --format json >"$OUT/summary.json"
+"$BIN/postman-retry" run --poll-timeout 20s --log-level warning --format json --report-dir "$OUT/report" >"$OUT/summary.json"
 code=$?
 set -e
 cat "$OUT/summary.json"
 echo "run exited $code"
 kill $SIM; wait $SIM 2>/dev/null || true
 trap - EXIT
+echo "== postman-retry runs"
+"$BIN/postman-retry" runs
 echo "simulator ledger: $OUT/ledger.json"
+echo "report (markdown): $OUT/report/summary.md"
+# The last line is the report a person opens (the run also wrote it; `report` shows the command).
+echo "== postman-retry report"
+"$BIN/postman-retry" report --output "$OUT/report"
 exit $code

@@ -77,6 +77,8 @@ actor CampaignWorker {
     private var settled: [Settlement] = []
     private var accepted: [(id: String, at: Date, deadline: Date)] = []
     private var calls = APICallCounts()
+    /// Requests per whole second for the report's rate chart; rides along with `calls` at each flush.
+    private var timeline: RequestTimeline
     private var lastFlush: Double = 0
     private var lastDeadlineCheck: Double = 0
 
@@ -114,6 +116,7 @@ actor CampaignWorker {
         self.context = context
         let limit = context.settings.rateLimit(for: campaign)
         pacer = SlidingWindowPacer(limit: limit)
+        timeline = RequestTimeline(campaign: campaign, rateLimit: limit)
         maxInFlight = max(2, limit)
         origin = ContinuousClock.now
         pagesEstimate = max(1, (messagesInTable + 999) / 1000)
@@ -182,6 +185,7 @@ actor CampaignWorker {
                 requestsSent += 1
                 inFlight += 1
                 if action.isRetry { calls.retry += 1 } else { calls.poll += 1 }
+                timeline.request()
                 group.addTask {
                     await self.perform(action)
                     await self.answered(ticket: ticket)
@@ -440,6 +444,7 @@ actor CampaignWorker {
         case (429, _):
             answered()
             calls.rateLimited += 1
+            timeline.rateLimited()
             pacer.recordRateLimited(at: now)
             honourRetryAfter(error)
             ready.insert(item, at: 0)  // dropped, not queued, by Postman: send it again
@@ -582,6 +587,7 @@ actor CampaignWorker {
         case .http(429):
             answered()
             calls.rateLimited += 1
+            timeline.rateLimited()
             pacer.recordRateLimited(at: now)
             honourRetryAfter(error)
             return true
@@ -644,10 +650,12 @@ actor CampaignWorker {
         lastFlush = now
         let acceptedNow = accepted
         let settledNow = settled
-        let callsNow = calls
+        var callsNow = calls
+        callsNow.timeline = timeline
         accepted = []
         settled = []
         calls = APICallCounts()
+        timeline = timeline.emptied
         do {
             if !acceptedNow.isEmpty {
                 try await context.store.recordAccepted(

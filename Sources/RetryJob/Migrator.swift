@@ -31,6 +31,9 @@ public struct Migrator: Sendable {
         Migration(
             version: 2, name: "V002__quiet_hours.sql",
             sql: String(decoding: PackageResources.V002__quiet_hours_sql, as: UTF8.self)),
+        Migration(
+            version: 3, name: "V003__request_timeline.sql",
+            sql: String(decoding: PackageResources.V003__request_timeline_sql, as: UTF8.self)),
     ]
 
     public let migrations: [Migration]

@@ -406,6 +406,31 @@ struct RunStore: Sendable {
                    api_poll_calls = api_poll_calls + \(calls.poll), api_rate_limited = api_rate_limited + \(calls.rateLimited)
             WHERE run_id = \(run)
             """)
+        if let timeline = calls.timeline { try addRequestSeconds(db, run: run, timeline) }
+    }
+
+    /// Per-second request counts for the report's rate chart (V002), in the same transaction as the
+    /// call counts so the two always agree.
+    static func addRequestSeconds(_ db: isolated PGConnection, run: Int64, _ timeline: RequestTimeline) throws {
+        guard !timeline.seconds.isEmpty else { return }
+        let seconds = timeline.seconds.keys.sorted()
+        let requests = seconds.map { timeline.seconds[$0]!.requests }
+        let limited = seconds.map { timeline.seconds[$0]!.rateLimited }
+        try db.execute(
+            """
+            INSERT INTO \(qualified: [Migrator.schema, "request_seconds"]) (run_id, campaign_id, second, requests, rate_limited)
+            SELECT \(run), \(timeline.campaign), to_timestamp(u.s), u.r, u.l
+            FROM unnest(\(seconds)::bigint[], \(requests)::int[], \(limited)::int[]) AS u(s, r, l)
+            ON CONFLICT (run_id, campaign_id, second) DO UPDATE
+                SET requests = request_seconds.requests + EXCLUDED.requests,
+                    rate_limited = request_seconds.rate_limited + EXCLUDED.rate_limited
+            """)
+        try db.execute(
+            """
+            INSERT INTO \(qualified: [Migrator.schema, "run_campaigns"]) (run_id, campaign_id, rate_limit)
+            VALUES (\(run), \(timeline.campaign), \(timeline.rateLimit))
+            ON CONFLICT (run_id, campaign_id) DO UPDATE SET rate_limit = EXCLUDED.rate_limit
+            """)
     }
 
     func addCalls(run: Int64, _ calls: APICallCounts) async throws {
@@ -427,6 +452,31 @@ struct APICallCounts: Sendable {
     var retry = 0
     var poll = 0
     var rateLimited = 0
+    /// The same requests by whole second, for the report (nil: not recorded).
+    var timeline: RequestTimeline?
+}
+
+/// One campaign's requests and 429 answers per whole second (Unix time), counted in memory and
+/// flushed with the call counts.
+struct RequestTimeline: Sendable {
+    struct Second: Sendable {
+        var requests = 0
+        var rateLimited = 0
+    }
+    let campaign: String
+    let rateLimit: Int
+    var seconds: [Int64: Second] = [:]
+
+    init(campaign: String, rateLimit: Int) {
+        self.campaign = campaign
+        self.rateLimit = rateLimit
+    }
+
+    private static func second(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970.rounded(.down)) }
+    mutating func request(at date: Date = Date()) { seconds[Self.second(date), default: Second()].requests += 1 }
+    mutating func rateLimited(at date: Date = Date()) { seconds[Self.second(date), default: Second()].rateLimited += 1 }
+    /// An empty timeline for the same campaign (after a flush).
+    var emptied: RequestTimeline { RequestTimeline(campaign: campaign, rateLimit: rateLimit) }
 }
 
 extension JSONEncoder {

@@ -4,7 +4,7 @@ import RetryCore
 
 /// The counts of one run, read back from the journal (CONTRACT.md section 5: they add up).
 public struct RunSummary: Sendable, Codable, Equatable {
-    public struct Counts: Sendable, Codable, Equatable {
+    public struct Counts: Sendable, Codable, Equatable, OutcomeTally {
         public var selected = 0, retried = 0, succeeded = 0, failed = 0, pending = 0, exhausted = 0
         public var notFound = 0, reconciled = 0, batchNotRetryable = 0, rejected = 0, conflict = 0
         public var carriedOver = 0, skipped = 0
@@ -22,10 +22,23 @@ public struct RunSummary: Sendable, Codable, Equatable {
         enum CodingKeys: String, CodingKey { case retry, poll, rateLimited = "rate_limited" }
     }
 
-    public struct Campaign: Sendable, Codable, Equatable {
+    /// One campaign's counts: the contract's four keys first, then the same breakdown as `Counts`
+    /// (the report draws one bar per campaign from them).
+    public struct Campaign: Sendable, Codable, Equatable, OutcomeTally {
         public var campaignId: String
         public var selected = 0, retried = 0, succeeded = 0, failed = 0
-        enum CodingKeys: String, CodingKey { case campaignId = "campaign_id", selected, retried, succeeded, failed }
+        public var pending = 0, exhausted = 0, notFound = 0, reconciled = 0, batchNotRetryable = 0, rejected = 0
+        public var conflict = 0, carriedOver = 0, skipped = 0
+        public var skippedByReason: [String: Int] = Dictionary(uniqueKeysWithValues: SkipReason.allCases.map { ($0.rawValue, 0) })
+
+        public init(campaignId: String) { self.campaignId = campaignId }
+
+        enum CodingKeys: String, CodingKey {
+            case campaignId = "campaign_id", selected, retried, succeeded, failed
+            case pending, exhausted, reconciled, rejected, conflict, skipped
+            case notFound = "not_found", batchNotRetryable = "batch_not_retryable", carriedOver = "carried_over"
+            case skippedByReason = "skipped_by_reason"
+        }
     }
 
     public var runId: String
@@ -71,42 +84,17 @@ public struct RunSummary: Sendable, Codable, Equatable {
             let outcome: String? = try row.optional("outcome")
             let result: String? = try row.optional("result")
             if try row.decode("write_state", as: String.self) == "conflict" { writeConflicts += n }
-            if origin == "carried_over" {
-                counts.carriedOver += n
-                continue
-            }
-            var entry = campaigns[campaign] ?? Campaign(campaignId: campaign)
-            counts.selected += n
-            entry.selected += n
-            switch outcome {
-            case "retried":
-                counts.retried += n
-                entry.retried += n
-                switch result {
-                case "succeeded":
-                    counts.succeeded += n
-                    entry.succeeded += n
-                case "failed":
-                    counts.failed += n
-                    entry.failed += n
-                default: counts.pending += n  // accepted and not final yet counts as pending
-                }
-            case "exhausted": counts.exhausted += n
-            case "not_found": counts.notFound += n
-            case "reconciled": counts.reconciled += n
-            case "batch_not_retryable": counts.batchNotRetryable += n
-            case "rejected": counts.rejected += n
-            case "conflict": counts.conflict += n
-            default: break  // not settled yet (an interrupted run)
-            }
-            campaigns[campaign] = entry
+            counts.add(origin: origin, outcome: outcome, result: result, n: n)
+            campaigns[campaign, default: Campaign(campaignId: campaign)].add(origin: origin, outcome: outcome, result: result, n: n)
         }
         let skips = try await db.query(
             "SELECT campaign_id, reason, count FROM \(qualified: [schema, "skips"]) WHERE run_id = \(runId)")
         for row in skips {
             let n: Int = try row.decode("count")
-            counts.skippedByReason[try row.decode("reason"), default: 0] += n
-            counts.skipped += n
+            let campaign: String = try row.decode("campaign_id")
+            let reason: String = try row.decode("reason")
+            counts.addSkipped(reason: reason, n: n)
+            campaigns[campaign, default: Campaign(campaignId: campaign)].addSkipped(reason: reason, n: n)
         }
         return RunSummary(
             runId: String(runId), startedAt: try run.decode("started"), finishedAt: try run.optional("finished"),
@@ -116,5 +104,56 @@ public struct RunSummary: Sendable, Codable, Equatable {
                 rateLimited: try run.decode("api_rate_limited")),
             campaigns: campaigns.values.sorted { $0.campaignId < $1.campaignId }, writeConflicts: writeConflicts,
             deferredByQuietHours: try run.decode("deferred_by_quiet_hours"))
+    }
+}
+
+/// The outcome arithmetic of CONTRACT.md section 5, shared by the run totals and each campaign so
+/// both are counted by the same rules.
+public protocol OutcomeTally {
+    var selected: Int { get set }
+    var retried: Int { get set }
+    var succeeded: Int { get set }
+    var failed: Int { get set }
+    var pending: Int { get set }
+    var exhausted: Int { get set }
+    var notFound: Int { get set }
+    var reconciled: Int { get set }
+    var batchNotRetryable: Int { get set }
+    var rejected: Int { get set }
+    var conflict: Int { get set }
+    var carriedOver: Int { get set }
+    var skipped: Int { get set }
+    var skippedByReason: [String: Int] { get set }
+}
+
+extension OutcomeTally {
+    /// Counts `n` journal rows of one (origin, outcome, result).
+    mutating func add(origin: String, outcome: String?, result: String?, n: Int) {
+        if origin == "carried_over" {
+            carriedOver += n
+            return
+        }
+        selected += n
+        switch outcome {
+        case "retried":
+            retried += n
+            switch result {
+            case "succeeded": succeeded += n
+            case "failed": failed += n
+            default: pending += n  // accepted and not final yet counts as pending
+            }
+        case "exhausted": exhausted += n
+        case "not_found": notFound += n
+        case "reconciled": reconciled += n
+        case "batch_not_retryable": batchNotRetryable += n
+        case "rejected": rejected += n
+        case "conflict": conflict += n
+        default: break  // not settled yet (an interrupted run)
+        }
+    }
+
+    mutating func addSkipped(reason: String, n: Int) {
+        skippedByReason[reason, default: 0] += n
+        skipped += n
     }
 }

@@ -15,7 +15,7 @@ struct PostmanRetryCommand: AsyncParsableCommand {
             (database down, another run holds the lock, interrupted), 77 API key or IP refused, 1 other.
             """,
         version: "0.1.0",
-        subcommands: [Migrate.self, Plan.self, Run.self, Config.self]
+        subcommands: [Migrate.self, Plan.self, Run.self, Report.self, Runs.self, Config.self]
     )
 }
 

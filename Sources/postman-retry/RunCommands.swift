@@ -97,6 +97,9 @@ struct Run: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var scope: ScopeOptions
 
+    @Option(help: "Where to write this run's report (default: reports/run-<id>; see docs/reports.md).")
+    var reportDir: String?
+
     func run() async throws {
         let logger = global.makeLogger()
         let stop = SignalFlag()
@@ -108,6 +111,7 @@ struct Run: AsyncParsableCommand {
             let live = isatty(STDERR_FILENO) == 1 && global.logFormat != .json
             let result = try await RetryRun(settings: settings, logger: logger, environment: environment, liveProgress: live)
                 .run(db: db, stopRequested: { stop.isSet })
+            let report = await writeRunReport(db: db, runId: result.runId, directory: reportDir)
             await db.close()
             if scope.format == .json {
                 try printJSON(result.summary)
@@ -121,6 +125,7 @@ struct Run: AsyncParsableCommand {
                         + "API calls: \(result.summary.apiCalls.retry) retry, \(result.summary.apiCalls.poll) read, "
                         + "\(result.summary.apiCalls.rateLimited) rate-limited")
             }
+            report.announce(json: scope.format == .json)
             if let message = result.message {
                 FileHandle.standardError.write(Data("postman-retry: \(message)\n".utf8))
             }
