@@ -2,8 +2,19 @@ import ArgumentParser
 import Foundation
 import LibPQ
 import Logging
+import RetryConfig
 import RetryJob
 import RetryReport
+
+extension CostModel {
+    /// The report's prices from the config file's `[cost]` (defaults: Postman's from 1 July 2025).
+    init(_ settings: CostSettings) {
+        func decimal(_ value: Double) -> Decimal { Decimal(string: String(value)) ?? Decimal(value) }
+        self.init(
+            localPerSegment: decimal(settings.localPerSegment), foreignPerSegment: decimal(settings.foreignPerSegment),
+            segmentsPerMessage: settings.segmentsPerMessage, gstRate: decimal(settings.gstRate))
+    }
+}
 
 /// Where a run's report goes when no directory is given: `reports/run-<id>` under the working
 /// directory (docs/reports.md). A resumed run writes to the same place, replacing the files.
@@ -39,9 +50,9 @@ struct RunReportOutcome {
 
 /// After `run`: the report of that run. A failure here does not change the run's exit status (the
 /// run itself is recorded); it is reported on stderr, and `postman-retry report --run ID` rewrites it.
-func writeRunReport(db: PGConnection, runId: Int64, directory: String?) async -> RunReportOutcome {
+func writeRunReport(db: PGConnection, runId: Int64, directory: String?, cost: CostModel) async -> RunReportOutcome {
     do {
-        return RunReportOutcome(path: try await writeReport(db: db, runId: runId, directory: directory))
+        return RunReportOutcome(path: try await writeReport(db: db, runId: runId, directory: directory, cost: cost))
     } catch {
         return RunReportOutcome(error: JobError.classify(error).message)
     }
@@ -63,6 +74,7 @@ struct Report: AsyncParsableCommand {
     func run() async throws {
         let logger = global.makeLogger()
         try await runReportingExit {
+            let resolved = try SettingsResolver.resolve(global.commandLineValues, environment: ProcessInfo.processInfo.environment)
             let db = try await connect(global, logger: logger)
             defer { Task { await db.close() } }
             let missing = try await Migrator().pending(db)
@@ -74,7 +86,7 @@ struct Report: AsyncParsableCommand {
             guard let id = runId ?? latest else {
                 throw JobError(.usage, "no run has been recorded yet: nothing to report")
             }
-            print(try await writeReport(db: db, runId: id, directory: output))
+            print(try await writeReport(db: db, runId: id, directory: output, cost: CostModel(resolved.cost)))
         }
     }
 }

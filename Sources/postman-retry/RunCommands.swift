@@ -7,6 +7,7 @@ import Logging
 import RetryConfig
 import RetryCore
 import RetryJob
+import RetryReport
 
 /// Scope and pacing options shared by `plan` and `run` (CONTRACT.md section 5). Options without a
 /// value given fall back to the environment, then the config file, then the default.
@@ -105,13 +106,15 @@ struct Run: AsyncParsableCommand {
         let stop = SignalFlag()
         try await runReportingExit {
             let environment = ProcessInfo.processInfo.environment
-            let settings = try scope.settings(global, environment: environment)
+            let resolved = try SettingsResolver.resolve(scope.values(global), environment: environment)
+            let settings = resolved.run
             let db = try await connect(global, logger: logger)
             try await TableCheck.requireFit(settings.table, db: db)
             let live = isatty(STDERR_FILENO) == 1 && global.logFormat != .json
             let result = try await RetryRun(settings: settings, logger: logger, environment: environment, liveProgress: live)
                 .run(db: db, stopRequested: { stop.isSet })
-            let report = await writeRunReport(db: db, runId: result.runId, directory: reportDir)
+            let report = await writeRunReport(
+                db: db, runId: result.runId, directory: reportDir, cost: CostModel(resolved.cost))
             await db.close()
             if scope.format == .json {
                 try printJSON(result.summary)
