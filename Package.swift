@@ -22,6 +22,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        // Metrics of a run (issue 9): swift-metrics API, Prometheus text format from the maintained backend.
+        // 2.13.0: the first local release with `factory:` on every metric initialiser that we could check.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
     ],
     targets: [
         // The system libpq (apt: libpq-dev), included by name through pkg-config.
@@ -99,10 +103,25 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The metrics of one run: Prometheus text for node_exporter's textfile collector, or a push
+        // to a Pushgateway.
+        .target(
+            name: "RetryMetrics",
+            dependencies: [
+                "RetryJob", "RetryCore", "LibPQ",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "postman-retry",
             dependencies: [
-                "RetryJob", "RetryCore", "LibPQ", "RetryConfig",
+                "RetryJob", "RetryCore", "LibPQ", "RetryConfig", "RetryMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -144,6 +163,17 @@ let package = Package(
         .testTarget(
             name: "RetryConfigTests",
             dependencies: ["RetryConfig", "RetryJob", "RetryCore", "LibPQ", "PostgresTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RetryMetricsTests",
+            dependencies: [
+                "RetryMetrics", "RetryJob", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

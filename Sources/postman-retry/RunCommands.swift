@@ -96,6 +96,7 @@ struct Run: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var scope: ScopeOptions
+    @OptionGroup var metrics: MetricsOptions
 
     func run() async throws {
         let logger = global.makeLogger()
@@ -106,8 +107,10 @@ struct Run: AsyncParsableCommand {
             let db = try await connect(global, logger: logger)
             try await TableCheck.requireFit(settings.table, db: db)
             let live = isatty(STDERR_FILENO) == 1 && global.logFormat != .json
-            let result = try await RetryRun(settings: settings, logger: logger, environment: environment, liveProgress: live)
-                .run(db: db, stopRequested: { stop.isSet })
+            let result = try await metrics.recording(db: db, logger: logger) {
+                try await RetryRun(settings: settings, logger: logger, environment: environment, liveProgress: live)
+                    .run(db: db, stopRequested: { stop.isSet })
+            }
             await db.close()
             if scope.format == .json {
                 try printJSON(result.summary)
