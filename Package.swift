@@ -176,6 +176,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // deploy/ (systemd units, Kubernetes manifests, Dockerfile) checked by systemd and the linters.
+        .testTarget(name: "DeployTests", exclude: ["check_deploy.py"], swiftSettings: swiftSettings),
         .testTarget(
             name: "RetryJobTests",
             dependencies: [
