@@ -13,7 +13,7 @@ import RetryJob
 public struct MetricsPublisher: Sendable {
     /// The textfile collector reads `*.prom` files; the file is replaced atomically.
     public var file: String?
-    /// Base URL of a Pushgateway; the metrics go to `<base>/metrics/job/postman_retry`.
+    /// Base URL of a Pushgateway; the metrics go to `<base>/metrics/job/postman_retry` (see ``pushURL(_:)``).
     public var pushgateway: URL?
     /// Bounds the push, so an interrupted run still exits within its 10-second shutdown.
     public var pushTimeout: Duration
@@ -119,10 +119,13 @@ public struct MetricsPublisher: Sendable {
         }
     }
 
-    /// The push URL for `base`: `<base>/metrics/job/postman_retry`.
+    /// The push URL for `base`: `<base>/metrics/job/postman_retry`. A URL that already names a group
+    /// (`…/metrics/job/postman_retry/agency/moh`) is used as it is, so deployments sharing one Pushgateway
+    /// can keep their metrics apart.
     public static func pushURL(_ base: URL) -> String {
         var text = base.absoluteString
         while text.hasSuffix("/") { text.removeLast() }
+        if base.path.contains("/metrics/job/") { return text }
         return "\(text)/metrics/job/\(job)"
     }
 

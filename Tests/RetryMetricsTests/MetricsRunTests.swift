@@ -4,6 +4,7 @@ import PostgresTestSupport
 import PostmanSimulator
 import RetryJob
 import RetryMetrics
+import Synchronization
 import Testing
 
 /// The real binary against real PostgreSQL, the simulator over HTTP and a real Pushgateway: what
@@ -115,6 +116,42 @@ import Testing
         let summary = try await RunSummary.load(db: fixture.db, runId: Int64(runId))
         #expect(summary.status == "interrupted" && summary.counts.selected > 0)
         Self.expectMatches(samples, summary, "refused")
+        await fixture.stop()
+    }
+
+    @Test func aRunStoppedBySIGTERMPublishesExit75WithinItsShutdownTime() async throws {
+        let fixture = try await MetricsFixture.make(campaigns: 2, messages: 30, seed: 34)
+        let gateway = try await Pushgateway.start()
+        let directory = try Self.temporaryDirectory()
+        defer {
+            gateway.stop()
+            try? FileManager.default.removeItem(at: directory)
+        }
+        let file = directory.appendingPathComponent("postman_retry.prom").path
+        // A slow rate keeps the run busy long enough to be stopped in the middle; the group name is ours.
+        let group = "\(gateway.baseURL)/metrics/job/postman_retry/agency/test"
+        let pid = Mutex<Int32>(0)
+        let running = Task {
+            try await fixture.run(["--rate-limit", "5", "--metrics-file", file, "--pushgateway", group]) { started in
+                pid.withLock { $0 = started }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(2500))
+        let signalled = ContinuousClock.now
+        #expect(kill(pid.withLock { $0 }, SIGTERM) == 0)
+        let exit = try await running.value
+        #expect(exit.status == 75, "\(exit.stderr)")
+        #expect(ContinuousClock.now - signalled < .seconds(10))
+
+        let samples = try await PrometheusText.parse(try String(contentsOfFile: file, encoding: .utf8))
+        #expect(samples.value(RunMetrics.Name.exitStatus) == 75)
+        let runId = try #require(samples.value(RunMetrics.Name.runId))
+        let summary = try await RunSummary.load(db: fixture.db, runId: Int64(runId))
+        #expect(summary.status == "interrupted" && summary.counts.retried > 0 && summary.counts.retried < 60)
+        Self.expectMatches(samples, summary, "interrupted")
+        let pushed = try await Self.pushed(gateway).filter { $0.labels["agency"] == "test" }
+        #expect(pushed.value(RunMetrics.Name.exitStatus) == 75)
+        Self.expectMatches(pushed, summary, "interrupted, pushed")
         await fixture.stop()
     }
 

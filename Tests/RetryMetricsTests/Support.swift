@@ -46,14 +46,16 @@ struct MetricsFixture {
     var apiKeys: [String] { data.simulator.campaigns.map(\.apiKey) }
 
     /// Runs the real `postman-retry run` binary (built by `make test`) against this world.
-    func run(_ arguments: [String], keys: [String: String]? = nil) async throws -> Tool.Output {
+    func run(
+        _ arguments: [String], keys: [String: String]? = nil, started: @Sendable (Int32) -> Void = { _ in }
+    ) async throws -> Tool.Output {
         var environment = ProcessInfo.processInfo.environment.filter { $0.key.hasPrefix("PG") || $0.key == "PATH" }
         environment.merge(keys ?? keysEnvironment) { $1 }
         environment["POSTMAN_API_URL"] = sim.baseURL
         return try await Tool.run(
             Tool.binary,
             ["run", "--poll-timeout", "3s", "--log-level", "error", "--database-url", url] + arguments,
-            environment: environment)
+            environment: environment, started: started)
     }
 
     func stop() async {
@@ -81,7 +83,8 @@ enum Tool {
 
     /// `program` is a path, or a name looked up in PATH.
     static func run(
-        _ program: String, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil
+        _ program: String, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil,
+        started: @Sendable (Int32) -> Void = { _ in }
     ) async throws -> Output {
         let process = Process()
         if program.contains("/") {
@@ -102,6 +105,7 @@ enum Tool {
         process.standardError = err
         process.standardInput = input == nil ? FileHandle.nullDevice : stdin
         try process.run()
+        started(process.processIdentifier)
         if let input {
             stdin.fileHandleForWriting.write(Data(input.utf8))
             try stdin.fileHandleForWriting.close()
