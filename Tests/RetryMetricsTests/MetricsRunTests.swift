@@ -16,12 +16,14 @@ import Testing
         return directory
     }
 
-    /// Our samples as the Pushgateway shows them (it adds its own metrics, and job/instance labels).
-    static func pushed(_ gateway: Pushgateway) async throws -> [Sample] {
+    /// Our samples of one group as the Pushgateway shows them (it adds its own metrics, and the group's
+    /// labels: job, instance, and any from the push URL).
+    static func pushed(_ gateway: Pushgateway, group: [String: String] = [:]) async throws -> [Sample] {
         let page = try await gateway.get("/metrics")
         #expect(page.status == 200)
         return try await PrometheusText.parse(page.body).filter {
             $0.name.hasPrefix("postman_retry_") && $0.labels["job"] == MetricsPublisher.job
+                && $0.labels["agency"] == group["agency"]
         }
     }
 
@@ -149,7 +151,7 @@ import Testing
         let summary = try await RunSummary.load(db: fixture.db, runId: Int64(runId))
         #expect(summary.status == "interrupted" && summary.counts.retried > 0 && summary.counts.retried < 60)
         Self.expectMatches(samples, summary, "interrupted")
-        let pushed = try await Self.pushed(gateway).filter { $0.labels["agency"] == "test" }
+        let pushed = try await Self.pushed(gateway, group: ["agency": "test"])
         #expect(pushed.value(RunMetrics.Name.exitStatus) == 75)
         Self.expectMatches(pushed, summary, "interrupted, pushed")
         await fixture.stop()

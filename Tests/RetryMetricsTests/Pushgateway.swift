@@ -26,7 +26,9 @@ struct Pushgateway {
             let port = try freePort()
             let process = Process()
             process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = ["--web.listen-address=127.0.0.1:\(port)", "--log.level=warn"]
+            // Debian's build persists to /var/lib/prometheus/pushgateway.data by default: keep it in memory,
+            // so no run sees another's metrics and nothing is written outside the test.
+            process.arguments = ["--web.listen-address=127.0.0.1:\(port)", "--persistence.file=", "--log.level=warn"]
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()
