@@ -37,7 +37,10 @@ import Testing
         }
         let text = String(decoding: data, as: UTF8.self)
         if process.terminationStatus == 127 {
-            Issue.record("\(program) is not installed (.ci/run installs it): \(text)")
+            Issue.record(
+                program.hasPrefix("/")
+                    ? "\(program) is missing: build it first (`make test` does)"
+                    : "\(program) is not installed (.ci/run installs it): \(text)")
         }
         return Output(status: process.terminationStatus, text: text)
     }
