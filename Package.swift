@@ -23,6 +23,10 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.0.0"),
+        // Metrics of a run (issue 9): swift-metrics API, Prometheus text format from the maintained backend.
+        // 2.13.0 is the release checked here; its metric initialisers take `factory:`, so no global bootstrap.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
     ],
     targets: [
         // The system libpq (apt: libpq-dev), included by name through pkg-config.
@@ -113,10 +117,25 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The metrics of one run: Prometheus text for node_exporter's textfile collector, or a push
+        // to a Pushgateway.
+        .target(
+            name: "RetryMetrics",
+            dependencies: [
+                "RetryJob", "RetryCore", "LibPQ",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "postman-retry",
             dependencies: [
-                "RetryJob", "RetryCore", "LibPQ", "RetryConfig", "RetryReport",
+                "RetryJob", "RetryCore", "LibPQ", "RetryConfig", "RetryReport", "RetryMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -167,6 +186,19 @@ let package = Package(
             dependencies: ["RetryConfig", "RetryJob", "RetryCore", "LibPQ", "PostgresTestSupport"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "RetryMetricsTests",
+            dependencies: [
+                "RetryMetrics", "RetryJob", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // deploy/ (systemd units, Kubernetes manifests, Dockerfile) checked by systemd and the linters.
+        .testTarget(name: "DeployTests", exclude: ["check_deploy.py"], swiftSettings: swiftSettings),
         .testTarget(
             name: "RetryJobTests",
             dependencies: [

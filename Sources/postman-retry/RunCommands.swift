@@ -97,6 +97,7 @@ struct Run: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var scope: ScopeOptions
+    @OptionGroup var metrics: MetricsOptions
 
     @Option(help: "Where to write this run's report (default: reports/run-<id>; see docs/reports.md).")
     var reportDir: String?
@@ -111,8 +112,10 @@ struct Run: AsyncParsableCommand {
             let db = try await connect(global, logger: logger)
             try await TableCheck.requireFit(settings.table, db: db)
             let live = isatty(STDERR_FILENO) == 1 && global.logFormat != .json
-            let result = try await RetryRun(settings: settings, logger: logger, environment: environment, liveProgress: live)
-                .run(db: db, stopRequested: { stop.isSet })
+            let result = try await metrics.recording(db: db, logger: logger) {
+                try await RetryRun(settings: settings, logger: logger, environment: environment, liveProgress: live)
+                    .run(db: db, stopRequested: { stop.isSet })
+            }
             let report = await writeRunReport(
                 db: db, runId: result.runId, directory: reportDir, cost: CostModel(resolved.cost))
             await db.close()
