@@ -30,7 +30,7 @@ for c in $(seq 1 "$CAMPAIGNS"); do export "POSTMAN_API_KEY_CAMPAIGN_$c=key-campa
 
 "$BIN/postman-retry" migrate >/dev/null
 "$BIN/postman-retry" plan --rate-limit "$RATE" --format json >"$OUT/plan.json"
-/usr/bin/time -f "%e %M" -o "$OUT/time.txt" "$BIN/postman-retry" run --rate-limit "$RATE" --log-level warning \
+/usr/bin/time -f "%e %M %U %S" -o "$OUT/time.txt" "$BIN/postman-retry" run --rate-limit "$RATE" --log-level warning \
     --format json >"$OUT/summary.json"
 kill $SIM && wait $SIM 2>/dev/null || true
 trap - EXIT
@@ -41,7 +41,7 @@ out, rate = sys.argv[1], int(sys.argv[2])
 ledger = json.load(open(f"{out}/ledger.json"))
 summary = json.load(open(f"{out}/summary.json"))
 plan = json.load(open(f"{out}/plan.json"))
-wall, rss_kb = open(f"{out}/time.txt").read().split()
+wall, rss_kb, user, system = open(f"{out}/time.txt").read().split()[-4:]
 by = collections.defaultdict(list)
 for r in ledger["requests"]:
     by[r["campaign_id"]].append(r["t"])
@@ -60,5 +60,8 @@ print(f"API calls: {summary['api_calls']}; per retried message: {calls/retried:.
 print(f"wall time {float(wall):.1f} s; minimum for the calls made {worst:.1f} s (+1 s lock wait = {worst+1:.1f} s); "
       f"ratio {float(wall)/(worst+1):.3f}; plan's minimum before the run {plan['minimum_wall_seconds']:.1f} s")
 print(f"peak RSS of the run: {int(rss_kb)/1024:.1f} MiB")
+requests = len(ledger["requests"])
+print(f"client CPU: {float(user)+float(system):.2f} s user+sys for {requests} requests = "
+      f"{1e6*(float(user)+float(system))/max(1,requests):.0f} us per request (whole job: selection, journal, write-back included)")
 print(f"outcomes: {summary['counts']['succeeded']} succeeded, {summary['counts']['failed']} failed, {summary['counts']['pending']} pending")
 PY

@@ -6,5 +6,8 @@ cd "$(dirname "$0")/.."
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
 bash bench/writeback.sh
 bash bench/selection.sh
-bash bench/engine-rate.sh
+bash bench/engine-rate.sh                                   # 3 campaigns x 2,000 messages at 10/s (issue 5)
+CAMPAIGNS=1 MESSAGES=1000 OUT=out/bench-rate-1 bash bench/engine-rate.sh
+CAMPAIGNS=10 MESSAGES=300 OUT=out/bench-rate-10 bash bench/engine-rate.sh
+CAMPAIGNS=100 MESSAGES=60 OUT=out/bench-rate-100 bash bench/engine-rate.sh
 SCRATCH_PATH=${SCRATCH_PATH:-.build} bash bench/sim-load.sh

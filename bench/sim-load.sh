@@ -13,7 +13,7 @@ THREADS=${3:-2}
 MESSAGES=${MESSAGES:-10000}
 cd "$(dirname "$0")/.."
 
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
 
 build_flags=(-c release --product postman-sim)
 [[ -n "${SCRATCH_PATH:-}" ]] && build_flags+=(--scratch-path "$SCRATCH_PATH")
@@ -52,8 +52,12 @@ ADDR=$(head -n1 "$WORK/stdout" | sed -n 's/^listening on //p')
 URL="http://$ADDR/api/v2/campaigns/bench/messages/message_42"
 CMD=(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Authorization: Bearer key-bench" "$URL")
 echo "command: $(printf '%q ' "${CMD[@]}")"
-"${CMD[@]}" | tee "$WORK/wrk.txt"
+command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
+/usr/bin/time -f "%U %S" -o "$WORK/wrk-cpu.txt" "${CMD[@]}" | tee "$WORK/wrk.txt"
 RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/wrk.txt")
+TOTAL=$(awk '/requests in/ { print $1 }' "$WORK/wrk.txt")
+# The load tool's own CPU per request: the baseline for the job's client CPU (bench/engine-rate.sh).
+awk -v total="$TOTAL" '{ printf "wrk CPU: %.2f s user+sys for %d requests = %.0f us per request\n", $1 + $2, total, 1e6 * ($1 + $2) / total }' "$WORK/wrk-cpu.txt"
 NON2XX=$(awk '/Non-2xx or 3xx responses:/ { print $5 }' "$WORK/wrk.txt")
 echo "requests/s: $RPS"
 [[ -z "$NON2XX" ]] || echo "WARNING: $NON2XX non-2xx answers" >&2

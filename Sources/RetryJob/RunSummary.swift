@@ -33,6 +33,28 @@ public struct RunSummary: Sendable, Codable, Equatable {
 
         public init(campaignId: String) { self.campaignId = campaignId }
 
+        /// Summaries written before campaigns carried the full breakdown (and the contract's four keys)
+        /// still decode: missing counts are 0.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            campaignId = try c.decode(String.self, forKey: .campaignId)
+            func count(_ key: CodingKeys) throws -> Int { try c.decodeIfPresent(Int.self, forKey: key) ?? 0 }
+            selected = try count(.selected)
+            retried = try count(.retried)
+            succeeded = try count(.succeeded)
+            failed = try count(.failed)
+            pending = try count(.pending)
+            exhausted = try count(.exhausted)
+            notFound = try count(.notFound)
+            reconciled = try count(.reconciled)
+            batchNotRetryable = try count(.batchNotRetryable)
+            rejected = try count(.rejected)
+            conflict = try count(.conflict)
+            carriedOver = try count(.carriedOver)
+            skipped = try count(.skipped)
+            skippedByReason = try c.decodeIfPresent([String: Int].self, forKey: .skippedByReason) ?? skippedByReason
+        }
+
         enum CodingKeys: String, CodingKey {
             case campaignId = "campaign_id", selected, retried, succeeded, failed
             case pending, exhausted, reconciled, rejected, conflict, skipped
