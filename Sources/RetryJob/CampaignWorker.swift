@@ -174,6 +174,14 @@ actor CampaignWorker {
                 }
                 let slot = max(pacer.earliestSend(now: t), backoffUntil, notBefore)
                 if slot > t {
+                    // Commit the next wave's intents while waiting for the budget, so the database round
+                    // trip is not added to every wave's first request (it cost ~5% of the rate).
+                    if slot - t > 0.02, !stopping, !quietHoursBegan, ready.count < waveSize / 2,
+                        toRetryIndex < toRetry.count
+                    {
+                        await refillWave()
+                        continue
+                    }
                     try? await Task.sleep(for: .seconds(min(slot - t, 0.05)))
                     continue
                 }
@@ -264,6 +272,9 @@ actor CampaignWorker {
         return .poll(item)
     }
 
+    /// About one second of the campaign's budget.
+    private var waveSize: Int { max(1, Int(pacer.currentLimit * context.settings.waveSeconds)) }
+
     /// Commits the intents of the next wave (about one second of the campaign's budget) in one
     /// transaction, after checking each row is still as it was read.
     private func refillWave() async {
@@ -272,7 +283,7 @@ actor CampaignWorker {
             deferRemainingRetries()
             return
         }
-        let size = max(1, Int(pacer.currentLimit * context.settings.waveSeconds))
+        let size = waveSize
         var wave: [WorkItem] = []
         while wave.count < size, toRetryIndex < toRetry.count {
             let item = toRetry[toRetryIndex]
