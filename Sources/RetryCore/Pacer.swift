@@ -5,7 +5,8 @@
 /// What counts is when a request *arrives*, and that lies somewhere between our send and its
 /// response: the HTTP client may hold a request back (busy connections, a stalled event loop) and
 /// then release several at once. So each request is anchored at its response time when that comes
-/// back within `transitCap`, else at send + `transitCap`; a new request goes out only when the one
+/// back within `transitCap` (1 s: on a saturated machine a fresh process's requests were seen to
+/// arrive more than 0.25 s after they were handed to the client), else at send + `transitCap`; a new request goes out only when the one
 /// `limit` requests back was anchored more than `window` ago. On loopback this costs nothing; with a
 /// 100 ms round trip it costs about 10% of the budget, a price worth paying to never see a 429 of
 /// our own making.
@@ -26,7 +27,7 @@ public struct SlidingWindowPacer: Sendable {
     private var lastCut: Double?
     private var lastRecovery: Double = 0
 
-    public init(limit: Int, margin: Double = 0.01, transitCap: Double = 0.25, recoveryInterval: Double = 2) {
+    public init(limit: Int, margin: Double = 0.01, transitCap: Double = 1.0, recoveryInterval: Double = 2) {
         precondition(limit > 0, "a rate limit must be positive")
         self.limit = limit
         self.window = 1 + margin

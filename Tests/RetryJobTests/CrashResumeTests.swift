@@ -24,14 +24,14 @@ import Testing
 
     static func launch(
         _ fixture: EngineFixture, _ extra: [String: String] = [:], arguments: [String] = [], databaseURL: String? = nil,
-        logLevel: String = "error"
+        logLevel: String = "error", pollTimeout: String = "3s"
     ) throws -> (Process, Pipe) {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw JobError(.failure, "\(binary) is missing: build it first (`make test` does)")
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["run", "--poll-timeout", "3s", "--log-level", logLevel, "--database-url", databaseURL ?? fixture.url] + arguments
+        process.arguments = ["run", "--poll-timeout", pollTimeout, "--log-level", logLevel, "--database-url", databaseURL ?? fixture.url] + arguments
         var environment = ProcessInfo.processInfo.environment.filter { $0.key.hasPrefix("PG") || $0.key == "PATH" }
         environment.merge(fixture.keysEnvironment) { $1 }
         environment["POSTMAN_API_URL"] = fixture.sim.baseURL
@@ -59,8 +59,8 @@ import Testing
         }
     }
 
-    static func runBinary(_ fixture: EngineFixture, _ extra: [String: String] = [:]) async throws -> Exit {
-        let (process, errors) = try launch(fixture, extra)
+    static func runBinary(_ fixture: EngineFixture, _ extra: [String: String] = [:], pollTimeout: String = "3s") async throws -> Exit {
+        let (process, errors) = try launch(fixture, extra, pollTimeout: pollTimeout)
         return await wait(process, errors)
     }
 
