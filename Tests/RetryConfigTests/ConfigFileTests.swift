@@ -1,4 +1,5 @@
 import Foundation
+import LibPQ
 import RetryConfig
 import RetryCore
 import RetryJob
@@ -233,7 +234,7 @@ struct SettingsPrecedenceTests {
 struct QuietHoursTests {
     let singapore = TimeZone(identifier: "Asia/Singapore")!
 
-    func at(_ text: String) -> Date { PGTimestampShim.parse(text) }
+    func at(_ text: String) -> Date { PGTimestamp.parse(text)! }
 
     @Test func aWindowAcrossMidnight() {
         let quiet = QuietHours(start: 22 * 60, end: 7 * 60, timeZone: singapore)
@@ -258,14 +259,5 @@ struct QuietHoursTests {
         #expect(QuietHours.parseTimeOfDay("7:05") == nil)
         #expect(QuietHours.parseTimeOfDay("24:00") == nil)
         #expect(QuietHours.parseTimeOfDay("12:60") == nil)
-    }
-}
-
-/// ISO 8601 with an offset, for the tests above.
-enum PGTimestampShim {
-    static func parse(_ text: String) -> Date {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)!
     }
 }
