@@ -84,13 +84,16 @@ import Testing
         options.faults.error5xxAfterAccept = 0.4
         options.faults.error5xxBefore = 0.1
         let fixture = try await EngineFixture.make(messages: 16, mixed: false, options: options)
-        let result = try await fixture.run(fixture.settings())
+        // A generous poll deadline: with 50% of calls faulted, a loaded CI machine needed more than 4 s to read every
+        // outcome back. The run ends as soon as all are final, so this costs nothing when the machine is quiet.
+        let result = try await fixture.run(fixture.settings(pollTimeout: .seconds(30)))
         #expect(result.exitStatus == .completed)
         let ledger = await fixture.sim.ledger()
         #expect(ledger.acceptedRetries.count == 32)
         #expect(ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
         let table = try await fixture.table()
-        #expect(table.values.allSatisfy { $0.retryCount == 1 && ["success", "failure"].contains($0.status) })
+        let unsettled = table.filter { !($0.value.retryCount == 1 && ["success", "failure"].contains($0.value.status)) }
+        #expect(unsettled.isEmpty, "rows not settled with one retry: \(unsettled)")
         #expect(result.summary.counts.retried == 32 && result.summary.counts.addsUp)
         await fixture.stop()
     }
