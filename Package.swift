@@ -95,6 +95,7 @@ let package = Package(
                 .embedInCode("Migrations/V001__bookkeeping.sql"),
                 .embedInCode("Migrations/V002__quiet_hours.sql"),
                 .embedInCode("Migrations/V003__request_timeline.sql"),
+                .embedInCode("Migrations/V004__campaign_leases.sql"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -110,7 +110,18 @@ actor CampaignWorker {
             requestsSent: requestsSent, allowedRate: pacer.currentLimit)
     }
 
-    init(campaign: String, apiKey: String, context: RunContext, items: [JournalItem], messagesInTable: Int) {
+    /// No request before this instant (the run's `notBefore`, or one second after a worker took the
+    /// campaign's lease, so the previous holder's requests have left every 1-second window).
+    private let notBefore: ContinuousClock.Instant
+    /// `run --worker`: false once this worker's lease on the campaign may have expired; nothing is sent then.
+    private let leaseValid: @Sendable () -> Bool
+
+    init(
+        campaign: String, apiKey: String, context: RunContext, items: [JournalItem], messagesInTable: Int,
+        notBefore: ContinuousClock.Instant? = nil, leaseValid: @escaping @Sendable () -> Bool = { true }
+    ) {
+        self.notBefore = notBefore ?? context.notBefore
+        self.leaseValid = leaseValid
         self.campaign = campaign
         self.apiKey = apiKey
         self.context = context
@@ -147,7 +158,7 @@ actor CampaignWorker {
     // MARK: - Main loop
 
     func run() async {
-        let notBefore = (context.notBefore - origin).seconds
+        let notBefore = (self.notBefore - origin).seconds
         lastAnswer = now
         let stopGrace = 6.0
         var stopSeenAt: Double?
@@ -170,6 +181,11 @@ actor CampaignWorker {
                 }
                 if inFlight >= maxInFlight {
                     try? await Task.sleep(for: .milliseconds(5))
+                    continue
+                }
+                if !leaseValid() {
+                    // The heartbeat is late: wait for it rather than risk sending next to a new holder.
+                    try? await Task.sleep(for: .milliseconds(20))
                     continue
                 }
                 let slot = max(pacer.earliestSend(now: t), backoffUntil, notBefore)

@@ -34,6 +34,9 @@ public struct Migrator: Sendable {
         Migration(
             version: 3, name: "V003__request_timeline.sql",
             sql: String(decoding: PackageResources.V003__request_timeline_sql, as: UTF8.self)),
+        Migration(
+            version: 4, name: "V004__campaign_leases.sql",
+            sql: String(decoding: PackageResources.V004__campaign_leases_sql, as: UTF8.self)),
     ]
 
     public let migrations: [Migration]

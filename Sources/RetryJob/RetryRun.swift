@@ -34,17 +34,23 @@ public struct RetryRun: Sendable {
         self.liveProgress = liveProgress
     }
 
-    /// Runs the job on `db`. `stopSignal` is polled for SIGINT/SIGTERM.
+    /// Runs the job on `db`. `stopRequested` is polled for SIGINT/SIGTERM.
     public func run(db: PGConnection, stopRequested: @escaping @Sendable () -> Bool = { false }) async throws -> RunResult {
-        // Our own client: enough connections per host that requests are never queued inside the
-        // client (a queue there would release them in bursts), and shut down when the run ends.
+        try await Self.withHTTPClient { httpClient in
+            try await run(db: db, httpClient: httpClient, stopRequested: stopRequested)
+        }
+    }
+
+    /// Our own client: enough connections per host that requests are never queued inside the client
+    /// (a queue there would release them in bursts), and shut down when the run ends.
+    static func withHTTPClient<T: Sendable>(_ body: (HTTPClient) async throws -> T) async throws -> T {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(
             idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
         configuration.timeout = .init(connect: .seconds(5))
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         do {
-            let result = try await run(db: db, httpClient: httpClient, stopRequested: stopRequested)
+            let result = try await body(httpClient)
             try? await httpClient.shutdown()
             return result
         } catch {
@@ -57,44 +63,23 @@ public struct RetryRun: Sendable {
         async throws -> RunResult
     {
         let store = RunStore(db: db, table: settings.table)
-        let missing = try await Migrator().pending(db)
-        guard missing.isEmpty else {
-            throw JobError(.usage, "the postman_retry schema is not up to date (missing \(missing.joined(separator: ", "))); run `postman-retry migrate` first")
-        }
+        try await Self.requireMigrations(db)
         guard try await store.tryLock() else {
-            throw JobError(.temporary, "another postman-retry run holds the lock; try again later")
+            throw JobError(.temporary, "another postman-retry run (or a set of `run --worker` processes) holds the lock; try again later")
         }
         let lockTakenAt = ContinuousClock.now
         defer { Task { await store.unlock() } }
 
-        let run = try await store.openRun(scope: settings.scope)
-        var log = logger
-        log[metadataKey: "run"] = "\(run.id)"
-        log.info(run.resumed ? "resuming unfinished run" : "run started", metadata: ["table": "\(settings.table.displayName)"])
-
-        let now = Date()
-        try await store.carryOverPending(
-            run: run.id, campaigns: run.scope.campaigns, deadline: now.addingTimeInterval(settings.pollTimeout.seconds),
-            neverFinalAfter: settings.neverFinalAfter)
-        if !run.selectionDone {
-            try await select(run: run, store: store, db: db, now: now)
-        }
-
+        let run = try await open(store: store, db: db)
+        let log = runLogger(run)
         let items = try await store.openItems(run: run.id)
         let byCampaign = Dictionary(grouping: items, by: \.campaignId)
-        // Every campaign with work needs its key before anything is sent.
-        var keys: [String: String] = [:]
-        var missingKeys: [String] = []
-        for campaign in byCampaign.keys.sorted() {
-            if let key = settings.apiKeys.key(for: campaign) { keys[campaign] = key } else { missingKeys.append(campaign) }
-        }
-        guard missingKeys.isEmpty else {
+        let keys: [String: String]
+        do {
+            keys = try requireKeys(for: byCampaign.keys)
+        } catch {
             try await store.finishRun(run: run.id, status: "interrupted", error: "missing API keys")
-            throw JobError(
-                .usage,
-                "no API key for campaign(s) \(missingKeys.joined(separator: ", ")): set "
-                    + settings.apiKeys.variablesToSet(for: missingKeys).joined(separator: ", ")
-                    + (settings.apiKeys.campaignVariables.isEmpty ? " (or POSTMAN_API_KEY for all)" : ""))
+            throw error
         }
         let tableCounts = try await store.messageCounts(campaigns: Array(byCampaign.keys))
 
@@ -136,6 +121,59 @@ public struct RetryRun: Sendable {
         let stop = context.stopReason
         let status = stop == nil ? "completed" : "interrupted"
         try await store.finishRun(run: run.id, status: status, error: stop?.message)
+        return try await result(of: run, status: status, stop: stop, db: db, logger: log)
+    }
+
+    static func requireMigrations(_ db: PGConnection) async throws {
+        let missing = try await Migrator().pending(db)
+        guard missing.isEmpty else {
+            throw JobError(.usage, "the postman_retry schema is not up to date (missing \(missing.joined(separator: ", "))); run `postman-retry migrate` first")
+        }
+    }
+
+    /// Resumes the unfinished run or starts one: carries pending messages over and selects (again,
+    /// when an earlier selection was interrupted).
+    func open(store: RunStore, db: PGConnection) async throws -> RunRecord {
+        let run = try await store.openRun(scope: settings.scope)
+        runLogger(run).info(
+            run.resumed ? "resuming unfinished run" : "run started", metadata: ["table": "\(settings.table.displayName)"])
+        let now = Date()
+        try await store.carryOverPending(
+            run: run.id, campaigns: run.scope.campaigns, deadline: now.addingTimeInterval(settings.pollTimeout.seconds),
+            neverFinalAfter: settings.neverFinalAfter)
+        if !run.selectionDone {
+            try await select(run: run, store: store, db: db, now: now)
+        }
+        return run
+    }
+
+    func runLogger(_ run: RunRecord) -> Logger {
+        var log = logger
+        log[metadataKey: "run"] = "\(run.id)"
+        return log
+    }
+
+    /// Every campaign with work needs its key before anything is sent.
+    func requireKeys(for campaigns: some Collection<String>) throws -> [String: String] {
+        var keys: [String: String] = [:]
+        var missingKeys: [String] = []
+        for campaign in campaigns.sorted() {
+            if let key = settings.apiKeys.key(for: campaign) { keys[campaign] = key } else { missingKeys.append(campaign) }
+        }
+        guard missingKeys.isEmpty else {
+            throw JobError(
+                .usage,
+                "no API key for campaign(s) \(missingKeys.joined(separator: ", ")): set "
+                    + settings.apiKeys.variablesToSet(for: missingKeys).joined(separator: ", ")
+                    + (settings.apiKeys.campaignVariables.isEmpty ? " (or POSTMAN_API_KEY for all)" : ""))
+        }
+        return keys
+    }
+
+    /// The run's summary as recorded, with the stop reason and the quiet-hours note.
+    func result(of run: RunRecord, status: String, stop: StopReason?, db: PGConnection, logger log: Logger)
+        async throws -> RunResult
+    {
         let summary = try await RunSummary.load(db: db, runId: run.id)
         log.info("run \(status)", metadata: ["retried": "\(summary.counts.retried)", "selected": "\(summary.counts.selected)"])
         var message = stop?.message

@@ -14,6 +14,8 @@ enum StopReason: Sendable, Equatable {
     case unreachable(String)
     /// The database failed under us; exit 75 when transient, else 1.
     case database(String, transient: Bool)
+    /// `run --worker`: another worker took over a lease this one failed to renew in time; exit 75.
+    case leaseLost(String)
 
     var exitStatus: ExitStatus {
         switch self {
@@ -21,6 +23,7 @@ enum StopReason: Sendable, Equatable {
         case .refused: return .noPermission
         case .unreachable: return .unavailable
         case .database(_, let transient): return transient ? .temporary : .failure
+        case .leaseLost: return .temporary
         }
     }
 
@@ -30,6 +33,7 @@ enum StopReason: Sendable, Equatable {
         case .refused(let why): return "Postman refused the API key or source IP (\(why)); nothing more was sent"
         case .unreachable(let why): return "Postman unreachable after all backoff (\(why))"
         case .database(let why, _): return "database failed during the run: \(why)"
+        case .leaseLost(let why): return "stopped: \(why); the worker that holds the lease now resumes the campaign"
         }
     }
 }

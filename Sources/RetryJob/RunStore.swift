@@ -212,14 +212,14 @@ struct RunStore: Sendable {
         }
     }
 
-    /// Every message of the run that is not done yet, oldest first.
-    func openItems(run: Int64) async throws -> [JournalItem] {
+    /// Every message of the run that is not done yet (of one campaign, when given), oldest first.
+    func openItems(run: Int64, campaign: String? = nil) async throws -> [JournalItem] {
         let rows = try await db.query(
             """
             SELECT message_id, campaign_id, batch_id, recipient_masked, snap_retry_count, base_retry_count,
                    attempts_before, state, intent_at, accepted_at, poll_deadline, last_status
             FROM \(fragment: Self.journal())
-            WHERE run_id = \(run) AND state <> 'done'
+            WHERE run_id = \(run) AND state <> 'done' AND (\(campaign)::text IS NULL OR campaign_id = \(campaign))
             ORDER BY row_created_at, row_key
             """)
         return try rows.map { row in
@@ -435,6 +435,16 @@ struct RunStore: Sendable {
 
     func addCalls(run: Int64, _ calls: APICallCounts) async throws {
         try await db.withTransaction { db in try Self.addCalls(db, run: run, calls) }
+    }
+
+    /// `run --worker`: the worker that sees every campaign done completes the run (once; the others
+    /// find it completed already).
+    func completeRunIfRunning(run: Int64) async throws {
+        try await db.execute(
+            """
+            UPDATE \(fragment: Self.runs()) SET status = 'completed', last_error = NULL, finished_at = now()
+            WHERE run_id = \(run) AND status IN ('running', 'interrupted')
+            """)
     }
 
     func finishRun(run: Int64, status: String, error: String?) async throws {

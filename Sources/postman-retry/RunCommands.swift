@@ -102,6 +102,30 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Where to write this run's report (default: reports/run-<id>; see docs/reports.md).")
     var reportDir: String?
 
+    @Flag(help: "Share one run with other `run --worker` processes, on this or other machines (docs/operations.md).")
+    var worker = false
+
+    @Option(help: "With --worker: this worker's name in the lease table (default: host:pid).")
+    var workerId: String?
+
+    @Option(help: "With --worker: a campaign lease not renewed for this long passes to another worker (default: 15s).")
+    var leaseTtl: String?
+
+    @Option(help: "With --worker: work at most this many campaigns at once (default: as many as are free).")
+    var maxCampaigns: Int?
+
+    func validate() throws {
+        if !worker, workerId != nil || leaseTtl != nil || maxCampaigns != nil {
+            throw ValidationError("--worker-id, --lease-ttl and --max-campaigns need --worker")
+        }
+        if let leaseTtl {
+            guard let ttl = parseDuration(leaseTtl), ttl >= .seconds(3) else {
+                throw ValidationError("--lease-ttl: '\(leaseTtl)' is not a duration of at least 3s (e.g. 15s, 1m)")
+            }
+        }
+        if let maxCampaigns, maxCampaigns < 1 { throw ValidationError("--max-campaigns must be at least 1") }
+    }
+
     func run() async throws {
         let logger = global.makeLogger()
         let stop = SignalFlag()
@@ -112,9 +136,16 @@ struct Run: AsyncParsableCommand {
             let db = try await connect(global, logger: logger)
             try await TableCheck.requireFit(settings.table, db: db)
             let live = isatty(STDERR_FILENO) == 1 && global.logFormat != .json
+            let job = RetryRun(settings: settings, logger: logger, environment: environment, liveProgress: live)
             let result = try await metrics.recording(db: db, logger: logger) {
-                try await RetryRun(settings: settings, logger: logger, environment: environment, liveProgress: live)
-                    .run(db: db, stopRequested: { stop.isSet })
+                guard worker else { return try await job.run(db: db, stopRequested: { stop.isSet }) }
+                let leaseDB = try await connect(global, logger: logger)
+                defer { Task { await leaseDB.close() } }
+                let workerSettings = WorkerSettings(
+                    workerId: workerId, leaseTTL: leaseTtl.flatMap(parseDuration) ?? .seconds(15),
+                    maxCampaigns: maxCampaigns)
+                return try await RetryWorker(job: job, worker: workerSettings)
+                    .run(db: db, leaseDB: leaseDB, stopRequested: { stop.isSet })
             }
             let report = await writeRunReport(
                 db: db, runId: result.runId, directory: reportDir, cost: CostModel(resolved.cost))

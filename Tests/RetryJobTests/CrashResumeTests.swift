@@ -64,6 +64,11 @@ import Testing
         return await wait(process, errors)
     }
 
+    static func runBinaryWith(_ fixture: EngineFixture, arguments: [String]) async throws -> Exit {
+        let (process, errors) = try launch(fixture, arguments: arguments)
+        return await wait(process, errors)
+    }
+
     /// The table an uninterrupted run leaves, for the same data and seed.
     static func reference() async throws -> [String: EngineFixture.RowState] {
         let fixture = try await EngineFixture.make(seed: 21)

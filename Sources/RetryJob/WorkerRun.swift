@@ -1,0 +1,261 @@
+import AsyncHTTPClient
+import Foundation
+import LibPQ
+import Logging
+import PostmanAPI
+import RetryCore
+import Synchronization
+
+/// How one `run --worker` process takes part in a shared run.
+public struct WorkerSettings: Sendable {
+    /// Names this process in the lease table (default: host name and process id).
+    public var workerId: String
+    /// A lease not renewed for this long may be taken over by another worker.
+    public var leaseTTL: Duration
+    /// At most this many campaigns worked at once by this process (nil: as many as it can take).
+    public var maxCampaigns: Int?
+
+    public init(workerId: String? = nil, leaseTTL: Duration = .seconds(15), maxCampaigns: Int? = nil) {
+        self.workerId = workerId ?? "\(ProcessInfo.processInfo.hostName):\(getpid())"
+        self.leaseTTL = leaseTTL
+        self.maxCampaigns = maxCampaigns
+    }
+
+    /// Heartbeats come this often: three chances to renew before a lease can expire.
+    var heartbeatInterval: Duration { leaseTTL / 4 }
+    /// This worker stops sending for a campaign this long before its lease could expire in the
+    /// database, so a lease's old and new holders never send in the same second.
+    var safetyMargin: Duration { min(leaseTTL / 5, .seconds(2)) }
+}
+
+/// `postman-retry run --worker`: one of any number of processes that share one run through PostgreSQL.
+///
+/// - Workers hold the run lock in shared mode: they exclude a plain `run`, not each other.
+/// - One worker at a time opens the run and selects (a second advisory lock); the others join it.
+/// - Each campaign's rate budget is leased to one worker at a time (`postman_retry.campaign_leases`,
+///   taken with `FOR UPDATE SKIP LOCKED`). A worker renews its leases with heartbeats and stops sending
+///   for a campaign before its lease can expire; a lease whose worker died expires, and another worker
+///   takes it over, waits one second so the dead worker's requests have left every 1-second window,
+///   and resumes the campaign from the journal: unanswered intents are read back before anything is sent.
+/// - The run completes when every campaign's lease is done; every worker then reports the whole run.
+public struct RetryWorker: Sendable {
+    public let job: RetryRun
+    public let worker: WorkerSettings
+
+    public init(job: RetryRun, worker: WorkerSettings) {
+        self.job = job
+        self.worker = worker
+    }
+
+    /// `leaseDB` carries only heartbeats, so a slow journal write never delays a renewal.
+    public func run(
+        db: PGConnection, leaseDB: PGConnection, stopRequested: @escaping @Sendable () -> Bool = { false }
+    ) async throws -> RunResult {
+        try await RetryRun.withHTTPClient { httpClient in
+            try await run(db: db, leaseDB: leaseDB, httpClient: httpClient, stopRequested: stopRequested)
+        }
+    }
+
+    func run(
+        db: PGConnection, leaseDB: PGConnection, httpClient: HTTPClient, stopRequested: @escaping @Sendable () -> Bool
+    ) async throws -> RunResult {
+        let settings = job.settings
+        let store = RunStore(db: db, table: settings.table)
+        try await RetryRun.requireMigrations(db)
+        guard try await LeaseStore.tryLockShared(db) else {
+            throw JobError(.temporary, "a plain postman-retry run holds the lock; workers start when it has finished")
+        }
+        let run = try await openShared(store: store, db: db, stopRequested: stopRequested)
+        var log = job.runLogger(run)
+        log[metadataKey: "worker"] = "\(worker.workerId)"
+        let leases = LeaseStore(db: leaseDB, run: run.id, workerId: worker.workerId)
+
+        // Every campaign of the run needs its key, whichever this worker ends up working.
+        let campaigns = Set(try await store.openItems(run: run.id).map(\.campaignId))
+        let keys = try job.requireKeys(for: campaigns)
+        let client = PostmanClient(
+            baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: log)
+        let context = RunContext(
+            store: store, client: client, settings: settings, run: run, logger: log,
+            notBefore: .now, crashPoints: CrashPoints(environment: job.environment))
+        log.info("worker joined the run", metadata: ["campaigns": "\(campaigns.count)"])
+
+        let state = WorkerState()
+        let started = ContinuousClock.now
+        await withTaskGroup(of: Void.self) { group in
+            let reporter = ProgressReporter(logger: log, live: job.liveProgress, started: started)
+            var lastRenewal = ContinuousClock.now
+            var nextClaim = ContinuousClock.now
+            var contactLostSince: ContinuousClock.Instant?
+            while true {
+                if stopRequested() { context.stop(.signal) }
+                let stopping = context.stopReason != nil
+                state.dropFinished()
+                // After a stop, heartbeats go on until the campaign workers have settled what they sent.
+                if stopping && state.held.isEmpty { break }
+                let now = ContinuousClock.now
+
+                if now - lastRenewal >= worker.heartbeatInterval, !state.held.isEmpty {
+                    let held = state.held
+                    do {
+                        let kept = try await leases.renew(held, ttl: worker.leaseTTL)
+                        contactLostSince = nil
+                        lastRenewal = now
+                        state.extend(kept, until: now + worker.leaseTTL - worker.safetyMargin)
+                        let lost = Set(held).subtracting(kept)
+                        if !lost.isEmpty {
+                            context.stop(.leaseLost("the lease of \(lost.sorted().joined(separator: ", ")) expired and was taken over"))
+                        }
+                    } catch {
+                        // The lease guard stops sending before the leases can expire; give up after one TTL.
+                        let since = contactLostSince ?? now
+                        contactLostSince = since
+                        log.warning("lease heartbeat failed", metadata: ["error": "\(error)"])
+                        if now - since > worker.leaseTTL {
+                            context.stop(.database("could not renew the campaign leases: \(error)", transient: true))
+                        }
+                    }
+                }
+
+                if !stopping, now >= nextClaim, worker.maxCampaigns.map({ state.held.count < $0 }) ?? true {
+                    // One lease per step, so workers started together share the campaigns.
+                    nextClaim = now + .milliseconds(500)
+                    do {
+                        if let claim = try await leases.claim(ttl: worker.leaseTTL) {
+                            state.claimed(claim.campaign, validUntil: now + worker.leaseTTL - worker.safetyMargin)
+                            if let previous = claim.takenFrom {
+                                log.notice(
+                                    "took over an expired lease", metadata: ["campaign": "\(claim.campaign)", "from": "\(previous)"])
+                            }
+                            let campaign = claim.campaign
+                            group.addTask {
+                                await work(campaign, key: keys[campaign], context: context, leases: leases, state: state)
+                            }
+                            continue
+                        } else if state.held.isEmpty, try await leases.openCampaigns() == 0 {
+                            break  // every campaign of the run is done
+                        }
+                    } catch {
+                        log.warning("could not take a campaign lease", metadata: ["error": "\(error)"])
+                    }
+                }
+                if reporter.due() {
+                    var snapshots: [CampaignProgress] = []
+                    for campaignWorker in state.active { snapshots.append(await campaignWorker.progress()) }
+                    reporter.report(snapshots)
+                }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            await group.waitForAll()
+            reporter.finish()
+        }
+
+        let stop = context.stopReason
+        let unfinished = state.claimedNotDone
+        if stop != nil, !unfinished.isEmpty {
+            // Free at once for the other workers (a lease taken over is not ours: the update skips it).
+            try? await leases.release(unfinished)
+        }
+        var status = "running"
+        if stop == nil {
+            try await store.completeRunIfRunning(run: run.id)
+            status = "completed"
+        }
+        return try await job.result(of: run, status: status, stop: stop, db: db, logger: log)
+    }
+
+    /// Opens the shared run under the setup lock: the first worker starts it and selects, the others
+    /// find it running and join.
+    private func openShared(store: RunStore, db: PGConnection, stopRequested: @Sendable () -> Bool) async throws -> RunRecord {
+        while !(try await LeaseStore.trySetupLock(db)) {
+            if stopRequested() { throw JobError(.temporary, "stopped by a signal while waiting to join the run") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        do {
+            let run = try await job.open(store: store, db: db)
+            try await LeaseStore(db: db, run: run.id, workerId: worker.workerId).ensureLeases()
+            await LeaseStore.setupUnlock(db)
+            return run
+        } catch {
+            await LeaseStore.setupUnlock(db)
+            throw error
+        }
+    }
+
+    /// Works one leased campaign to its end, then marks the lease done (unless the run is stopping).
+    private func work(_ campaign: String, key: String?, context: RunContext, leases: LeaseStore, state: WorkerState) async {
+        defer { state.finish(campaign) }
+        do {
+            let items = try await context.store.openItems(run: context.run.id, campaign: campaign)
+            if !items.isEmpty {
+                guard let key else { return }  // checked before any lease was taken
+                let counts = try await context.store.messageCounts(campaigns: [campaign])
+                let campaignWorker = CampaignWorker(
+                    campaign: campaign, apiKey: key, context: context, items: items,
+                    messagesInTable: counts[campaign] ?? items.count,
+                    notBefore: .now + .seconds(1), leaseValid: { state.mayStillSend(campaign) })
+                state.started(campaign, campaignWorker)
+                await campaignWorker.run()
+            }
+            if context.stopReason == nil {
+                try await leases.markDone(campaign)
+                state.done(campaign)
+            }
+        } catch {
+            let transient = (error as? PGError)?.isTransient ?? false
+            context.stop(.database("campaign \(campaign): \(error)", transient: transient))
+        }
+    }
+}
+
+/// The leases one worker process holds, shared by its coordinator loop and its campaign workers.
+final class WorkerState: Sendable {
+    private struct Leases {
+        /// Campaigns being worked, and until when each may still send (the lease guard).
+        var validUntil: [String: ContinuousClock.Instant] = [:]
+        /// Campaigns whose work ended; forgotten at the coordinator's next step.
+        var finished: Set<String> = []
+        var claimedNotDone: Set<String> = []
+        var active: [String: CampaignWorker] = [:]
+    }
+    private let leases = Mutex(Leases())
+
+    /// Campaigns leased and still being worked.
+    var held: [String] { leases.withLock { $0.validUntil.keys.sorted() } }
+    var claimedNotDone: [String] { leases.withLock { $0.claimedNotDone.sorted() } }
+    var active: [CampaignWorker] { leases.withLock { state in state.active.keys.sorted().compactMap { state.active[$0] } } }
+
+    func claimed(_ campaign: String, validUntil: ContinuousClock.Instant) {
+        leases.withLock { state in
+            state.finished.remove(campaign)
+            state.validUntil[campaign] = validUntil
+            state.claimedNotDone.insert(campaign)
+        }
+    }
+
+    /// A heartbeat renewed these leases.
+    func extend(_ campaigns: some Sequence<String>, until: ContinuousClock.Instant) {
+        leases.withLock { state in
+            for campaign in campaigns where state.validUntil[campaign] != nil { state.validUntil[campaign] = until }
+        }
+    }
+
+    func mayStillSend(_ campaign: String) -> Bool {
+        leases.withLock { $0.validUntil[campaign].map { ContinuousClock.now < $0 } ?? false }
+    }
+
+    func started(_ campaign: String, _ worker: CampaignWorker) { leases.withLock { $0.active[campaign] = worker } }
+    func done(_ campaign: String) { leases.withLock { _ = $0.claimedNotDone.remove(campaign) } }
+    func finish(_ campaign: String) { leases.withLock { _ = $0.finished.insert(campaign) } }
+
+    /// Forgets campaigns whose work ended (their lease is done, or is released at the stop).
+    func dropFinished() {
+        leases.withLock { state in
+            for campaign in state.finished {
+                state.validUntil[campaign] = nil
+                state.active[campaign] = nil
+            }
+            state.finished = []
+        }
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import LibPQ
+import PostmanSimulator
+import RetryCore
+import RetryJob
+import Testing
+
+/// `run --worker`: several processes share one run through campaign leases in PostgreSQL.
+@Suite(.serialized) struct WorkerTests {
+    typealias Binary = CrashResumeTests
+
+    static func worker(_ name: String, ttl: String = "3s", extra: [String] = []) -> [String] {
+        ["--worker", "--worker-id", name, "--lease-ttl", ttl] + extra
+    }
+
+    /// Waits until `condition` holds (checked every 50 ms) or `timeout` passes; returns whether it held.
+    static func eventually(
+        timeout: Duration = .seconds(20), _ condition: () async throws -> Bool
+    ) async throws -> Bool {
+        let end = ContinuousClock.now + timeout
+        while ContinuousClock.now < end {
+            if try await condition() { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+
+    @Test func threeWorkersOneKilledMidRunFinishTheRunWithoutDoubleSends() async throws {
+        let fixture = try await EngineFixture.make(campaigns: 6, messages: 40, mixed: false, seed: 61)
+        let names = ["w1", "w2", "w3"]
+        var launched: [(Process, Pipe)] = []
+        for name in names {
+            launched.append(try Binary.launch(fixture, arguments: Self.worker(name), logLevel: "info", pollTimeout: "15s"))
+        }
+        // Kill w2 while it holds a lease on a campaign it has not finished.
+        let holding = try await Self.eventually {
+            let n: Int = try await fixture.db.query(
+                "SELECT count(*) AS n FROM postman_retry.campaign_leases WHERE worker_id = 'w2' AND NOT done")[0].decode("n")
+            return n > 0
+        }
+        #expect(holding, "w2 never took a lease")
+        try await Task.sleep(for: .milliseconds(700))
+        kill(launched[1].0.processIdentifier, SIGKILL)
+
+        var exits: [String: Binary.Exit] = [:]
+        for (name, (process, errors)) in zip(names, launched) { exits[name] = await Binary.wait(process, errors) }
+        #expect(exits["w2"]?.killed == true)
+        for name in ["w1", "w3"] {
+            #expect(exits[name]?.status == 0, "\(name): \(exits[name]?.stderr.suffix(2000) ?? "")")
+        }
+        let takeovers: Int = try await fixture.db.query(
+            "SELECT coalesce(sum(takeovers), 0)::int AS n FROM postman_retry.campaign_leases")[0].decode("n")
+        #expect(takeovers >= 1, "a surviving worker took over w2's lease")
+        let stderr = exits.values.map(\.stderr).joined()
+        #expect(stderr.contains("took over an expired lease"))
+        let summary = try await Reliability.checkConverged(fixture)
+        #expect(summary.counts.selected == 240)
+        let ledger = await fixture.sim.ledger()
+        #expect(ledger.acceptedRetries.count == summary.counts.retried)
+        // Every campaign was worked by at least one of the workers, and each worker worked some.
+        let holders: [String] = try await fixture.db.query(
+            "SELECT DISTINCT worker_id FROM postman_retry.campaign_leases WHERE worker_id IS NOT NULL").map { try $0.decode("worker_id") }
+        #expect(Set(holders).isSubset(of: Set(names)) && holders.count >= 2, "\(holders)")
+        Reliability.record(
+            "3 workers, w2 killed holding a lease: exits w1 \(exits["w1"]?.status ?? -1), w3 \(exits["w3"]?.status ?? -1); "
+                + "\(takeovers) takeover(s); \(ledger.acceptedRetries.count) accepted retries, max per message "
+                + "\(ledger.acceptedRetries.values.max() ?? 0); busiest campaign second \(ledger.maxRequestsIn1s.values.max() ?? 0); 429s \(ledger.rateLimited)")
+        await fixture.stop()
+    }
+
+    @Test func aPlainRunAndWorkersExcludeEachOther() async throws {
+        let fixture = try await EngineFixture.make(campaigns: 1, messages: 40, mixed: false, seed: 62)
+        let (worker, workerErrors) = try Binary.launch(fixture, arguments: Self.worker("only"), pollTimeout: "10s")
+        let joined = try await Self.eventually {
+            let n: Int = try await fixture.db.query("SELECT count(*) AS n FROM postman_retry.campaign_leases")[0].decode("n")
+            return n > 0
+        }
+        #expect(joined)
+        let plain = try await Binary.runBinary(fixture)
+        #expect(plain.status == 75, "a plain run while a worker works: \(plain.stderr)")
+        #expect(plain.stderr.contains("holds the lock"))
+        let workerExit = await Binary.wait(worker, workerErrors)
+        #expect(workerExit.status == 0, "\(workerExit.stderr)")
+        _ = try await Reliability.checkConverged(fixture)
+        await fixture.stop()
+    }
+
+    @Test func aWorkerWithNothingToDoCompletesTheRunAtOnce() async throws {
+        let fixture = try await EngineFixture.make(campaigns: 2, messages: 5, mixed: false, seed: 63)
+        let (process, errors) = try Binary.launch(
+            fixture, arguments: Self.worker("idle", extra: ["--campaign", "no-such-campaign"]), pollTimeout: "10s")
+        let exit = await Binary.wait(process, errors)
+        #expect(exit.status == 0, "\(exit.stderr)")
+        #expect(await fixture.sim.ledger().requests.isEmpty)
+        let statuses: [String] = try await fixture.db.query("SELECT status FROM postman_retry.runs").map { try $0.decode("status") }
+        #expect(statuses == ["completed"])
+        await fixture.stop()
+    }
+
+    @Test func leaseOptionsWithoutWorkerAreRefused() async throws {
+        let fixture = try await EngineFixture.make(campaigns: 1, messages: 2, mixed: false, seed: 64)
+        let exit = try await Binary.runBinaryWith(fixture, arguments: ["--lease-ttl", "5s"])
+        #expect(exit.status == 64, "\(exit.stderr)")
+        #expect(exit.stderr.contains("--worker"))
+        #expect(await fixture.sim.ledger().requests.isEmpty)
+        await fixture.stop()
+    }
+}
