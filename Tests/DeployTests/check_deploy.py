@@ -67,32 +67,49 @@ check(timer.get("Persistent") == ["true"], "timer: Persistent=true")
 check(seconds(timer.get("RandomizedDelaySec", ["0"])[-1]) > 0, "timer: RandomizedDelaySec")
 check(len(timer.get("OnCalendar", [])) == 1, "timer: one OnCalendar")
 
-# Kubernetes
-docs = [d for f in ("cronjob.yaml", "configmap.yaml") for d in yaml.safe_load_all((root / "deploy/kubernetes" / f).read_text()) if d]
-cronjob = next(d for d in docs if d["kind"] == "CronJob")
-configmap = next(d for d in docs if d["kind"] == "ConfigMap")
-job = cronjob["spec"]["jobTemplate"]["spec"]
-pod = job["template"]["spec"]
-container = pod["containers"][0]
-check(cronjob["spec"].get("concurrencyPolicy") == "Forbid", "cronjob: concurrencyPolicy Forbid")
-check(cronjob["spec"].get("timeZone"), "cronjob: a timeZone, so the schedule is local time")
-check(isinstance(job.get("activeDeadlineSeconds"), int) and job["activeDeadlineSeconds"] > 0, "cronjob: activeDeadlineSeconds")
-check(pod.get("terminationGracePeriodSeconds", 30) > SHUTDOWN_SECONDS, "cronjob: terminationGracePeriodSeconds above 10")
-check(pod.get("restartPolicy") == "Never", "cronjob: restartPolicy Never (a retry is a new pod, counted by backoffLimit)")
-check(container.get("args", [""])[0] == "run", "cronjob: the container runs `run`")
-env = {e["name"]: e for e in container.get("env", [])}
-for name, entry in env.items():
-    check(not (SECRET_WORDS.search(name) and "value" in entry), f"cronjob: {name} has a literal value")
-check(env.get("DATABASE_URL", {}).get("valueFrom", {}).get("secretKeyRef"), "cronjob: DATABASE_URL from a Secret")
-check(any("secretRef" in s for s in container.get("envFrom", [])), "cronjob: API keys from a Secret (envFrom)")
-config_path = env.get("POSTMAN_RETRY_CONFIG", {}).get("value", "")
-volumes = {v["name"]: v for v in pod.get("volumes", [])}
-mounted = [m for m in container.get("volumeMounts", []) if config_path.startswith(m["mountPath"] + "/")]
-check(mounted and volumes[mounted[0]["name"]].get("configMap", {}).get("name") == configmap["metadata"]["name"],
-      "cronjob: the config file comes from the ConfigMap")
-check(Path(config_path).name in configmap.get("data", {}), "configmap: holds the file POSTMAN_RETRY_CONFIG names")
-security = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
-check(security.get("runAsNonRoot") is True and security.get("allowPrivilegeEscalation") is False, "cronjob: non-root")
+# Kubernetes: the single-process CronJob and the parallel one of `run --worker` processes.
+configmap = next(d for d in yaml.safe_load_all((root / "deploy/kubernetes/configmap.yaml").read_text()) if d)
+check(configmap["kind"] == "ConfigMap", "configmap.yaml: a ConfigMap")
+pod_users = set()
+for file in ("cronjob.yaml", "cronjob-workers.yaml"):
+    cronjob = next(d for d in yaml.safe_load_all((root / "deploy/kubernetes" / file).read_text()) if d)
+    where = file.removesuffix(".yaml")
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    pod = job["template"]["spec"]
+    container = pod["containers"][0]
+    check(cronjob["kind"] == "CronJob", f"{where}: a CronJob")
+    check(cronjob["spec"].get("concurrencyPolicy") == "Forbid", f"{where}: concurrencyPolicy Forbid")
+    check(cronjob["spec"].get("timeZone"), f"{where}: a timeZone, so the schedule is local time")
+    check(isinstance(job.get("activeDeadlineSeconds"), int) and job["activeDeadlineSeconds"] > 0, f"{where}: activeDeadlineSeconds")
+    check(pod.get("terminationGracePeriodSeconds", 30) > SHUTDOWN_SECONDS, f"{where}: terminationGracePeriodSeconds above 10")
+    check(pod.get("restartPolicy") == "Never", f"{where}: restartPolicy Never (a retry is a new pod, counted by backoffLimit)")
+    args = container.get("args", [""])
+    check(args[0] == "run", f"{where}: the container runs `run`")
+    env = {e["name"]: e for e in container.get("env", [])}
+    for name, entry in env.items():
+        check(not (SECRET_WORDS.search(name) and "value" in entry), f"{where}: {name} has a literal value")
+    check(env.get("DATABASE_URL", {}).get("valueFrom", {}).get("secretKeyRef"), f"{where}: DATABASE_URL from a Secret")
+    check(any("secretRef" in s for s in container.get("envFrom", [])), f"{where}: API keys from a Secret (envFrom)")
+    config_path = env.get("POSTMAN_RETRY_CONFIG", {}).get("value", "")
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounted = [m for m in container.get("volumeMounts", []) if config_path.startswith(m["mountPath"] + "/")]
+    check(mounted and volumes[mounted[0]["name"]].get("configMap", {}).get("name") == configmap["metadata"]["name"],
+          f"{where}: the config file comes from the ConfigMap")
+    check(Path(config_path).name in configmap.get("data", {}), f"configmap: holds the file {where}'s POSTMAN_RETRY_CONFIG names")
+    security = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
+    check(security.get("runAsNonRoot") is True and security.get("allowPrivilegeEscalation") is False, f"{where}: non-root")
+    pod_users.add(security.get("runAsUser"))
+    if file == "cronjob-workers.yaml":
+        check("--worker" in args, f"{where}: the pods run `run --worker`")
+        check(job.get("parallelism", 1) >= 2 and job.get("completions") == job.get("parallelism"),
+              f"{where}: parallelism of 2 or more, each pod a completion (every worker exits 0 when the run completes)")
+        worker_id = args[args.index("--worker-id") + 1] if "--worker-id" in args else ""
+        check(worker_id == "$(POD_NAME)" and env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
+              f"{where}: each worker is named after its pod (--worker-id $(POD_NAME) from the downward API)")
+    else:
+        check("--worker" not in args, f"{where}: a single plain `run`")
+check(len(pod_users) == 1, "both CronJobs run as the same user")
+security = {"runAsUser": next(iter(pod_users))}
 
 # Dockerfile
 lines = [l.strip() for l in (root / "deploy/kubernetes/Dockerfile").read_text().splitlines()]
