@@ -115,6 +115,7 @@ public struct PostmanClient: Sendable {
         let retryAfterHeader: String?
         do {
             let response = try await httpClient.execute(request, timeout: Self.timeAmount(requestTimeout))
+            ResponseTiming.current?.headArrived()
             status = Int(response.status.code)
             retryAfterHeader = response.headers.first(name: "Retry-After")
             let buffer = try await response.body.collect(upTo: Self.maxBodyBytes)

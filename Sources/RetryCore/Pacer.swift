@@ -27,7 +27,7 @@ public struct SlidingWindowPacer: Sendable {
     private var lastCut: Double?
     private var lastRecovery: Double = 0
 
-    public init(limit: Int, margin: Double = 0.01, transitCap: Double = 1.0, recoveryInterval: Double = 2) {
+    public init(limit: Int, margin: Double = 0.003, transitCap: Double = 1.0, recoveryInterval: Double = 2) {
         precondition(limit > 0, "a rate limit must be positive")
         self.limit = limit
         self.window = 1 + margin

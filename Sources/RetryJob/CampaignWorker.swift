@@ -80,6 +80,8 @@ actor CampaignWorker {
     /// Requests per whole second for the report's rate chart; rides along with `calls` at each flush.
     private var timeline: RequestTimeline
     private var lastFlush: Double = 0
+    private var flushing = false
+    private var refilling = false
     private var lastDeadlineCheck: Double = 0
 
     private var backoffUntil: Double = 0
@@ -166,7 +168,18 @@ actor CampaignWorker {
             while true {
                 let t = now
                 if t - lastDeadlineCheck >= 0.25 { expireDeadlines() }
-                if t - lastFlush >= 0.5 || settled.count >= 200 { await flush() }
+                // Journal writes and the next wave's intents go to the database from child tasks: a slot
+                // of the budget not used when it opens is lost for good, so the sending loop never waits
+                // on PostgreSQL. One flush and one refill at a time keep the journal's order.
+                if !flushing, t - lastFlush >= 0.5 || settled.count >= 200 {
+                    flushing = true
+                    lastFlush = t
+                    group.addTask { await self.flush() }
+                }
+                if !refilling, !stopping, !quietHoursBegan, ready.count < max(1, waveSize / 2), toRetryIndex < toRetry.count {
+                    refilling = true
+                    group.addTask { await self.refillWave() }
+                }
                 if stopping {
                     stopSeenAt = stopSeenAt ?? t
                     // Settle unknown retries for a while after a signal; then leave them to the next run.
@@ -190,19 +203,11 @@ actor CampaignWorker {
                 }
                 let slot = max(pacer.earliestSend(now: t), backoffUntil, notBefore)
                 if slot > t {
-                    // Commit the next wave's intents while waiting for the budget, so the database round
-                    // trip is not added to every wave's first request (it cost ~5% of the rate).
-                    if slot - t > 0.02, !stopping, !quietHoursBegan, ready.count < waveSize / 2,
-                        toRetryIndex < toRetry.count
-                    {
-                        await refillWave()
-                        continue
-                    }
                     try? await Task.sleep(for: .seconds(min(slot - t, 0.05)))
                     continue
                 }
-                guard let action = await nextAction(at: t) else {
-                    try? await Task.sleep(for: .milliseconds(inFlight > 0 || !pending.isEmpty ? 10 : 2))
+                guard let action = nextAction(at: t) else {
+                    try? await Task.sleep(for: .milliseconds(refilling || inFlight == 0 ? 2 : 10))
                     continue
                 }
                 let ticket = pacer.recordSend(at: now)
@@ -211,8 +216,9 @@ actor CampaignWorker {
                 if action.isRetry { calls.retry += 1 } else { calls.poll += 1 }
                 timeline.request()
                 group.addTask {
-                    await self.perform(action)
-                    await self.answered(ticket: ticket)
+                    let timing = ResponseTiming()
+                    await ResponseTiming.$current.withValue(timing) { await self.perform(action) }
+                    await self.answered(ticket: ticket, headArrivedAt: timing.headArrivedAt)
                 }
             }
         }
@@ -220,13 +226,13 @@ actor CampaignWorker {
     }
 
     private var isFinished: Bool {
-        inFlight == 0 && toRetryIndex >= toRetry.count && ready.isEmpty && settleQueue.isEmpty
+        inFlight == 0 && !refilling && toRetryIndex >= toRetry.count && ready.isEmpty && settleQueue.isEmpty
             && reconcileQueue.isEmpty && pending.isEmpty
     }
 
     /// What to send next, in order: settle unknown retries, reconcile refusals, polls that are due,
     /// then the next retry of the current wave.
-    private func nextAction(at t: Double) async -> WorkerAction? {
+    private func nextAction(at t: Double) -> WorkerAction? {
         if let index = settleQueue.firstIndex(where: { !busy.contains($0.messageId) }) {
             let item = settleQueue.remove(at: index)
             busy.insert(item.messageId)
@@ -239,7 +245,6 @@ actor CampaignWorker {
             return .reconcile(item)
         }
         if let poll = nextPoll(at: t) { return poll }
-        if ready.isEmpty { await refillWave() }
         if quietHoursBegan, !ready.isEmpty {
             // Intents committed before quiet hours began, or lost answers that settled as "not
             // accepted": not sent now; their intents are reverted at the end, then deferred.
@@ -294,6 +299,7 @@ actor CampaignWorker {
     /// Commits the intents of the next wave (about one second of the campaign's budget) in one
     /// transaction, after checking each row is still as it was read.
     private func refillWave() async {
+        defer { refilling = false }
         guard !stopping, toRetryIndex < toRetry.count else { return }
         if quietHoursBegan || context.settings.inQuietHours {
             deferRemainingRetries()
@@ -427,7 +433,11 @@ actor CampaignWorker {
         return PostmanAPIError(kind: .connection, message: "\(type(of: error))")
     }
 
-    private func answered(ticket: Int) { pacer.recordAnswer(ticket: ticket, at: now) }
+    /// The pacer anchors the request at its response head when there was one (Postman had it by then),
+    /// else now (the failure was noticed now; the pacer caps it at send + 1 s anyway).
+    private func answered(ticket: Int, headArrivedAt: ContinuousClock.Instant?) {
+        pacer.recordAnswer(ticket: ticket, at: headArrivedAt.map { ($0 - origin).seconds } ?? now)
+    }
 
     private func answered() {
         lastAnswer = now
@@ -674,6 +684,7 @@ actor CampaignWorker {
     }
 
     private func flush() async {
+        defer { flushing = false }
         lastFlush = now
         let acceptedNow = accepted
         let settledNow = settled
