@@ -85,6 +85,35 @@ import Testing
         await fixture.stop()
     }
 
+    @Test func aWorkerStoppedBySIGTERMFreesItsLeasesAtOnce() async throws {
+        let fixture = try await EngineFixture.make(campaigns: 2, messages: 40, mixed: false, seed: 65)
+        // A TTL far longer than the test: the second worker can only start at once if the leases were freed.
+        let (first, firstErrors) = try Binary.launch(fixture, arguments: Self.worker("first", ttl: "120s"), pollTimeout: "10s")
+        let holding = try await Self.eventually {
+            let n: Int = try await fixture.db.query(
+                "SELECT count(*) AS n FROM postman_retry.campaign_leases WHERE worker_id = 'first'")[0].decode("n")
+            return n == 2
+        }
+        #expect(holding, "the first worker took both campaigns")
+        try await Task.sleep(for: .milliseconds(1500))
+        let signalled = ContinuousClock.now
+        kill(first.processIdentifier, SIGTERM)
+        let firstExit = await Binary.wait(first, firstErrors)
+        #expect(firstExit.status == 75, "\(firstExit.stderr)")
+        #expect(ContinuousClock.now - signalled < .seconds(10))
+        let held: Int = try await fixture.db.query(
+            "SELECT count(*) AS n FROM postman_retry.campaign_leases WHERE worker_id IS NOT NULL AND NOT done")[0].decode("n")
+        #expect(held == 0, "a stopped worker leaves no lease behind")
+
+        let started = ContinuousClock.now
+        let (second, secondErrors) = try Binary.launch(fixture, arguments: Self.worker("second", ttl: "120s"), pollTimeout: "10s")
+        let secondExit = await Binary.wait(second, secondErrors)
+        #expect(secondExit.status == 0, "\(secondExit.stderr)")
+        #expect(ContinuousClock.now - started < .seconds(60), "the second worker did not wait for the first one's TTL")
+        _ = try await Reliability.checkConverged(fixture)
+        await fixture.stop()
+    }
+
     @Test func aWorkerWithNothingToDoCompletesTheRunAtOnce() async throws {
         let fixture = try await EngineFixture.make(campaigns: 2, messages: 5, mixed: false, seed: 63)
         let (process, errors) = try Binary.launch(
