@@ -35,6 +35,8 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
         ),
+        // prctl(PR_SET_DUMPABLE, 0) for the job's executable: prctl is variadic, which Swift cannot call.
+        .target(name: "CProcessHardening"),
         // A small libpq wrapper: knows SQL and libpq, nothing of Postman.
         .target(
             name: "LibPQ",
@@ -136,7 +138,7 @@ let package = Package(
         .executableTarget(
             name: "postman-retry",
             dependencies: [
-                "RetryJob", "RetryCore", "LibPQ", "RetryConfig", "RetryReport", "RetryMetrics",
+                "CProcessHardening", "RetryJob", "RetryCore", "LibPQ", "RetryConfig", "RetryReport", "RetryMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -156,6 +156,16 @@ struct ConfigReader {
         return number
     }
 
+    /// A rate limit in requests per second: at least 1 and at most `SettingsResolver.maxRateLimit`.
+    mutating func rateLimit(_ table: TOMLTable, _ key: String, at path: [String]) -> Int? {
+        guard let rate = positiveInt(table, key, at: path) else { return nil }
+        guard rate <= SettingsResolver.maxRateLimit else {
+            problem(path + [key], SettingsResolver.rateLimitTooHigh(rate))
+            return nil
+        }
+        return rate
+    }
+
     mutating func nonNegativeDouble(_ table: TOMLTable, _ key: String, at path: [String]) -> Double? {
         guard let value = table[key] else { return nil }
         guard let number = value.double ?? value.int.map(Double.init) else {
@@ -209,7 +219,7 @@ struct ConfigReader {
                     problem(at + ["api_url"], "'\(url)' is not an http(s) URL")
                 }
             }
-            file.rateLimit = positiveInt(postman, "rate_limit", at: at)
+            file.rateLimit = rateLimit(postman, "rate_limit", at: at)
             file.requestTimeout = duration(postman, "request_timeout", at: at)
         }
 
@@ -242,7 +252,7 @@ struct ConfigReader {
                 guard let entry = subtable(campaigns, id, at: ["campaigns"]) else { continue }
                 rejectUnknown(entry, at: at, allowed: ConfigKeys.campaign)
                 var config = CampaignConfig()
-                config.rateLimit = positiveInt(entry, "rate_limit", at: at)
+                config.rateLimit = rateLimit(entry, "rate_limit", at: at)
                 if let variable = string(entry, "api_key_env", at: at) {
                     if Self.isEnvironmentName(variable) {
                         config.apiKeyVariable = variable

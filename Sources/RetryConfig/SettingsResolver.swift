@@ -45,6 +45,15 @@ public struct ResolvedSettings: Sendable {
 public enum SettingsResolver {
     public static let defaultAPIURL = "https://postman.gov.sg/api/v2"
 
+    /// The highest rate limit taken, per campaign: a hundred times Postman's default of 10 requests per
+    /// second (above 15 Postman asks for evidence). More is a typo, and far more would overflow the pacer.
+    public static let maxRateLimit = 1000
+
+    static func rateLimitTooHigh(_ rate: Int) -> String {
+        "must be at most \(maxRateLimit) requests per second, not \(rate) (Postman's default is 10 per campaign; "
+            + "set what the campaign's Settings tab shows)"
+    }
+
     public static func resolve(
         _ flags: CommandLineValues, environment: [String: String], clock: @escaping @Sendable () -> Date = { Date() }
     ) throws -> ResolvedSettings {
@@ -81,6 +90,7 @@ public enum SettingsResolver {
         let pollTimeout = pick(
             "poll_timeout", flag: pollFlag, file: config?.pollTimeout, default: Duration.seconds(1800), show: formatDuration)
         if let rate = flags.rateLimit, rate < 1 { throw JobError(.usage, "--rate-limit must be at least 1, not \(rate)") }
+        if let rate = flags.rateLimit, rate > maxRateLimit { throw JobError(.usage, "--rate-limit " + rateLimitTooHigh(rate)) }
         let rateLimit = pick("rate_limit", flag: flags.rateLimit, file: config?.rateLimit, default: 10, show: { "\($0) requests/s per campaign" })
         if let limit = flags.limit, limit < 0 { throw JobError(.usage, "--limit must not be negative, not \(limit)") }
         let limit = pick(
@@ -99,6 +109,7 @@ public enum SettingsResolver {
             guard parts.count == 2, !parts[0].isEmpty, let tps = Int(parts[1]), tps > 0 else {
                 throw JobError(.usage, "--campaign-rate: '\(spec)' is not ID=TPS with TPS at least 1")
             }
+            guard tps <= maxRateLimit else { throw JobError(.usage, "--campaign-rate \(parts[0]): " + rateLimitTooHigh(tps)) }
             campaignRates[parts[0]] = tps
             rateSources[parts[0]] = .flag
         }

@@ -39,6 +39,17 @@ public struct ErrorPolicy: Sendable, Equatable {
     }
 }
 
+/// A value the selection read but cannot use as it stands: a NULL key (the row cannot be named or
+/// paged past), or bytes that are not UTF-8 (possible in a `SQL_ASCII` database). The row is `malformed`.
+public struct FieldProblem: Sendable, Equatable {
+    public var field: String
+    public var problem: String
+    public init(field: String, problem: String) {
+        self.field = field
+        self.problem = problem
+    }
+}
+
 /// A failed row of the agency table as the selection reads it. Values the table may hold in odd
 /// shapes (NULLs, negative counts) are kept as read, so the rules can name them.
 public struct CandidateRow: Sendable, Equatable {
@@ -54,10 +65,13 @@ public struct CandidateRow: Sendable, Equatable {
     /// Timestamps as PostgreSQL printed them: passed back verbatim for compare-and-set.
     public var createdAt: String
     public var updatedAt: String?
+    /// The first value that could not be read as it is in the table (see `FieldProblem`).
+    public var unreadable: FieldProblem?
 
     public init(
         key: String, messageId: String?, campaignId: String?, batchId: String?, recipient: String?, isOtp: Bool?,
-        status: String, retryCount: Int?, errorCode: String?, createdAt: String, updatedAt: String?
+        status: String, retryCount: Int?, errorCode: String?, createdAt: String, updatedAt: String?,
+        unreadable: FieldProblem? = nil
     ) {
         self.key = key
         self.messageId = messageId
@@ -70,6 +84,7 @@ public struct CandidateRow: Sendable, Equatable {
         self.errorCode = errorCode
         self.createdAt = createdAt
         self.updatedAt = updatedAt
+        self.unreadable = unreadable
     }
 }
 
@@ -84,6 +99,11 @@ public struct SelectionRules: Sendable {
     public var otpCampaigns: Set<String>
     public var errorPolicy: ErrorPolicy
     public static let retryLimit = 3
+    /// The longest message, campaign or batch id the job takes, in UTF-8 bytes. Postman's ids are
+    /// short; a longer one is garbage, and it could not be journaled (PostgreSQL refuses a btree
+    /// index entry over 2,704 bytes, and the journal is keyed by message id) nor sent in a URL that
+    /// every server accepts (percent-encoding can triple it).
+    public static let maxIdBytes = 1000
 
     public init(otpCampaigns: Set<String> = [], errorPolicy: ErrorPolicy = .default) {
         self.otpCampaigns = otpCampaigns
@@ -109,10 +129,16 @@ public struct SelectionRules: Sendable {
 
     /// The first unusable value of a row, if any.
     public static func malformation(_ row: CandidateRow) -> (field: String, problem: String)? {
+        if let unreadable = row.unreadable { return (unreadable.field, unreadable.problem) }
         for (field, value) in [("message_id", row.messageId), ("campaign_id", row.campaignId)] {
             guard let value else { return (field, "is NULL") }
             if value.isEmpty { return (field, "is empty") }
             if value == "." || value == ".." { return (field, "is '\(value)', which cannot be one URL path segment") }
+        }
+        for (field, value) in [("message_id", row.messageId), ("campaign_id", row.campaignId), ("batch_id", row.batchId)] {
+            if let value, value.utf8.count > maxIdBytes {
+                return (field, "is \(value.utf8.count) bytes long; ids of more than \(maxIdBytes) bytes are not taken")
+            }
         }
         guard let count = row.retryCount else { return ("retry_count", "is NULL") }
         if count < 0 { return ("retry_count", "is negative (\(count))") }

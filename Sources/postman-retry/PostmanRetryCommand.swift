@@ -1,4 +1,5 @@
 import ArgumentParser
+import CProcessHardening
 import Foundation
 import LibPQ
 import Logging
@@ -17,6 +18,18 @@ struct PostmanRetryCommand: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [Migrate.self, Plan.self, Run.self, Report.self, Runs.self, Config.self]
     )
+
+    /// Before anything else, and for every subcommand: the process holds API keys (in its environment
+    /// and memory), so it is made non-dumpable (issue 8, "Secrets"). A crash writes no core file with
+    /// the keys in it, and no other process of the same user can ptrace it or read its memory or
+    /// `/proc/<pid>/environ`. Failing to do so is not a reason to refuse to run: say so and go on.
+    static func main() async {
+        if cprocess_make_nondumpable() != 0 {
+            FileHandle.standardError.write(
+                Data("postman-retry: warning: could not mark the process non-dumpable (errno \(errno))\n".utf8))
+        }
+        await main(nil)
+    }
 }
 
 /// Options every command shares.

@@ -85,6 +85,44 @@ struct ConfigFileTests {
         #expect(found.count == 6, "every problem at once: \(found)")
     }
 
+    /// Issue 8, "Bad input": absurd values are refused by key, never clamped or crashed on.
+    @Test func hostileValuesAreRefusedNamingTheKey() {
+        let found = problems(
+            """
+            [postman]
+            rate_limit = 1000000000
+
+            [table]
+            name = ""
+
+            [campaigns.c1]
+            rate_limit = 9223372036854775807
+
+            [campaigns.c2]
+            rate_limit = -5
+
+            [campaigns.c3]
+            rate_limit = 1e9
+
+            [quiet_hours]
+            start = "22:00"
+            end = "07:00"
+            time_zone = "Nowhere/Atlantis"
+            """)
+        let byKey = Dictionary(found.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        #expect(byKey["postman.rate_limit"]?.message.contains("at most 1000") == true)
+        #expect(byKey["postman.rate_limit"]?.line == 2)
+        #expect(byKey["table.name"]?.message.contains("must not be empty") == true)
+        #expect(byKey["campaigns.c1.rate_limit"]?.message.contains("at most 1000") == true)
+        #expect(byKey["campaigns.c2.rate_limit"]?.message.contains("at least 1, not -5") == true)
+        #expect(byKey["campaigns.c3.rate_limit"]?.message.contains("whole number") == true)
+        #expect(byKey["quiet_hours.time_zone"]?.message.contains("'Nowhere/Atlantis' is not a time zone") == true)
+        #expect(byKey["quiet_hours.time_zone"]?.line == 19)
+        #expect(found.count == 6, "every problem at once: \(found)")
+        #expect(problems("[quiet_hours]\nstart = \"22:00\"\nend = \"07:00\"\ntime_zone = \"\"\n").first?.key == "quiet_hours.time_zone")
+        #expect(problems("[postman]\nrate_limit = 1000\n").isEmpty, "the ceiling itself is taken")
+    }
+
     @Test func quietHoursMistakes() {
         #expect(problems("[quiet_hours]\nstart = \"25:00\"\nend = \"07:00\"\n").first?.message.contains("HH:MM") == true)
         #expect(problems("[quiet_hours]\nstart = \"22:00\"\n").first?.message.contains("is required") == true)
@@ -192,6 +230,23 @@ struct SettingsPrecedenceTests {
                 guard let error = error as? JobError else { return false }
                 return error.status == .usage && error.message.contains("2 problems") && error.message.contains("line 2")
                     && error.message.contains("did you mean 'rate_limit'?") && error.message.contains("line 4")
+            }
+        }
+    }
+
+    @Test func absurdRateFlagsAreUsageErrors() {
+        for (rate, campaignRates, wording) in [
+            (0, [String](), "--rate-limit must be at least 1"), (-5, [], "--rate-limit must be at least 1"),
+            (1_000_000_000, [], "--rate-limit must be at most 1000"), (nil, ["c1=1001"], "--campaign-rate c1: must be at most 1000"),
+            (nil, ["c1=-5"], "is not ID=TPS"), (nil, ["c1=1e9"], "is not ID=TPS"),
+        ] as [(Int?, [String], String)] {
+            var flags = CommandLineValues()
+            flags.rateLimit = rate
+            flags.campaignRates = campaignRates
+            #expect("\(rate.map(String.init) ?? campaignRates.joined())") {
+                try SettingsResolver.resolve(flags, environment: [:])
+            } throws: { error in
+                (error as? JobError)?.status == .usage && (error as? JobError)?.message.contains(wording) == true
             }
         }
     }

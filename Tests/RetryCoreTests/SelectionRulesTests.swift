@@ -38,6 +38,36 @@ import Testing
         #expect(rules.classify(row(messageId: "a/b?c")) == .selected, "odd ids are encoded, not rejected")
     }
 
+    @Test func unreadableValuesAndOverlongIdsAreMalformed() {
+        let rules = SelectionRules()
+        var unreadable = row()
+        unreadable.unreadable = FieldProblem(field: "key", problem: "is NULL")
+        #expect(rules.classify(unreadable) == .skipped(.malformed, field: "key", problem: "is NULL"))
+        // The rules before `malformed` still come first (CONTRACT.md section 3).
+        var otp = unreadable
+        otp.isOtp = true
+        #expect(rules.classify(otp) == .skipped(.otp))
+
+        let limit = SelectionRules.maxIdBytes
+        #expect(rules.classify(row(messageId: String(repeating: "m", count: limit))) == .selected)
+        for (candidate, field) in [
+            (row(messageId: String(repeating: "m", count: limit + 1)), "message_id"),
+            (row(messageId: String(repeating: "📱", count: limit / 4 + 1)), "message_id"),  // bytes, not characters
+            (row(campaign: String(repeating: "c", count: 10_000)), "campaign_id"),
+        ] {
+            guard case .skipped(.malformed, let named, let problem) = rules.classify(candidate) else {
+                Issue.record("an over-long \(field) should be malformed")
+                continue
+            }
+            #expect(named == field)
+            #expect(problem?.contains("bytes long") == true)
+        }
+        var batch = row()
+        batch.batchId = String(repeating: "b", count: limit + 1)
+        #expect(rules.classify(batch) == .skipped(.malformed, field: "batch_id", problem: "is \(limit + 1) bytes long; ids of more than \(limit) bytes are not taken"))
+        #expect(rules.classify(row(messageId: "it's \"quoted\"\nwith 📱 and %2F")) == .selected, "odd characters are encoded, not rejected")
+    }
+
     @Test func finalityFollowsTheRecipient() {
         #expect(PostmanStatus.isFinal("success", recipient: "6591234567"))
         #expect(!PostmanStatus.isFinal("sent_to_telco", recipient: "6591234567"))
