@@ -19,7 +19,7 @@ test: build
 # signals, concurrency, secrets); figures go to out/reliability.log (docs/reliability.md).
 test-reliability: build
 	mkdir -p out && rm -f out/reliability.log
-	RELIABILITY=full RELIABILITY_LOG=$(CURDIR)/out/reliability.log $(PG) $(SWIFT) test --filter 'ReliabilityTests|CrashResumeTests'
+	RELIABILITY=full RELIABILITY_LOG=$(CURDIR)/out/reliability.log $(PG) $(SWIFT) test --filter 'ReliabilityTests|CrashResumeTests|WorkerTests'
 	cat out/reliability.log
 
 # Pure logic only (no database, no simulator).

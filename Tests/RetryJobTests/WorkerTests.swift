@@ -26,11 +26,14 @@ import Testing
     }
 
     @Test func threeWorkersOneKilledMidRunFinishTheRunWithoutDoubleSends() async throws {
-        let fixture = try await EngineFixture.make(campaigns: 6, messages: 40, mixed: false, seed: 61)
+        let campaigns = Reliability.full ? 12 : 6
+        let messages = Reliability.full ? 200 : 40
+        let fixture = try await EngineFixture.make(campaigns: campaigns, messages: messages, mixed: false, seed: 61)
         let names = ["w1", "w2", "w3"]
         var launched: [(Process, Pipe)] = []
         for name in names {
-            launched.append(try Binary.launch(fixture, arguments: Self.worker(name), logLevel: "info", pollTimeout: "15s"))
+            launched.append(
+                try Binary.launch(fixture, arguments: Self.worker(name), logLevel: "info", pollTimeout: Reliability.full ? "60s" : "15s"))
         }
         // Kill w2 while it holds a lease on a campaign it has not finished.
         let holding = try await Self.eventually {
@@ -54,7 +57,7 @@ import Testing
         let stderr = exits.values.map(\.stderr).joined()
         #expect(stderr.contains("took over an expired lease"))
         let summary = try await Reliability.checkConverged(fixture)
-        #expect(summary.counts.selected == 240)
+        #expect(summary.counts.selected == campaigns * messages)
         let ledger = await fixture.sim.ledger()
         #expect(ledger.acceptedRetries.count == summary.counts.retried)
         // Every campaign was worked by at least one of the workers, and each worker worked some.
@@ -62,7 +65,7 @@ import Testing
             "SELECT DISTINCT worker_id FROM postman_retry.campaign_leases WHERE worker_id IS NOT NULL").map { try $0.decode("worker_id") }
         #expect(Set(holders).isSubset(of: Set(names)) && holders.count >= 2, "\(holders)")
         Reliability.record(
-            "3 workers, w2 killed holding a lease: exits w1 \(exits["w1"]?.status ?? -1), w3 \(exits["w3"]?.status ?? -1); "
+            "3 workers on \(campaigns * messages) messages in \(campaigns) campaigns, w2 killed holding a lease: exits w1 \(exits["w1"]?.status ?? -1), w3 \(exits["w3"]?.status ?? -1); "
                 + "\(takeovers) takeover(s); \(ledger.acceptedRetries.count) accepted retries, max per message "
                 + "\(ledger.acceptedRetries.values.max() ?? 0); busiest campaign second \(ledger.maxRequestsIn1s.values.max() ?? 0); 429s \(ledger.rateLimited)")
         await fixture.stop()
