@@ -4,12 +4,14 @@
 ///
 /// What counts is when a request *arrives*, and that lies somewhere between our send and its
 /// response: the HTTP client may hold a request back (busy connections, a stalled event loop) and
-/// then release several at once. So each request is anchored at its response time when that comes
-/// back within `transitCap` (1 s: on a saturated machine a fresh process's requests were seen to
-/// arrive more than 0.25 s after they were handed to the client), else at send + `transitCap`; a new request goes out only when the one
-/// `limit` requests back was anchored more than `window` ago. On loopback this costs nothing; with a
-/// 100 ms round trip it costs about 10% of the budget, a price worth paying to never see a 429 of
-/// our own making.
+/// then release several at once. So each request is anchored at its response time (the response
+/// head: callers pass it) when that comes back within `transitCap` (1 s: on a saturated machine a
+/// fresh process's requests were seen to arrive more than 0.25 s after they were handed to the
+/// client), else at send + `transitCap`; a new request goes out only when the one `limit` requests
+/// back was anchored more than `window` (1 s + `margin`) ago. The new request cannot arrive before
+/// it is sent, nor the old one after its answer, so Postman never sees more than `limit` in a
+/// second. On loopback this costs little; with a 100 ms round trip it costs about 10% of the
+/// budget, a price worth paying to never see a 429 of our own making.
 ///
 /// After a 429 (someone else, e.g. the agency's live traffic, is using part of the budget) the
 /// allowed rate is halved and then recovers by one request per second for every `recoveryInterval`

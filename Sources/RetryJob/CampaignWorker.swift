@@ -81,6 +81,8 @@ actor CampaignWorker {
     private var timeline: RequestTimeline
     private var lastFlush: Double = 0
     private var flushing = false
+    /// When the next awaited message falls due for a poll (from the latest look at them).
+    private var nextPollDue = 0.0
     private var refilling = false
     private var lastDeadlineCheck: Double = 0
 
@@ -207,7 +209,11 @@ actor CampaignWorker {
                     continue
                 }
                 guard let action = nextAction(at: t) else {
-                    try? await Task.sleep(for: .milliseconds(refilling || inFlight == 0 ? 2 : 10))
+                    // Nothing to send. While answers or a wave are on their way, look again soon; when only
+                    // outcomes are awaited, sleep until the next poll falls due (this idle loop was most of
+                    // the job's CPU in the polling tail).
+                    let idle = refilling ? 0.002 : (inFlight > 0 || sweepActive) ? 0.01 : min(0.05, max(0.002, nextPollDue - t))
+                    try? await Task.sleep(for: .seconds(idle))
                     continue
                 }
                 let ticket = pacer.recordSend(at: now)
@@ -270,7 +276,11 @@ actor CampaignWorker {
             return .listPage(after: sweepCursor)
         }
         var due: [WorkItem] = []
-        for item in pending.values where item.nextPoll <= t && !busy.contains(item.messageId) { due.append(item) }
+        var soonest = Double.infinity
+        for item in pending.values where !busy.contains(item.messageId) {
+            if item.nextPoll <= t { due.append(item) } else { soonest = min(soonest, item.nextPoll) }
+        }
+        nextPollDue = soonest
         guard !due.isEmpty else { return nil }
         let singles = due.filter(\.forceSingle)
         let sweepable = due.count - singles.count
