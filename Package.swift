@@ -166,11 +166,22 @@ let package = Package(
             dependencies: ["LibPQ", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
+        // The engine tests' world (database with sample rows, simulator), shared by the job, report and
+        // metrics tests.
+        .target(
+            name: "EngineTestSupport",
+            dependencies: [
+                "RetryJob", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "LibPQTests", dependencies: ["LibPQ", "PostgresTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "RetryReportTests",
             dependencies: [
                 "RetryReport", "RetryJob", "LibPQ", "RetryCore", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+                "EngineTestSupport",
             ],
             swiftSettings: swiftSettings
         ),
@@ -193,6 +204,7 @@ let package = Package(
             name: "RetryMetricsTests",
             dependencies: [
                 "RetryMetrics", "RetryJob", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+                "EngineTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -206,7 +218,7 @@ let package = Package(
             name: "RetryJobTests",
             dependencies: [
                 "RetryJob", "LibPQ", "RetryCore", "PostmanAPI", "PostmanSimulator", "PostgresTestSupport", "SampleData",
-                "RetryConfig",
+                "RetryConfig", "EngineTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

@@ -1,3 +1,4 @@
+import EngineTestSupport
 import AsyncHTTPClient
 import Foundation
 import LibPQ
@@ -7,40 +8,21 @@ import RetryCore
 import RetryJob
 import SampleData
 
-/// A fresh database with the reference table, sample rows and the job's schema, and a simulator on
-/// loopback with the matching Postman state (the same world as RetryJobTests' EngineFixture, kept small).
+/// The shared engine world (Sources/EngineTestSupport), kept small, run through the real binary.
 struct MetricsFixture {
-    let db: PGConnection
-    let url: String
-    let sim: SimulatorServer
-    let data: SampleData
+    let world: EngineWorld
 
-    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
+    var db: PGConnection { world.db }
+    var url: String { world.url }
+    var sim: SimulatorServer { world.sim }
+    var data: SampleData { world.data }
+    var keysEnvironment: [String: String] { world.keysEnvironment }
+    static var repoRoot: URL { EngineWorld.repoRoot }
 
     static func make(campaigns: Int = 2, messages: Int = 8, seed: UInt64 = 31) async throws -> MetricsFixture {
-        let (db, url) = try await TestDatabase.connect(prefix: "metrics")
-        for file in ["sql/reference-schema.sql", "sql/recommended-index.sql"] {
-            let sql = try String(contentsOf: repoRoot.appendingPathComponent(file), encoding: .utf8)
-            try await db.executeScript(PGQuery(unsafeSQL: sql))
-        }
-        let data = SampleData.generate(campaigns: campaigns, messagesPerCampaign: messages, seed: seed, mixed: true)
-        _ = try await db.copyIn(
-            PGQuery(
-                unsafeSQL: "COPY outbound_messages (\(SampleData.copyColumns.joined(separator: ", "))) FROM STDIN (FORMAT csv)"),
-            rows: data.rows.map(\.copyFields))
-        _ = try await Migrator().migrate(db)
-        var options = SimulatorOptions()
-        options.seed = seed
-        options.timeScale = 20
-        let sim = try await SimulatorServer.start(data: data.simulator, options: options)
-        return MetricsFixture(db: db, url: url, sim: sim, data: data)
-    }
-
-    var keysEnvironment: [String: String] {
-        var env: [String: String] = [:]
-        for campaign in data.simulator.campaigns { env[apiKeyVariableName(campaignId: campaign.id)] = campaign.apiKey }
-        return env
+        MetricsFixture(
+            world: try await EngineWorld.make(
+                databasePrefix: "metrics", campaigns: campaigns, messages: messages, mixed: true, seed: seed))
     }
 
     var apiKeys: [String] { data.simulator.campaigns.map(\.apiKey) }
@@ -58,10 +40,7 @@ struct MetricsFixture {
             environment: environment, started: started)
     }
 
-    func stop() async {
-        await sim.stop()
-        await db.close()
-    }
+    func stop() async { await world.stop() }
 }
 
 /// Runs a program to its end and collects what it printed.

@@ -1,3 +1,4 @@
+import EngineTestSupport
 import Foundation
 import LibPQ
 import Logging
@@ -8,60 +9,32 @@ import RetryJob
 import RetryReport
 import SampleData
 
-/// A fresh database with the reference table and sample rows (migrated), and the simulator on
-/// loopback with the matching Postman state: the same world the engine tests use, run for real.
+/// The shared engine world (Sources/EngineTestSupport) plus a directory for the report files.
 struct ReportFixture {
-    let db: PGConnection
-    let url: String
-    let sim: SimulatorServer
-    let data: SampleData
+    let world: EngineWorld
     let directory: URL
 
-    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
+    var db: PGConnection { world.db }
+    var url: String { world.url }
+    var sim: SimulatorServer { world.sim }
+    var data: SampleData { world.data }
+    var keysEnvironment: [String: String] { world.keysEnvironment }
+    static var repoRoot: URL { EngineWorld.repoRoot }
 
     static func make(
         campaigns: Int = 2, messages: Int = 18, mixed: Bool = true, seed: UInt64 = 11, prefix: String = "campaign",
         adjust: (inout SampleData) -> Void = { _ in }
     ) async throws -> ReportFixture {
-        let (db, url) = try await TestDatabase.connect(prefix: "report")
-        for file in ["sql/reference-schema.sql", "sql/recommended-index.sql"] {
-            let sql = try String(contentsOf: repoRoot.appendingPathComponent(file), encoding: .utf8)
-            try await db.executeScript(PGQuery(unsafeSQL: sql))
-        }
-        var data = SampleData.generate(
-            campaigns: campaigns, messagesPerCampaign: messages, seed: seed, mixed: mixed, campaignPrefix: prefix)
-        adjust(&data)
-        try await db.copyIn(
-            PGQuery(unsafeSQL: "COPY outbound_messages (\(SampleData.copyColumns.joined(separator: ", "))) FROM STDIN (FORMAT csv)"),
-            rows: data.rows.map(\.copyFields))
-        _ = try await Migrator().migrate(db)
-        var options = SimulatorOptions()
-        options.seed = seed
-        options.timeScale = 20
-        let sim = try await SimulatorServer.start(data: data.simulator, options: options)
+        let world = try await EngineWorld.make(
+            databasePrefix: "report", campaigns: campaigns, messages: messages, mixed: mixed, seed: seed,
+            campaignPrefix: prefix, adjust: adjust)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("report-test-\(UUID().uuidString)")
-        return ReportFixture(db: db, url: url, sim: sim, data: data, directory: directory)
+        return ReportFixture(world: world, directory: directory)
     }
 
-    var keysEnvironment: [String: String] {
-        var env: [String: String] = [:]
-        for campaign in data.simulator.campaigns { env[apiKeyVariableName(campaignId: campaign.id)] = campaign.apiKey }
-        return env
-    }
+    func settings(pollTimeout: Duration = .seconds(4)) -> RunSettings { world.settings(pollTimeout: pollTimeout) }
 
-    func settings(pollTimeout: Duration = .seconds(4)) -> RunSettings {
-        RunSettings(
-            scope: RunScope(), apiURL: sim.baseURL, apiKeys: APIKeys(environment: keysEnvironment),
-            pollTimeout: pollTimeout, requestTimeout: .seconds(3), firstPollDelay: .milliseconds(500),
-            maxPollInterval: .seconds(2))
-    }
-
-    func run() async throws -> RunResult {
-        var logger = Logger(label: "test.report")
-        logger.logLevel = .error
-        return try await RetryRun(settings: settings(), logger: logger, environment: [:]).run(db: db)
-    }
+    func run() async throws -> RunResult { try await world.run(settings()) }
 
     /// Makes the agency's application change `messageId`'s row at a chosen step of the job, through a
     /// trigger on the journal: right after selection (so the retry is not sent: `conflict`), or right
