@@ -123,3 +123,17 @@ extension RunSummary.Counts {
             && retried == succeeded + failed + pending && skipped == skippedByReason.values.reduce(0, +)
     }
 }
+
+/// A test fixture built around an `EngineWorld`: its parts, without forwarding each one by hand.
+public protocol EngineWorldFixture {
+    var world: EngineWorld { get }
+}
+
+extension EngineWorldFixture {
+    public var db: PGConnection { world.db }
+    public var url: String { world.url }
+    public var sim: SimulatorServer { world.sim }
+    public var data: SampleData { world.data }
+    public var keysEnvironment: [String: String] { world.keysEnvironment }
+    public static var repoRoot: URL { EngineWorld.repoRoot }
+}

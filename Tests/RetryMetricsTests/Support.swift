@@ -9,15 +9,9 @@ import RetryJob
 import SampleData
 
 /// The shared engine world (Sources/EngineTestSupport), kept small, run through the real binary.
-struct MetricsFixture {
+struct MetricsFixture: EngineWorldFixture {
     let world: EngineWorld
 
-    var db: PGConnection { world.db }
-    var url: String { world.url }
-    var sim: SimulatorServer { world.sim }
-    var data: SampleData { world.data }
-    var keysEnvironment: [String: String] { world.keysEnvironment }
-    static var repoRoot: URL { EngineWorld.repoRoot }
 
     static func make(campaigns: Int = 2, messages: Int = 8, seed: UInt64 = 31) async throws -> MetricsFixture {
         MetricsFixture(

@@ -10,16 +10,10 @@ import RetryReport
 import SampleData
 
 /// The shared engine world (Sources/EngineTestSupport) plus a directory for the report files.
-struct ReportFixture {
+struct ReportFixture: EngineWorldFixture {
     let world: EngineWorld
     let directory: URL
 
-    var db: PGConnection { world.db }
-    var url: String { world.url }
-    var sim: SimulatorServer { world.sim }
-    var data: SampleData { world.data }
-    var keysEnvironment: [String: String] { world.keysEnvironment }
-    static var repoRoot: URL { EngineWorld.repoRoot }
 
     static func make(
         campaigns: Int = 2, messages: Int = 18, mixed: Bool = true, seed: UInt64 = 11, prefix: String = "campaign",
