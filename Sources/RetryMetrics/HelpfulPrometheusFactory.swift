@@ -20,11 +20,16 @@ struct HelpfulPrometheusFactory: MetricsFactory {
 
     func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
         guard !aggregate else { return stock.makeRecorder(label: label, dimensions: dimensions, aggregate: true) }
-        return registry.makeGauge(name: label, labels: dimensions, help: help[label] ?? "")
+        return registry.makeGauge(descriptor: descriptor(label), labels: dimensions)
     }
 
     func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
-        registry.makeGauge(name: label, labels: dimensions, help: help[label] ?? "")
+        registry.makeGauge(descriptor: descriptor(label), labels: dimensions)
+    }
+
+    /// The metric's name as it is (an empty unit adds no suffix), with its help line.
+    private func descriptor(_ label: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: label, unitName: "", helpText: help[label] ?? "")
     }
 
     func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
