@@ -1,7 +1,6 @@
 import CLibPQ
+import Foundation
 import Logging
-import NIOCore
-import NIOPosix
 import Synchronization
 
 /// How to reach the server. Everything not given here comes from libpq itself (`PG*` variables,
@@ -25,31 +24,27 @@ public struct PGConfiguration: Sendable {
     }
 }
 
-/// Threads used only for blocking libpq calls, so they never occupy Swift's cooperative pool
-/// (which has just 2 threads on a 2-core machine).
-private let databaseThreads = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-
-/// One libpq connection. The actor runs on a NIO event-loop thread of its own, and every libpq call is
-/// synchronous inside it: the actor serialises use of the `PGconn` (libpq's rule) and the blocking
-/// calls stay off the cooperative pool.
+/// One libpq connection. The actor runs on a thread of its own (`ConnectionThread`), and every libpq
+/// call is synchronous inside it: the actor serialises use of the `PGconn` (libpq's rule) and the
+/// blocking calls stay off the cooperative pool and off every other connection's thread.
 public actor PGConnection {
-    private let loop: any EventLoop
+    private let thread: ConnectionThread
     // nonisolated(unsafe): only touched inside the actor, and in deinit, which has exclusive access.
     private nonisolated(unsafe) var handle: OpaquePointer?
     private let canceller = QueryCanceller()
     private nonisolated(unsafe) var noticeSink: Unmanaged<NoticeSink>?
     public let logger: Logger
 
-    public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.executor.asUnownedSerialExecutor() }
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { thread.asUnownedSerialExecutor() }
 
-    private init(loop: any EventLoop, logger: Logger) {
-        self.loop = loop
+    private init(thread: ConnectionThread, logger: Logger) {
+        self.thread = thread
         self.logger = logger
     }
 
     /// Opens a connection; the blocking connect runs on the connection's own thread.
     public static func connect(_ configuration: PGConfiguration, logger: Logger) async throws -> PGConnection {
-        let connection = PGConnection(loop: databaseThreads.next(), logger: logger)
+        let connection = PGConnection(thread: ConnectionThread(name: "libpq"), logger: logger)
         try await connection.open(configuration)
         return connection
     }
@@ -115,6 +110,7 @@ public actor PGConnection {
         if let conn = handle { PQfinish(conn) }
         canceller.set(nil)
         noticeSink?.release()
+        thread.stop()
     }
 
     /// Whether libpq still considers the connection usable.

@@ -20,7 +20,7 @@ import Testing
     }
 
     static func addLeases(_ db: PGConnection, run: Int64, _ campaigns: [String]) async throws {
-        try await db.query(
+        _ = try await db.query(
             """
             INSERT INTO postman_retry.campaign_leases (run_id, campaign_id)
             SELECT \(run), c FROM unnest(\(campaigns)::text[]) AS c
@@ -41,7 +41,7 @@ import Testing
         #expect(try await workerA.renew(["a"], ttl: .seconds(30)) == ["a"])
 
         // A stops renewing: once its lease has expired, B takes it over.
-        try await db.query("UPDATE postman_retry.campaign_leases SET expires_at = now() - interval '1 second' WHERE worker_id = 'A'")
+        _ = try await db.query("UPDATE postman_retry.campaign_leases SET expires_at = now() - interval '1 second' WHERE worker_id = 'A'")
         let takeover = try await workerB.claim(ttl: .seconds(30))
         #expect(takeover?.campaign == "a" && takeover?.takenFrom == "A")
         #expect(try await workerA.renew(["a"], ttl: .seconds(30)).isEmpty, "A's heartbeat sees it lost the lease")

@@ -20,7 +20,7 @@ enum Reliability {
         let text = "reliability: \(line)\n"
         FileHandle.standardError.write(Data(text.utf8))
         guard let path = ProcessInfo.processInfo.environment["RELIABILITY_LOG"] else { return }
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         if let handle = FileHandle(forWritingAtPath: path) {
             handle.seekToEndOfFile()
             handle.write(Data(text.utf8))

@@ -254,8 +254,8 @@ struct BinaryRunner {
         // reads would hold the few cooperative threads that the in-process simulator needs.
         let outURL = fixture.directory.appendingPathComponent("stdout-\(UUID().uuidString)")
         let errURL = fixture.directory.appendingPathComponent("stderr-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: outURL)
         process.standardError = try FileHandle(forWritingTo: errURL)
         var launchError: (any Error)?
