@@ -12,6 +12,9 @@ public struct PGConfiguration: Sendable {
     public var connectTimeoutSeconds: Int
     /// `statement_timeout` in milliseconds, if any.
     public var statementTimeoutMilliseconds: Int?
+    /// With a value: TCP keepalives and libpq's `tcp_user_timeout`, so a call on a connection whose
+    /// network went silent fails within about this long instead of waiting for ever.
+    public var networkTimeoutMilliseconds: Int?
 
     public init(
         url: String? = nil, applicationName: String = "postman-retry", connectTimeoutSeconds: Int = 10,
@@ -57,6 +60,13 @@ public actor PGConnection {
         pairs.append(("application_name", configuration.applicationName))
         pairs.append(("connect_timeout", String(configuration.connectTimeoutSeconds)))
         pairs.append(("client_encoding", "UTF8"))
+        if let timeout = configuration.networkTimeoutMilliseconds {
+            pairs.append(("keepalives", "1"))
+            pairs.append(("keepalives_idle", String(max(1, timeout / 3000))))
+            pairs.append(("keepalives_interval", String(max(1, timeout / 6000))))
+            pairs.append(("keepalives_count", "3"))
+            pairs.append(("tcp_user_timeout", String(timeout)))
+        }
         // The session settings the decoders rely on are SET after connecting, not passed as
         // `options`: that keyword would replace the user's own (`options=-c search_path=…` in
         // DATABASE_URL, or PGOPTIONS), silently dropping their statement timeout or search path.

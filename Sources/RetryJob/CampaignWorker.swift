@@ -120,10 +120,17 @@ actor CampaignWorker {
     /// `run --worker`: false once this worker's lease on the campaign may have expired; nothing is sent then.
     private let leaseValid: @Sendable () -> Bool
 
+    /// The journal; fenced by the campaign's lease in `run --worker`.
+    private let store: RunStore
+
     init(
         campaign: String, apiKey: String, context: RunContext, items: [JournalItem], messagesInTable: Int,
-        notBefore: ContinuousClock.Instant? = nil, leaseValid: @escaping @Sendable () -> Bool = { true }
+        notBefore: ContinuousClock.Instant? = nil, leaseValid: @escaping @Sendable () -> Bool = { true },
+        fence: LeaseFence? = nil
     ) {
+        var store = context.store
+        store.fence = fence
+        self.store = store
         self.notBefore = notBefore ?? context.notBefore
         self.leaseValid = leaseValid
         self.campaign = campaign
@@ -328,7 +335,7 @@ actor CampaignWorker {
         }
         guard !wave.isEmpty else { return }
         do {
-            let result = try await context.store.commitIntents(run: context.run.id, messageIds: wave.map(\.messageId))
+            let result = try await store.commitIntents(run: context.run.id, messageIds: wave.map(\.messageId))
             context.crashPoints.reach("after-intent")
             let committedAt = Date()
             for var item in wave {
@@ -338,6 +345,10 @@ actor CampaignWorker {
                 } else if result.conflicts.contains(item.messageId) {
                     stats.conflicts += 1
                     logger.info("row changed since it was read; not retried", metadata: ["message": "\(item.messageId)"])
+                } else {
+                    // Its journal entry moved on without this worker (it should not happen: writes are
+                    // fenced). Left open, so the run is not completed before it is worked again.
+                    logger.warning("journal entry no longer selected; left for a later pass", metadata: ["message": "\(item.messageId)"])
                 }
             }
         } catch {
@@ -706,18 +717,18 @@ actor CampaignWorker {
         timeline = timeline.emptied
         do {
             if !acceptedNow.isEmpty {
-                try await context.store.recordAccepted(
+                try await store.recordAccepted(
                     run: context.run.id, messageIds: acceptedNow.map(\.id), acceptedAt: acceptedNow.map(\.at),
                     deadlines: acceptedNow.map(\.deadline))
                 context.crashPoints.reach("after-record-accepted")
             }
             if !settledNow.isEmpty {
                 context.crashPoints.reach("before-write-back")
-                let result = try await context.store.settle(run: context.run.id, settledNow, apiCalls: callsNow)
+                let result = try await store.settle(run: context.run.id, settledNow, apiCalls: callsNow)
                 stats.writeConflicts += result.conflicts.count
                 context.crashPoints.reach("after-write-back")
             } else {
-                try await context.store.addCalls(run: context.run.id, callsNow)
+                try await store.addCalls(run: context.run.id, callsNow)
             }
         } catch {
             fail(error)
@@ -725,6 +736,11 @@ actor CampaignWorker {
     }
 
     private func fail(_ error: any Error) {
+        if let lost = error as? LeaseLost {
+            context.stop(.leaseLost(lost.description))
+            logger.error("lease lost; stopping", metadata: ["error": "\(lost)"])
+            return
+        }
         let failure = JobError.classify(error)
         context.stop(.database(failure.message, transient: failure.status == .temporary))
         logger.error("database failure; stopping", metadata: ["error": "\(failure.message)"])
@@ -736,14 +752,14 @@ actor CampaignWorker {
         let unsentIds = unsent + ready.map(\.messageId)
         if !unsentIds.isEmpty {
             do {
-                try await context.store.revertIntents(run: context.run.id, messageIds: unsentIds)
+                try await store.revertIntents(run: context.run.id, messageIds: unsentIds)
             } catch {
                 fail(error)
             }
         }
         if !deferred.isEmpty {
             do {
-                try await context.store.deferToNextRun(run: context.run.id, messageIds: deferred)
+                try await store.deferToNextRun(run: context.run.id, messageIds: deferred)
                 stats.deferred = deferred.count
             } catch {
                 fail(error)

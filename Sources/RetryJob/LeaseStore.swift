@@ -32,77 +32,119 @@ struct LeaseStore: Sendable {
     }
 
     /// A lease for every campaign that has open messages in the run. A campaign marked done that has
-    /// open messages again (only after a plain `run` worked the same run) is opened again.
+    /// open messages again (after a plain `run` worked the same run) is opened again, free to take.
     func ensureLeases() async throws {
         try await db.execute(
             """
             INSERT INTO \(fragment: Self.leases()) AS l (run_id, campaign_id)
             SELECT DISTINCT run_id, campaign_id FROM \(qualified: [Migrator.schema, "journal"])
             WHERE run_id = \(run) AND state <> 'done'
-            ON CONFLICT (run_id, campaign_id) DO UPDATE SET done = false WHERE l.done
+            ON CONFLICT (run_id, campaign_id) DO UPDATE SET done = false, worker_id = NULL, expires_at = NULL
+            WHERE l.done
             """)
     }
 
     /// A lease taken by this worker.
     struct Claim: Sendable {
         var campaign: String
+        /// The lease's fencing token for this take.
+        var epoch: Int64
         /// The worker that held it before and stopped renewing it (nil: it was free).
         var takenFrom: String?
     }
 
-    /// Takes one free or expired lease, if there is one.
-    func claim(ttl: Duration) async throws -> Claim? {
+    /// A campaign and the epoch this worker holds it at.
+    struct Held: Sendable, Hashable {
+        var campaign: String
+        var epoch: Int64
+    }
+
+    /// Takes one free or expired lease, if there is one, other than the campaigns in `except` (this
+    /// worker's own: a lease it holds but failed to renew must not be taken a second time).
+    func claim(ttl: Duration, except: [String] = []) async throws -> Claim? {
         let rows = try await db.execute(
             """
             WITH candidate AS (
                 SELECT run_id, campaign_id, worker_id FROM \(fragment: Self.leases())
                 WHERE run_id = \(run) AND NOT done AND (worker_id IS NULL OR expires_at < now())
+                  AND campaign_id <> ALL(\(except)::text[])
                 ORDER BY campaign_id
                 LIMIT 1
                 FOR UPDATE SKIP LOCKED
             )
             UPDATE \(fragment: Self.leases()) l
-            SET worker_id = \(workerId), acquired_at = now(), heartbeat_at = now(),
+            SET worker_id = \(workerId), epoch = l.epoch + 1, acquired_at = now(), heartbeat_at = now(),
                 expires_at = now() + make_interval(secs => \(ttl.seconds)),
                 takeovers = l.takeovers + CASE WHEN c.worker_id IS NULL THEN 0 ELSE 1 END
             FROM candidate c
             WHERE l.run_id = c.run_id AND l.campaign_id = c.campaign_id
-            RETURNING l.campaign_id, c.worker_id AS previous
+            RETURNING l.campaign_id, l.epoch, c.worker_id AS previous
             """)
         guard let row = rows.first else { return nil }
-        return Claim(campaign: try row.decode("campaign_id"), takenFrom: try row.optional("previous"))
+        return Claim(
+            campaign: try row.decode("campaign_id"), epoch: try row.decode("epoch"), takenFrom: try row.optional("previous"))
     }
 
-    /// Extends every lease this worker holds; returns the campaigns it still holds (a lease that
-    /// expired and was taken over is missing from the answer).
-    func renew(_ campaigns: [String], ttl: Duration) async throws -> Set<String> {
-        guard !campaigns.isEmpty else { return [] }
+    /// Extends the leases this worker holds; returns those it still holds (a lease that expired and
+    /// was taken over, even by a worker with the same name, is missing from the answer).
+    func renew(_ held: [Held], ttl: Duration) async throws -> Set<Held> {
+        guard !held.isEmpty else { return [] }
         let rows = try await db.execute(
             """
-            UPDATE \(fragment: Self.leases())
+            UPDATE \(fragment: Self.leases()) l
             SET heartbeat_at = now(), expires_at = now() + make_interval(secs => \(ttl.seconds))
-            WHERE run_id = \(run) AND worker_id = \(workerId) AND campaign_id = ANY(\(campaigns)::text[])
-            RETURNING campaign_id
+            FROM unnest(\(held.map(\.campaign))::text[], \(held.map(\.epoch))::bigint[]) AS h(campaign, epoch)
+            WHERE l.run_id = \(run) AND l.worker_id = \(workerId) AND l.campaign_id = h.campaign AND l.epoch = h.epoch
+            RETURNING l.campaign_id, l.epoch
             """)
-        return Set(try rows.map { try $0.decode("campaign_id", as: String.self) })
+        return Set(try rows.map { Held(campaign: try $0.decode("campaign_id"), epoch: try $0.decode("epoch")) })
     }
 
     /// The campaign is finished: its lease is never taken again in this run.
-    func markDone(_ campaign: String) async throws {
+    func markDone(_ held: Held) async throws {
         try await db.execute(
             """
             UPDATE \(fragment: Self.leases()) SET done = true, heartbeat_at = now()
-            WHERE run_id = \(run) AND campaign_id = \(campaign) AND worker_id = \(workerId)
+            WHERE run_id = \(run) AND campaign_id = \(held.campaign) AND worker_id = \(workerId) AND epoch = \(held.epoch)
             """)
     }
 
     /// This worker stops (signal): its leases are free at once for the other workers.
-    func release(_ campaigns: [String]) async throws {
-        guard !campaigns.isEmpty else { return }
+    func release(_ held: [Held]) async throws {
+        guard !held.isEmpty else { return }
         try await db.execute(
             """
-            UPDATE \(fragment: Self.leases()) SET worker_id = NULL, expires_at = now()
-            WHERE run_id = \(run) AND worker_id = \(workerId) AND campaign_id = ANY(\(campaigns)::text[]) AND NOT done
+            UPDATE \(fragment: Self.leases()) l SET worker_id = NULL, expires_at = now()
+            FROM unnest(\(held.map(\.campaign))::text[], \(held.map(\.epoch))::bigint[]) AS h(campaign, epoch)
+            WHERE l.run_id = \(run) AND l.worker_id = \(workerId) AND l.campaign_id = h.campaign AND l.epoch = h.epoch
+              AND NOT l.done
+            """)
+    }
+
+    /// The fence of a journal write: inside the write's transaction, the lease must still be this
+    /// worker's at the epoch it took. `FOR KEY SHARE` keeps a takeover (which locks the row `FOR UPDATE
+    /// SKIP LOCKED`) out until the write commits, while letting this worker's own heartbeat through.
+    static func check(_ fence: LeaseFence, _ db: isolated PGConnection) throws {
+        let rows = try db.execute(
+            """
+            SELECT 1 AS held FROM \(fragment: leases())
+            WHERE run_id = \(fence.run) AND campaign_id = \(fence.campaign) AND worker_id = \(fence.workerId)
+              AND epoch = \(fence.epoch)
+            FOR KEY SHARE
+            """)
+        guard !rows.isEmpty else { throw LeaseLost(campaign: fence.campaign) }
+    }
+
+    /// This worker stopped: when no other worker holds a live lease of the run, the run is recorded as
+    /// interrupted (what `runs` shows; the next `run` or `run --worker` resumes it either way).
+    func markInterruptedIfLast(error: String) async throws {
+        try await db.execute(
+            """
+            UPDATE \(qualified: [Migrator.schema, "runs"]) SET status = 'interrupted', last_error = \(error)
+            WHERE run_id = \(run) AND status = 'running'
+              AND NOT EXISTS (
+                  SELECT 1 FROM \(fragment: Self.leases())
+                  WHERE run_id = \(run) AND NOT done AND worker_id <> \(workerId) AND expires_at > now())
             """)
     }
 
@@ -111,4 +153,18 @@ struct LeaseStore: Sendable {
         try await db.execute(
             "SELECT count(*) AS n FROM \(fragment: Self.leases()) WHERE run_id = \(run) AND NOT done")[0].decode("n")
     }
+}
+
+/// What a fenced journal write checks: this worker still holds `campaign` at `epoch`.
+struct LeaseFence: Sendable {
+    var run: Int64
+    var campaign: String
+    var workerId: String
+    var epoch: Int64
+}
+
+/// A fenced journal write found the lease taken over: nothing was written.
+struct LeaseLost: Error, CustomStringConvertible {
+    var campaign: String
+    var description: String { "the lease of campaign \(campaign) was taken over by another worker" }
 }

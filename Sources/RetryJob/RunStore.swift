@@ -49,10 +49,23 @@ struct Settlement: Sendable {
 struct RunStore: Sendable {
     let db: PGConnection
     let table: AgencyTable
+    /// `run --worker`: every journal write of a campaign first checks, in its own transaction, that this
+    /// worker still holds the campaign's lease (nil: a plain run, which holds the run lock instead).
+    var fence: LeaseFence? = nil
     static let lockKey: Int64 = 0x706D_7272  // "pmrr": one run at a time
 
     private static func journal() -> PGQuery { "\(qualified: [Migrator.schema, "journal"])" }
     private static func runs() -> PGQuery { "\(qualified: [Migrator.schema, "runs"])" }
+
+    /// A transaction for the campaign workers' journal writes: fenced by the lease when there is one, so
+    /// a worker that lost its lease can change nothing the new holder relies on.
+    func write<T: Sendable>(_ body: @Sendable (isolated PGConnection) throws -> T) async throws -> T {
+        let fence = self.fence
+        return try await db.withTransaction { db in
+            if let fence { try LeaseStore.check(fence, db) }
+            return try body(db)
+        }
+    }
 
     func tryLock() async throws -> Bool {
         try await db.execute("SELECT pg_try_advisory_lock(\(Self.lockKey)) AS locked")[0].decode("locked")
@@ -253,7 +266,7 @@ struct RunStore: Sendable {
     /// `conflict` and are neither retried nor written.
     func commitIntents(run: Int64, messageIds: [String]) async throws -> (intents: Set<String>, conflicts: Set<String>) {
         let t = table
-        return try await db.withTransaction { db in
+        return try await write { db in
             let ready = try db.execute(
                 """
                 UPDATE \(fragment: Self.journal()) j SET state = 'intent', intent_at = now()
@@ -281,18 +294,20 @@ struct RunStore: Sendable {
     /// Unsent intents go back to `selected` (after a stop, or when the call was refused by 401/403).
     func revertIntents(run: Int64, messageIds: [String]) async throws {
         guard !messageIds.isEmpty else { return }
-        try await db.execute(
-            """
-            UPDATE \(fragment: Self.journal()) SET state = 'selected', intent_at = NULL
-            WHERE run_id = \(run) AND message_id = ANY(\(messageIds)::text[]) AND state = 'intent'
-            """)
+        try await write { db in
+            try db.execute(
+                """
+                UPDATE \(fragment: Self.journal()) SET state = 'selected', intent_at = NULL
+                WHERE run_id = \(run) AND message_id = ANY(\(messageIds)::text[]) AND state = 'intent'
+                """)
+        }
     }
 
     /// Quiet hours began: messages not yet sent leave this run's journal (they had no intent and no
     /// call, so nothing is lost) and are counted; the next run selects them again.
     func deferToNextRun(run: Int64, messageIds: [String]) async throws {
         guard !messageIds.isEmpty else { return }
-        try await db.withTransaction { db in
+        try await write { db in
             let removed = try db.execute(
                 """
                 DELETE FROM \(fragment: Self.journal())
@@ -315,13 +330,15 @@ struct RunStore: Sendable {
     /// Records accepted retries (201 seen): they are polled from now on.
     func recordAccepted(run: Int64, messageIds: [String], acceptedAt: [Date], deadlines: [Date]) async throws {
         guard !messageIds.isEmpty else { return }
-        try await db.execute(
-            """
-            UPDATE \(fragment: Self.journal()) j SET state = 'accepted', accepted_at = u.accepted, poll_deadline = u.deadline,
-                   http_status = 201, outcome = 'retried'
-            FROM unnest(\(messageIds)::text[], \(acceptedAt)::timestamptz[], \(deadlines)::timestamptz[]) AS u(id, accepted, deadline)
-            WHERE j.run_id = \(run) AND j.message_id = u.id AND j.state IN ('intent', 'selected')
-            """)
+        try await write { db in
+            try db.execute(
+                """
+                UPDATE \(fragment: Self.journal()) j SET state = 'accepted', accepted_at = u.accepted, poll_deadline = u.deadline,
+                       http_status = 201, outcome = 'retried'
+                FROM unnest(\(messageIds)::text[], \(acceptedAt)::timestamptz[], \(deadlines)::timestamptz[]) AS u(id, accepted, deadline)
+                WHERE j.run_id = \(run) AND j.message_id = u.id AND j.state IN ('intent', 'selected')
+                """)
+        }
     }
 
     /// Records settled messages and writes their outcome back to the agency table, in one transaction.
@@ -345,7 +362,7 @@ struct RunStore: Sendable {
         let messages: [String?] = settlements.map(\.postmanMessage)
         let unknown: [String?] = settlements.map(\.unknownStatus)
         let accepted: [String?] = settlements.map { $0.acceptedAt.map(PGTimestamp.format) }
-        return try await db.withTransaction { db in
+        return try await write { db in
             try db.execute(
                 """
                 UPDATE \(fragment: Self.journal()) j SET state = 'done', final_at = now(), outcome = u.outcome, result = u.result,
@@ -434,17 +451,25 @@ struct RunStore: Sendable {
     }
 
     func addCalls(run: Int64, _ calls: APICallCounts) async throws {
-        try await db.withTransaction { db in try Self.addCalls(db, run: run, calls) }
+        try await write { db in try Self.addCalls(db, run: run, calls) }
     }
 
     /// `run --worker`: the worker that sees every campaign done completes the run (once; the others
     /// find it completed already).
-    func completeRunIfRunning(run: Int64) async throws {
-        try await db.execute(
-            """
-            UPDATE \(fragment: Self.runs()) SET status = 'completed', last_error = NULL, finished_at = now()
-            WHERE run_id = \(run) AND status IN ('running', 'interrupted')
-            """)
+    /// Returns false when a message of the run is still open (its campaign must be worked again).
+    func completeRunIfRunning(run: Int64) async throws -> Bool {
+        try await db.withTransaction { db in
+            let open = try db.execute(
+                "SELECT count(*) AS n FROM \(fragment: Self.journal()) WHERE run_id = \(run) AND state <> 'done'")[0]
+                .decode("n", as: Int.self)
+            guard open == 0 else { return false }
+            try db.execute(
+                """
+                UPDATE \(fragment: Self.runs()) SET status = 'completed', last_error = NULL, finished_at = now()
+                WHERE run_id = \(run) AND status IN ('running', 'interrupted')
+                """)
+            return true
+        }
     }
 
     func finishRun(run: Int64, status: String, error: String?) async throws {

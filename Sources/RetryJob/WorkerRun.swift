@@ -8,7 +8,7 @@ import Synchronization
 
 /// How one `run --worker` process takes part in a shared run.
 public struct WorkerSettings: Sendable {
-    /// Names this process in the lease table (default: host name and process id).
+    /// Names this process in the lease table (default: host name, process id and a random number).
     public var workerId: String
     /// A lease not renewed for this long may be taken over by another worker.
     public var leaseTTL: Duration
@@ -16,7 +16,8 @@ public struct WorkerSettings: Sendable {
     public var maxCampaigns: Int?
 
     public init(workerId: String? = nil, leaseTTL: Duration = .seconds(15), maxCampaigns: Int? = nil) {
-        self.workerId = workerId ?? "\(ProcessInfo.processInfo.hostName):\(getpid())"
+        // The suffix tells apart containers that share a host name and all run as pid 1.
+        self.workerId = workerId ?? "\(ProcessInfo.processInfo.hostName):\(getpid()):\(UInt16.random(in: .min ... .max))"
         self.leaseTTL = leaseTTL
         self.maxCampaigns = maxCampaigns
     }
@@ -102,7 +103,7 @@ public struct RetryWorker: Sendable {
                         contactLostSince = nil
                         lastRenewal = now
                         state.extend(kept, until: now + worker.leaseTTL - worker.safetyMargin)
-                        let lost = Set(held).subtracting(kept)
+                        let lost = Set(held).subtracting(kept).map(\.campaign)
                         if !lost.isEmpty {
                             context.stop(.leaseLost("the lease of \(lost.sorted().joined(separator: ", ")) expired and was taken over"))
                         }
@@ -121,19 +122,23 @@ public struct RetryWorker: Sendable {
                     // One lease per step, so workers started together share the campaigns.
                     nextClaim = now + .milliseconds(500)
                     do {
-                        if let claim = try await leases.claim(ttl: worker.leaseTTL) {
-                            state.claimed(claim.campaign, validUntil: now + worker.leaseTTL - worker.safetyMargin)
+                        if let claim = try await leases.claim(ttl: worker.leaseTTL, except: state.held.map(\.campaign)) {
+                            let held = LeaseStore.Held(campaign: claim.campaign, epoch: claim.epoch)
+                            state.claimed(held, validUntil: now + worker.leaseTTL - worker.safetyMargin)
                             if let previous = claim.takenFrom {
                                 log.notice(
                                     "took over an expired lease", metadata: ["campaign": "\(claim.campaign)", "from": "\(previous)"])
                             }
-                            let campaign = claim.campaign
                             group.addTask {
-                                await work(campaign, key: keys[campaign], context: context, leases: leases, state: state)
+                                await work(held, key: keys[held.campaign], context: context, leases: leases, state: state)
                             }
                             continue
                         } else if state.held.isEmpty, try await leases.openCampaigns() == 0 {
-                            break  // every campaign of the run is done
+                            // Every lease is done. The journal has the last word: a message still open
+                            // (it should not happen) opens its campaign's lease again.
+                            if try await store.completeRunIfRunning(run: run.id) { break }
+                            log.warning("every lease is done but the journal has open messages; working them again")
+                            try await leases.ensureLeases()
                         }
                     } catch {
                         log.warning("could not take a campaign lease", metadata: ["error": "\(error)"])
@@ -156,12 +161,8 @@ public struct RetryWorker: Sendable {
             // Free at once for the other workers (a lease taken over is not ours: the update skips it).
             try? await leases.release(unfinished)
         }
-        var status = "running"
-        if stop == nil {
-            try await store.completeRunIfRunning(run: run.id)
-            status = "completed"
-        }
-        return try await job.result(of: run, status: status, stop: stop, db: db, logger: log)
+        if let stop { try? await leases.markInterruptedIfLast(error: stop.message) }
+        return try await job.result(of: run, status: stop == nil ? "completed" : "running", stop: stop, db: db, logger: log)
     }
 
     /// Opens the shared run under the setup lock: the first worker starts it and selects, the others
@@ -183,23 +184,33 @@ public struct RetryWorker: Sendable {
     }
 
     /// Works one leased campaign to its end, then marks the lease done (unless the run is stopping).
-    private func work(_ campaign: String, key: String?, context: RunContext, leases: LeaseStore, state: WorkerState) async {
-        defer { state.finish(campaign) }
+    /// Its journal writes are fenced by the lease.
+    private func work(
+        _ held: LeaseStore.Held, key: String?, context: RunContext, leases: LeaseStore, state: WorkerState
+    ) async {
+        let campaign = held.campaign
+        defer { state.finish(held) }
         do {
             let items = try await context.store.openItems(run: context.run.id, campaign: campaign)
             if !items.isEmpty {
-                guard let key else { return }  // checked before any lease was taken
+                guard let key else {
+                    // Checked for every campaign before any lease was taken; a campaign that appeared since
+                    // stops this worker rather than spin on a lease it cannot work.
+                    context.stop(.database("no API key for campaign \(campaign)", transient: false))
+                    return
+                }
                 let counts = try await context.store.messageCounts(campaigns: [campaign])
                 let campaignWorker = CampaignWorker(
                     campaign: campaign, apiKey: key, context: context, items: items,
                     messagesInTable: counts[campaign] ?? items.count,
-                    notBefore: .now + .seconds(1), leaseValid: { state.mayStillSend(campaign) })
-                state.started(campaign, campaignWorker)
+                    notBefore: .now + .seconds(1), leaseValid: { state.mayStillSend(held) },
+                    fence: LeaseFence(run: context.run.id, campaign: campaign, workerId: leases.workerId, epoch: held.epoch))
+                state.started(held, campaignWorker)
                 await campaignWorker.run()
             }
             if context.stopReason == nil {
-                try await leases.markDone(campaign)
-                state.done(campaign)
+                try await leases.markDone(held)
+                state.done(held)
             }
         } catch {
             let transient = (error as? PGError)?.isTransient ?? false
@@ -211,49 +222,50 @@ public struct RetryWorker: Sendable {
 /// The leases one worker process holds, shared by its coordinator loop and its campaign workers.
 final class WorkerState: Sendable {
     private struct Leases {
-        /// Campaigns being worked, and until when each may still send (the lease guard).
-        var validUntil: [String: ContinuousClock.Instant] = [:]
-        /// Campaigns whose work ended; forgotten at the coordinator's next step.
-        var finished: Set<String> = []
-        var claimedNotDone: Set<String> = []
-        var active: [String: CampaignWorker] = [:]
+        /// Leases being worked, and until when each may still send (the lease guard).
+        var validUntil: [LeaseStore.Held: ContinuousClock.Instant] = [:]
+        /// Leases whose work ended; forgotten at the coordinator's next step.
+        var finished: Set<LeaseStore.Held> = []
+        var claimedNotDone: Set<LeaseStore.Held> = []
+        var active: [LeaseStore.Held: CampaignWorker] = [:]
     }
     private let leases = Mutex(Leases())
 
-    /// Campaigns leased and still being worked.
-    var held: [String] { leases.withLock { $0.validUntil.keys.sorted() } }
-    var claimedNotDone: [String] { leases.withLock { $0.claimedNotDone.sorted() } }
-    var active: [CampaignWorker] { leases.withLock { state in state.active.keys.sorted().compactMap { state.active[$0] } } }
+    /// Leases taken and still being worked.
+    var held: [LeaseStore.Held] { leases.withLock { $0.validUntil.keys.sorted { $0.campaign < $1.campaign } } }
+    var claimedNotDone: [LeaseStore.Held] { leases.withLock { Array($0.claimedNotDone) } }
+    var active: [CampaignWorker] {
+        leases.withLock { state in state.active.keys.sorted { $0.campaign < $1.campaign }.compactMap { state.active[$0] } }
+    }
 
-    func claimed(_ campaign: String, validUntil: ContinuousClock.Instant) {
+    func claimed(_ held: LeaseStore.Held, validUntil: ContinuousClock.Instant) {
         leases.withLock { state in
-            state.finished.remove(campaign)
-            state.validUntil[campaign] = validUntil
-            state.claimedNotDone.insert(campaign)
+            state.validUntil[held] = validUntil
+            state.claimedNotDone.insert(held)
         }
     }
 
     /// A heartbeat renewed these leases.
-    func extend(_ campaigns: some Sequence<String>, until: ContinuousClock.Instant) {
+    func extend(_ kept: some Sequence<LeaseStore.Held>, until: ContinuousClock.Instant) {
         leases.withLock { state in
-            for campaign in campaigns where state.validUntil[campaign] != nil { state.validUntil[campaign] = until }
+            for held in kept where state.validUntil[held] != nil { state.validUntil[held] = until }
         }
     }
 
-    func mayStillSend(_ campaign: String) -> Bool {
-        leases.withLock { $0.validUntil[campaign].map { ContinuousClock.now < $0 } ?? false }
+    func mayStillSend(_ held: LeaseStore.Held) -> Bool {
+        leases.withLock { $0.validUntil[held].map { ContinuousClock.now < $0 } ?? false }
     }
 
-    func started(_ campaign: String, _ worker: CampaignWorker) { leases.withLock { $0.active[campaign] = worker } }
-    func done(_ campaign: String) { leases.withLock { _ = $0.claimedNotDone.remove(campaign) } }
-    func finish(_ campaign: String) { leases.withLock { _ = $0.finished.insert(campaign) } }
+    func started(_ held: LeaseStore.Held, _ worker: CampaignWorker) { leases.withLock { $0.active[held] = worker } }
+    func done(_ held: LeaseStore.Held) { leases.withLock { _ = $0.claimedNotDone.remove(held) } }
+    func finish(_ held: LeaseStore.Held) { leases.withLock { _ = $0.finished.insert(held) } }
 
-    /// Forgets campaigns whose work ended (their lease is done, or is released at the stop).
+    /// Forgets leases whose work ended (done, or to be released at the stop).
     func dropFinished() {
         leases.withLock { state in
-            for campaign in state.finished {
-                state.validUntil[campaign] = nil
-                state.active[campaign] = nil
+            for held in state.finished {
+                state.validUntil[held] = nil
+                state.active[held] = nil
             }
             state.finished = []
         }

@@ -89,9 +89,13 @@ func runReportingExit(_ body: () async throws -> Void) async throws {
     }
 }
 
-func connect(_ global: GlobalOptions, logger: Logger) async throws -> PGConnection {
+func connect(
+    _ global: GlobalOptions, logger: Logger, configure: (inout PGConfiguration) -> Void = { _ in }
+) async throws -> PGConnection {
+    var configuration = global.database
+    configure(&configuration)
     do {
-        return try await PGConnection.connect(global.database, logger: logger)
+        return try await PGConnection.connect(configuration, logger: logger)
     } catch let error as PGError {
         throw JobError(.temporary, "cannot connect to PostgreSQL: \(error.message)")
     }

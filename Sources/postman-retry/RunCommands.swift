@@ -139,7 +139,13 @@ struct Run: AsyncParsableCommand {
             let job = RetryRun(settings: settings, logger: logger, environment: environment, liveProgress: live)
             let result = try await metrics.recording(db: db, logger: logger) {
                 guard worker else { return try await job.run(db: db, stopRequested: { stop.isSet }) }
-                let leaseDB = try await connect(global, logger: logger)
+                // Heartbeats must fail fast rather than hang: a worker that cannot renew stops sending
+                // before its leases expire, and gives up after one TTL.
+                let leaseDB = try await connect(global, logger: logger) { configuration in
+                    configuration.applicationName = "postman-retry lease heartbeat"
+                    configuration.statementTimeoutMilliseconds = 5_000
+                    configuration.networkTimeoutMilliseconds = 10_000
+                }
                 defer { Task { await leaseDB.close() } }
                 let workerSettings = WorkerSettings(
                     workerId: workerId, leaseTTL: leaseTtl.flatMap(parseDuration) ?? .seconds(15),

@@ -33,30 +33,58 @@ import Testing
         let workerA = LeaseStore(db: db, run: run, workerId: "A")
         let workerB = LeaseStore(db: second, run: run, workerId: "B")
 
-        let first = try await workerA.claim(ttl: .seconds(30))
-        let other = try await workerB.claim(ttl: .seconds(30))
-        #expect(first?.campaign == "a" && first?.takenFrom == nil)
-        #expect(other?.campaign == "b")
+        let first = try #require(try await workerA.claim(ttl: .seconds(30)))
+        let other = try #require(try await workerB.claim(ttl: .seconds(30)))
+        #expect(first.campaign == "a" && first.takenFrom == nil && first.epoch == 1)
+        #expect(other.campaign == "b")
         #expect(try await workerA.claim(ttl: .seconds(30)) == nil, "a live lease is never taken")
-        #expect(try await workerA.renew(["a"], ttl: .seconds(30)) == ["a"])
+        let heldA = LeaseStore.Held(campaign: "a", epoch: first.epoch)
+        #expect(try await workerA.renew([heldA], ttl: .seconds(30)) == [heldA])
 
-        // A stops renewing: once its lease has expired, B takes it over.
+        // A stops renewing: once its lease has expired, B takes it over, at a new epoch.
         _ = try await db.query("UPDATE postman_retry.campaign_leases SET expires_at = now() - interval '1 second' WHERE worker_id = 'A'")
-        let takeover = try await workerB.claim(ttl: .seconds(30))
-        #expect(takeover?.campaign == "a" && takeover?.takenFrom == "A")
-        #expect(try await workerA.renew(["a"], ttl: .seconds(30)).isEmpty, "A's heartbeat sees it lost the lease")
+        let takeover = try #require(try await workerB.claim(ttl: .seconds(30)))
+        #expect(takeover.campaign == "a" && takeover.takenFrom == "A" && takeover.epoch == 2)
+        #expect(try await workerA.renew([heldA], ttl: .seconds(30)).isEmpty, "A's heartbeat sees it lost the lease")
         let takeovers: Int = try await db.query(
             "SELECT takeovers FROM postman_retry.campaign_leases WHERE campaign_id = 'a'")[0].decode("takeovers")
         #expect(takeovers == 1)
 
         // A's release after losing the lease frees nothing; B finishes both campaigns.
-        try await workerA.release(["a"])
-        #expect(try await workerB.renew(["a", "b"], ttl: .seconds(30)) == ["a", "b"])
-        try await workerB.markDone("a")
+        try await workerA.release([heldA])
+        let heldB = [LeaseStore.Held(campaign: "a", epoch: 2), LeaseStore.Held(campaign: "b", epoch: other.epoch)]
+        #expect(try await workerB.renew(heldB, ttl: .seconds(30)) == Set(heldB))
+        try await workerB.markDone(heldB[0])
         #expect(try await workerB.openCampaigns() == 1)
-        try await workerB.markDone("b")
+        try await workerB.markDone(heldB[1])
         #expect(try await workerA.openCampaigns() == 0)
         #expect(try await workerA.claim(ttl: .seconds(30)) == nil, "a done campaign is never taken again")
+        await second.close()
+        await db.close()
+    }
+
+    @Test func aWorkerThatLostItsLeaseCanWriteNothing() async throws {
+        let (db, second, run) = try await Self.database()
+        try await Self.addLeases(db, run: run, ["a"])
+        // Both workers have the same name (containers sharing a host name, all pid 1): only the epoch tells them apart.
+        let old = LeaseStore(db: db, run: run, workerId: "same")
+        let new = LeaseStore(db: second, run: run, workerId: "same")
+        let first = try #require(try await old.claim(ttl: .seconds(30)))
+        let fence = LeaseFence(run: run, campaign: "a", workerId: "same", epoch: first.epoch)
+        let store = RunStore(db: db, table: AgencyTable.reference, fence: fence)
+        try await store.addCalls(run: run, APICallCounts(retry: 1))
+
+        _ = try await db.query("UPDATE postman_retry.campaign_leases SET expires_at = now() - interval '1 second'")
+        let takeover = try #require(try await new.claim(ttl: .seconds(30)))
+        #expect(takeover.epoch == first.epoch + 1)
+        #expect(try await old.renew([LeaseStore.Held(campaign: "a", epoch: first.epoch)], ttl: .seconds(30)).isEmpty)
+        await #expect(throws: LeaseLost.self) { try await store.addCalls(run: run, APICallCounts(retry: 5)) }
+        let calls: Int = try await db.query("SELECT api_retry_calls FROM postman_retry.runs WHERE run_id = \(run)")[0]
+            .decode("api_retry_calls")
+        #expect(calls == 1, "the fenced write after the takeover changed nothing")
+        // A worker never takes again a lease it holds but failed to renew: that would be two senders in one process.
+        _ = try await db.query("UPDATE postman_retry.campaign_leases SET expires_at = now() - interval '1 second'")
+        #expect(try await new.claim(ttl: .seconds(30), except: ["a"]) == nil)
         await second.close()
         await db.close()
     }
@@ -88,10 +116,11 @@ import Testing
         try await Self.addLeases(db, run: run, ["a"])
         let workerA = LeaseStore(db: db, run: run, workerId: "A")
         let workerB = LeaseStore(db: second, run: run, workerId: "B")
-        #expect(try await workerA.claim(ttl: .seconds(60))?.campaign == "a")
-        try await workerA.release(["a"])
-        let claim = try await workerB.claim(ttl: .seconds(60))
-        #expect(claim?.campaign == "a" && claim?.takenFrom == nil, "a released lease is free, not a takeover")
+        let claim = try #require(try await workerA.claim(ttl: .seconds(60)))
+        #expect(claim.campaign == "a")
+        try await workerA.release([LeaseStore.Held(campaign: "a", epoch: claim.epoch)])
+        let again = try await workerB.claim(ttl: .seconds(60))
+        #expect(again?.campaign == "a" && again?.takenFrom == nil, "a released lease is free, not a takeover")
         await second.close()
         await db.close()
     }

@@ -108,6 +108,8 @@ import Testing
         let held: Int = try await fixture.db.query(
             "SELECT count(*) AS n FROM postman_retry.campaign_leases WHERE worker_id IS NOT NULL AND NOT done")[0].decode("n")
         #expect(held == 0, "a stopped worker leaves no lease behind")
+        let status: String = try await fixture.db.query("SELECT status FROM postman_retry.runs")[0].decode("status")
+        #expect(status == "interrupted", "the last worker to stop records the run as interrupted")
 
         let started = ContinuousClock.now
         let (second, secondErrors) = try Binary.launch(fixture, arguments: Self.worker("second", ttl: "120s"), pollTimeout: "10s")
