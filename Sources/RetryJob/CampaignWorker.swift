@@ -258,6 +258,9 @@ actor CampaignWorker {
             return .reconcile(item)
         }
         if let poll = nextPoll(at: t) { return poll }
+        // Checked before each retry too, not only when a wave is committed: a wave ready when quiet hours
+        // begin is not sent.
+        if !quietHoursBegan, !ready.isEmpty, context.settings.inQuietHours { deferRemainingRetries() }
         if quietHoursBegan, !ready.isEmpty {
             // Intents committed before quiet hours began, or lost answers that settled as "not
             // accepted": not sent now; their intents are reverted at the end, then deferred.

@@ -48,6 +48,8 @@ public struct RetryRun: Sendable {
         configuration.connectionPool = .init(
             idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
         configuration.timeout = .init(connect: .seconds(5))
+        // Postman does not redirect; following one would send a second request on one pacer slot.
+        configuration.redirectConfiguration = .disallow
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         do {
             let result = try await body(httpClient)
