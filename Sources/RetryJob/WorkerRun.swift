@@ -210,8 +210,12 @@ public struct RetryWorker: Sendable {
             }
             if context.stopReason == nil {
                 try await leases.markDone(held)
-                state.done(held)
+            } else {
+                // Stopping: free this campaign for the other workers as soon as its own work has ended,
+                // not after every campaign of this worker has (the 8 s signal backstop may come first).
+                try await leases.release([held])
             }
+            state.done(held)
         } catch {
             let transient = (error as? PGError)?.isTransient ?? false
             context.stop(.database("campaign \(campaign): \(error)", transient: transient))
