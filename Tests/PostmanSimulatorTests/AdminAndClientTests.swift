@@ -214,20 +214,7 @@ struct ClientTests {
             do {
                 _ = try await client.getMessage(campaignId: "c2", messageId: "nope", apiKey: Fixture.key("c2"))
             } catch let e as PostmanAPIError { errors.append(e) }
-            let limited = await withTaskGroup(of: PostmanAPIError?.self) { group in
-                for _ in 0..<2 {
-                    group.addTask {
-                        do {
-                            _ = try await client.getMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c1"))
-                            return nil
-                        } catch let e as PostmanAPIError { return e } catch { return nil }
-                    }
-                }
-                var found: [PostmanAPIError] = []
-                for await e in group { if let e { found.append(e) } }
-                return found
-            }
-            errors += limited
+            errors += await readConcurrently(client, campaignId: "c1", messageId: "m1", count: 2).compactMap { $0 }
             #expect(errors.map(\.httpStatus) == [404, 429])
             for e in errors {
                 for key in [Fixture.key("c1"), Fixture.key("c2")] {

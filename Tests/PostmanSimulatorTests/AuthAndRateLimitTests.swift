@@ -46,21 +46,7 @@ struct AuthAndRateLimitTests {
             messages: [Fixture.failed("m1"), Fixture.failed("m2", campaign: "c2")])
         try await withSimulator(data, options: options) { server, client in
             let started = ContinuousClock.now
-            let results = await withTaskGroup(of: PostmanAPIError?.self) { group in
-                for _ in 0..<11 {
-                    group.addTask {
-                        do {
-                            _ = try await client.getMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c1"))
-                            return nil
-                        } catch {
-                            return error as? PostmanAPIError
-                        }
-                    }
-                }
-                var all: [PostmanAPIError?] = []
-                for await r in group { all.append(r) }
-                return all
-            }
+            let results = await readConcurrently(client, campaignId: "c1", messageId: "m1", count: 11)
             let other = try await client.getMessage(campaignId: "c2", messageId: "m2", apiKey: Fixture.key("c2"))
             // What counts is when the eleven arrived (the ledger), not how long their answers took.
             let arrivals = await server.ledger().requests.filter { $0.campaignId == "c1" }.map(\.t)
@@ -89,23 +75,8 @@ struct AuthAndRateLimitTests {
         try await withSimulator(data, options: options) { server, client in
             // Four at once, so they arrive within one second even on a loaded machine (sent one after
             // the other, a CI machine once spread them over 1.7 s and none was refused).
-            let statuses = await withTaskGroup(of: Int.self) { group in
-                for _ in 0..<4 {
-                    group.addTask {
-                        do {
-                            _ = try await client.getMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c1"))
-                            return 200
-                        } catch let error as PostmanAPIError {
-                            return error.httpStatus ?? -1
-                        } catch {
-                            return -1
-                        }
-                    }
-                }
-                var all: [Int] = []
-                for await status in group { all.append(status) }
-                return all.sorted()
-            }
+            let statuses = await readConcurrently(client, campaignId: "c1", messageId: "m1", count: 4)
+                .map { error in error.map { $0.httpStatus ?? -1 } ?? 200 }.sorted()
             let ledger = await server.ledger()
             let span = (ledger.requests.map(\.t).max() ?? 0) - (ledger.requests.map(\.t).min() ?? 0)
             #expect(statuses == [200, 200, 200, 429], "arrivals spread over \(span) s")

@@ -98,3 +98,25 @@ func pollUntil(
         try await Task.sleep(for: .milliseconds(10))
     }
 }
+
+/// Reads `messageId` `count` times at once (so the requests arrive within a second even on a loaded
+/// machine) and returns each read's error, nil for a read that succeeded.
+func readConcurrently(
+    _ client: PostmanClient, campaignId: String, messageId: String, count: Int
+) async -> [PostmanAPIError?] {
+    await withTaskGroup(of: PostmanAPIError?.self) { group in
+        for _ in 0..<count {
+            group.addTask {
+                do {
+                    _ = try await client.getMessage(campaignId: campaignId, messageId: messageId, apiKey: Fixture.key(campaignId))
+                    return nil
+                } catch {
+                    return (error as? PostmanAPIError) ?? PostmanAPIError(kind: .connection, message: "\(error)")
+                }
+            }
+        }
+        var all: [PostmanAPIError?] = []
+        for await result in group { all.append(result) }
+        return all
+    }
+}
