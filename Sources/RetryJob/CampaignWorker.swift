@@ -182,7 +182,6 @@ actor CampaignWorker {
                 // on PostgreSQL. One flush and one refill at a time keep the journal's order.
                 if !flushing, t - lastFlush >= 0.5 || settled.count >= 200 {
                     flushing = true
-                    lastFlush = t
                     group.addTask { await self.flush() }
                 }
                 if !refilling, !stopping, !quietHoursBegan, ready.count < max(1, waveSize / 2), toRetryIndex < toRetry.count {
