@@ -59,6 +59,7 @@ struct RunStore: Sendable {
 
     /// A transaction for the campaign workers' journal writes: fenced by the lease when there is one, so
     /// a worker that lost its lease can change nothing the new holder relies on.
+    @discardableResult
     func write<T: Sendable>(_ body: @Sendable (isolated PGConnection) throws -> T) async throws -> T {
         let fence = self.fence
         return try await db.withTransaction { db in
@@ -245,6 +246,13 @@ struct RunStore: Sendable {
                 state: try row.decode("state"), intentAt: try row.optional("intent_at"), acceptedAt: try row.optional("accepted_at"),
                 pollDeadline: try row.optional("poll_deadline"), lastStatus: try row.optional("last_status"))
         }
+    }
+
+    /// The campaigns that have a message of the run not done yet (without loading the messages).
+    func campaignsWithOpenItems(run: Int64) async throws -> Set<String> {
+        let rows = try await db.query(
+            "SELECT DISTINCT campaign_id FROM \(fragment: Self.journal()) WHERE run_id = \(run) AND state <> 'done'")
+        return Set(try rows.map { try $0.decode("campaign_id", as: String.self) })
     }
 
     /// How many messages each campaign has in the agency table (to price a list sweep against single reads).

@@ -72,7 +72,7 @@ public struct RetryWorker: Sendable {
         let leases = LeaseStore(db: leaseDB, run: run.id, workerId: worker.workerId)
 
         // Every campaign of the run needs its key, whichever this worker ends up working.
-        let campaigns = Set(try await store.openItems(run: run.id).map(\.campaignId))
+        let campaigns = try await store.campaignsWithOpenItems(run: run.id)
         let keys = try job.requireKeys(for: campaigns)
         let client = PostmanClient(
             baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: log)
