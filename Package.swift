@@ -96,6 +96,7 @@ let package = Package(
                 .embedInCode("Migrations/V002__quiet_hours.sql"),
                 .embedInCode("Migrations/V003__request_timeline.sql"),
                 .embedInCode("Migrations/V004__campaign_leases.sql"),
+                .embedInCode("Migrations/V005__engine2_witness.sql"),
             ],
             swiftSettings: swiftSettings
         ),

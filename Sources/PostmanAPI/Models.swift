@@ -96,12 +96,15 @@ public struct PostmanPage: Sendable {
     public var endCursor: String?
     public var hasPreviousPage: Bool
     public var startCursor: String?
+    /// Items without an `id` or a `latestStatus`: skipped, so one bad item does not cost the whole page.
+    public var skippedItems: Int
 
     public init(
         messages: [PostmanMessage], hasNextPage: Bool, endCursor: String?,
-        hasPreviousPage: Bool = false, startCursor: String? = nil
+        hasPreviousPage: Bool = false, startCursor: String? = nil, skippedItems: Int = 0
     ) {
         self.messages = messages
+        self.skippedItems = skippedItems
         self.hasNextPage = hasNextPage
         self.endCursor = endCursor
         self.hasPreviousPage = hasPreviousPage
@@ -194,8 +197,12 @@ enum Decode {
         guard let data = dict["data"] as? [Any] else { return nil }
         var messages: [PostmanMessage] = []
         messages.reserveCapacity(data.count)
+        var skipped = 0
         for item in data {
-            guard let message = message(item) else { return nil }
+            guard let message = message(item) else {
+                skipped += 1
+                continue
+            }
             messages.append(message)
         }
         let pageData = dict["pageData"] as? [String: Any]
@@ -204,7 +211,8 @@ enum Decode {
             hasNextPage: bool(pageData?["hasNextPage"]) ?? false,
             endCursor: string(pageData?["endCursor"]),
             hasPreviousPage: bool(pageData?["hasPreviousPage"]) ?? false,
-            startCursor: string(pageData?["startCursor"])
+            startCursor: string(pageData?["startCursor"]),
+            skippedItems: skipped
         )
     }
 }

@@ -3,57 +3,26 @@ import Logging
 import PostmanAPI
 import RetryCore
 
-/// A message as one campaign worker tracks it.
-struct WorkItem: Sendable {
-    var messageId: String
-    var batchId: String?
-    var recipient: String
-    var snapRetryCount: Int
-    var baseRetryCount: Int
-    var attemptsBefore: Int?
-    var intentAt: Date?
-    var acceptedAt: Date?
-    var deadline: Date?
-    var nextPoll: Double = 0
-    var pollCount = 0
-    var lastStatus: String?
-    var postmanRetries: Int?
-    /// Poll this one with a single read (a list sweep did not show it, or showed no attempt history).
-    var forceSingle = false
-    /// Accepted by an earlier process of this run: read at least once before its deadline can make it
-    /// pending, so an outcome reached while the job was down (killed, restarted) is not lost.
-    var resumed = false
-
-    init(_ item: JournalItem) {
-        messageId = item.messageId
-        batchId = item.batchId
-        recipient = item.recipientMasked
-        snapRetryCount = item.snapRetryCount
-        baseRetryCount = item.baseRetryCount
-        attemptsBefore = item.attemptsBefore
-        intentAt = item.intentAt
-        acceptedAt = item.acceptedAt
-        deadline = item.pollDeadline
-        lastStatus = item.lastStatus
-    }
-}
-
 /// The requests a worker can send; each costs one unit of the campaign's rate budget.
 enum WorkerAction: Sendable {
-    case retry(WorkItem)
-    /// Read a message whose retry answer was lost: its attempt history says whether the retry happened.
-    case settle(WorkItem)
-    /// Read a message Postman refused to retry because it is not in `failure`: the row follows Postman.
-    case reconcile(WorkItem)
-    case poll(WorkItem)
+    case retry(String)
+    /// A single read of one message (what its lifecycle needs to see).
+    case read(String)
+    /// A page of the campaign's list, for every message whose lifecycle wants a look.
     case listPage(after: String?)
 
     var isRetry: Bool { if case .retry = self { return true } else { return false } }
 }
 
-/// Works one campaign: retries in rate-limited waves, settles unknown outcomes, polls, records.
-/// Every request goes through one pacer, so the campaign never sees more than its limit in any
-/// second, whatever mix of retries and reads it sends.
+/// Works one campaign: scheduling and I/O only. The life of each message (what Postman's answers
+/// mean, CONTRACT.md section 4) is its `MessageLifecycle`; the worker feeds it what Postman and the
+/// journal said, sends what it asks for through one pacer (so the campaign never sees more than its
+/// limit in any second, whatever the mix of retries and reads), and makes its outputs durable.
+///
+/// Reads are chosen by cost: list pages (1,000 messages a call) when enough messages want a look,
+/// else single reads. Before any retry every selected message is looked at, so what Postman already
+/// shows final, exhausted, unknown or blocked costs no retry call, and each intent carries Postman's
+/// own attempt count.
 actor CampaignWorker {
     let campaign: String
     let apiKey: String
@@ -64,15 +33,17 @@ actor CampaignWorker {
     private let maxInFlight: Int
     private var rng = SystemRandomNumberGenerator()
 
-    private var toRetry: [WorkItem]
-    private var toRetryIndex = 0
-    private var ready: [WorkItem] = []
-    private var settleQueue: [WorkItem] = []
-    private var reconcileQueue: [WorkItem] = []
-    private var pending: [String: WorkItem] = [:]
+    /// Every message of the campaign in this run, by id; `order` is the journal's (oldest first).
+    private var machines: [String: MessageLifecycle] = [:]
+    private var batchOf: [String: String] = [:]
+    private var openMessages = 0
+    /// Indexes over the machines' needs, kept by `place` (entries are checked again when taken).
+    private var wantsView: Set<String> = []
+    private var intentQueue: [String] = []
+    private var intentQueueHead = 0
+    private var callQueue: [String] = []
     private var inFlight = 0
     private var busy: Set<String> = []
-    private var blockedBatches: Set<String> = []
 
     private var settled: [Settlement] = []
     private var accepted: [(id: String, at: Date, deadline: Date)] = []
@@ -81,21 +52,27 @@ actor CampaignWorker {
     private var timeline: RequestTimeline
     private var lastFlush: Double = 0
     private var flushing = false
-    /// When the next awaited message falls due for a poll (from the latest look at them).
-    private var nextPollDue = 0.0
     private var refilling = false
-    private var lastDeadlineCheck: Double = 0
+    private var lastTick: Double = 0
+    /// When the next wanted look falls due (from the latest scan).
+    private var nextViewDue = 0.0
 
     private var backoffUntil: Double = 0
     private var consecutiveFailures = 0
     private var lastAnswer: Double = 0
     private let backoff = Backoff()
 
+    /// List sweeps: one page at a time; `startCursor` skips the campaign's older history once a sweep
+    /// found where this run's messages begin (the list's order is not documented, so a message not
+    /// seen from there is read singly, never assumed absent).
     private var sweepCursor: String?
     private var sweepActive = false
     private var sweepPageInFlight = false
     private var sweepWanted: Set<String> = []
     private var sweepPages = 0
+    private var sweepHit = false
+    private var sweepSkipCursor: String?
+    private var startCursor: String?
     private var lastSweepEnd: Double = -1_000_000
     private var pagesEstimate: Int
 
@@ -105,13 +82,17 @@ actor CampaignWorker {
     /// Quiet hours began during this run: no more retries; what was not sent is left for the next run.
     private var quietHoursBegan = false
     private var deferred: [String] = []
+    private var unsent: [String] = []
+    private var released = false
 
     /// A snapshot for the progress display.
     func progress() -> CampaignProgress {
-        CampaignProgress(
+        var awaiting = 0
+        for id in wantsView { if case .awaiting = machines[id]?.phase { awaiting += 1 } }
+        return CampaignProgress(
             campaign: campaign, retried: stats.accepted, settled: stats.settled.values.reduce(0, +),
-            awaitingOutcome: pending.count, toSend: toRetry.count - toRetryIndex + ready.count + settleQueue.count,
-            requestsSent: requestsSent, allowedRate: pacer.currentLimit)
+            awaitingOutcome: awaiting, toSend: max(0, openMessages - awaiting), requestsSent: requestsSent,
+            allowedRate: pacer.currentLimit)
     }
 
     /// No request before this instant (the run's `notBefore`, or one second after a worker took the
@@ -142,23 +123,37 @@ actor CampaignWorker {
         maxInFlight = max(2, limit)
         origin = ContinuousClock.now
         pagesEstimate = max(1, (messagesInTable + 999) / 1000)
-        var retry: [WorkItem] = []
+        let settings = context.settings
+        let policy = MessageLifecycle.Policy(
+            pollTimeout: settings.pollTimeout.seconds, firstPollDelay: settings.firstPollDelay.seconds,
+            maxPollInterval: settings.maxPollInterval.seconds)
+        let wall = Date().timeIntervalSince1970
         for item in items {
-            var work = WorkItem(item)
+            let row = MessageLifecycle.Row(
+                retryCount: item.snapRetryCount, baseRetryCount: item.baseRetryCount, batchId: item.batchId,
+                recipient: item.recipientMasked)
+            let durable: MessageLifecycle.Durable
             switch item.state {
-            case "selected": retry.append(work)
-            case "intent": settleQueue.append(work)
+            case "selected": durable = .selected
+            case "intent": durable = .intent(witness: item.attemptsBefore)
             case "accepted":
-                work.nextPoll = 0
-                work.resumed = true
-                pending[work.messageId] = work
-            default: break
+                durable = .accepted(
+                    acceptedAt: (item.acceptedAt ?? Date()).timeIntervalSince1970,
+                    deadline: (item.pollDeadline ?? Date()).timeIntervalSince1970, lastStatus: item.lastStatus)
+            default: continue
             }
+            machines[item.messageId] = MessageLifecycle(restoring: durable, row: row, policy: policy, at: wall)
+            if let batch = item.batchId { batchOf[item.messageId] = batch }
+            openMessages += 1
+            initialOrder.append(item.messageId)
         }
-        toRetry = retry
     }
 
+    /// The journal's order (oldest first), in which the lifecycles are first filed.
+    private var initialOrder: [String] = []
+
     private var now: Double { (clock.now - origin).seconds }
+    private var wallNow: Double { Date().timeIntervalSince1970 }
     private var stopping: Bool { context.stopReason != nil }
     private var logger: Logger {
         var logger = context.logger
@@ -166,17 +161,94 @@ actor CampaignWorker {
         return logger
     }
 
+    // MARK: - Feeding the lifecycles
+
+    /// One event for one message; its outputs become journal writes, stops and batch news.
+    private func apply(_ id: String, _ event: MessageLifecycle.Event) {
+        guard var machine = machines[id] else { return }
+        let wasOver = machine.isOver
+        let outputs = machine.handle(event)
+        machines[id] = machine
+        if !wasOver && machine.isOver { openMessages -= 1 }
+        var blocked: [String] = []
+        for output in outputs {
+            switch output {
+            case .accepted(let at, let deadline):
+                accepted.append((id, Date(timeIntervalSince1970: at), Date(timeIntervalSince1970: deadline)))
+                stats.accepted += 1
+            case .resolved(let resolution):
+                record(id, resolution)
+            case .revertIntent:
+                unsent.append(id)
+            case .stopRun(let why):
+                context.stop(.refused(why))
+            case .batchBlocked(let batch):
+                blocked.append(batch)
+            case .unknownStatus(let status):
+                logger.warning("unknown Postman status; treated as in flight", metadata: ["message": "\(id)", "status": "\(status)"])
+                stats.unknownStatuses[id] = status
+            }
+        }
+        place(id)
+        for batch in blocked { blockBatch(batch) }
+    }
+
+    /// A batch that is not retryable: no call for any member that has not been sent.
+    private func blockBatch(_ batch: String) {
+        for (id, member) in batchOf where member == batch && machines[id]?.hasSentNothing == true && !busy.contains(id) {
+            apply(id, .batchBlocked)
+        }
+    }
+
+    /// Files a message under what it needs next.
+    private func place(_ id: String) {
+        guard let machine = machines[id] else { return }
+        switch machine.need {
+        case .view:
+            wantsView.insert(id)
+        case .intent:
+            wantsView.remove(id)
+            intentQueue.append(id)
+        case .retryCall:
+            wantsView.remove(id)
+            callQueue.append(id)
+        case .nothing:
+            wantsView.remove(id)
+        }
+    }
+
+    private func record(_ id: String, _ resolution: MessageLifecycle.Resolution) {
+        // A conflict is recorded by the intent transaction that found it.
+        if resolution.outcome == .conflict {
+            stats.conflicts += 1
+            return
+        }
+        settled.append(
+            Settlement(
+                messageId: id, outcome: resolution.outcome.rawValue, result: resolution.result?.rawValue,
+                update: resolution.update, lastStatus: resolution.lastStatus, postmanRetries: resolution.postmanRetries,
+                newestError: resolution.newestError, httpStatus: resolution.httpStatus, postmanCode: resolution.postmanCode,
+                postmanMessage: resolution.postmanMessage, unknownStatus: stats.unknownStatuses[id],
+                acceptedAt: resolution.acceptedAt.map { Date(timeIntervalSince1970: $0) }))
+        let key = resolution.outcome.rawValue + (resolution.result.map { "/" + $0.rawValue } ?? "")
+        stats.settled[key, default: 0] += 1
+    }
+
     // MARK: - Main loop
 
     func run() async {
+        for id in initialOrder { place(id) }
+        initialOrder = []
         let notBefore = (self.notBefore - origin).seconds
         lastAnswer = now
-        let stopGrace = 6.0
+        // Reads that settle lost answers may go on this long after a signal (10 s to exit in all,
+        // with the request timeout and the final flush).
+        let stopGrace = 3.0
         var stopSeenAt: Double?
         await withDiscardingTaskGroup { group in
             while true {
                 let t = now
-                if t - lastDeadlineCheck >= 0.25 { expireDeadlines() }
+                if t - lastTick >= 0.25 { tick() }
                 // Journal writes and the next wave's intents go to the database from child tasks: a slot
                 // of the budget not used when it opens is lost for good, so the sending loop never waits
                 // on PostgreSQL. One flush and one refill at a time keep the journal's order.
@@ -184,15 +256,18 @@ actor CampaignWorker {
                     flushing = true
                     group.addTask { await self.flush() }
                 }
-                if !refilling, !stopping, !quietHoursBegan, ready.count < max(1, waveSize / 2), toRetryIndex < toRetry.count {
+                if !refilling, !stopping, !quietHoursBegan, callQueue.count < max(1, waveSize / 2),
+                    intentQueueHead < intentQueue.count
+                {
                     refilling = true
                     group.addTask { await self.refillWave() }
                 }
                 if stopping {
+                    if !released { releaseUnsent() }
                     stopSeenAt = stopSeenAt ?? t
                     // Settle unknown retries for a while after a signal; then leave them to the next run.
                     let giveUp = t - stopSeenAt! > stopGrace || context.stopReason != .signal
-                    if inFlight == 0 && (settleQueue.isEmpty || giveUp) { break }
+                    if inFlight == 0 && !refilling && (giveUp || !hasUnsettled) { break }
                     if giveUp {
                         try? await Task.sleep(for: .milliseconds(20))
                         continue
@@ -216,9 +291,8 @@ actor CampaignWorker {
                 }
                 guard let action = nextAction(at: t) else {
                     // Nothing to send. While answers or a wave are on their way, look again soon; when only
-                    // outcomes are awaited, sleep until the next poll falls due (this idle loop was most of
-                    // the job's CPU in the polling tail).
-                    let idle = refilling ? 0.002 : (inFlight > 0 || sweepActive) ? 0.01 : min(0.05, max(0.002, nextPollDue - t))
+                    // outcomes are awaited, sleep until the next look falls due.
+                    let idle = refilling ? 0.002 : (inFlight > 0 || sweepActive) ? 0.01 : min(0.05, max(0.002, nextViewDue - wallNow))
                     try? await Task.sleep(for: .seconds(idle))
                     continue
                 }
@@ -237,120 +311,126 @@ actor CampaignWorker {
         await finish()
     }
 
-    private var isFinished: Bool {
-        inFlight == 0 && !refilling && toRetryIndex >= toRetry.count && ready.isEmpty && settleQueue.isEmpty
-            && reconcileQueue.isEmpty && pending.isEmpty
+    private var isFinished: Bool { inFlight == 0 && !refilling && openMessages == 0 }
+
+    /// A retry whose answer is unknown is still open (only reads may settle it after a stop).
+    private var hasUnsettled: Bool {
+        wantsView.contains { if case .unsettled = machines[$0]?.phase { return true } else { return false } }
     }
 
-    /// What to send next, in order: settle unknown retries, reconcile refusals, polls that are due,
-    /// then the next retry of the current wave.
+    /// Stop or quiet hours: every message that has sent nothing is left for a later run.
+    private func releaseUnsent() {
+        released = true
+        for id in Array(machines.keys) where machines[id]?.hasSentNothing == true && !busy.contains(id) {
+            apply(id, .release)
+        }
+    }
+
+    private func tick() {
+        lastTick = now
+        let wall = wallNow
+        for id in Array(wantsView) where !busy.contains(id) {
+            if case .awaiting = machines[id]?.phase { apply(id, .tick(at: wall)) }
+        }
+    }
+
+    /// What to send next: reads first (a lost answer is settled before anything else is sent for it,
+    /// and no message is retried before Postman's state is known), then the next retry of the wave.
     private func nextAction(at t: Double) -> WorkerAction? {
-        if let index = settleQueue.firstIndex(where: { !busy.contains($0.messageId) }) {
-            let item = settleQueue.remove(at: index)
-            busy.insert(item.messageId)
-            return .settle(item)
-        }
+        if let read = nextRead() { return read }
         if stopping { return nil }
-        if !reconcileQueue.isEmpty {
-            let item = reconcileQueue.removeFirst()
-            busy.insert(item.messageId)
-            return .reconcile(item)
-        }
-        if let poll = nextPoll(at: t) { return poll }
         // Checked before each retry too, not only when a wave is committed: a wave ready when quiet hours
         // begin is not sent.
-        if !quietHoursBegan, !ready.isEmpty, context.settings.inQuietHours { deferRemainingRetries() }
-        if quietHoursBegan, !ready.isEmpty {
-            // Intents committed before quiet hours began, or lost answers that settled as "not
-            // accepted": not sent now; their intents are reverted at the end, then deferred.
-            unsent.append(contentsOf: ready.map(\.messageId))
-            deferred.append(contentsOf: ready.map(\.messageId))
-            ready = []
-        }
-        if !ready.isEmpty, !stopping {
-            let item = ready.removeFirst()
-            busy.insert(item.messageId)
+        if !quietHoursBegan, context.settings.inQuietHours { beginQuietHours() }
+        if quietHoursBegan { return nil }
+        while !callQueue.isEmpty {
+            let id = callQueue.removeFirst()
+            guard machines[id]?.need == .retryCall, !busy.contains(id) else { continue }
+            busy.insert(id)
             context.crashPoints.reach("before-retry-call")
-            return .retry(item)
+            return .retry(id)
         }
         return nil
     }
 
-    /// Chooses between a list sweep (pages of 1,000 for the whole campaign) and single reads, by
-    /// which needs fewer calls for the messages whose poll is due.
-    private func nextPoll(at t: Double) -> WorkerAction? {
-        if sweepActive {
+    /// Chooses between a list sweep and single reads, by which needs fewer calls for the looks due.
+    private func nextRead() -> WorkerAction? {
+        if sweepActive, !stopping {
             guard !sweepPageInFlight else { return nil }
             sweepPageInFlight = true
             return .listPage(after: sweepCursor)
         }
-        var due: [WorkItem] = []
+        let wall = wallNow
+        var singles: [(id: String, due: Double)] = []
+        var pageable: [String] = []
         var soonest = Double.infinity
-        for item in pending.values where !busy.contains(item.messageId) {
-            if item.nextPoll <= t { due.append(item) } else { soonest = min(soonest, item.nextPoll) }
-        }
-        nextPollDue = soonest
-        guard !due.isEmpty else { return nil }
-        let singles = due.filter(\.forceSingle)
-        let sweepable = due.count - singles.count
-        if sweepable >= pagesEstimate && sweepable > 1 {
-            if t - lastSweepEnd >= context.settings.firstPollDelay.seconds {
-                sweepActive = true
-                sweepPageInFlight = true
-                sweepCursor = nil
-                sweepPages = 0
-                sweepWanted = Set(pending.keys)
-                return .listPage(after: nil)
+        for id in wantsView where !busy.contains(id) && !sweepWanted.contains(id) {
+            guard let machine = machines[id], case .view(let after, let singleOnly) = machine.need else { continue }
+            // After a stop only the reads that settle an unknown retry are sent.
+            if stopping, case .unsettled = machine.phase {} else if stopping { continue }
+            if after > wall {
+                soonest = min(soonest, after)
+                continue
             }
-            // A sweep is due soon and will cover these; single reads now would cost more.
-            guard let item = singles.min(by: { $0.nextPoll < $1.nextPoll }) else { return nil }
-            busy.insert(item.messageId)
-            return .poll(item)
+            if singleOnly || stopping { singles.append((id, after)) } else { pageable.append(id) }
         }
-        guard let item = due.min(by: { $0.nextPoll < $1.nextPoll }) else { return nil }
-        busy.insert(item.messageId)
-        return .poll(item)
+        nextViewDue = soonest
+        if pageable.count >= pagesEstimate && pageable.count > 1 && now - lastSweepEnd >= context.settings.firstPollDelay.seconds {
+            sweepActive = true
+            sweepPageInFlight = true
+            sweepCursor = startCursor
+            sweepPages = 0
+            sweepHit = false
+            sweepSkipCursor = startCursor
+            sweepWanted = Set(pageable)
+            return .listPage(after: startCursor)
+        }
+        let next = singles.min { $0.due < $1.due }?.id ?? pageable.first
+        guard let id = next else { return nil }
+        busy.insert(id)
+        return .read(id)
     }
 
     /// About one second of the campaign's budget.
     private var waveSize: Int { max(1, Int(pacer.currentLimit * context.settings.waveSeconds)) }
 
     /// Commits the intents of the next wave (about one second of the campaign's budget) in one
-    /// transaction, after checking each row is still as it was read.
+    /// transaction, each with Postman's attempt count, after checking each row is still as it was read.
     private func refillWave() async {
         defer { refilling = false }
-        guard !stopping, toRetryIndex < toRetry.count else { return }
-        if quietHoursBegan || context.settings.inQuietHours {
-            deferRemainingRetries()
+        guard !stopping, !quietHoursBegan else { return }
+        if context.settings.inQuietHours {
+            beginQuietHours()
             return
         }
-        let size = waveSize
-        var wave: [WorkItem] = []
-        while wave.count < size, toRetryIndex < toRetry.count {
-            let item = toRetry[toRetryIndex]
-            toRetryIndex += 1
-            if let batch = item.batchId, blockedBatches.contains(batch) {
-                record(item, outcome: "batch_not_retryable", httpStatus: nil, code: "batch_not_found_or_is_not_retryable")
-                continue
-            }
-            wave.append(item)
+        var wave: [(id: String, witness: Int)] = []
+        var seen: Set<String> = []
+        while wave.count < waveSize, intentQueueHead < intentQueue.count {
+            let id = intentQueue[intentQueueHead]
+            intentQueueHead += 1
+            guard case .intent(let witness)? = machines[id]?.need, seen.insert(id).inserted else { continue }
+            wave.append((id, witness))
+        }
+        if intentQueueHead > 4096 {
+            intentQueue.removeFirst(intentQueueHead)
+            intentQueueHead = 0
         }
         guard !wave.isEmpty else { return }
         do {
-            let result = try await store.commitIntents(run: context.run.id, messageIds: wave.map(\.messageId))
+            let result = try await store.commitIntents(
+                run: context.run.id, messageIds: wave.map(\.id), witnesses: wave.map(\.witness))
             context.crashPoints.reach("after-intent")
-            let committedAt = Date()
-            for var item in wave {
-                if result.intents.contains(item.messageId) {
-                    item.intentAt = committedAt
-                    ready.append(item)
-                } else if result.conflicts.contains(item.messageId) {
-                    stats.conflicts += 1
-                    logger.info("row changed since it was read; not retried", metadata: ["message": "\(item.messageId)"])
+            for (id, _) in wave {
+                if result.intents.contains(id) {
+                    apply(id, .intentCommitted)
+                } else if result.conflicts.contains(id) {
+                    logger.info("row changed since it was read; not retried", metadata: ["message": "\(id)"])
+                    apply(id, .intentConflict)
                 } else {
-                    // Its journal entry moved on without this worker (it should not happen: writes are
-                    // fenced). Left open, so the run is not completed before it is worked again.
-                    logger.warning("journal entry no longer selected; left for a later pass", metadata: ["message": "\(item.messageId)"])
+                    // Its journal entry moved on without this worker (writes are fenced, so it should not
+                    // happen): left open for a later pass, never sent.
+                    logger.warning("journal entry no longer selected; left for a later pass", metadata: ["message": "\(id)"])
+                    apply(id, .release)
                 }
             }
         } catch {
@@ -358,17 +438,21 @@ actor CampaignWorker {
         }
     }
 
-    /// Quiet hours: the messages not yet retried wait for the next run; polling goes on.
-    private func deferRemainingRetries() {
-        let rest = toRetry[toRetryIndex...].map(\.messageId)
-        toRetryIndex = toRetry.count
-        if !quietHoursBegan, let quiet = context.settings.quietHours {
+    /// Quiet hours: the messages not yet retried wait for the next run; reads go on.
+    private func beginQuietHours() {
+        quietHoursBegan = true
+        let before = unsent.count
+        var left: [String] = []
+        for id in Array(machines.keys) where machines[id]?.hasSentNothing == true && !busy.contains(id) {
+            apply(id, .release)
+            left.append(id)
+        }
+        deferred.append(contentsOf: left)
+        if let quiet = context.settings.quietHours {
             logger.notice(
                 "quiet hours: no more retries in this run; the rest is left for the next run",
-                metadata: ["quiet_hours": "\(quiet)", "left": "\(rest.count)"])
+                metadata: ["quiet_hours": "\(quiet)", "left": "\(left.count)", "intents_reverted": "\(unsent.count - before)"])
         }
-        quietHoursBegan = true
-        deferred.append(contentsOf: rest)
     }
 
     // MARK: - Requests
@@ -376,57 +460,39 @@ actor CampaignWorker {
     private func perform(_ action: WorkerAction) async {
         let client = context.client
         switch action {
-        case .retry(let item):
+        case .retry(let id):
+            // The last look before the call: nothing new goes out after a stop or a lost lease.
+            guard !stopping, leaseValid() else {
+                apply(id, .release)
+                break
+            }
+            apply(id, .callSent)
+            let answer: MessageLifecycle.RetryAnswer
             do {
-                let result = try await client.retryMessage(campaignId: campaign, messageId: item.messageId, apiKey: apiKey)
+                let result = try await client.retryMessage(campaignId: campaign, messageId: id, apiKey: apiKey)
                 context.crashPoints.reach("after-retry-call")
                 answered()
-                guard case .accepted(let message) = result else { break }
-                onAccepted(item, message: message)
-            } catch {
-                onRetryError(item, error: Self.apiError(error))
-            }
-        case .settle(let item):
-            do {
-                let message = try await client.getMessage(campaignId: campaign, messageId: item.messageId, apiKey: apiKey)
-                answered()
-                onSettleRead(item, message: message)
-            } catch {
-                onReadError(item, error: Self.apiError(error), requeue: { $0.settleQueue.append($1) }) {
-                    // 404: the message is unknown to Postman.
-                    $0.record($1, outcome: "not_found", httpStatus: 404, code: $2.code)
+                switch result {
+                case .accepted(let message): answer = .accepted(latestStatus: message?.latestStatus)
                 }
-            }
-        case .reconcile(let item):
-            do {
-                let message = try await client.getMessage(campaignId: campaign, messageId: item.messageId, apiKey: apiKey)
-                answered()
-                let update = FinalState.reconciled(
-                    rowRetryCount: item.snapRetryCount, postmanRetries: message.retriesUsed,
-                    latestStatus: message.latestStatus, newestError: message.newestErrorCode)
-                record(
-                    item, outcome: "reconciled", httpStatus: 400,
-                    code: "message_not_found_or_retry_message_not_in_failure_status", update: update, message: message)
             } catch {
-                onReadError(item, error: Self.apiError(error), requeue: { $0.reconcileQueue.append($1) }) {
-                    $0.record($1, outcome: "not_found", httpStatus: 404, code: $2.code)
-                }
+                answer = retryAnswer(Self.apiError(error))
             }
-        case .poll(let item):
+            apply(id, .callAnswered(answer, at: wallNow))
+        case .read(let id):
             do {
-                let message = try await client.getMessage(campaignId: campaign, messageId: item.messageId, apiKey: apiKey)
+                let message = try await client.getMessage(campaignId: campaign, messageId: id, apiKey: apiKey)
                 answered()
-                onPolled(item.messageId, message: message, fromList: false)
+                apply(id, .viewed(view(of: message, id: id), fromPage: false, at: wallNow))
             } catch {
-                onReadError(item, error: Self.apiError(error), requeue: { worker, item in
-                    var later = item
-                    later.nextPoll = worker.now + 1
-                    worker.pending[item.messageId] = later
-                }) { worker, item, _ in
-                    // A retried message that Postman no longer knows: keep polling until the deadline.
-                    var later = item
-                    later.nextPoll = worker.now + worker.context.settings.maxPollInterval.seconds
-                    worker.pending[item.messageId] = later
+                let failure = Self.apiError(error)
+                if case .http(404) = failure.kind {
+                    answered()
+                    apply(id, .readNotFound(code: failure.code, at: wallNow))
+                } else if !handleTransient(failure), let status = failure.httpStatus {
+                    answered()
+                    logger.warning("unexpected answer to a read", metadata: ["message": "\(id)", "error": "\(failure)"])
+                    apply(id, .readRefused(status: status, code: failure.code, at: wallNow))
                 }
             }
         case .listPage(let cursor):
@@ -439,16 +505,83 @@ actor CampaignWorker {
                 let failure = Self.apiError(error)
                 sweepPageInFlight = false
                 if !handleTransient(failure) {
-                    // The list endpoint refused (4xx): fall back to single reads.
-                    endSweep(sawAll: false)
+                    if let status = failure.httpStatus, let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code) {
+                        context.stop(.refused(stop))
+                    }
+                    // The list endpoint refused (4xx): those who wanted a look are read singly.
+                    endSweep()
                 }
             }
         }
         inFlight -= 1
         switch action {
-        case .retry(let item), .settle(let item), .reconcile(let item), .poll(let item): busy.remove(item.messageId)
+        case .retry(let id), .read(let id): busy.remove(id)
         case .listPage: break
         }
+    }
+
+    /// A failed retry call, as the lifecycle understands it.
+    private func retryAnswer(_ error: PostmanAPIError) -> MessageLifecycle.RetryAnswer {
+        switch error.kind {
+        case .http(429):
+            answered()
+            calls.rateLimited += 1
+            timeline.rateLimited()
+            pacer.recordRateLimited(at: now)
+            honourRetryAfter(error)
+            return .rateLimited
+        case .http(let status) where status < 500:
+            answered()
+            return .refused(status: status, code: error.code, message: error.message)
+        default:
+            noteFailure(error)
+            return error.mayHaveReachedServer ? .lost : .notSent
+        }
+    }
+
+    /// What a message object shows, for the lifecycle; the batch status is that of the row's batch.
+    private func view(of message: PostmanMessage, id: String) -> PostmanView {
+        let batch = batchOf[id]
+        let ref = message.batches.first { $0.id == batch && $0.status != nil } ?? message.batches.first { $0.status != nil }
+        return PostmanView(
+            latestStatus: message.latestStatus, attempts: message.attemptCount, newestError: message.newestErrorCode,
+            batchStatus: ref?.status)
+    }
+
+    private func onPage(_ page: PostmanPage) {
+        sweepPageInFlight = false
+        sweepPages += 1
+        let wall = wallNow
+        var hits = 0
+        for message in page.messages {
+            guard sweepWanted.remove(message.id) != nil else { continue }
+            hits += 1
+            apply(message.id, .viewed(view(of: message, id: message.id), fromPage: true, at: wall))
+        }
+        if hits == 0 && !sweepHit {
+            // Older history before this run's messages: later sweeps can start after it.
+            sweepSkipCursor = page.endCursor ?? sweepSkipCursor
+        } else if hits > 0 {
+            sweepHit = true
+        }
+        if page.skippedItems > 0 {
+            logger.warning("list page items without id or latestStatus skipped", metadata: ["count": "\(page.skippedItems)"])
+        }
+        sweepCursor = page.endCursor
+        if !page.hasNextPage || sweepWanted.isEmpty || page.endCursor == nil { endSweep() }
+    }
+
+    private func endSweep() {
+        sweepActive = false
+        sweepPageInFlight = false
+        lastSweepEnd = now
+        pagesEstimate = max(1, sweepPages)
+        if sweepHit { startCursor = sweepSkipCursor }
+        // Those the list did not show are read one by one.
+        let missing = sweepWanted
+        sweepWanted = []
+        let wall = wallNow
+        for id in missing { apply(id, .absentFromList(at: wall)) }
     }
 
     private static func apiError(_ error: any Error) -> PostmanAPIError {
@@ -467,181 +600,8 @@ actor CampaignWorker {
         consecutiveFailures = 0
     }
 
-    private func onAccepted(_ item: WorkItem, message: PostmanMessage?) {
-        var work = item
-        let acceptedAt = Date()
-        work.acceptedAt = acceptedAt
-        work.deadline = acceptedAt.addingTimeInterval(context.settings.pollTimeout.seconds)
-        work.nextPoll = now + context.settings.firstPollDelay.seconds
-        work.lastStatus = message?.latestStatus ?? "created"
-        pending[work.messageId] = work
-        accepted.append((work.messageId, acceptedAt, work.deadline!))
-        stats.accepted += 1
-    }
-
-    private func onRetryError(_ item: WorkItem, error: PostmanAPIError) {
-        guard case .http(let status) = error.kind else {
-            // Timeout, dropped connection, unparsable answer: the retry may or may not have happened.
-            noteFailure(error)
-            if error.mayHaveReachedServer { settleQueue.append(item) } else { ready.insert(item, at: 0) }
-            return
-        }
-        switch (status, error.code) {
-        case (400, "message_not_found_or_retry_message_not_in_failure_status"):
-            answered()
-            reconcileQueue.append(item)
-        case (400, "too_many_message_attempts_error"):
-            answered()
-            record(item, outcome: "exhausted", httpStatus: 400, code: error.code, update: FinalState.exhausted)
-        case (400, "batch_not_found_or_is_not_retryable"):
-            answered()
-            if let batch = item.batchId { blockedBatches.insert(batch) }
-            record(item, outcome: "batch_not_retryable", httpStatus: 400, code: error.code)
-        case (401, _), (403, _):
-            // The refused call is not a retry: the intent goes back to `selected` at the end.
-            unsent.append(item.messageId)
-            context.stop(.refused("HTTP \(status)\(error.code.map { " \($0)" } ?? "")"))
-        case (429, _):
-            answered()
-            calls.rateLimited += 1
-            timeline.rateLimited()
-            pacer.recordRateLimited(at: now)
-            honourRetryAfter(error)
-            ready.insert(item, at: 0)  // dropped, not queued, by Postman: send it again
-        case (500..., _):
-            noteFailure(error)
-            settleQueue.append(item)
-        default:
-            answered()
-            record(item, outcome: "rejected", httpStatus: status, code: error.code, postmanMessage: error.message)
-        }
-    }
-
-    private var unsent: [String] = []
-
-    private func onSettleRead(_ item: WorkItem, message: PostmanMessage) {
-        learnBatches(message)
-        let before = item.attemptsBefore ?? item.snapRetryCount + 1
-        let settlement = RetrySettlement.settle(
-            attemptsBefore: before, attemptsNow: message.attemptCount, latestStatus: message.latestStatus,
-            newestAttemptAt: message.newestAttempt?.createdAt, intentAt: item.intentAt)
-        switch settlement {
-        case .accepted:
-            onAccepted(item, message: nil)
-            onPolled(item.messageId, message: message, fromList: false)
-        case .notAccepted:
-            if let batch = item.batchId, blockedBatches.contains(batch) {
-                record(item, outcome: "batch_not_retryable", httpStatus: nil, code: "batch_not_found_or_is_not_retryable")
-                return
-            }
-            var again = item
-            again.attemptsBefore = message.attemptCount ?? before
-            if stopping {
-                unsent.append(item.messageId)
-            } else {
-                ready.insert(again, at: 0)
-            }
-        }
-    }
-
-    /// A read of a retried message (single or from a list page).
-    private func onPolled(_ id: String, message: PostmanMessage, fromList: Bool) {
-        guard var item = pending[id] else { return }
-        let status = message.latestStatus
-        item.lastStatus = status
-        item.postmanRetries = message.retriesUsed ?? item.postmanRetries
-        if !PostmanStatus.isKnown(status) {
-            logger.warning("unknown Postman status; treated as in flight", metadata: ["message": "\(id)", "status": "\(status)"])
-            stats.unknownStatuses[id] = status
-        }
-        let final = PostmanStatus.isFinal(status, recipient: message.recipient ?? item.recipient)
-        if final {
-            if message.attemptCount == nil {
-                // A list item without its attempt history: read it singly for the count and the error.
-                item.forceSingle = true
-                item.nextPoll = now
-                pending[id] = item
-                return
-            }
-            pending[id] = nil
-            let update = FinalState.afterAcceptedRetry(
-                rowRetryCount: item.baseRetryCount, postmanRetries: message.retriesUsed, lastStatus: status,
-                newestError: message.newestErrorCode, final: true)
-            record(
-                item, outcome: "retried", result: PostmanStatus.isSuccess(status) ? "succeeded" : "failed", httpStatus: nil,
-                code: nil, update: update, message: message)
-            return
-        }
-        item.pollCount += 1
-        item.forceSingle = false
-        let delay = min(
-            context.settings.maxPollInterval.seconds,
-            context.settings.firstPollDelay.seconds * pow(2, Double(min(item.pollCount, 10) - 1)))
-        item.nextPoll = now + delay
-        pending[id] = item
-    }
-
-    private func onPage(_ page: PostmanPage) {
-        sweepPageInFlight = false
-        sweepPages += 1
-        for message in page.messages {
-            learnBatches(message)
-            guard sweepWanted.remove(message.id) != nil else { continue }
-            onPolled(message.id, message: message, fromList: true)
-        }
-        sweepCursor = page.endCursor
-        if !page.hasNextPage || sweepWanted.isEmpty || page.endCursor == nil { endSweep(sawAll: sweepWanted.isEmpty) }
-    }
-
-    private func endSweep(sawAll: Bool) {
-        sweepActive = false
-        sweepPageInFlight = false
-        lastSweepEnd = now
-        pagesEstimate = max(1, sweepPages)
-        // Those the list did not show are read one by one.
-        for id in sweepWanted {
-            guard var item = pending[id] else { continue }
-            item.forceSingle = true
-            pending[id] = item
-        }
-        sweepWanted = []
-    }
-
-    private func learnBatches(_ message: PostmanMessage) {
-        for batch in message.batches {
-            if let status = batch.status, status != "messages_enqueued", status != "messages_enqueuing_failed" {
-                blockedBatches.insert(batch.id)
-            }
-        }
-    }
-
-    /// Shared handling of a failed read: 401/403 stop the run, 429/5xx/timeouts back off and go
-    /// again, 404 goes to `notFound`.
-    private func onReadError(
-        _ item: WorkItem, error: PostmanAPIError, requeue: (isolated CampaignWorker, WorkItem) -> Void,
-        notFound: (isolated CampaignWorker, WorkItem, PostmanAPIError) -> Void
-    ) {
-        if case .http(404) = error.kind {
-            answered()
-            notFound(self, item, error)
-            return
-        }
-        if handleTransient(error) {
-            requeue(self, item)
-            return
-        }
-        if case .http(let status) = error.kind, status == 401 || status == 403 { return }
-        // Another 4xx on a read: keep the message for the next run rather than guess.
-        answered()
-        logger.warning(
-            "unexpected answer to a read; message left for the next run",
-            metadata: ["message": "\(item.messageId)", "error": "\(error)"])
-        if pending[item.messageId] != nil { pending[item.messageId] = nil }
-        stats.leftForNextRun += 1
-    }
-
-    /// 429 / 5xx / timeout / dropped connection / bad body: back off; 401/403: stop. Returns true
-    /// when the request should simply be sent again later.
+    /// 429 / 5xx / timeout / dropped connection / bad body: back off; the look is simply taken again
+    /// later. Returns false for a 4xx (the caller hands it to the lifecycle).
     private func handleTransient(_ error: PostmanAPIError) -> Bool {
         switch error.kind {
         case .http(429):
@@ -651,9 +611,6 @@ actor CampaignWorker {
             pacer.recordRateLimited(at: now)
             honourRetryAfter(error)
             return true
-        case .http(401), .http(403):
-            context.stop(.refused("HTTP \(error.httpStatus ?? 0)\(error.code.map { " \($0)" } ?? "")"))
-            return false
         case .http(let status) where status < 500:
             return false
         default:
@@ -677,34 +634,6 @@ actor CampaignWorker {
     }
 
     // MARK: - Recording
-
-    private func record(
-        _ item: WorkItem, outcome: String, result: String? = nil, httpStatus: Int?, code: String?, update: RowUpdate? = nil,
-        message: PostmanMessage? = nil, postmanMessage: String? = nil
-    ) {
-        pending[item.messageId] = nil
-        settled.append(
-            Settlement(
-                messageId: item.messageId, outcome: outcome, result: result, update: update,
-                lastStatus: message?.latestStatus ?? item.lastStatus, postmanRetries: message?.retriesUsed,
-                newestError: message?.newestErrorCode, httpStatus: httpStatus, postmanCode: code,
-                postmanMessage: postmanMessage.map { String($0.prefix(500)) },
-                unknownStatus: stats.unknownStatuses[item.messageId], acceptedAt: item.acceptedAt))
-        stats.settled[outcome + (result.map { "/" + $0 } ?? ""), default: 0] += 1
-    }
-
-    /// Messages whose poll deadline passed are recorded as pending, with the last status seen.
-    private func expireDeadlines() {
-        lastDeadlineCheck = now
-        let wall = Date()
-        for item in pending.values where !busy.contains(item.messageId) && !(item.resumed && item.pollCount == 0) {
-            guard let deadline = item.deadline, deadline <= wall else { continue }
-            let update = FinalState.afterAcceptedRetry(
-                rowRetryCount: item.baseRetryCount, postmanRetries: item.postmanRetries, lastStatus: item.lastStatus, newestError: nil,
-                final: false)
-            record(item, outcome: "retried", result: "pending", httpStatus: nil, code: nil, update: update)
-        }
-    }
 
     private func flush() async {
         defer { flushing = false }
@@ -733,6 +662,8 @@ actor CampaignWorker {
                 try await store.addCalls(run: context.run.id, callsNow)
             }
         } catch {
+            // The counts were not recorded: keep them for the next flush (the run is stopping anyway).
+            calls.add(callsNow)
             fail(error)
         }
     }
@@ -750,11 +681,13 @@ actor CampaignWorker {
 
     /// After the loop: record what is known; unsent intents go back to `selected`.
     private func finish() async {
+        // An intent committed while the loop was stopping was never sent: it goes back too.
+        if stopping || quietHoursBegan { releaseUnsent() }
         await flush()
-        let unsentIds = unsent + ready.map(\.messageId)
-        if !unsentIds.isEmpty {
+        if !calls.isEmpty { await flush() }
+        if !unsent.isEmpty {
             do {
-                try await store.revertIntents(run: context.run.id, messageIds: unsentIds)
+                try await store.revertIntents(run: context.run.id, messageIds: unsent)
             } catch {
                 fail(error)
             }
@@ -767,7 +700,9 @@ actor CampaignWorker {
                 fail(error)
             }
         }
-        stats.pendingAtStop = pending.count
+        var awaiting = 0
+        for id in wantsView { if case .awaiting = machines[id]?.phase { awaiting += 1 } }
+        stats.pendingAtStop = awaiting
     }
 }
 

@@ -37,6 +37,9 @@ public struct Migrator: Sendable {
         Migration(
             version: 4, name: "V004__campaign_leases.sql",
             sql: String(decoding: PackageResources.V004__campaign_leases_sql, as: UTF8.self)),
+        Migration(
+            version: 5, name: "V005__engine2_witness.sql",
+            sql: String(decoding: PackageResources.V005__engine2_witness_sql, as: UTF8.self)),
     ]
 
     public let migrations: [Migration]

@@ -132,22 +132,26 @@ struct RunStore: Sendable {
         let counts = rows.map { $0.retryCount ?? 0 }
         let errors: [String?] = rows.map(\.errorCode)
         let updated: [String?] = rows.map(\.updatedAt)
+        // The recipient goes to PostgreSQL only to be digested there; the journal keeps it masked.
+        let recipients: [String?] = rows.map(\.recipient)
+        let otp: [Bool?] = rows.map { table.isOtp == nil ? nil : $0.isOtp }
         let badKeys = malformed.map(\.key)
         let badFields = malformed.map(\.field)
         let problems = malformed.map(\.problem)
         try await db.withTransaction { db in
             if !ids.isEmpty {
+                // attempts_before stays NULL: the witness is Postman's count, learnt before the call.
                 try db.execute(
                     """
                     INSERT INTO \(fragment: Self.journal()) (run_id, message_id, campaign_id, batch_id, row_key,
                         recipient_masked, row_created_at, origin, snap_status, snap_retry_count, snap_error_code,
-                        snap_updated_at, state, attempts_before, base_retry_count)
+                        snap_updated_at, state, base_retry_count, snap_recipient_md5, snap_is_otp)
                     SELECT \(run), u.id, u.campaign, u.batch, u.key, u.masked, u.created, 'selected', u.status, u.count,
-                           u.error, u.updated, 'selected', u.count + 1, u.count
+                           u.error, u.updated, 'selected', u.count, md5(u.recipient), u.otp
                     FROM unnest(\(ids)::text[], \(campaigns)::text[], \(batches)::text[], \(keys)::text[],
                                 \(masked)::text[], \(created)::timestamptz[], \(statuses)::text[], \(counts)::int[],
-                                \(errors)::text[], \(updated)::timestamptz[])
-                         AS u(id, campaign, batch, key, masked, created, status, count, error, updated)
+                                \(errors)::text[], \(updated)::timestamptz[], \(recipients)::text[], \(otp)::bool[])
+                         AS u(id, campaign, batch, key, masked, created, status, count, error, updated, recipient, otp)
                     ON CONFLICT DO NOTHING
                     """)
             }
@@ -270,28 +274,42 @@ struct RunStore: Sendable {
     }
 
     /// The intent step, for one wave: in one transaction, each row is checked to be exactly as the job
-    /// read it; those that are get `intent` (committed BEFORE any retry call), the others are
-    /// `conflict` and are neither retried nor written.
-    func commitIntents(run: Int64, messageIds: [String]) async throws -> (intents: Set<String>, conflicts: Set<String>) {
+    /// read it (every column the job relies on); those that are get `intent` with Postman's attempt
+    /// count as the witness (committed BEFORE any retry call), the others are `conflict` and are
+    /// neither retried nor written. An intent whose call did not land is committed again the same way.
+    func commitIntents(run: Int64, messageIds: [String], witnesses: [Int]) async throws
+        -> (intents: Set<String>, conflicts: Set<String>)
+    {
         let t = table
+        var sameRow: PGQuery = """
+            \(fragment: t.column(t.messageId)) = j.message_id
+              AND \(fragment: t.column(t.status)) = j.snap_status
+              AND \(fragment: t.column(t.retryCount)) = j.snap_retry_count
+              AND \(fragment: t.column(t.errorCode)) IS NOT DISTINCT FROM j.snap_error_code
+              AND \(fragment: t.column(t.updatedAt)) IS NOT DISTINCT FROM j.snap_updated_at
+              AND \(fragment: t.column(t.campaignId))::text = j.campaign_id
+              AND (j.snap_recipient_md5 IS NULL OR md5(\(fragment: t.column(t.recipient))::text) = j.snap_recipient_md5)
+            """
+        if let batch = t.batchId { sameRow.append(" AND \(fragment: t.column(batch))::text IS NOT DISTINCT FROM j.batch_id") }
+        if let otp = t.isOtp {
+            sameRow.append(" AND (j.snap_is_otp IS NULL OR \(fragment: t.column(otp))::boolean IS NOT DISTINCT FROM j.snap_is_otp)")
+        }
+        let condition = sameRow
         return try await write { db in
             let ready = try db.execute(
                 """
-                UPDATE \(fragment: Self.journal()) j SET state = 'intent', intent_at = now()
-                FROM \(fragment: t.tableSQL) a
-                WHERE j.run_id = \(run) AND j.message_id = ANY(\(messageIds)::text[]) AND j.state = 'selected'
-                  AND \(fragment: t.column(t.messageId)) = j.message_id
-                  AND \(fragment: t.column(t.status)) = j.snap_status
-                  AND \(fragment: t.column(t.retryCount)) = j.snap_retry_count
-                  AND \(fragment: t.column(t.errorCode)) IS NOT DISTINCT FROM j.snap_error_code
-                  AND \(fragment: t.column(t.updatedAt)) IS NOT DISTINCT FROM j.snap_updated_at
+                UPDATE \(fragment: Self.journal()) j SET state = 'intent', intent_at = now(), attempts_before = u.witness
+                FROM unnest(\(messageIds)::text[], \(witnesses)::int[]) AS u(id, witness), \(fragment: t.tableSQL) a
+                WHERE j.run_id = \(run) AND j.message_id = u.id AND j.state IN ('selected', 'intent')
+                  AND \(fragment: condition)
                 RETURNING j.message_id
                 """)
             let intents = Set(try ready.map { try $0.decode("message_id", as: String.self) })
             let changed = try db.execute(
                 """
                 UPDATE \(fragment: Self.journal()) SET state = 'done', outcome = 'conflict', final_at = now()
-                WHERE run_id = \(run) AND message_id = ANY(\(messageIds)::text[]) AND state = 'selected'
+                WHERE run_id = \(run) AND message_id = ANY(\(messageIds)::text[]) AND state IN ('selected', 'intent')
+                  AND NOT (message_id = ANY(\(Array(intents))::text[]))
                 RETURNING message_id
                 """)
             let conflicts = Set(try changed.map { try $0.decode("message_id", as: String.self) })
@@ -327,12 +345,6 @@ struct RunStore: Sendable {
                 WHERE run_id = \(run)
                 """)
         }
-    }
-
-    /// Remembers what Postman showed before a retry, for settling a later lost answer.
-    func recordAttemptsBefore(run: Int64, messageId: String, attempts: Int) async throws {
-        try await db.execute(
-            "UPDATE \(fragment: Self.journal()) SET attempts_before = \(attempts) WHERE run_id = \(run) AND message_id = \(messageId)")
     }
 
     /// Records accepted retries (201 seen): they are polled from now on.
@@ -497,6 +509,15 @@ struct APICallCounts: Sendable {
     var rateLimited = 0
     /// The same requests by whole second, for the report (nil: not recorded).
     var timeline: RequestTimeline?
+
+    var isEmpty: Bool { retry + poll + rateLimited == 0 }
+
+    /// Counts that could not be recorded, kept for the next write (the timeline is not merged).
+    mutating func add(_ other: APICallCounts) {
+        retry += other.retry
+        poll += other.poll
+        rateLimited += other.rateLimited
+    }
 }
 
 /// One campaign's requests and 429 answers per whole second (Unix time), counted in memory and

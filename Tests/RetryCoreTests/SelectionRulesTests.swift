@@ -107,19 +107,6 @@ import Testing
             rowRetryCount: 1, postmanRetries: nil, lastStatus: nil, newestError: "x", final: false)
         #expect(pending == RowUpdate(status: "created", retryCount: 2, errorCode: .some(nil)))
     }
-
-    @Test func lostAnswersAreSettledByTheAttemptHistory() {
-        #expect(RetrySettlement.settle(attemptsBefore: 1, attemptsNow: 2, latestStatus: "failure") == .accepted)
-        #expect(RetrySettlement.settle(attemptsBefore: 1, attemptsNow: 1, latestStatus: "failure") == .notAccepted)
-        #expect(RetrySettlement.settle(attemptsBefore: 1, attemptsNow: 1, latestStatus: "success") == .notAccepted,
-                "a status changed without a new attempt is not our retry")
-        #expect(RetrySettlement.settle(attemptsBefore: nil ?? 1, attemptsNow: nil, latestStatus: "sending") == .accepted)
-        let intent = Date(timeIntervalSince1970: 1_000_000)
-        #expect(RetrySettlement.settle(
-            attemptsBefore: 3, attemptsNow: 2, latestStatus: "created", newestAttemptAt: intent.addingTimeInterval(1),
-            intentAt: intent) == .accepted, "a table count that is too high must not hide our accepted retry")
-        #expect(RetrySettlement.settle(attemptsBefore: 2, attemptsNow: nil, latestStatus: "failure") == .notAccepted)
-    }
 }
 
 @Suite struct PacerTests {
