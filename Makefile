@@ -3,7 +3,7 @@
 SWIFT ?= swift
 PG := scripts/pg-throwaway.sh run --
 
-.PHONY: build release test test-unit test-reliability demo bench clean report-screenshot
+.PHONY: build release test test-deps test-unit test-reliability demo bench clean report-screenshot
 
 build:
 	$(SWIFT) build
@@ -11,13 +11,17 @@ build:
 release:
 	$(SWIFT) build -c release
 
-# Builds the executables too: the crash tests run the real postman-retry binary.
-test: build
+# Installs what the suite needs when it is missing (Debian packages, PyPI), then builds the executables
+# too: the crash tests run the real postman-retry binary.
+test: test-deps build
 	$(PG) $(SWIFT) test
+
+test-deps:
+	bash scripts/install-test-deps.sh
 
 # The reliability suite at full scale (50+ SIGKILLs over 5,000 messages, database and API faults,
 # signals, concurrency, secrets); figures go to out/reliability.log (docs/reliability.md).
-test-reliability: build
+test-reliability: test-deps build
 	mkdir -p out && rm -f out/reliability.log
 	RELIABILITY=full RELIABILITY_LOG=$(CURDIR)/out/reliability.log $(PG) $(SWIFT) test --filter 'ReliabilityTests|CrashResumeTests|WorkerTests'
 	cat out/reliability.log

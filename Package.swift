@@ -27,6 +27,8 @@ let package = Package(
         // 2.13.0 is the release checked here; its metric initialisers take `factory:`, so no global bootstrap.
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),  // MetricNameDescriptor
+        // Property-based tests of the message lifecycle (random event sequences, crashes at every step).
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
     ],
     targets: [
         // The system libpq (apt: libpq-dev), included by name through pkg-config.
@@ -184,7 +186,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "RetryCoreTests", dependencies: ["RetryCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "RetryCoreTests",
+            dependencies: ["RetryCore", .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PostmanSimulatorTests",
             dependencies: [

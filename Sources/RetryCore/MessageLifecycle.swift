@@ -106,6 +106,23 @@ public struct MessageLifecycle: Sendable, Equatable {
         public var postmanRetries: Int?
         public var newestError: String?
         public var acceptedAt: Double?
+
+        public init(
+            outcome: Outcome, result: RetryResult? = nil, update: RowUpdate? = nil, httpStatus: Int? = nil,
+            postmanCode: String? = nil, postmanMessage: String? = nil, lastStatus: String? = nil,
+            postmanRetries: Int? = nil, newestError: String? = nil, acceptedAt: Double? = nil
+        ) {
+            self.outcome = outcome
+            self.result = result
+            self.update = update
+            self.httpStatus = httpStatus
+            self.postmanCode = postmanCode
+            self.postmanMessage = postmanMessage
+            self.lastStatus = lastStatus
+            self.postmanRetries = postmanRetries
+            self.newestError = newestError
+            self.acceptedAt = acceptedAt
+        }
     }
 
     /// What Postman answered a retry call, as far as the lifecycle cares.

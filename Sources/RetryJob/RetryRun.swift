@@ -193,7 +193,8 @@ public struct RetryRun: Sendable {
         let already = try await store.journaledIds(run: run.id)
         let selector = Selector(table: settings.table, scope: run.scope, now: now)
         let logger = self.logger
-        let counts = try await selector.scan(db, rules: settings.rules, alreadySelected: already.count, exclude: already) {
+        let selectedBefore = try await store.selectedCount(run: run.id)
+        let counts = try await selector.scan(db, rules: settings.rules, alreadySelected: selectedBefore, exclude: already) {
             selected, malformed in
             for row in malformed {
                 logger.warning(

@@ -113,6 +113,13 @@ struct RunStore: Sendable {
         }
     }
 
+    /// How many messages an earlier, interrupted selection of this run already selected (carried-over
+    /// messages are not selected and do not count against `--limit`).
+    func selectedCount(run: Int64) async throws -> Int {
+        try await db.query(
+            "SELECT count(*) AS n FROM \(fragment: Self.journal()) WHERE run_id = \(run) AND origin = 'selected'")[0].decode("n")
+    }
+
     /// Message ids already in this run's journal (a resumed selection must not count them again).
     func journaledIds(run: Int64) async throws -> Set<String> {
         let rows = try await db.query("SELECT message_id FROM \(fragment: Self.journal()) WHERE run_id = \(run)")

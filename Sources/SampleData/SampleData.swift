@@ -9,6 +9,8 @@ public struct SampleData: Sendable {
         case retrySucceeds, retryFailsAgain, retryStuck, foreignSentToTelco
         case otp, retryLimit, permanentError, unknownErrorCode, malformedNegativeCount
         case batchNotRetryable, alreadyChangedInPostman, unknownToPostman, postmanAtLimit, stale, notFailed
+        /// The table lags Postman: the row says 1 retry, Postman shows 2 (someone else retried).
+        case tableLagsPostman
     }
 
     public struct Row: Sendable, Equatable {
@@ -44,11 +46,19 @@ public struct SampleData: Sendable {
     public var rows: [Row]
     public var simulator: SimulatorData
 
+    /// The stale mix of production tables: the table lags Postman, or Postman already shows the
+    /// message final, at 3 retries, unknown, or in a batch that is not retryable.
+    public static let staleKinds: [Kind] = [
+        .tableLagsPostman, .alreadyChangedInPostman, .postmanAtLimit, .unknownToPostman, .batchNotRetryable,
+    ]
+
     /// `mixed` puts one of every kind in each campaign (then fills with ordinary retries);
     /// otherwise every message is an ordinary failed message whose retry succeeds or fails again.
+    /// `staleShare` (0-1) of the ordinary messages get a kind of the stale mix instead, and `history`
+    /// older messages per campaign exist only in Postman (months of sends, out of every run's scope).
     public static func generate(
         campaigns: Int, messagesPerCampaign: Int, seed: UInt64, mixed: Bool, rateLimit: Int? = nil,
-        now: Date = Date(), campaignPrefix: String = "campaign"
+        now: Date = Date(), campaignPrefix: String = "campaign", staleShare: Double = 0, history: Int = 0
     ) -> SampleData {
         var rng = SplitMix64(seed: seed)
         var rows: [Row] = []
@@ -65,6 +75,8 @@ public struct SampleData: Sendable {
                 if mixed && m < Kind.allCases.count && !(Kind.allCases[m] == .malformedNegativeCount && c > 1) {
                     // ids "." and ".." are unique in the table, so only two campaigns carry a malformed row
                     kind = Kind.allCases[m]
+                } else if staleShare > 0, Double(rng.next() % 10_000) < staleShare * 10_000 {
+                    kind = staleKinds[Int(rng.next() % UInt64(staleKinds.count))]
                 } else {
                     kind = [.retrySucceeds, .retrySucceeds, .retrySucceeds, .retryFailsAgain][Int(rng.next() % 4)]
                 }
@@ -97,6 +109,10 @@ public struct SampleData: Sendable {
                 case .postmanAtLimit:
                     row.retryCount = 1
                     postmanRetries = 3
+                case .tableLagsPostman:
+                    row.retryCount = 1
+                    postmanRetries = 2
+                    outcomes = ["success"]
                 case .stale, .notFailed: break
                 }
                 if kind == .notFailed {
@@ -120,6 +136,16 @@ public struct SampleData: Sendable {
                         id: row.messageId, campaignId: campaign, batchId: row.batchId, recipient: recipient,
                         latestStatus: postmanStatus, retries: postmanRetries, attempts: attempts.reversed(),
                         outcomes: outcomes, createdAt: Row.iso(created)))
+            }
+            for h in 0..<history {
+                // Delivered weeks ago; only Postman's list still carries them.
+                let created = now.addingTimeInterval(-Double(30 * 86400 + (history - h) * 60))
+                data.messages.append(
+                    .init(
+                        id: "old_\(campaign)_\(h + 1)", campaignId: campaign, batchId: nil,
+                        recipient: "65\(90_000_000 + h % 9_999_999)", latestStatus: "success", retries: 0,
+                        attempts: [.init(status: "success", errorType: nil, errorCode: nil, createdAt: Row.iso(created))],
+                        outcomes: ["success"], createdAt: Row.iso(created)))
             }
         }
         return SampleData(rows: rows, simulator: data)

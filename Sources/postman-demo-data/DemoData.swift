@@ -16,12 +16,16 @@ struct DemoData: ParsableCommand {
     @Option(help: "Seed: the same seed gives the same data.") var seed: UInt64 = 1
     @Flag(help: "Every message is an ordinary failure (no OTP, exhausted, malformed … cases).") var plain = false
     @Option(help: "Rate limit written into the simulator data for every campaign.") var rateLimit: Int?
+    @Option(help: "Share (0-1) of messages from the stale mix: table lags Postman, Postman already final, at 3 retries, unknown, batch blocked.")
+    var staleShare = 0.0
+    @Option(help: "Older messages per campaign that only the simulator holds (out of every run's scope).") var history = 0
     @Option(help: "Where to write the CSV rows.") var rows: String
     @Option(help: "Where to write the simulator data.") var simulatorData: String
 
     func run() throws {
         let data = SampleData.generate(
-            campaigns: campaigns, messagesPerCampaign: messages, seed: seed, mixed: !plain, rateLimit: rateLimit)
+            campaigns: campaigns, messagesPerCampaign: messages, seed: seed, mixed: !plain, rateLimit: rateLimit,
+            staleShare: staleShare, history: history)
         var csv = SampleData.copyColumns.joined(separator: ",") + "\n"
         for row in data.rows {
             csv += row.copyFields.map { field in

@@ -90,7 +90,7 @@ import Testing
     }
 
     @Test(arguments: [
-        "after-intent:1", "after-intent:3", "before-retry-call:5", "after-retry-call:2", "after-retry-call:9",
+        "after-intent:1", "after-intent:2", "before-retry-call:5", "after-retry-call:2", "after-retry-call:9",
         "after-record-accepted:1", "before-write-back:2", "after-write-back:1",
     ])
     func killedAtAChosenPointThenRerunConvergesToTheSameTable(point: String) async throws {

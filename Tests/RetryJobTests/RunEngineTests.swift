@@ -27,6 +27,9 @@ import Testing
                 #expect(now == .init(status: "sent_to_telco", retryCount: 1, errorCode: nil), "\(row.messageId)")
             case .retryStuck:
                 #expect(!["success", "failure"].contains(now.status) && now.retryCount == 1 && now.errorCode == nil)
+            case .tableLagsPostman:
+                // retry_count = max(row + 1, Postman's count after the retry) = max(2, 3)
+                #expect(now == .init(status: "success", retryCount: 3, errorCode: nil), "\(row.messageId)")
             case .alreadyChangedInPostman:
                 #expect(now == .init(status: "success", retryCount: 0, errorCode: nil), "\(row.messageId)")
             case .postmanAtLimit:
@@ -44,6 +47,13 @@ import Testing
         let ledger = await fixture.sim.ledger()
         #expect(ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
         #expect(ledger.rateLimited == 0)
+        // What Postman already shows final, exhausted, unknown or blocked costs no retry call.
+        let noCall = Set(fixture.data.rows.filter {
+            [.alreadyChangedInPostman, .postmanAtLimit, .unknownToPostman, .batchNotRetryable].contains($0.kind)
+        }.map(\.messageId))
+        let retryPaths = ledger.requests.filter { $0.method == "POST" }.map(\.path)
+        for id in noCall { #expect(!retryPaths.contains { $0.contains("/messages/\(id)/retry") }, "\(id) was sent a retry") }
+        #expect(retryPaths.count == result.summary.counts.retried, "one retry call per retried message")
         #expect(ledger.maxRequestsIn1s.values.allSatisfy { $0 <= 10 })
         #expect(result.summary.apiCalls.retry + result.summary.apiCalls.poll == ledger.requests.count)
         await fixture.stop()

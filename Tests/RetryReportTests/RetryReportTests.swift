@@ -173,7 +173,7 @@ import Testing
         #expect(files.count("selected") == journalRows)
         let eligible = fixture.data.rows.filter {
             [.retrySucceeds, .retryFailsAgain, .retryStuck, .foreignSentToTelco, .batchNotRetryable,
-             .alreadyChangedInPostman, .unknownToPostman, .postmanAtLimit].contains($0.kind)
+             .alreadyChangedInPostman, .unknownToPostman, .postmanAtLimit, .tableLagsPostman].contains($0.kind)
         }
         #expect(files.count("selected") == eligible.count, "each message once, though two processes worked on it")
         #expect(await fixture.sim.ledger().acceptedRetries.values.allSatisfy { $0 == 1 })
