@@ -32,7 +32,7 @@ public struct EngineWorld: Sendable {
     public static func make(
         databasePrefix: String = "engine", campaigns: Int = 2, messages: Int = 18, mixed: Bool = true, seed: UInt64 = 11,
         rateLimit: Int? = nil, campaignPrefix: String = "campaign", options: SimulatorOptions? = nil, server: String = "",
-        adjust: (inout SampleData) -> Void = { _ in }
+        staleShare: Double = 0, history: Int = 0, adjust: (inout SampleData) -> Void = { _ in }
     ) async throws -> EngineWorld {
         let (db, url) = try await TestDatabase.connect(prefix: databasePrefix, server: server)
         for file in ["sql/reference-schema.sql", "sql/recommended-index.sql"] {
@@ -41,7 +41,7 @@ public struct EngineWorld: Sendable {
         }
         var data = SampleData.generate(
             campaigns: campaigns, messagesPerCampaign: messages, seed: seed, mixed: mixed, rateLimit: rateLimit,
-            campaignPrefix: campaignPrefix)
+            campaignPrefix: campaignPrefix, staleShare: staleShare, history: history)
         adjust(&data)
         try await db.copyIn(
             PGQuery(unsafeSQL: "COPY outbound_messages (\(SampleData.copyColumns.joined(separator: ", "))) FROM STDIN (FORMAT csv)"),

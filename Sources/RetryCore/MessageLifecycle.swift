@@ -204,7 +204,8 @@ public struct MessageLifecycle: Sendable, Equatable {
         case selected
         /// `witness` nil: an intent recorded before witnesses came from Postman (its table count + 1).
         case intent(witness: Int?)
-        case accepted(acceptedAt: Double, deadline: Double, lastStatus: String?)
+        /// `witness`: Postman's attempt count before the accepted call, when the journal has it.
+        case accepted(acceptedAt: Double, deadline: Double, lastStatus: String?, witness: Int? = nil)
         case done
     }
 
@@ -217,8 +218,9 @@ public struct MessageLifecycle: Sendable, Equatable {
         case .intent(let witness):
             hadLostAnswer = true
             phase = .unsettled(witness: witness ?? row.retryCount + 1, readAfter: now, refusals: 0, singleOnly: false)
-        case .accepted(let acceptedAt, let deadline, let status):
+        case .accepted(let acceptedAt, let deadline, let status, let witness):
             lastStatus = status
+            if let witness { postmanRetries = witness }
             phase = .awaiting(
                 Awaiting(acceptedAt: acceptedAt, deadline: max(deadline, now + policy.restoredReadWindow), nextPoll: now))
         case .done: phase = .released
@@ -323,7 +325,7 @@ public struct MessageLifecycle: Sendable, Equatable {
 
         case (.reconciling(let witness, let mayHaveLanded, _), .viewed(let view, _, let at)):
             if mayHaveLanded, let attempts = view.attempts, attempts > witness {
-                return acceptedAfterAll(view, at: at)
+                return acceptedAfterAll(view, witness: witness, at: at)
             }
             return resolve(
                 .reconciled, update: reconciledUpdate(view), httpStatus: 400,
@@ -418,7 +420,7 @@ public struct MessageLifecycle: Sendable, Equatable {
         switch answer {
         case .accepted(let status):
             lastStatus = status ?? "created"
-            return accept(at: at)
+            return accept(at: at, witness: witness)
         case .rateLimited, .notSent:
             // Dropped, not queued, by Postman (or never sent): the same intent goes out again.
             phase = .intent(witness: witness)
@@ -459,19 +461,22 @@ public struct MessageLifecycle: Sendable, Equatable {
             // No witness to compare: never a second call; the row follows what Postman shows.
             return note(view) + resolve(.reconciled, update: reconciledUpdate(view), view: view)
         }
-        if attempts > witness { return acceptedAfterAll(view, at: at) }
+        if attempts > witness { return acceptedAfterAll(view, witness: witness, at: at) }
         // The call did not land. The row follows Postman if it is no longer in `failure`; else a new
         // intent with Postman's count now (committed with a fresh row check) before the call goes again.
         return learnBeforeRetry(view, fromPage: fromPage)
     }
 
-    private mutating func acceptedAfterAll(_ view: PostmanView, at: Double) -> [Output] {
-        let outputs = accept(at: at)
+    private mutating func acceptedAfterAll(_ view: PostmanView, witness: Int, at: Double) -> [Output] {
+        let outputs = accept(at: at, witness: witness)
         guard case .awaiting(let a) = phase else { return outputs }
         return outputs + polled(a, view: view, fromPage: false, at: at)
     }
 
-    private mutating func accept(at: Double) -> [Output] {
+    /// Postman had `witness` attempts before the call, so it now counts at least `witness` retries:
+    /// a pending message whose polls never showed the history still gets the larger count.
+    private mutating func accept(at: Double, witness: Int) -> [Output] {
+        postmanRetries = max(postmanRetries ?? 0, witness)
         let deadline = at + policy.pollTimeout
         phase = .awaiting(Awaiting(acceptedAt: at, deadline: deadline, nextPoll: at + policy.firstPollDelay))
         return [.accepted(at: at, deadline: deadline)]

@@ -139,7 +139,8 @@ actor CampaignWorker {
             case "accepted":
                 durable = .accepted(
                     acceptedAt: (item.acceptedAt ?? Date()).timeIntervalSince1970,
-                    deadline: (item.pollDeadline ?? Date()).timeIntervalSince1970, lastStatus: item.lastStatus)
+                    deadline: (item.pollDeadline ?? Date()).timeIntervalSince1970, lastStatus: item.lastStatus,
+                    witness: item.attemptsBefore)
             default: continue
             }
             machines[item.messageId] = MessageLifecycle(restoring: durable, row: row, policy: policy, at: wall)

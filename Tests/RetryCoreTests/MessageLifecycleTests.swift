@@ -235,7 +235,7 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
             #expect((resolution.result != nil) == (resolution.outcome == .retried))
             if let count = resolution.update?.retryCount {
                 #expect(count <= 3 && count >= row.retryCount)
-                if resolution.outcome == .retried, resolution.result != .pending {
+                if resolution.outcome == .retried {
                     #expect(count == min(3, max(row.baseRetryCount + 1, harness.postman.attempts - 1)))
                 }
             }
@@ -290,6 +290,20 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
         let out = m.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 3), fromPage: false, at: 3))
         #expect(out.isEmpty)
         #expect(m.need == .intent(witness: 3), "not retried: a fresh intent, then the call again")
+    }
+
+    /// Accepted, never read before the deadline: pending, with Postman's count from the witness (the row
+    /// says 1 retry, Postman had 2 before ours, so 3 now), not the row's count + 1.
+    @Test func aPendingRetryOnALaggingRowCarriesPostmansCount() {
+        var m = MessageLifecycle(row: row, policy: policy)
+        _ = m.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 3), fromPage: true, at: 0))
+        _ = m.handle(.intentCommitted)
+        _ = m.handle(.callSent)
+        _ = m.handle(.callAnswered(.accepted(latestStatus: "created"), at: 1))
+        let out = m.handle(.tick(at: 32))
+        #expect(out == [.resolved(MessageLifecycle.Resolution(
+            outcome: .retried, result: .pending, update: RowUpdate(status: "created", retryCount: 3, errorCode: .some(nil)),
+            lastStatus: "created", postmanRetries: 3, acceptedAt: 1))])
     }
 
     @Test func postmanStateBeforeAnyCallSettlesStaleRowsWithoutACall() {
