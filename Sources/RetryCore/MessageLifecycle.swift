@@ -40,12 +40,18 @@ public struct MessageLifecycle: Sendable, Equatable {
         /// A message restored as accepted is polled for at least this long, so an outcome reached while
         /// the job was down is read once even when its deadline passed meanwhile.
         public var restoredReadWindow: Double = 30
+        /// The longest a retry call can be on the wire (the request timeout): an intent found after a
+        /// restart or a lease takeover is read only once a call made for it can no longer be in flight.
+        public var callTimeout: Double
 
-        public init(pollTimeout: Double, firstPollDelay: Double, maxPollInterval: Double, settleDelay: Double = 2) {
+        public init(
+            pollTimeout: Double, firstPollDelay: Double, maxPollInterval: Double, settleDelay: Double = 2, callTimeout: Double = 5
+        ) {
             self.pollTimeout = pollTimeout
             self.firstPollDelay = firstPollDelay
             self.maxPollInterval = maxPollInterval
             self.settleDelay = settleDelay
+            self.callTimeout = callTimeout
         }
     }
 
@@ -192,6 +198,8 @@ public struct MessageLifecycle: Sendable, Equatable {
     private var postmanRetries: Int?
     /// A call of ours in this run lost its answer (or a restart found an intent): it may land late.
     private var hadLostAnswer = false
+    /// The journal holds an intent for it (so leaving it for a later run must revert that intent).
+    private var intentDurable = false
 
     public init(row: Row, policy: Policy) {
         self.row = row
@@ -202,8 +210,9 @@ public struct MessageLifecycle: Sendable, Equatable {
     /// What the journal holds of a message: the only state that survives a crash.
     public enum Durable: Sendable, Equatable {
         case selected
-        /// `witness` nil: an intent recorded before witnesses came from Postman (its table count + 1).
-        case intent(witness: Int?)
+        /// `witness` nil: an intent recorded before witnesses came from Postman (V005); `intentAt`: when it
+        /// was committed.
+        case intent(witness: Int?, intentAt: Double? = nil)
         /// `witness`: Postman's attempt count before the accepted call, when the journal has it.
         case accepted(acceptedAt: Double, deadline: Double, lastStatus: String?, witness: Int? = nil)
         case done
@@ -215,9 +224,17 @@ public struct MessageLifecycle: Sendable, Equatable {
         self.init(row: row, policy: policy)
         switch durable {
         case .selected: phase = .unread
-        case .intent(let witness):
+        case .intent(let witness?, let intentAt):
             hadLostAnswer = true
-            phase = .unsettled(witness: witness ?? row.retryCount + 1, readAfter: now, refusals: 0, singleOnly: false)
+            intentDurable = true
+            // Its call may still be on the wire (a killed process's, or a worker's that lost its lease).
+            let readAfter = max(now, (intentAt ?? now) + policy.callTimeout + policy.settleDelay)
+            phase = .unsettled(witness: witness, readAfter: readAfter, refusals: 0, singleOnly: false)
+        case .intent(nil, _):
+            // No witness from Postman (an intent older than V005): never called again; the row follows
+            // what Postman shows.
+            intentDurable = true
+            phase = .reconciling(witness: Int.max, ourCallMayHaveLanded: false, refusals: 0)
         case .accepted(let acceptedAt, let deadline, let status, let witness):
             lastStatus = status
             if let witness { postmanRetries = witness }
@@ -259,13 +276,15 @@ public struct MessageLifecycle: Sendable, Equatable {
 
     public mutating func handle(_ event: Event) -> [Output] {
         switch (phase, event) {
+        case (.released, .intentCommitted):
+            // The wave's transaction committed after the message was left for a later run.
+            return [.revertIntent]
         case (.done, _), (.released, _): return []
 
         case (_, .release):
             guard hasSentNothing else { return [] }
-            let wasIntent = if case .intent = phase { true } else { false }
             phase = .released
-            return wasIntent ? [.revertIntent] : []
+            return intentDurable ? [.revertIntent] : []
 
         case (.unread, .viewed(let view, let fromPage, _)), (.confirming, .viewed(let view, let fromPage, _)):
             return learnBeforeRetry(view, fromPage: fromPage)
@@ -289,9 +308,10 @@ public struct MessageLifecycle: Sendable, Equatable {
             phase = .done(Resolution(outcome: .conflict))
             return []
         case (.ready(let witness), .intentCommitted):
+            intentDurable = true
             phase = .intent(witness: witness)
             return []
-        case (.ready(_), .batchBlocked), (.intent(_), .batchBlocked), (.unread, .batchBlocked):
+        case (.ready(_), .batchBlocked), (.intent(_), .batchBlocked), (.unread, .batchBlocked), (.confirming(_), .batchBlocked):
             // An intent not sent is closed by the resolution itself.
             return resolve(.batchNotRetryable, code: "batch_not_found_or_is_not_retryable")
 
@@ -477,6 +497,7 @@ public struct MessageLifecycle: Sendable, Equatable {
     /// a pending message whose polls never showed the history still gets the larger count.
     private mutating func accept(at: Double, witness: Int) -> [Output] {
         postmanRetries = max(postmanRetries ?? 0, witness)
+        intentDurable = false
         let deadline = at + policy.pollTimeout
         phase = .awaiting(Awaiting(acceptedAt: at, deadline: deadline, nextPoll: at + policy.firstPollDelay))
         return [.accepted(at: at, deadline: deadline)]
@@ -494,8 +515,9 @@ public struct MessageLifecycle: Sendable, Equatable {
                 phase = .awaiting(a)
                 return outputs
             }
+            // Postman's count only grows: the largest seen (or known from the witness) stands.
             let update = FinalState.afterAcceptedRetry(
-                rowRetryCount: row.baseRetryCount, postmanRetries: view.retries, lastStatus: status,
+                rowRetryCount: row.baseRetryCount, postmanRetries: postmanRetries, lastStatus: status,
                 newestError: view.newestError, final: true)
             return outputs + resolve(
                 .retried, result: PostmanStatus.isSuccess(status) ? .succeeded : .failed, update: update, view: view,
@@ -526,10 +548,12 @@ public struct MessageLifecycle: Sendable, Equatable {
         _ outcome: Outcome, result: RetryResult? = nil, update: RowUpdate? = nil, httpStatus: Int? = nil,
         code: String? = nil, message: String? = nil, view: PostmanView? = nil, acceptedAt: Double? = nil
     ) -> [Output] {
+        intentDurable = false
         let resolution = Resolution(
             outcome: outcome, result: result, update: update, httpStatus: httpStatus, postmanCode: code,
             postmanMessage: message, lastStatus: view?.latestStatus ?? lastStatus,
-            postmanRetries: view?.retries ?? postmanRetries, newestError: view?.newestError, acceptedAt: acceptedAt)
+            postmanRetries: [view?.retries, postmanRetries].compactMap { $0 }.max(), newestError: view?.newestError,
+            acceptedAt: acceptedAt)
         phase = .done(resolution)
         return [.resolved(resolution)]
     }

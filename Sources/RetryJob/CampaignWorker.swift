@@ -81,6 +81,7 @@ actor CampaignWorker {
 
     /// Quiet hours began during this run: no more retries; what was not sent is left for the next run.
     private var quietHoursBegan = false
+    private var quietHoursChecked = false
     private var deferred: [String] = []
     private var unsent: [String] = []
     private var released = false
@@ -126,7 +127,7 @@ actor CampaignWorker {
         let settings = context.settings
         let policy = MessageLifecycle.Policy(
             pollTimeout: settings.pollTimeout.seconds, firstPollDelay: settings.firstPollDelay.seconds,
-            maxPollInterval: settings.maxPollInterval.seconds)
+            maxPollInterval: settings.maxPollInterval.seconds, callTimeout: settings.requestTimeout.seconds)
         let wall = Date().timeIntervalSince1970
         for item in items {
             let row = MessageLifecycle.Row(
@@ -135,7 +136,7 @@ actor CampaignWorker {
             let durable: MessageLifecycle.Durable
             switch item.state {
             case "selected": durable = .selected
-            case "intent": durable = .intent(witness: item.attemptsBefore)
+            case "intent": durable = .intent(witness: item.attemptsBefore, intentAt: item.intentAt?.timeIntervalSince1970)
             case "accepted":
                 durable = .accepted(
                     acceptedAt: (item.acceptedAt ?? Date()).timeIntervalSince1970,
@@ -190,13 +191,23 @@ actor CampaignWorker {
                 stats.unknownStatuses[id] = status
             }
         }
+        // After a stop or once quiet hours began, whatever comes back to "nothing sent" (a 429, a lost
+        // answer that did not land, a look that found it retryable) is left for a later run at once.
+        if (released || quietHoursBegan) && machine.hasSentNothing {
+            apply(id, .release)
+            if quietHoursBegan { deferred.append(id) }
+            return
+        }
         place(id)
         for batch in blocked { blockBatch(batch) }
     }
 
-    /// A batch that is not retryable: no call for any member that has not been sent.
+    /// Batches known not to be retryable: no call for any of their members that has not been sent.
+    private var blockedBatches: Set<String> = []
+
     private func blockBatch(_ batch: String) {
-        for (id, member) in batchOf where member == batch && machines[id]?.hasSentNothing == true && !busy.contains(id) {
+        guard blockedBatches.insert(batch).inserted else { return }
+        for (id, member) in batchOf where member == batch && machines[id]?.hasSentNothing == true {
             apply(id, .batchBlocked)
         }
     }
@@ -204,6 +215,10 @@ actor CampaignWorker {
     /// Files a message under what it needs next.
     private func place(_ id: String) {
         guard let machine = machines[id] else { return }
+        if machine.hasSentNothing, let batch = batchOf[id], blockedBatches.contains(batch) {
+            apply(id, .batchBlocked)
+            return
+        }
         switch machine.need {
         case .view:
             wantsView.insert(id)
@@ -242,9 +257,9 @@ actor CampaignWorker {
         initialOrder = []
         let notBefore = (self.notBefore - origin).seconds
         lastAnswer = now
-        // Reads that settle lost answers may go on this long after a signal (10 s to exit in all,
-        // with the request timeout and the final flush).
-        let stopGrace = 3.0
+        // Reads that settle lost answers may start this long after a signal: with the request timeout (5 s)
+        // and the final flush, the process still exits before the signal backstop (8 s) and the contract's 10 s.
+        let stopGrace = 2.0
         var stopSeenAt: Double?
         await withDiscardingTaskGroup { group in
             while true {
@@ -314,15 +329,22 @@ actor CampaignWorker {
 
     private var isFinished: Bool { inFlight == 0 && !refilling && openMessages == 0 }
 
-    /// A retry whose answer is unknown is still open (only reads may settle it after a stop).
-    private var hasUnsettled: Bool {
-        wantsView.contains { if case .unsettled = machines[$0]?.phase { return true } else { return false } }
+    /// A retry whose answer is unknown, or refused and not yet read back, is still open (only reads may
+    /// settle it after a stop).
+    private var hasUnsettled: Bool { wantsView.contains { Self.settlesACall(machines[$0]?.phase) } }
+
+    private static func settlesACall(_ phase: MessageLifecycle.Phase?) -> Bool {
+        switch phase {
+        case .unsettled?, .reconciling?: return true
+        default: return false
+        }
     }
 
-    /// Stop or quiet hours: every message that has sent nothing is left for a later run.
+    /// Stop or quiet hours: every message that has sent nothing is left for a later run (one with a read
+    /// in flight too: what the read says is then ignored).
     private func releaseUnsent() {
         released = true
-        for id in Array(machines.keys) where machines[id]?.hasSentNothing == true && !busy.contains(id) {
+        for id in Array(machines.keys) where machines[id]?.hasSentNothing == true {
             apply(id, .release)
         }
     }
@@ -338,12 +360,18 @@ actor CampaignWorker {
     /// What to send next: reads first (a lost answer is settled before anything else is sent for it,
     /// and no message is retried before Postman's state is known), then the next retry of the wave.
     private func nextAction(at t: Double) -> WorkerAction? {
+        // Checked at the start (nothing is read for messages that will not be sent anyway) and before
+        // each retry, not only when a wave is committed: a wave ready when quiet hours begin is not sent.
+        if !quietHoursChecked {
+            quietHoursChecked = true
+            if !stopping, context.settings.inQuietHours { beginQuietHours() }
+        }
         if let read = nextRead() { return read }
-        if stopping { return nil }
-        // Checked before each retry too, not only when a wave is committed: a wave ready when quiet hours
-        // begin is not sent.
-        if !quietHoursBegan, context.settings.inQuietHours { beginQuietHours() }
-        if quietHoursBegan { return nil }
+        if stopping || quietHoursBegan { return nil }
+        if !callQueue.isEmpty, context.settings.inQuietHours {
+            beginQuietHours()
+            return nil
+        }
         while !callQueue.isEmpty {
             let id = callQueue.removeFirst()
             guard machines[id]?.need == .retryCall, !busy.contains(id) else { continue }
@@ -367,8 +395,8 @@ actor CampaignWorker {
         var soonest = Double.infinity
         for id in wantsView where !busy.contains(id) && !sweepWanted.contains(id) {
             guard let machine = machines[id], case .view(let after, let singleOnly) = machine.need else { continue }
-            // After a stop only the reads that settle an unknown retry are sent.
-            if stopping, case .unsettled = machine.phase {} else if stopping { continue }
+            // After a stop only the reads that settle a call are sent.
+            if stopping && !Self.settlesACall(machine.phase) { continue }
             if after > wall {
                 soonest = min(soonest, after)
                 continue
@@ -441,13 +469,13 @@ actor CampaignWorker {
 
     /// Quiet hours: the messages not yet retried wait for the next run; reads go on.
     private func beginQuietHours() {
-        quietHoursBegan = true
         let before = unsent.count
         var left: [String] = []
-        for id in Array(machines.keys) where machines[id]?.hasSentNothing == true && !busy.contains(id) {
+        for id in Array(machines.keys) where machines[id]?.hasSentNothing == true {
             apply(id, .release)
             left.append(id)
         }
+        quietHoursBegan = true
         deferred.append(contentsOf: left)
         if let quiet = context.settings.quietHours {
             logger.notice(
@@ -464,6 +492,10 @@ actor CampaignWorker {
         case .retry(let id):
             // The last look before the call: nothing new goes out after a stop or a lost lease.
             guard !stopping, leaseValid() else {
+                // Not sent after all: neither a call nor a request of the campaign's.
+                calls.retry -= 1
+                timeline.cancelRequest()
+                requestsSent -= 1
                 apply(id, .release)
                 break
             }
@@ -490,6 +522,11 @@ actor CampaignWorker {
                 if case .http(404) = failure.kind {
                     answered()
                     apply(id, .readNotFound(code: failure.code, at: wallNow))
+                } else if case .badResponse(let status) = failure.kind, noteBadBody(id) {
+                    // The same message object unreadable again and again: named, and ended by its lifecycle
+                    // (never retried blind), not read forever.
+                    logger.warning("Postman's message object cannot be read", metadata: ["message": "\(id)", "error": "\(failure)"])
+                    apply(id, .readRefused(status: status, code: "unreadable_message_object", at: wallNow))
                 } else if !handleTransient(failure), let status = failure.httpStatus {
                     answered()
                     logger.warning("unexpected answer to a read", metadata: ["message": "\(id)", "error": "\(failure)"])
@@ -519,6 +556,19 @@ actor CampaignWorker {
         case .retry(let id), .read(let id): busy.remove(id)
         case .listPage: break
         }
+    }
+
+    /// Bad bodies per message: one may be a cut connection; from the second on it is the message itself.
+    private var badBodies: [String: Int] = [:]
+
+    private func noteBadBody(_ id: String) -> Bool {
+        badBodies[id, default: 0] += 1
+        if badBodies[id]! < 2 {
+            noteFailure(PostmanAPIError(kind: .badResponse(status: 200), message: "unreadable message object"))
+            return false
+        }
+        answered()
+        return true
     }
 
     /// A failed retry call, as the lifecycle understands it.

@@ -89,7 +89,7 @@ public struct RetryRun: Sendable {
             baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: log)
         let context = RunContext(
             store: store, client: client, settings: settings, run: run, logger: log,
-            notBefore: lockTakenAt + .seconds(1), crashPoints: CrashPoints(environment: environment))
+            notBefore: lockTakenAt + .seconds(1), crashPoints: CrashPoints(environment: environment), signalled: stopRequested)
         let workers = byCampaign.keys.sorted().map { campaign in
             CampaignWorker(
                 campaign: campaign, apiKey: keys[campaign]!, context: context, items: byCampaign[campaign]!,
@@ -120,7 +120,13 @@ public struct RetryRun: Sendable {
             group.cancelAll()
         }
 
-        let stop = context.stopReason
+        var stop = context.stopReason
+        // Never `completed` with a message still open (quiet hours leave theirs out of the run): the
+        // next run resumes it rather than lose it.
+        if stop == nil, case let open = try await store.openCount(run: run.id), open > 0 {
+            log.error("messages still open after the workers ended; the run is left for the next one", metadata: ["open": "\(open)"])
+            stop = .database("\(open) messages were still open when the workers ended; the next run resumes them", transient: true)
+        }
         let status = stop == nil ? "completed" : "interrupted"
         try await store.finishRun(run: run.id, status: status, error: stop?.message)
         return try await result(of: run, status: status, stop: stop, db: db, logger: log)

@@ -51,11 +51,15 @@ final class RunContext: Sendable {
     /// Test hook: `POSTMAN_RETRY_CRASH_AT=point:n` kills the process with SIGKILL the n-th time `point` is reached.
     let crashPoints: CrashPoints
     private let stopState = Mutex<StopReason?>(nil)
+    /// SIGINT/SIGTERM seen by the process: consulted on every look at `stopReason`, so no retry goes out
+    /// after a signal however busy the loop that polls it is.
+    private let signalled: @Sendable () -> Bool
 
     init(
         store: RunStore, client: PostmanClient, settings: RunSettings, run: RunRecord, logger: Logger,
-        notBefore: ContinuousClock.Instant, crashPoints: CrashPoints
+        notBefore: ContinuousClock.Instant, crashPoints: CrashPoints, signalled: @escaping @Sendable () -> Bool = { false }
     ) {
+        self.signalled = signalled
         self.store = store
         self.client = client
         self.settings = settings
@@ -65,7 +69,12 @@ final class RunContext: Sendable {
         self.crashPoints = crashPoints
     }
 
-    var stopReason: StopReason? { stopState.withLock { $0 } }
+    var stopReason: StopReason? {
+        if let reason = stopState.withLock({ $0 }) { return reason }
+        guard signalled() else { return nil }
+        stop(.signal)
+        return stopState.withLock { $0 }
+    }
 
     /// The first reason wins, except that a refusal or an outage overrides a plain signal.
     func stop(_ reason: StopReason) {

@@ -259,6 +259,12 @@ struct RunStore: Sendable {
         }
     }
 
+    /// How many messages of the run are not done yet (a run with any is not completed).
+    func openCount(run: Int64) async throws -> Int {
+        try await db.query(
+            "SELECT count(*) AS n FROM \(fragment: Self.journal()) WHERE run_id = \(run) AND state <> 'done'")[0].decode("n")
+    }
+
     /// The campaigns that have a message of the run not done yet (without loading the messages).
     func campaignsWithOpenItems(run: Int64) async throws -> Set<String> {
         let rows = try await db.query(
@@ -546,6 +552,13 @@ struct RequestTimeline: Sendable {
     private static func second(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970.rounded(.down)) }
     mutating func request(at date: Date = Date()) { seconds[Self.second(date), default: Second()].requests += 1 }
     mutating func rateLimited(at date: Date = Date()) { seconds[Self.second(date), default: Second()].rateLimited += 1 }
+    /// A request counted but not sent after all (a stop seen at the last moment).
+    mutating func cancelRequest(at date: Date = Date()) {
+        let second = Self.second(date)
+        if let count = seconds[second]?.requests, count > 0 { seconds[second]!.requests -= 1 } else {
+            seconds[second - 1]?.requests -= 1
+        }
+    }
     /// An empty timeline for the same campaign (after a flush).
     var emptied: RequestTimeline { RequestTimeline(campaign: campaign, rateLimit: rateLimit) }
 }

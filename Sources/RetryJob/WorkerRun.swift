@@ -78,7 +78,7 @@ public struct RetryWorker: Sendable {
             baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: log)
         let context = RunContext(
             store: store, client: client, settings: settings, run: run, logger: log,
-            notBefore: .now, crashPoints: CrashPoints(environment: job.environment))
+            notBefore: .now, crashPoints: CrashPoints(environment: job.environment), signalled: stopRequested)
         log.info("worker joined the run", metadata: ["campaigns": "\(campaigns.count)"])
 
         let state = WorkerState()

@@ -350,6 +350,33 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
         #expect(out.contains { if case .resolved(let r) = $0 { r.outcome == .retried && r.result == .succeeded } else { false } })
     }
 
+    /// Left for a later run after a lost answer that did not land: its intent is in the journal and goes
+    /// back; a wave that commits after the release is reverted too.
+    @Test func releasingADurableIntentRevertsIt() {
+        var m = MessageLifecycle(row: row, policy: policy)
+        _ = m.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: true, at: 0))
+        _ = m.handle(.intentCommitted)
+        _ = m.handle(.callSent)
+        _ = m.handle(.callAnswered(.lost, at: 1))
+        _ = m.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: false, at: 4))
+        #expect(m.need == .intent(witness: 2))
+        #expect(m.handle(.release) == [.revertIntent])
+        var late = MessageLifecycle(row: row, policy: policy)
+        _ = late.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: true, at: 0))
+        #expect(late.handle(.release).isEmpty, "nothing in the journal yet")
+        #expect(late.handle(.intentCommitted) == [.revertIntent])
+    }
+
+    /// After a restart or a lease takeover, an intent is read only once a call made for it cannot still be
+    /// on the wire; an intent without a witness (older than V005) is never called again.
+    @Test func restoredIntentsWaitForTheirCallAndNeedAWitness() {
+        let restored = MessageLifecycle(restoring: .intent(witness: 2, intentAt: 100), row: row, policy: policy, at: 101)
+        #expect(restored.need == .view(after: 107, singleOnly: false))
+        var legacy = MessageLifecycle(restoring: .intent(witness: nil), row: row, policy: policy, at: 101)
+        let out = legacy.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: false, at: 102))
+        #expect(out.contains { if case .resolved(let r) = $0 { r.outcome == .reconciled } else { false } })
+    }
+
     @Test func refusalCodesStopTheRunWhateverTheStatus() {
         var m = MessageLifecycle(row: row, policy: policy)
         _ = m.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: true, at: 0))

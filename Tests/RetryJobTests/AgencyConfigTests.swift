@@ -194,6 +194,23 @@ import Testing
         await fixture.stop()
     }
 
+    /// Inside quiet hours from the start, with fewer messages than a list page: nothing is sent, the run
+    /// ends (it used to wait forever for a message that a read had made ready), and all is deferred.
+    @Test(.timeLimit(.minutes(1))) func aRunInsideQuietHoursEndsWithEverythingDeferred() async throws {
+        let fixture = try await EngineFixture.make(campaigns: 1, messages: 1, mixed: false, seed: 65)
+        let inside = try #require(PGTimestamp.parse("2026-12-01T23:30:00+08:00"))
+        var settings = fixture.settings()
+        settings.quietHours = try ConfigFile.parse("[quiet_hours]\nstart = \"22:00\"\nend = \"07:00\"\n").quietHours
+        settings.wallClock = { inside }
+        let finished = try await fixture.run(settings)
+        #expect(finished.exitStatus == .completed)
+        #expect(finished.summary.deferredByQuietHours == 1)
+        #expect(await fixture.sim.ledger().acceptedRetries.isEmpty)
+        let open: Int = try await fixture.db.query("SELECT count(*) AS n FROM postman_retry.journal WHERE state <> 'done'")[0].decode("n")
+        #expect(open == 0)
+        await fixture.stop()
+    }
+
     @Test func aHostileColumnNameInConfigCannotInjectSQL() async throws {
         let fixture = try await EngineFixture.make(campaigns: 1, messages: 4, mixed: false)
         let hostile = #"message_id\"; DROP TABLE outbound_messages; --"#
