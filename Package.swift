@@ -99,6 +99,7 @@ let package = Package(
                 .embedInCode("Migrations/V003__request_timeline.sql"),
                 .embedInCode("Migrations/V004__campaign_leases.sql"),
                 .embedInCode("Migrations/V005__engine2_witness.sql"),
+                .embedInCode("Migrations/V006__whole_batch_calls.sql"),
             ],
             swiftSettings: swiftSettings
         ),

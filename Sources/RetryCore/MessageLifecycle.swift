@@ -141,6 +141,9 @@ public struct MessageLifecycle: Sendable, Equatable {
         case lost
         /// Failed before any byte reached Postman (connection refused, DNS): certainly not acted on.
         case notSent
+        /// The member's batch was retried whole (201, or a 400 that says no member was retried): each
+        /// member is settled by reading it, exactly as a retry whose answer was lost.
+        case attemptedAsBatch
     }
 
     public enum Event: Sendable, Equatable {
@@ -445,7 +448,7 @@ public struct MessageLifecycle: Sendable, Equatable {
             // Dropped, not queued, by Postman (or never sent): the same intent goes out again.
             phase = .intent(witness: witness)
             return []
-        case .lost:
+        case .lost, .attemptedAsBatch:
             hadLostAnswer = true
             phase = .unsettled(witness: witness, readAfter: at + policy.settleDelay, refusals: 0, singleOnly: false)
             return []

@@ -10,8 +10,10 @@ enum WorkerAction: Sendable {
     case read(String)
     /// A page of the campaign's list, for every message whose lifecycle wants a look.
     case listPage(after: String?)
-
-    var isRetry: Bool { if case .retry = self { return true } else { return false } }
+    /// A page of one batch's list: every member, for the whole-batch decision.
+    case batchPage(batch: String, after: String?)
+    /// One whole-batch retry for these members (all with a durable intent).
+    case retryBatch(batch: String, members: [String])
 }
 
 /// Works one campaign: scheduling and I/O only. The life of each message (what Postman's answers
@@ -200,6 +202,10 @@ actor CampaignWorker {
         }
         place(id)
         for batch in blocked { blockBatch(batch) }
+        // The last member of a batch to be looked at lets the batch's whole-batch check start.
+        if let batch = batchOf[id], case .waiting = batchChecks[batch, default: .waiting], held[batch] != nil {
+            startBatchCheckIfDue(batch)
+        }
     }
 
     /// Batches known not to be retryable: no call for any of their members that has not been sent.
@@ -224,12 +230,190 @@ actor CampaignWorker {
             wantsView.insert(id)
         case .intent:
             wantsView.remove(id)
+            if holdForBatch(id) { return }
             intentQueue.append(id)
         case .retryCall:
             wantsView.remove(id)
+            if let batch = batchOf[id], case .calling = batchChecks[batch] {
+                // A member of a whole-batch call (again after a 429): the batch goes, not the member.
+                if queuedBatchCalls.insert(batch).inserted { batchCallQueue.append(batch) }
+                return
+            }
             callQueue.append(id)
         case .nothing:
             wantsView.remove(id)
+        }
+    }
+
+    // MARK: - Whole-batch retries
+
+    /// Where a batch stands in the whole-batch decision (only batches with enough members in the run).
+    enum BatchCheck {
+        /// Members are being looked at; their batch is read once none is still unread.
+        case waiting
+        case reading(after: String?, members: [WholeBatch.Member])
+        case committing
+        /// Intents committed with the batch call's row: one call goes for all.
+        case calling
+        /// Singles from here on (decided so, or the batch call was made).
+        case singles
+    }
+    private var batchChecks: [String: BatchCheck] = [:]
+    /// Members that are ready, held back until their batch is decided.
+    private var held: [String: Set<String>] = [:]
+    private var batchReadQueue: [String] = []
+    private var batchReadInFlight: Set<String> = []
+    private var batchCallQueue: [String] = []
+    private var queuedBatchCalls: Set<String> = []
+    /// Batches called whole in any run (never again), read at the start.
+    private var calledBatches: Set<String> = []
+    private var committingBatch = false
+
+    /// Run members per batch, for batches that could go whole.
+    private lazy var batchRunMembers: [String: [String]] = {
+        var members: [String: [String]] = [:]
+        for (id, batch) in batchOf { members[batch, default: []].append(id) }
+        return members.filter { $0.value.count >= WholeBatch.minimumMembers }
+    }()
+
+    /// A ready member of a batch that may go whole waits for the decision.
+    private func holdForBatch(_ id: String) -> Bool {
+        guard context.settings.wholeBatchRetries, let batch = batchOf[id], batchRunMembers[batch] != nil else { return false }
+        switch batchChecks[batch, default: .waiting] {
+        case .singles: return false
+        case .calling, .committing: return false  // a member back to ready after the call: singles
+        case .waiting, .reading:
+            held[batch, default: []].insert(id)
+            startBatchCheckIfDue(batch)
+            return true
+        }
+    }
+
+    /// The batch's pages are read once every run member of it has been looked at.
+    private func startBatchCheckIfDue(_ batch: String) {
+        guard case .waiting = batchChecks[batch, default: .waiting], let members = batchRunMembers[batch] else { return }
+        let looking = members.contains { id in
+            switch machines[id]?.phase {
+            case .unread?, .confirming?: return true
+            default: return false
+            }
+        }
+        guard !looking else { return }
+        if calledBatches.contains(batch) || (held[batch]?.count ?? 0) < WholeBatch.minimumMembers {
+            decideSingles(batch, why: calledBatches.contains(batch) ? "called whole before" : "too few members to retry")
+            return
+        }
+        batchChecks[batch] = .reading(after: nil, members: [])
+        batchReadQueue.append(batch)
+    }
+
+    private func decideSingles(_ batch: String, why: String) {
+        batchChecks[batch] = .singles
+        logger.debug("batch members go by single retries", metadata: ["batch": "\(batch)", "why": "\(why)"])
+        let members = held.removeValue(forKey: batch) ?? []
+        for id in members { place(id) }
+    }
+
+    private func onBatchPage(_ batch: String, _ page: PostmanPage) {
+        batchReadInFlight.remove(batch)
+        guard case .reading(_, var members) = batchChecks[batch] else { return }
+        for message in page.messages { members.append(WholeBatch.Member(id: message.id, view: view(of: message, id: message.id))) }
+        if page.skippedItems > 0 {
+            decideSingles(batch, why: "the batch's list had unreadable items")
+            return
+        }
+        if page.hasNextPage, let cursor = page.endCursor {
+            batchChecks[batch] = .reading(after: cursor, members: members)
+            batchReadQueue.append(batch)
+            return
+        }
+        // Dedupe by id: the list's order is not documented, and a member may show twice.
+        var seen: Set<String> = []
+        members = members.filter { seen.insert($0.id).inserted }
+        let ready = (held[batch] ?? []).filter { if case .intent = machines[$0]?.need { true } else { false } }
+        switch WholeBatch.decide(members: members, ready: ready, everCalled: calledBatches.contains(batch)) {
+        case .singles(let why): decideSingles(batch, why: why)
+        case .whole:
+            batchChecks[batch] = .committing
+            pendingBatchCommits.append(batch)
+        }
+    }
+
+    private var pendingBatchCommits: [String] = []
+
+    /// One transaction: every member's intent with its witness, and the batch call's row.
+    private func commitBatch(_ batch: String) async {
+        defer { committingBatch = false }
+        let members = Array(held.removeValue(forKey: batch) ?? [])
+        var ids: [String] = []
+        var witnesses: [Int] = []
+        for id in members {
+            guard case .intent(let witness)? = machines[id]?.need else { continue }
+            ids.append(id)
+            witnesses.append(witness)
+        }
+        guard !stopping, !quietHoursBegan, !ids.isEmpty else {
+            batchChecks[batch] = .singles
+            for id in members { place(id) }
+            return
+        }
+        do {
+            let result = try await store.commitBatchIntent(
+                run: context.run.id, campaign: campaign, batch: batch, messageIds: ids, witnesses: witnesses)
+            context.crashPoints.reach("after-batch-intent")
+            batchChecks[batch] = result.whole ? .calling : .singles
+            if result.whole { calledBatches.insert(batch) }
+            for id in ids {
+                if result.intents.contains(id) {
+                    apply(id, .intentCommitted)
+                } else if result.conflicts.contains(id) {
+                    apply(id, .intentConflict)
+                } else {
+                    apply(id, .release)
+                }
+            }
+            for id in members where !ids.contains(id) { place(id) }
+        } catch {
+            batchChecks[batch] = .singles
+            fail(error)
+        }
+    }
+
+    /// The next whole-batch call, when every member's intent is durable.
+    private func nextBatchCall() -> WorkerAction? {
+        while !batchCallQueue.isEmpty {
+            let batch = batchCallQueue.removeFirst()
+            queuedBatchCalls.remove(batch)
+            guard case .calling = batchChecks[batch], let members = batchRunMembers[batch] else { continue }
+            let calling = members.filter { machines[$0]?.need == .retryCall && !busy.contains($0) }
+            guard !calling.isEmpty else { continue }
+            for id in calling { busy.insert(id) }
+            context.crashPoints.reach("before-batch-call")
+            return .retryBatch(batch: batch, members: calling)
+        }
+        return nil
+    }
+
+    /// A whole-batch call's answer, for each member. No member is taken as retried on the call's word:
+    /// a 201 says only that Postman attempted the batch, so every member is settled by reading it (its
+    /// attempt count against its witness), as a retry whose answer was lost; a 400 saying that no
+    /// member was retried is settled the same way, and what is still right then goes by single retries.
+    private func batchAnswer(_ result: Result<Void, PostmanAPIError>) -> MessageLifecycle.RetryAnswer {
+        switch result {
+        case .success:
+            answered()
+            return .attemptedAsBatch
+        case .failure(let error):
+            switch error.kind {
+            case .http(let status) where status < 500 && status != 429:
+                answered()
+                if let status = error.httpStatus, MessageLifecycle.credentialRefusal(status: status, code: error.code) != nil {
+                    return .refused(status: status, code: error.code, message: error.message)
+                }
+                return .attemptedAsBatch
+            default:
+                return retryAnswer(error)
+            }
         }
     }
 
@@ -253,6 +437,9 @@ actor CampaignWorker {
     // MARK: - Main loop
 
     func run() async {
+        if context.settings.wholeBatchRetries, !batchRunMembers.isEmpty {
+            do { calledBatches = try await store.calledBatches(campaign: campaign) } catch { fail(error) }
+        }
         for id in initialOrder { place(id) }
         initialOrder = []
         let notBefore = (self.notBefore - origin).seconds
@@ -277,6 +464,11 @@ actor CampaignWorker {
                 {
                     refilling = true
                     group.addTask { await self.refillWave() }
+                }
+                if !committingBatch, !pendingBatchCommits.isEmpty {
+                    committingBatch = true
+                    let batch = pendingBatchCommits.removeFirst()
+                    group.addTask { await self.commitBatch(batch) }
                 }
                 if stopping {
                     if !released { releaseUnsent() }
@@ -315,7 +507,11 @@ actor CampaignWorker {
                 let ticket = pacer.recordSend(at: now)
                 requestsSent += 1
                 inFlight += 1
-                if action.isRetry { calls.retry += 1 } else { calls.poll += 1 }
+                switch action {
+                case .retry: calls.retry += 1
+                case .retryBatch: calls.batchRetry += 1
+                case .read, .listPage, .batchPage: calls.poll += 1
+                }
                 timeline.request()
                 group.addTask {
                     let timing = ResponseTiming()
@@ -327,7 +523,7 @@ actor CampaignWorker {
         await finish()
     }
 
-    private var isFinished: Bool { inFlight == 0 && !refilling && openMessages == 0 }
+    private var isFinished: Bool { inFlight == 0 && !refilling && !committingBatch && openMessages == 0 }
 
     /// A retry whose answer is unknown, or refused and not yet read back, is still open (only reads may
     /// settle it after a stop).
@@ -366,8 +562,16 @@ actor CampaignWorker {
             quietHoursChecked = true
             if !stopping, context.settings.inQuietHours { beginQuietHours() }
         }
+        if !stopping, let batch = batchReadQueue.first, !batchReadInFlight.contains(batch),
+            case .reading(let after, _) = batchChecks[batch]
+        {
+            batchReadQueue.removeFirst()
+            batchReadInFlight.insert(batch)
+            return .batchPage(batch: batch, after: after)
+        }
         if let read = nextRead() { return read }
         if stopping || quietHoursBegan { return nil }
+        if let call = nextBatchCall() { return call }
         if !callQueue.isEmpty, context.settings.inQuietHours {
             beginQuietHours()
             return nil
@@ -533,6 +737,56 @@ actor CampaignWorker {
                     apply(id, .readRefused(status: status, code: failure.code, at: wallNow))
                 }
             }
+        case .batchPage(let batch, let cursor):
+            do {
+                let page = try await client.listBatchMessages(
+                    campaignId: campaign, batchId: batch, limit: 1000, after: cursor, apiKey: apiKey)
+                answered()
+                onBatchPage(batch, page)
+            } catch {
+                let failure = Self.apiError(error)
+                batchReadInFlight.remove(batch)
+                if handleTransient(failure) {
+                    batchReadQueue.append(batch)
+                } else {
+                    if let status = failure.httpStatus, let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code) {
+                        context.stop(.refused(stop))
+                    }
+                    decideSingles(batch, why: "the batch's list answered \(failure)")
+                }
+            }
+        case .retryBatch(let batch, let members):
+            guard !stopping, leaseValid() else {
+                calls.batchRetry -= 1
+                timeline.cancelRequest()
+                requestsSent -= 1
+                for id in members { apply(id, .release) }
+                break
+            }
+            for id in members { apply(id, .callSent) }
+            let result: Result<Void, PostmanAPIError>
+            do {
+                try await client.retryBatch(campaignId: campaign, batchId: batch, apiKey: apiKey)
+                context.crashPoints.reach("after-batch-call")
+                result = .success(())
+            } catch {
+                result = .failure(Self.apiError(error))
+            }
+            let answer = batchAnswer(result)
+            if case .rateLimited = answer {} else if case .notSent = answer {} else {
+                batchChecks[batch] = .singles  // whatever its members need now goes by single retries
+                let failure = if case .failure(let error) = result { error } else { nil as PostmanAPIError? }
+                logger.info(
+                    "whole-batch retry", metadata: ["batch": "\(batch)", "members": "\(members.count)",
+                                                   "answer": "\(failure.map { "\($0)" } ?? "201")"])
+                let status = failure?.httpStatus ?? 201
+                let code = failure?.code
+                do { try await store.recordBatchAnswer(campaign: campaign, batch: batch, httpStatus: status, code: code) } catch {
+                    fail(error)
+                }
+            }
+            let at = wallNow
+            for id in members { apply(id, .callAnswered(answer, at: at)) }
         case .listPage(let cursor):
             do {
                 let page = try await client.listCampaignMessages(
@@ -554,7 +808,8 @@ actor CampaignWorker {
         inFlight -= 1
         switch action {
         case .retry(let id), .read(let id): busy.remove(id)
-        case .listPage: break
+        case .retryBatch(_, let members): for id in members { busy.remove(id) }
+        case .listPage, .batchPage: break
         }
     }
 

@@ -40,6 +40,9 @@ public struct Migrator: Sendable {
         Migration(
             version: 5, name: "V005__engine2_witness.sql",
             sql: String(decoding: PackageResources.V005__engine2_witness_sql, as: UTF8.self)),
+        Migration(
+            version: 6, name: "V006__whole_batch_calls.sql",
+            sql: String(decoding: PackageResources.V006__whole_batch_calls_sql, as: UTF8.self)),
     ]
 
     public let migrations: [Migration]

@@ -51,6 +51,9 @@ public struct RunSettings: Sendable {
     public var quietHours: QuietHours?
     /// The wall clock quiet hours are judged by (a test may move it).
     public var wallClock: @Sendable () -> Date
+    /// One `POST …/batch/{id}/retry` for a batch whose retryable members are exactly the run's
+    /// (`WholeBatch.decide`); off: every member by its own retry (`--no-whole-batch`).
+    public var wholeBatchRetries = true
 
     public init(
         scope: RunScope = RunScope(), table: AgencyTable = .reference, rules: SelectionRules = SelectionRules(),

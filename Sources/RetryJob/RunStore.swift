@@ -293,7 +293,13 @@ struct RunStore: Sendable {
     func commitIntents(run: Int64, messageIds: [String], witnesses: [Int]) async throws
         -> (intents: Set<String>, conflicts: Set<String>)
     {
-        let t = table
+        let table = self.table
+        return try await write { db in try Self.commitIntents(db, table: table, run: run, messageIds: messageIds, witnesses: witnesses) }
+    }
+
+    static func commitIntents(
+        _ db: isolated PGConnection, table t: AgencyTable, run: Int64, messageIds: [String], witnesses: [Int]
+    ) throws -> (intents: Set<String>, conflicts: Set<String>) {
         var sameRow: PGQuery = """
             \(fragment: t.column(t.messageId)) = j.message_id
               AND \(fragment: t.column(t.status)) = j.snap_status
@@ -307,27 +313,65 @@ struct RunStore: Sendable {
         if let otp = t.isOtp {
             sameRow.append(" AND (j.snap_is_otp IS NULL OR \(fragment: t.column(otp))::boolean IS NOT DISTINCT FROM j.snap_is_otp)")
         }
-        let condition = sameRow
+        let ready = try db.execute(
+            """
+            UPDATE \(fragment: journal()) j SET state = 'intent', intent_at = now(), attempts_before = u.witness
+            FROM unnest(\(messageIds)::text[], \(witnesses)::int[]) AS u(id, witness), \(fragment: t.tableSQL) a
+            WHERE j.run_id = \(run) AND j.message_id = u.id AND j.state IN ('selected', 'intent')
+              AND \(fragment: sameRow)
+            RETURNING j.message_id
+            """)
+        let intents = Set(try ready.map { try $0.decode("message_id", as: String.self) })
+        let changed = try db.execute(
+            """
+            UPDATE \(fragment: journal()) SET state = 'done', outcome = 'conflict', final_at = now()
+            WHERE run_id = \(run) AND message_id = ANY(\(messageIds)::text[]) AND state IN ('selected', 'intent')
+              AND NOT (message_id = ANY(\(Array(intents))::text[]))
+            RETURNING message_id
+            """)
+        let conflicts = Set(try changed.map { try $0.decode("message_id", as: String.self) })
+        return (intents, conflicts)
+    }
+
+    /// The intent of a whole-batch retry: every member's intent (with its witness and row check) and the
+    /// batch call's row, in one transaction. When any member's row changed, or the batch was ever called
+    /// whole before, no batch call may go out: the members whose rows are unchanged keep their intents
+    /// and go by single retries.
+    func commitBatchIntent(run: Int64, campaign: String, batch: String, messageIds: [String], witnesses: [Int])
+        async throws -> (whole: Bool, intents: Set<String>, conflicts: Set<String>)
+    {
+        let table = self.table
         return try await write { db in
-            let ready = try db.execute(
+            let result = try Self.commitIntents(db, table: table, run: run, messageIds: messageIds, witnesses: witnesses)
+            guard result.conflicts.isEmpty, result.intents.count == messageIds.count else {
+                return (false, result.intents, result.conflicts)
+            }
+            let inserted = try db.execute(
                 """
-                UPDATE \(fragment: Self.journal()) j SET state = 'intent', intent_at = now(), attempts_before = u.witness
-                FROM unnest(\(messageIds)::text[], \(witnesses)::int[]) AS u(id, witness), \(fragment: t.tableSQL) a
-                WHERE j.run_id = \(run) AND j.message_id = u.id AND j.state IN ('selected', 'intent')
-                  AND \(fragment: condition)
-                RETURNING j.message_id
+                INSERT INTO \(qualified: [Migrator.schema, "batch_calls"]) (campaign_id, batch_id, run_id, members)
+                VALUES (\(campaign), \(batch), \(run), \(messageIds.count)) ON CONFLICT DO NOTHING
                 """)
-            let intents = Set(try ready.map { try $0.decode("message_id", as: String.self) })
-            let changed = try db.execute(
-                """
-                UPDATE \(fragment: Self.journal()) SET state = 'done', outcome = 'conflict', final_at = now()
-                WHERE run_id = \(run) AND message_id = ANY(\(messageIds)::text[]) AND state IN ('selected', 'intent')
-                  AND NOT (message_id = ANY(\(Array(intents))::text[]))
-                RETURNING message_id
-                """)
-            let conflicts = Set(try changed.map { try $0.decode("message_id", as: String.self) })
-            return (intents, conflicts)
+            return (inserted.affectedRows == 1, result.intents, result.conflicts)
         }
+    }
+
+    /// Records Postman's answer to a whole-batch call (for the report).
+    func recordBatchAnswer(campaign: String, batch: String, httpStatus: Int?, code: String?) async throws {
+        try await write { db in
+            try db.execute(
+                """
+                UPDATE \(qualified: [Migrator.schema, "batch_calls"]) SET answered_at = now(), http_status = \(httpStatus),
+                       postman_code = \(code)
+                WHERE campaign_id = \(campaign) AND batch_id = \(batch)
+                """)
+        }
+    }
+
+    /// Batches of a campaign that were ever called whole (never again).
+    func calledBatches(campaign: String) async throws -> Set<String> {
+        let rows = try await db.query(
+            "SELECT batch_id FROM \(qualified: [Migrator.schema, "batch_calls"]) WHERE campaign_id = \(campaign)")
+        return Set(try rows.map { try $0.decode("batch_id", as: String.self) })
     }
 
     /// Unsent intents go back to `selected` (after a stop, or when the call was refused by 401/403).
@@ -449,11 +493,12 @@ struct RunStore: Sendable {
     }
 
     static func addCalls(_ db: isolated PGConnection, run: Int64, _ calls: APICallCounts) throws {
-        guard calls.retry + calls.poll + calls.rateLimited > 0 else { return }
+        guard !calls.isEmpty else { return }
         try db.execute(
             """
             UPDATE \(fragment: runs()) SET api_retry_calls = api_retry_calls + \(calls.retry),
-                   api_poll_calls = api_poll_calls + \(calls.poll), api_rate_limited = api_rate_limited + \(calls.rateLimited)
+                   api_poll_calls = api_poll_calls + \(calls.poll), api_rate_limited = api_rate_limited + \(calls.rateLimited),
+                   api_batch_retry_calls = api_batch_retry_calls + \(calls.batchRetry)
             WHERE run_id = \(run)
             """)
         if let timeline = calls.timeline { try addRequestSeconds(db, run: run, timeline) }
@@ -520,16 +565,19 @@ struct APICallCounts: Sendable {
     var retry = 0
     var poll = 0
     var rateLimited = 0
+    /// Whole-batch retry requests (`POST …/batch/{id}/retry`).
+    var batchRetry = 0
     /// The same requests by whole second, for the report (nil: not recorded).
     var timeline: RequestTimeline?
 
-    var isEmpty: Bool { retry + poll + rateLimited == 0 }
+    var isEmpty: Bool { retry + poll + rateLimited + batchRetry == 0 }
 
     /// Counts that could not be recorded, kept for the next write (the timeline is not merged).
     mutating func add(_ other: APICallCounts) {
         retry += other.retry
         poll += other.poll
         rateLimited += other.rateLimited
+        batchRetry += other.batchRetry
     }
 }
 

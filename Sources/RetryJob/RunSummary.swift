@@ -19,7 +19,46 @@ public struct RunSummary: Sendable, Codable, Equatable {
 
     public struct APICalls: Sendable, Codable, Equatable {
         public var retry = 0, poll = 0, rateLimited = 0
-        enum CodingKeys: String, CodingKey { case retry, poll, rateLimited = "rate_limited" }
+        /// Whole-batch retry requests; in the JSON only for a run that made any (CONTRACT.md section 5).
+        public var batchRetry = 0
+        enum CodingKeys: String, CodingKey { case retry, poll, rateLimited = "rate_limited", batchRetry = "batch_retry" }
+
+        public init(retry: Int = 0, poll: Int = 0, rateLimited: Int = 0, batchRetry: Int = 0) {
+            self.retry = retry
+            self.poll = poll
+            self.rateLimited = rateLimited
+            self.batchRetry = batchRetry
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            retry = try c.decode(Int.self, forKey: .retry)
+            poll = try c.decode(Int.self, forKey: .poll)
+            rateLimited = try c.decode(Int.self, forKey: .rateLimited)
+            batchRetry = try c.decodeIfPresent(Int.self, forKey: .batchRetry) ?? 0
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(retry, forKey: .retry)
+            try c.encode(poll, forKey: .poll)
+            try c.encode(rateLimited, forKey: .rateLimited)
+            if batchRetry > 0 { try c.encode(batchRetry, forKey: .batchRetry) }
+        }
+    }
+
+    /// One whole-batch retry call, for the report's line per call.
+    public struct BatchCall: Sendable, Codable, Equatable {
+        public var campaignId: String
+        public var batchId: String
+        public var members: Int
+        public var at: String
+        public var httpStatus: Int?
+        public var postmanCode: String?
+        enum CodingKeys: String, CodingKey {
+            case campaignId = "campaign_id", batchId = "batch_id", members, at, httpStatus = "http_status"
+            case postmanCode = "postman_code"
+        }
     }
 
     /// One campaign's counts: the contract's four keys first, then the same breakdown as `Counts`
@@ -74,11 +113,13 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var writeConflicts: Int
     /// Selected, then not sent because quiet hours began; left for the next run and not in `counts`.
     public var deferredByQuietHours: Int = 0
+    /// Whole-batch retry calls of the run (absent from the JSON when there were none).
+    public var batchCalls: [BatchCall]? = nil
 
     enum CodingKeys: String, CodingKey {
         case runId = "run_id", startedAt = "started_at", finishedAt = "finished_at", status, counts
         case apiCalls = "api_calls", campaigns, writeConflicts = "write_conflicts"
-        case deferredByQuietHours = "deferred_by_quiet_hours"
+        case deferredByQuietHours = "deferred_by_quiet_hours", batchCalls = "batch_calls"
     }
 
     public static func load(db: PGConnection, runId: Int64) async throws -> RunSummary {
@@ -87,7 +128,7 @@ public struct RunSummary: Sendable, Codable, Equatable {
             """
             SELECT to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS started,
                    to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS finished, status,
-                   api_retry_calls, api_poll_calls, api_rate_limited, deferred_by_quiet_hours
+                   api_retry_calls, api_poll_calls, api_rate_limited, api_batch_retry_calls, deferred_by_quiet_hours
             FROM \(qualified: [schema, "runs"]) WHERE run_id = \(runId)
             """)[0]
         var counts = Counts()
@@ -118,14 +159,25 @@ public struct RunSummary: Sendable, Codable, Equatable {
             counts.addSkipped(reason: reason, n: n)
             campaigns[campaign, default: Campaign(campaignId: campaign)].addSkipped(reason: reason, n: n)
         }
+        let batchCalls = try await db.query(
+            """
+            SELECT campaign_id, batch_id, members, http_status, postman_code,
+                   to_char(intent_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at
+            FROM \(qualified: [schema, "batch_calls"]) WHERE run_id = \(runId) ORDER BY intent_at, batch_id
+            """
+        ).map { row in
+            BatchCall(
+                campaignId: try row.decode("campaign_id"), batchId: try row.decode("batch_id"), members: try row.decode("members"),
+                at: try row.decode("at"), httpStatus: try row.optional("http_status"), postmanCode: try row.optional("postman_code"))
+        }
         return RunSummary(
             runId: String(runId), startedAt: try run.decode("started"), finishedAt: try run.optional("finished"),
             status: try run.decode("status"), counts: counts,
             apiCalls: APICalls(
                 retry: try run.decode("api_retry_calls"), poll: try run.decode("api_poll_calls"),
-                rateLimited: try run.decode("api_rate_limited")),
+                rateLimited: try run.decode("api_rate_limited"), batchRetry: try run.decode("api_batch_retry_calls")),
             campaigns: campaigns.values.sorted { $0.campaignId < $1.campaignId }, writeConflicts: writeConflicts,
-            deferredByQuietHours: try run.decode("deferred_by_quiet_hours"))
+            deferredByQuietHours: try run.decode("deferred_by_quiet_hours"), batchCalls: batchCalls.isEmpty ? nil : batchCalls)
     }
 }
 

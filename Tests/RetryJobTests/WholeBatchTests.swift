@@ -1,0 +1,89 @@
+import EngineTestSupport
+import Foundation
+import LibPQ
+import PostmanSimulator
+import RetryCore
+import RetryJob
+import SampleData
+import Testing
+
+/// Whole-batch retries (issue 15): one `POST …/batch/{id}/retry` for a batch whose retryable members are
+/// exactly the run's, single retries for any batch with a member that must not be retried.
+@Suite(.serialized) struct WholeBatchTests {
+    /// Two batches of one campaign that failed in an incident: `incident` (every member selected) and
+    /// `mixed` (one member is an OTP, which Postman would retry with the rest).
+    static func incident(members: Int, options: SimulatorOptions? = nil) async throws -> EngineWorld {
+        try await EngineFixture.make(campaigns: 1, messages: members + 6, mixed: false, seed: 71, options: options) { data in
+            let campaign = data.simulator.campaigns[0].id
+            data.simulator.batches = [
+                .init(id: "incident", campaignId: campaign, status: "messages_enqueued"),
+                .init(id: "mixed", campaignId: campaign, status: "messages_enqueued"),
+            ]
+            for i in data.rows.indices {
+                let batch = i < members ? "incident" : "mixed"
+                data.rows[i].batchId = batch
+                data.rows[i].errorCode = "routing_error"
+                data.rows[i].kind = .retrySucceeds
+                data.simulator.messages[i].batchId = batch
+                data.simulator.messages[i].outcomes = ["success"]
+            }
+            data.rows[members].isOtp = true  // must not be retried: the `mixed` batch never goes whole
+            data.rows[members].kind = .otp
+        }
+    }
+
+    static func batchCalls(_ ledger: SimulatorLedger, _ batch: String) -> Int {
+        ledger.requests.filter { $0.method == "POST" && $0.path.hasSuffix("/batch/\(batch)/retry") }.count
+    }
+
+    @Test func aBatchWhoseRetryableMembersAreAllSelectedGoesInOneCall() async throws {
+        let members = 40
+        let fixture = try await Self.incident(members: members)
+        let result = try await fixture.run(fixture.settings(pollTimeout: .seconds(20)))
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        let ledger = await fixture.sim.ledger()
+        #expect(Self.batchCalls(ledger, "incident") == 1)
+        #expect(Self.batchCalls(ledger, "mixed") == 0, "a batch with an OTP member is never retried whole")
+        let otp = fixture.data.rows[members].messageId
+        #expect(ledger.acceptedRetries[otp] == nil, "the OTP was retried")
+        let singles = ledger.requests.filter { $0.method == "POST" && $0.path.contains("/messages/") }.count
+        #expect(singles == 5, "the mixed batch's five other members go by single retries")
+        #expect(result.summary.apiCalls.batchRetry == 1 && result.summary.apiCalls.retry == 5)
+        #expect(result.summary.counts.retried == members + 5 && result.summary.counts.succeeded == members + 5)
+        #expect(result.summary.batchCalls?.count == 1 && result.summary.batchCalls?.first?.members == members)
+        _ = try await Reliability.checkConverged(fixture)
+        // Far fewer requests than one retry per member: the batch call, the pages, the reads that settle it.
+        #expect(ledger.requests.count < members / 2 + 15, "\(ledger.requests.count) requests")
+        await fixture.stop()
+    }
+
+    @Test func wholeBatchRetriesCanBeTurnedOff() async throws {
+        let fixture = try await Self.incident(members: 12)
+        var settings = fixture.settings(pollTimeout: .seconds(20))
+        settings.wholeBatchRetries = false
+        let result = try await fixture.run(settings)
+        let ledger = await fixture.sim.ledger()
+        #expect(Self.batchCalls(ledger, "incident") == 0)
+        #expect(result.summary.apiCalls.retry == 17 && result.summary.apiCalls.batchRetry == 0)
+        _ = try await Reliability.checkConverged(fixture)
+        await fixture.stop()
+    }
+
+    /// The batch call's answer is lost after Postman acted (500 after accept): each member is settled by
+    /// reading it, none is retried twice, and the batch is never called whole again, in this run or the next.
+    @Test func aLostBatchAnswerIsSettledByReadingTheMembers() async throws {
+        var options = SimulatorOptions()
+        options.seed = 72
+        options.timeScale = 20
+        options.faults.error5xxAfterAccept = 1
+        let fixture = try await Self.incident(members: 10, options: options)
+        let result = try await fixture.run(fixture.settings(pollTimeout: .seconds(20)))
+        #expect(result.exitStatus == .completed)
+        let ledger = await fixture.sim.ledger()
+        #expect(Self.batchCalls(ledger, "incident") == 1)
+        #expect(ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        #expect(result.summary.counts.retried == 15)
+        _ = try await Reliability.checkConverged(fixture)
+        await fixture.stop()
+    }
+}
