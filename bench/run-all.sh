@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
+# Engine 2 against the previous engine (issue 13), side by side in one run on the same data.
+bash bench/build-previous-engine.sh
+bash bench/engine2.sh
 bash bench/writeback.sh
 bash bench/selection.sh
 bash bench/engine-rate.sh                                   # 3 campaigns x 2,000 messages at 10/s (issue 5)

@@ -58,6 +58,8 @@ struct ReportView {
     var otherText: String
     var skippedText: String
     var totalCallsText: String
+    /// One line per whole-batch retry call (batch, members, when, answer); empty when there were none.
+    var batchCallLines: [String]
     var rates: [RateChart]
     var outcome: Outcome?
     var hasCodes: Bool
@@ -216,9 +218,14 @@ struct ReportView {
         retryCalls = Format.count(s.apiCalls.retry)
         pollCalls = Format.count(s.apiCalls.poll)
         rateLimitedCalls = Format.count(s.apiCalls.rateLimited)
+        let batchRetries = s.apiCalls.batchRetry > 0 ? ", \(Format.count(s.apiCalls.batchRetry)) whole-batch retry" : ""
         totalCallsText =
-            "In all: \(Format.count(s.apiCalls.retry + s.apiCalls.poll)) requests (\(retryCalls) retry, \(pollCalls) read), "
+            "In all: \(Format.count(s.apiCalls.retry + s.apiCalls.poll + s.apiCalls.batchRetry)) requests (\(retryCalls) retry\(batchRetries), \(pollCalls) read), "
             + "\(rateLimitedCalls) answered 429."
+        batchCallLines = (s.batchCalls ?? []).map { call in
+            "Batch \(Sanitize.text(call.batchId)) of \(Sanitize.text(call.campaignId)): \(Format.count(call.members)) members in one call at \(call.at)"
+                + (call.httpStatus.map { ", answered \($0)" } ?? ", answer unknown") + (call.postmanCode.map { " \(Sanitize.text($0))" } ?? "")
+        }
         peakText =
             report.rates.isEmpty
             ? "no requests"

@@ -107,6 +107,8 @@ footer { margin-top: 36px; font-size: 0.8rem; color: var(--muted); }
 <section>
 <h2>Request rate</h2>
 <p class="muted small">Requests sent to Postman in each second (retries and reads together), against the campaign's configured limit (dashed). Red ticks: seconds with a 429 answer. {{totalCallsText}}</p>
+{{#batchCallLines}}<p class="small">{{.}}</p>
+{{/batchCallLines}}
 <div class="charts">
 {{#rates}}<figure style="margin: 0">
 <figcaption><bdi class="id">{{campaignId}}</bdi> <span class="muted small">· {{caption}}</span></figcaption>
@@ -237,7 +239,8 @@ Started {{startedAt}}, {{durationText}}, table {{agencyTable}}.{{#resumed}} Work
 {{#cost}}- Estimated cost: **{{currency}} {{total}}** incl. GST ({{localCount}} local, {{foreignCount}} foreign, {{freeCount}} not billed).
 {{/cost}}
 - API calls: {{retryCalls}} retry, {{pollCalls}} read, {{rateLimitedCalls}} answered 429. Busiest second: {{peakText}}.
-
+{{#batchCallLines}}- Whole-batch retry: {{.}}.
+{{/batchCallLines}}
 **Needs a person: {{attentionCount}}**{{#hasAttention}} ({{#attentionByCategory}}{{count}} {{name}}{{^last}}, {{/last}}{{/attentionByCategory}}); see failures.csv{{/hasAttention}}.
 """#
 }

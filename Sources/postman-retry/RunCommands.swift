@@ -42,6 +42,9 @@ struct ScopeOptions: ParsableArguments {
     @Option(help: "Output format: text or json.")
     var format: OutputFormat = .text
 
+    @Flag(name: .customLong("no-whole-batch"), help: "Retry every batch member by its own call, never a batch in one call.")
+    var noWholeBatch = false
+
     func values(_ global: GlobalOptions) -> CommandLineValues {
         var values = global.commandLineValues
         values.campaigns = campaigns
@@ -57,7 +60,9 @@ struct ScopeOptions: ParsableArguments {
     }
 
     func settings(_ global: GlobalOptions, environment: [String: String]) throws -> RunSettings {
-        try SettingsResolver.resolve(values(global), environment: environment).run
+        var settings = try SettingsResolver.resolve(values(global), environment: environment).run
+        if noWholeBatch { settings.wholeBatchRetries = false }
+        return settings
     }
 }
 
