@@ -86,4 +86,31 @@ import Testing
         _ = try await Reliability.checkConverged(fixture)
         await fixture.stop()
     }
+
+    /// The real binary killed at every step of a whole-batch retry (after the batch intent, before the call,
+    /// after Postman accepted it), then run again: the same final table as an uninterrupted run, no member
+    /// retried twice, and never a second batch call.
+    @Test(arguments: ["after-batch-intent:1", "before-batch-call:1", "after-batch-call:1"])
+    func killedDuringAWholeBatchRetryThenRerunConverges(point: String) async throws {
+        let reference = try await Self.incident(members: 20)
+        let clean = try await CrashResumeTests.runBinary(reference, pollTimeout: "20s")
+        #expect(clean.status == 0, "\(clean.stderr)")
+        let want = CrashResumeTests.comparable(try await reference.table(), reference)
+        #expect(Self.batchCalls(await reference.sim.ledger(), "incident") == 1)
+        await reference.stop()
+
+        let fixture = try await Self.incident(members: 20)
+        let crashed = try await CrashResumeTests.runBinary(fixture, ["POSTMAN_RETRY_CRASH_AT": point], pollTimeout: "20s")
+        #expect(crashed.killed, "the crash point \(point) was not reached: \(crashed.stderr)")
+        let resumed = try await CrashResumeTests.runBinary(fixture, pollTimeout: "20s")
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let got = CrashResumeTests.comparable(try await fixture.table(), fixture)
+        let mismatches = want.keys.sorted().filter { got[$0] != want[$0] }.map { "\($0): \(got[$0] ?? "-") != \(want[$0]!)" }
+        #expect(mismatches.isEmpty, "\(mismatches.prefix(5))")
+        let ledger = await fixture.sim.ledger()
+        #expect(ledger.acceptedRetries.values.allSatisfy { $0 == 1 }, "a member was retried twice")
+        #expect(Self.batchCalls(ledger, "incident") <= 1, "a second batch call")
+        _ = try await Reliability.checkConverged(fixture)
+        await fixture.stop()
+    }
 }
