@@ -7,6 +7,7 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname 
 # Engine 2 against the previous engine (issue 13), side by side in one run on the same data.
 bash bench/build-previous-engine.sh
 bash bench/engine2.sh
+bash bench/batch.sh                                         # incident mode: a 5,000-member batch (issue 15)
 bash bench/writeback.sh
 bash bench/selection.sh
 bash bench/engine-rate.sh                                   # 3 campaigns x 2,000 messages at 10/s (issue 5)

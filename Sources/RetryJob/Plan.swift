@@ -10,14 +10,30 @@ public struct Plan: Sendable, Codable {
         public var carriedOver: Int
         public var skipped: [String: Int]
         public var rateLimit: Int
-        /// Retries plus at least one round of reads (a list sweep or single reads, whichever is cheaper).
+        /// How Postman's state is learnt before the first retry: "pages" (the campaign's list, 1,000 a call)
+        /// or "single reads", whichever the table's size says is cheaper (the run decides again from what it sees).
+        public var readsBeforeRetry: String
+        /// Batches that may go in one call: every failed member of the batch in the table is selected
+        /// (the run confirms against Postman's batch pages before calling).
+        public var wholeBatches: [WholeBatchCandidate]
+        /// Looks before the first retry, retries (one per whole batch), and at least one round of reads
+        /// (a list sweep or single reads, whichever is cheaper).
         public var apiCalls: Int
         public var minimumSeconds: Double
 
         enum CodingKeys: String, CodingKey {
             case campaignId = "campaign_id", selected, carriedOver = "carried_over", skipped
-            case rateLimit = "rate_limit", apiCalls = "api_calls", minimumSeconds = "minimum_seconds"
+            case rateLimit = "rate_limit", readsBeforeRetry = "reads_before_retry", wholeBatches = "whole_batches"
+            case apiCalls = "api_calls", minimumSeconds = "minimum_seconds"
         }
+    }
+
+    public struct WholeBatchCandidate: Sendable, Codable {
+        public var batchId: String
+        public var members: Int
+        /// Single retries the batch call would save (members - 1).
+        public var callsSaved: Int
+        enum CodingKeys: String, CodingKey { case batchId = "batch_id", members, callsSaved = "calls_saved" }
     }
 
     public var campaigns: [Campaign]
@@ -37,7 +53,14 @@ public struct Plan: Sendable, Codable {
 
     public static func compute(db: PGConnection, settings: RunSettings, now: Date = Date()) async throws -> Plan {
         let selector = Selector(table: settings.table, scope: settings.scope, now: now)
-        let counts = try await selector.scan(db, rules: settings.rules) { _, _ in }
+        var selectedByBatch: [String: [String: Int]] = [:]
+        let counts = try await selector.scan(db, rules: settings.rules) { rows, _ in
+            for row in rows {
+                if let batch = row.batchId, let campaign = row.campaignId { selectedByBatch[campaign, default: [:]][batch, default: 0] += 1 }
+            }
+        }
+        let candidates = settings.wholeBatchRetries
+            ? try await wholeBatchCandidates(db: db, table: settings.table, selectedByBatch: selectedByBatch) : [:]
         let store = RunStore(db: db, table: settings.table)
         var carried: [String: Int] = [:]
         if try await Migrator().pending(db).isEmpty {
@@ -60,13 +83,17 @@ public struct Plan: Sendable, Codable {
             let carriedOver = carried[id] ?? 0
             let toPoll = count.selected + carriedOver
             let pages = max(1, ((tableCounts[id] ?? toPoll) + 999) / 1000)
-            let calls = count.selected + (toPoll > 0 ? min(toPoll, pages) : 0)
+            let whole = candidates[id] ?? []
+            let preRead = count.selected > 0 ? min(count.selected, pages) : 0
+            let retries = count.selected - whole.map(\.callsSaved).reduce(0, +)
+            let calls = preRead + retries + (toPoll > 0 ? min(toPoll, pages) : 0)
             let rate = settings.rateLimit(for: id)
             for (reason, n) in count.skipped { reasons[reason, default: 0] += n }
             campaigns.append(
                 Campaign(
                     campaignId: id, selected: count.selected, carriedOver: carriedOver, skipped: count.skipped,
-                    rateLimit: rate, apiCalls: calls, minimumSeconds: Double(calls) / Double(rate)))
+                    rateLimit: rate, readsBeforeRetry: count.selected >= pages && count.selected > 1 ? "pages" : "single reads",
+                    wholeBatches: whole, apiCalls: calls, minimumSeconds: Double(calls) / Double(rate)))
         }
         let slowest = campaigns.map(\.minimumSeconds).max() ?? 0
         return Plan(
@@ -74,6 +101,34 @@ public struct Plan: Sendable, Codable {
             carriedOver: campaigns.map(\.carriedOver).reduce(0, +), skipped: reasons.values.reduce(0, +),
             skippedByReason: reasons, apiCalls: campaigns.map(\.apiCalls).reduce(0, +),
             minimumWallSeconds: slowest > 0 ? slowest + 1 : 0)
+    }
+
+    /// Batches with at least `WholeBatch.minimumMembers` selected members whose every failed row in the
+    /// table (in scope or not) is selected: the candidates for one whole-batch call.
+    static func wholeBatchCandidates(db: PGConnection, table t: AgencyTable, selectedByBatch: [String: [String: Int]])
+        async throws -> [String: [WholeBatchCandidate]]
+    {
+        guard let batchColumn = t.batchId else { return [:] }
+        var result: [String: [WholeBatchCandidate]] = [:]
+        for (campaign, batches) in selectedByBatch {
+            let big = batches.filter { $0.value >= WholeBatch.minimumMembers }
+            guard !big.isEmpty else { continue }
+            let rows = try await db.query(
+                """
+                SELECT \(fragment: t.column(batchColumn))::text AS batch, count(*) AS n FROM \(fragment: t.tableSQL) a
+                WHERE \(fragment: t.column(t.campaignId))::text = \(campaign) AND \(fragment: t.column(t.status)) = 'failure'
+                  AND \(fragment: t.column(batchColumn))::text = ANY(\(Array(big.keys))::text[])
+                GROUP BY 1
+                """)
+            for row in rows {
+                let batch: String = try row.decode("batch")
+                let failed: Int = try row.decode("n")
+                guard let selected = big[batch], selected == failed else { continue }
+                result[campaign, default: []].append(WholeBatchCandidate(batchId: batch, members: selected, callsSaved: selected - 1))
+            }
+            result[campaign]?.sort { $0.batchId < $1.batchId }
+        }
+        return result
     }
 
     /// A table for people.
@@ -87,6 +142,14 @@ public struct Plan: Sendable, Codable {
                 + reasons.map { String(c.skipped[$0] ?? 0) }
                 + [String(c.rateLimit), String(c.apiCalls), String(format: "%.1f", c.minimumSeconds)]
             lines.append(cells.joined(separator: "\t"))
+        }
+        for c in campaigns {
+            if c.selected > 0 { lines.append("\(c.campaignId): Postman's state read by \(c.readsBeforeRetry) before the first retry") }
+            for batch in c.wholeBatches {
+                lines.append(
+                    "\(c.campaignId): batch \(batch.batchId) may go whole: \(batch.members) members in one call, \(batch.callsSaved) calls saved "
+                        + "(confirmed against Postman's batch pages at run time)")
+            }
         }
         lines.append(
             "total: \(selected) selected, \(carriedOver) carried over, \(skipped) skipped; \(apiCalls) API calls at least; "

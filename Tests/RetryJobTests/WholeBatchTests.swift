@@ -57,6 +57,20 @@ import Testing
         await fixture.stop()
     }
 
+    /// `plan` names the batch that may go whole, its members and the calls saved, and not the mixed one.
+    @Test func planShowsWhichBatchesMayGoWhole() async throws {
+        let fixture = try await Self.incident(members: 30)
+        let plan = try await Plan.compute(db: fixture.db, settings: fixture.settings())
+        let campaign = try #require(plan.campaigns.first)
+        #expect(campaign.wholeBatches.map(\.batchId) == ["incident"])
+        #expect(campaign.wholeBatches.first?.members == 30 && campaign.wholeBatches.first?.callsSaved == 29)
+        #expect(plan.text.contains("batch incident may go whole: 30 members in one call"))
+        var off = fixture.settings()
+        off.wholeBatchRetries = false
+        #expect(try await Plan.compute(db: fixture.db, settings: off).campaigns.first?.wholeBatches.isEmpty == true)
+        await fixture.stop()
+    }
+
     @Test func wholeBatchRetriesCanBeTurnedOff() async throws {
         let fixture = try await Self.incident(members: 12)
         var settings = fixture.settings(pollTimeout: .seconds(20))
