@@ -608,7 +608,13 @@ actor CampaignWorker {
             if singleOnly || stopping { singles.append((id, after)) } else { pageable.append(id) }
         }
         nextViewDue = soonest
-        if pageable.count >= pagesEstimate && pageable.count > 1 && now - lastSweepEnd >= context.settings.firstPollDelay.seconds {
+        if pageable.count >= pagesEstimate && pageable.count > 1 {
+            guard now - lastSweepEnd >= sweepInterval else {
+                // A sweep is due soon and will cover these; single reads now would cost more.
+                guard let id = singles.min(by: { $0.due < $1.due })?.id else { return nil }
+                busy.insert(id)
+                return .read(id)
+            }
             sweepActive = true
             sweepPageInFlight = true
             sweepCursor = startCursor
@@ -622,6 +628,16 @@ actor CampaignWorker {
         guard let id = next else { return nil }
         busy.insert(id)
         return .read(id)
+    }
+
+    /// Time between list sweeps. While retries remain, sweeps take at most about 5% of the campaign's
+    /// budget (a slow campaign's slots are its retries' floor); once only outcomes are awaited, they come
+    /// as soon as the first outcomes can be in.
+    private var sweepInterval: Double {
+        let firstPoll = context.settings.firstPollDelay.seconds
+        let retriesLeft = intentQueueHead < intentQueue.count || !callQueue.isEmpty || !batchCallQueue.isEmpty
+        guard retriesLeft else { return firstPoll }
+        return max(firstPoll, Double(pagesEstimate) / (0.05 * pacer.currentLimit))
     }
 
     /// About one second of the campaign's budget.

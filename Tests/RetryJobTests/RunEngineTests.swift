@@ -140,7 +140,11 @@ import Testing
         let first = fixture.data.rows[0].messageId
         let last = fixture.data.rows[9].messageId
         let writer = try await PGConnection.connect(PGConfiguration(url: fixture.url), logger: EngineFixture.quietLogger)
-        let run = Task { try await fixture.run(fixture.settings(pollTimeout: .seconds(20), rateLimits: ["campaign-1": 2])) }
+        // Single retries, one after the other at 2/s, so the last row's intent comes after the application's
+        // write (a whole-batch call would take the batch's members, first and last among them, at once).
+        var settings = fixture.settings(pollTimeout: .seconds(20), rateLimits: ["campaign-1": 2])
+        settings.wholeBatchRetries = false
+        let run = Task { try await fixture.run(settings) }
         try await Task.sleep(for: .milliseconds(2200))
         try await writer.execute(
             "UPDATE outbound_messages SET error_code = 'set_by_app', updated_at = now() WHERE message_id IN (\(first), \(last))")
