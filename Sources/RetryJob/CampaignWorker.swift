@@ -603,6 +603,8 @@ actor CampaignWorker {
         viewsChanged = false
         var singles: [(id: String, due: Double)] = []
         var pageable: [String] = []
+        /// Awaited outcomes not due yet: a sweep that goes anyway shows them too, at no extra cost.
+        var early: [String] = []
         var soonest = Double.infinity
         for id in wantsView where !busy.contains(id) && !sweepWanted.contains(id) {
             guard let machine = machines[id], case .view(let after, let singleOnly) = machine.need else { continue }
@@ -610,6 +612,7 @@ actor CampaignWorker {
             if stopping && !Self.settlesACall(machine.phase) { continue }
             if after > wall {
                 soonest = min(soonest, after)
+                if !singleOnly, case .awaiting = machine.phase { early.append(id) }
                 continue
             }
             if singleOnly || stopping || nearDeadline(machine.phase, wall: wall) {
@@ -619,7 +622,10 @@ actor CampaignWorker {
             }
         }
         nextViewDue = soonest
-        if pageable.count >= pagesEstimate && pageable.count > 1 {
+        // A sweep when its pages cost less than one read for each message it would show; then the
+        // messages it will cover wait for it rather than trickle out as single reads.
+        let coverable = pageable.count + early.count
+        if !pageable.isEmpty && coverable >= pagesEstimate && coverable > 1 {
             guard now - lastSweepEnd >= sweepInterval else {
                 // A sweep is due soon and will cover these; single reads now would cost more. Look again
                 // when it may start (at most a quarter second on: the interval shrinks when retries end).
@@ -635,7 +641,7 @@ actor CampaignWorker {
             sweepPages = 0
             sweepHit = false
             sweepSkipCursor = startCursor
-            sweepWanted = Set(pageable)
+            sweepWanted = Set(pageable).union(early)
             return .listPage(after: startCursor)
         }
         let next = singles.min { $0.due < $1.due }?.id ?? pageable.first
