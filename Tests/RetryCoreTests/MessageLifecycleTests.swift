@@ -277,6 +277,16 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
     let policy = MessageLifecycle.Policy(pollTimeout: 30, firstPollDelay: 1, maxPollInterval: 4)
     let row = MessageLifecycle.Row(retryCount: 1, recipient: "65****2222")
 
+    /// A message Postman showed in `failure` with `attempts`, its intent committed and its call answered.
+    func called(attempts: Int, answer: MessageLifecycle.RetryAnswer, at: Double = 1) -> (MessageLifecycle, [MessageLifecycle.Output]) {
+        var m = MessageLifecycle(row: row, policy: policy)
+        _ = m.handle(.viewed(PostmanView(latestStatus: "failure", attempts: attempts), fromPage: true, at: 0))
+        _ = m.handle(.intentCommitted)
+        _ = m.handle(.callSent)
+        let out = m.handle(.callAnswered(answer, at: at))
+        return (m, out)
+    }
+
     /// The outside run's case: the table says 1 retry, Postman 2; the answer is lost and Postman did not
     /// act. The old rule (table count + 1 = 2 < 3 attempts) took it as retried.
     @Test func aLaggingTableIsNotTakenAsARetry() {
@@ -295,11 +305,7 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
     /// Accepted, never read before the deadline: pending, with Postman's count from the witness (the row
     /// says 1 retry, Postman had 2 before ours, so 3 now), not the row's count + 1.
     @Test func aPendingRetryOnALaggingRowCarriesPostmansCount() {
-        var m = MessageLifecycle(row: row, policy: policy)
-        _ = m.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 3), fromPage: true, at: 0))
-        _ = m.handle(.intentCommitted)
-        _ = m.handle(.callSent)
-        _ = m.handle(.callAnswered(.accepted(latestStatus: "created"), at: 1))
+        var (m, _) = called(attempts: 3, answer: .accepted(latestStatus: "created"), at: 1)
         let out = m.handle(.tick(at: 32))
         #expect(out == [.resolved(MessageLifecycle.Resolution(
             outcome: .retried, result: .pending, update: RowUpdate(status: "created", retryCount: 3, errorCode: .some(nil)),
@@ -339,11 +345,7 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
 
     /// A single read that shows a final status without attempts settles; a page asks for one read.
     @Test func finalWithoutHistoryIsReadOnceNotPolledAtFullRate() {
-        var m = MessageLifecycle(row: row, policy: policy)
-        _ = m.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: true, at: 0))
-        _ = m.handle(.intentCommitted)
-        _ = m.handle(.callSent)
-        _ = m.handle(.callAnswered(.accepted(latestStatus: "created"), at: 1))
+        var (m, _) = called(attempts: 2, answer: .accepted(latestStatus: "created"), at: 1)
         _ = m.handle(.viewed(PostmanView(latestStatus: "success", attempts: nil), fromPage: true, at: 3))
         #expect(m.need == .view(after: 3, singleOnly: true))
         let out = m.handle(.viewed(PostmanView(latestStatus: "success", attempts: nil), fromPage: false, at: 3.1))
@@ -353,11 +355,7 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
     /// Left for a later run after a lost answer that did not land: its intent is in the journal and goes
     /// back; a wave that commits after the release is reverted too.
     @Test func releasingADurableIntentRevertsIt() {
-        var m = MessageLifecycle(row: row, policy: policy)
-        _ = m.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: true, at: 0))
-        _ = m.handle(.intentCommitted)
-        _ = m.handle(.callSent)
-        _ = m.handle(.callAnswered(.lost, at: 1))
+        var (m, _) = called(attempts: 2, answer: .lost, at: 1)
         _ = m.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: false, at: 4))
         #expect(m.need == .intent(witness: 2))
         #expect(m.handle(.release) == [.revertIntent])
@@ -378,22 +376,14 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
     }
 
     @Test func refusalCodesStopTheRunWhateverTheStatus() {
-        var m = MessageLifecycle(row: row, policy: policy)
-        _ = m.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: true, at: 0))
-        _ = m.handle(.intentCommitted)
-        _ = m.handle(.callSent)
-        let out = m.handle(.callAnswered(.refused(status: 400, code: "invalid_ip_address_used", message: nil), at: 1))
+        var (m, out) = called(attempts: 2, answer: .refused(status: 400, code: "invalid_ip_address_used", message: nil), at: 1)
         #expect(out.contains(.revertIntent))
         #expect(out.contains { if case .stopRun = $0 { true } else { false } })
     }
 
     /// Another 4xx on a poll no longer drops the message: it is polled again and ends at its deadline.
     @Test func aRefusedPollKeepsTheMessageUntilItsDeadline() {
-        var m = MessageLifecycle(row: row, policy: policy)
-        _ = m.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: true, at: 0))
-        _ = m.handle(.intentCommitted)
-        _ = m.handle(.callSent)
-        _ = m.handle(.callAnswered(.accepted(latestStatus: nil), at: 0))
+        var (m, _) = called(attempts: 2, answer: .accepted(latestStatus: nil), at: 0)
         _ = m.handle(.readRefused(status: 400, code: "invalid_path", at: 2))
         guard case .view(let after, _) = m.need else {
             Issue.record("no poll planned")
