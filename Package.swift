@@ -97,7 +97,9 @@ let package = Package(
                 .embedInCode("Migrations/V003__request_timeline.sql"),
                 .embedInCode("Migrations/V004__campaign_leases.sql"),
             ],
-            swiftSettings: swiftSettings
+            // The crash hook (POSTMAN_RETRY_CRASH_AT) is compiled into debug builds only, the ones the tests
+            // run; `swift build -c release` has none (issue 14).
+            swiftSettings: swiftSettings + [.define("POSTMAN_RETRY_TEST_HOOKS", .when(configuration: .debug))]
         ),
         // The config file (TOML): table mapping, OTP rule, keys, quiet hours, error policy; the
         // precedence of flags, environment and file; checks of the mapping against a live database.
