@@ -108,6 +108,7 @@ let package = Package(
             dependencies: [
                 "RetryJob", "RetryCore", "LibPQ",
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -94,11 +94,8 @@ func connect(
 ) async throws -> PGConnection {
     var configuration = global.database
     configure(&configuration)
-    do {
-        return try await PGConnection.connect(configuration, logger: logger)
-    } catch let error as PGError {
-        throw JobError(.temporary, "cannot connect to PostgreSQL: \(error.message)")
-    }
+    // Refused credentials or a missing database: 64; the server down or unreachable: 75.
+    return try await JobDatabase.connect(configuration, logger: logger)
 }
 
 struct Migrate: AsyncParsableCommand {
