@@ -1,4 +1,5 @@
 import Foundation
+import PostmanAPI
 import RetryCore
 
 /// Which rows a run looks at (CONTRACT.md section 3). Stored with the run, so a resumed run keeps
@@ -51,6 +52,8 @@ public struct RunSettings: Sendable {
     public var quietHours: QuietHours?
     /// The wall clock quiet hours are judged by (a test may move it).
     public var wallClock: @Sendable () -> Date
+    /// How Postman is reached: a proxy (HTTPS_PROXY, NO_PROXY) and extra CA certificates (--ca-file).
+    public var network: NetworkSettings
 
     public init(
         scope: RunScope = RunScope(), table: AgencyTable = .reference, rules: SelectionRules = SelectionRules(),
@@ -59,7 +62,7 @@ public struct RunSettings: Sendable {
         requestTimeout: Duration = .seconds(5), firstPollDelay: Duration = .seconds(2),
         maxPollInterval: Duration = .seconds(30), waveSeconds: Double = 1, unreachableAfter: Duration = .seconds(120),
         neverFinalAfter: Duration = .seconds(48 * 3600), quietHours: QuietHours? = nil,
-        wallClock: @escaping @Sendable () -> Date = { Date() }
+        wallClock: @escaping @Sendable () -> Date = { Date() }, network: NetworkSettings = .direct
     ) {
         self.scope = scope
         self.table = table
@@ -77,6 +80,7 @@ public struct RunSettings: Sendable {
         self.neverFinalAfter = neverFinalAfter
         self.quietHours = quietHours
         self.wallClock = wallClock
+        self.network = network
     }
 
     /// True while no retry may be sent.
