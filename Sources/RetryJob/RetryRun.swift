@@ -56,6 +56,8 @@ public struct RetryRun: Sendable {
         configuration.timeout = .init(connect: .seconds(5))
         // Postman does not redirect; following one would send a second request on one pacer slot.
         configuration.redirectConfiguration = .disallow
+        // A key for the other environment would be refused on every call (or, worse, act on production).
+        try settings.apiKeys.requireMatchingEnvironment(apiURL: settings.apiURL)
         do {
             try settings.network.apply(to: &configuration, baseURL: settings.apiURL)
             try await settings.network.checkCertificate(of: settings.apiURL, logger: logger)

@@ -136,4 +136,43 @@ public struct APIKeys: Sendable, CustomStringConvertible {
     }
 
     public var description: String { "APIKeys(\(environment.keys.sorted().joined(separator: ", ")); values redacted)" }
+
+    /// Postman's keys say their environment (postman-v2-api.md, fact 13): `key_live_` is for production,
+    /// `key_test_` for the test environment. Keys with neither prefix are used as they are.
+    public static let environmentPrefixes: [(prefix: String, apiURL: String, name: String)] = [
+        ("key_live_", "https://postman.gov.sg/api/v2", "production"),
+        ("key_test_", "https://test.postman.gov.sg/api/v2", "test environment"),
+    ]
+
+    /// Every variable holding a key (for any campaign) whose prefix names another environment than
+    /// `apiURL`, with what is wrong; the message names the variable, never the key.
+    public func environmentMismatches(apiURL: String) -> [String] {
+        let url = Self.normalised(apiURL)
+        var problems: [String] = []
+        for variable in environment.keys.sorted() {
+            guard let key = environment[variable] else { continue }
+            for (prefix, wantedURL, name) in Self.environmentPrefixes where key.hasPrefix(prefix) && url != wantedURL {
+                problems.append(
+                    "\(variable) holds a \(prefix)… key, which is for Postman's \(name) (\(wantedURL)), but the API URL is "
+                        + "\(apiURL); set the matching key or --api-url / POSTMAN_API_URL")
+            }
+        }
+        return problems
+    }
+
+    /// Throws exit 64 when a key's prefix does not match the API URL (before any call is made).
+    public func requireMatchingEnvironment(apiURL: String) throws {
+        let problems = environmentMismatches(apiURL: apiURL)
+        guard problems.isEmpty else { throw JobError(.usage, problems.joined(separator: "; ")) }
+    }
+
+    static func normalised(_ url: String) -> String {
+        var text = url.trimmingCharacters(in: .whitespaces)
+        while text.hasSuffix("/") { text.removeLast() }
+        guard var components = URLComponents(string: text) else { return text }
+        components.scheme = components.scheme?.lowercased()
+        components.host = components.host?.lowercased()
+        if components.port == 443, components.scheme == "https" { components.port = nil }
+        return components.string ?? text
+    }
 }
