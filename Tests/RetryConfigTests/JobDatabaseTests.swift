@@ -47,31 +47,28 @@ import Testing
         await job2.close()
     }
 
+    /// Connects as the job would, and expects `status` with `naming` in the message.
+    static func expectRefused(_ conninfo: String, _ status: RetryJob.ExitStatus, naming: String? = nil) async {
+        do {
+            let db = try await JobDatabase.connect(
+                PGConfiguration(url: conninfo, connectTimeoutSeconds: 2), logger: TestDatabase.logger)
+            await db.close()
+            Issue.record("connected: \(conninfo)")
+        } catch let error as JobError {
+            #expect(error.status == status, "\(conninfo): \(error)")
+            if let naming { #expect(error.message.contains(naming), "\(error)") }
+        } catch {
+            Issue.record("\(conninfo): not a JobError: \(error)")
+        }
+    }
+
     @Test("A database or a role that does not exist: exit 64 naming it; no server there: 75")
     func refusedConnections() async throws {
         let missingDB = "no_such_db_\(UInt32.random(in: 1...999_999))"
-        do {
-            _ = try await JobDatabase.connect(PGConfiguration(url: "dbname=\(missingDB)"), logger: TestDatabase.logger)
-            Issue.record("connected to a database that does not exist")
-        } catch let error as JobError {
-            #expect(error.status == .usage, "\(error)")
-            #expect(error.message.contains(missingDB), "\(error)")
-        }
+        await Self.expectRefused("dbname=\(missingDB)", .usage, naming: missingDB)
         let missingRole = "no_such_role_\(UInt32.random(in: 1...999_999))"
-        do {
-            _ = try await JobDatabase.connect(PGConfiguration(url: "dbname=postgres user=\(missingRole)"), logger: TestDatabase.logger)
-            Issue.record("connected as a role that does not exist")
-        } catch let error as JobError {
-            #expect(error.status == .usage, "\(error)")
-            #expect(error.message.contains(missingRole), "\(error)")
-        }
-        do {
-            _ = try await JobDatabase.connect(
-                PGConfiguration(url: "host=/nonexistent-socket-dir dbname=postgres", connectTimeoutSeconds: 2), logger: TestDatabase.logger)
-            Issue.record("connected to nothing")
-        } catch let error as JobError {
-            #expect(error.status == .temporary, "\(error)")
-        }
+        await Self.expectRefused("dbname=postgres user=\(missingRole)", .usage, naming: missingRole)
+        await Self.expectRefused("host=/nonexistent-socket-dir dbname=postgres", .temporary)
     }
 
     @Test("A wrong password (a scram-sha-256 role on a cluster of the test's own): exit 64, not 75; the right one connects")
@@ -87,13 +84,7 @@ import Testing
     }
 
     static func checkPasswords(_ cluster: PasswordCluster) async throws {
-        do {
-            _ = try await JobDatabase.connect(PGConfiguration(url: cluster.conninfo(password: "wrong")), logger: TestDatabase.logger)
-            Issue.record("connected with a wrong password")
-        } catch let error as JobError {
-            #expect(error.status == .usage, "\(error)")
-            #expect(error.message.contains("password authentication failed"), "\(error)")
-        }
+        await expectRefused(cluster.conninfo(password: "wrong"), .usage, naming: "password authentication failed")
         let db = try await JobDatabase.connect(PGConfiguration(url: cluster.conninfo(password: cluster.password)), logger: TestDatabase.logger)
         #expect(try await setting(db, "synchronous_commit") == "on")
         await db.close()
