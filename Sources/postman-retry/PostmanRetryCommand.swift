@@ -12,8 +12,10 @@ struct PostmanRetryCommand: AsyncParsableCommand {
         commandName: "postman-retry",
         abstract: "Retries failed Postman v2 SMS safely: rate-limited, resumable, never twice.",
         discussion: """
-            Exit codes: 0 completed, 64 bad usage or config, 69 Postman unreachable, 75 temporary \
-            (database down, another run holds the lock, interrupted), 77 API key or IP refused, 1 other.
+            Exit codes: 0 completed, 64 bad usage or config (also a database that refuses the job's login \
+            or does not exist), 69 Postman unreachable (at once when its TLS certificate is not trusted), \
+            75 temporary (database down, another run holds the lock, interrupted), 77 API key or IP refused, \
+            1 other. Proxy and CA settings: docs/network.md.
             """,
         version: "0.1.0",
         subcommands: [Migrate.self, Plan.self, Run.self, Report.self, Runs.self, Config.self]
