@@ -20,6 +20,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),  // LogHandler.log(event:)
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
+        // TLS settings of the Postman client (extra trust roots) and its certificate check; already
+        // a dependency of async-http-client.
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.27.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.0.0"),
@@ -59,6 +62,9 @@ let package = Package(
             dependencies: [
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -101,15 +107,18 @@ let package = Package(
                 .embedInCode("Migrations/V005__engine2_witness.sql"),
                 .embedInCode("Migrations/V006__whole_batch_calls.sql"),
             ],
-            swiftSettings: swiftSettings
+            // The crash hook (POSTMAN_RETRY_CRASH_AT) is compiled into debug builds only, the ones the tests
+            // run; `swift build -c release` has none (issue 14).
+            swiftSettings: swiftSettings + [.define("POSTMAN_RETRY_TEST_HOOKS", .when(configuration: .debug))]
         ),
         // The config file (TOML): table mapping, OTP rule, keys, quiet hours, error policy; the
         // precedence of flags, environment and file; checks of the mapping against a live database.
         .target(
             name: "RetryConfig",
             dependencies: [
-                "RetryJob", "RetryCore", "LibPQ",
+                "RetryJob", "RetryCore", "LibPQ", "PostmanAPI",
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -14,6 +14,11 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v yamllint >/dev/null 2>&1 || need+=(yamllint)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)  # promtool: the alert rules' own tests
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
+# Network edge tests (issue 14): a TLS front with a private CA, and an egress proxy, started by the tests.
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+have nginx || need+=(nginx-light)
+have tinyproxy || need+=(tinyproxy)
+have openssl || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
     echo "install-test-deps: installing ${need[*]} (Debian packages)"
     sudo=""

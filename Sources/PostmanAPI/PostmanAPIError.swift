@@ -52,6 +52,34 @@ public struct PostmanAPIError: Error, Sendable, CustomStringConvertible, CustomD
         }
     }
 
+    /// Postman's error codes that refuse the credentials themselves: the API key, or the source IP the
+    /// key is whitelisted for. The live service answers some of them with 400, not 401
+    /// (postman-v2-api.md, fact 10), so the code decides, whatever the status.
+    public static let credentialRefusalCodes: Set<String> = [
+        "invalid_api_key_provided", "invalid_ip_address_error", "invalid_ip_address_used", "authentication_required",
+    ]
+
+    /// True when Postman refused the key or the source IP (CONTRACT.md section 4): a 401 or 403, or any
+    /// 4xx whose error code is one of `credentialRefusalCodes`. The run must stop at once (exit 77):
+    /// every further call would be refused the same way, and the refused call is not a retry.
+    public var isCredentialRefusal: Bool {
+        guard case .http(let status) = kind, (400..<500).contains(status) else { return false }
+        if status == 401 || status == 403 { return true }
+        return code.map(Self.credentialRefusalCodes.contains) ?? false
+    }
+
+    /// A 5xx that came from the edge in front of Postman rather than from Postman's own API: a
+    /// Cloudflare 520–524, or any 5xx whose body is not JSON (an HTML error page). Like every 5xx it
+    /// may have reached the server (`mayHaveReachedServer`), so a retry answered this way is settled
+    /// by reading the message back.
+    public var isEdgeError: Bool {
+        guard case .http(let status) = kind, status >= 500 else { return false }
+        return (520...524).contains(status) || bodyWasNotJSON
+    }
+
+    /// The error body was there but not a JSON object (an HTML page from a proxy or a CDN, plain text).
+    public var bodyWasNotJSON = false
+
     static func defaultIsRetryable(_ kind: Kind) -> Bool {
         switch kind {
         case .http(let status): return status == 429 || status >= 500
@@ -106,13 +134,21 @@ public struct PostmanAPIError: Error, Sendable, CustomStringConvertible, CustomD
         } else if !body.isEmpty {
             message = "non-JSON body: " + String(decoding: body.prefix(120), as: UTF8.self)
         }
-        return PostmanAPIError(
+        var error = PostmanAPIError(
             kind: .http(status: status),
             code: code,
             message: message.map { scrub($0, apiKey: apiKey) },
             requestID: requestID.map { scrub($0, apiKey: apiKey) },
             retryAfter: retryAfter
         )
+        error.bodyWasNotJSON = !body.isEmpty && Decode.object(body) == nil
+        if status >= 500 {
+            // 520–524 and HTML pages come from the edge (Cloudflare) and carry no Postman code; the
+            // request may still have reached Postman, so it is settled by a read like any 5xx.
+            error.mayHaveReachedServer = true
+            error.isRetryable = true
+        }
+        return error
     }
 
     /// Removes the API key from text that came from outside (a server could echo the header back).

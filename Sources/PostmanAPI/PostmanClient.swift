@@ -5,6 +5,7 @@ import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// What a `POST …/messages/{id}/retry` answered 201 with.
 public enum RetryCallResult: Sendable {
@@ -154,11 +155,18 @@ public struct PostmanClient: Sendable {
             switch http {
             case .deadlineExceeded, .readTimeout, .writeTimeout:
                 return PostmanAPIError(kind: .timeout, message: text, mayHaveReachedServer: true)
-            case .connectTimeout, .getConnectionFromPoolTimeout:
+            case .connectTimeout, .getConnectionFromPoolTimeout, .tlsHandshakeTimeout, .httpProxyHandshakeTimeout:
                 return PostmanAPIError(kind: .timeout, message: text, mayHaveReachedServer: false)
+            case .proxyAuthenticationRequired, .invalidProxyResponse:
+                // The proxy answered the CONNECT itself: nothing reached Postman.
+                return PostmanAPIError(kind: .connection, message: "proxy: \(text)", mayHaveReachedServer: false)
             default:
                 break
             }
+        }
+        // A TLS failure happens before any byte of the request is sent.
+        if error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError {
+            return PostmanAPIError(kind: .connection, message: "TLS: \(text)", mayHaveReachedServer: false)
         }
         if error is NIOTooManyBytesError {
             return PostmanAPIError(kind: .badResponse(status: 200), message: "response body too large")

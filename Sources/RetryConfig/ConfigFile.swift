@@ -1,4 +1,5 @@
 import Foundation
+import PostmanAPI
 import RetryCore
 import RetryJob
 import TOMLKit
@@ -49,6 +50,12 @@ public struct CostSettings: Sendable, Equatable {
 public struct ConfigFile: Sendable {
     public var path: String
     public var apiURL: String?
+    /// `[postman] proxy`: an http:// proxy to reach Postman through (HTTPS_PROXY wins).
+    public var proxy: String?
+    /// `[postman] no_proxy`: hosts reached directly (NO_PROXY wins); a string or a list.
+    public var noProxy: String?
+    /// `[postman] ca_file`: extra CA certificates (PEM); relative to the config file's directory.
+    public var caFile: String?
     public var rateLimit: Int?
     public var requestTimeout: Duration?
     public var maxAge: Duration?
@@ -93,7 +100,7 @@ public struct ConfigFile: Sendable {
 /// The keys each table accepts; anything else is a mistake worth naming.
 enum ConfigKeys {
     static let root = ["postman", "run", "table", "otp", "campaigns", "quiet_hours", "errors", "cost"]
-    static let postman = ["api_url", "rate_limit", "request_timeout"]
+    static let postman = ["api_url", "rate_limit", "request_timeout", "proxy", "no_proxy", "ca_file"]
     static let run = ["max_age", "poll_timeout", "limit"]
     static let table = ["schema", "name", "columns"]
     static let columns = [
@@ -221,6 +228,34 @@ struct ConfigReader {
             }
             file.rateLimit = rateLimit(postman, "rate_limit", at: at)
             file.requestTimeout = duration(postman, "request_timeout", at: at)
+            if let proxy = string(postman, "proxy", at: at) {
+                do {
+                    _ = try ProxySettings.parse(proxy, setting: "proxy")
+                    file.proxy = proxy
+                } catch let error as NetworkSettingsError {
+                    problem(at + ["proxy"], error.problem)
+                } catch {
+                    problem(at + ["proxy"], "\(error)")
+                }
+            }
+            if let value = postman["no_proxy"] {
+                if value.string != nil {
+                    file.noProxy = string(postman, "no_proxy", at: at)
+                } else {
+                    file.noProxy = strings(postman, "no_proxy", at: at)?.joined(separator: ",")
+                }
+            }
+            if let caPath = string(postman, "ca_file", at: at) {
+                if caPath.isEmpty {
+                    problem(at + ["ca_file"], "must name a PEM file (leave it out for the system's trust store only)")
+                } else if caPath.hasPrefix("/") {
+                    file.caFile = caPath
+                } else {
+                    // Relative to the file that names it, not to wherever the job happens to start.
+                    let directory = (path as NSString).deletingLastPathComponent
+                    file.caFile = directory.isEmpty ? caPath : (directory as NSString).appendingPathComponent(caPath)
+                }
+            }
         }
 
         if let run = subtable(root, "run", at: []) {

@@ -1,5 +1,6 @@
 import Foundation
 import LibPQ
+import PostmanAPI
 import RetryCore
 import RetryJob
 
@@ -16,6 +17,8 @@ public struct CommandLineValues: Sendable {
     public var rateLimit: Int?
     public var campaignRates: [String] = []
     public var pollTimeout: String?
+    /// `--ca-file`: extra CA certificates (PEM) to trust for Postman's TLS certificate.
+    public var caFile: String?
 
     public init() {}
 }
@@ -146,14 +149,81 @@ public enum SettingsResolver {
             ShownSetting(name: "api_key[\($0.campaign)]", value: $0.text, source: .environment)
         })
 
+        let network = try resolveNetwork(flags, environment: environment, config: config, apiURL: apiURL, shown: &shown)
+
         let scope = RunScope(
             campaigns: flags.campaigns, since: try flags.since.map { try parseTime($0, option: "--since") },
             until: try flags.until.map { try parseTime($0, option: "--until") }, maxAgeSeconds: maxAge.seconds, limit: limit)
         let settings = RunSettings(
             scope: scope, table: table, rules: SelectionRules(otpCampaigns: Set(otpCampaigns), errorPolicy: policy),
             apiURL: apiURL, apiKeys: apiKeys, defaultRateLimit: rateLimit, campaignRateLimits: campaignRates,
-            pollTimeout: pollTimeout, requestTimeout: requestTimeout, quietHours: quietHours, wallClock: clock)
+            pollTimeout: pollTimeout, requestTimeout: requestTimeout, quietHours: quietHours, wallClock: clock,
+            network: network)
         return ResolvedSettings(run: settings, databaseURL: databaseURL, config: config, shown: shown, cost: cost)
+    }
+
+    /// The proxy and the CA file (docs/network.md). The proxy follows the API URL's scheme:
+    /// `https_proxy` / `HTTPS_PROXY` for https (Postman), `http_proxy` / `HTTP_PROXY` for http (a
+    /// simulator), else `[postman] proxy`; `no_proxy` / `NO_PROXY`, else `[postman] no_proxy`; the CA
+    /// file from `--ca-file`, else `SSL_CERT_FILE`, else `[postman] ca_file`. Empty values count as unset.
+    static func resolveNetwork(
+        _ flags: CommandLineValues, environment: [String: String], config: ConfigFile?, apiURL: String,
+        shown: inout [ShownSetting]
+    ) throws -> NetworkSettings {
+        func env(_ names: [String]) -> (name: String, value: String)? {
+            for name in names { if let value = environment[name], !value.trimmingCharacters(in: .whitespaces).isEmpty { return (name, value) } }
+            return nil
+        }
+        let https = URL(string: apiURL)?.scheme?.lowercased() != "http"
+        let proxyVariables = https ? ["https_proxy", "HTTPS_PROXY"] : ["http_proxy", "HTTP_PROXY"]
+        var proxy: ProxySettings?
+        do {
+            if let (name, value) = env(proxyVariables) {
+                proxy = try ProxySettings.parse(value, setting: name)
+                shown.append(ShownSetting(name: "proxy", value: "\(proxy!) (from \(name))", source: .environment))
+            } else if let value = config?.proxy {
+                proxy = try ProxySettings.parse(value, setting: "[postman] proxy in \(config!.path)")
+                shown.append(ShownSetting(name: "proxy", value: "\(proxy!)", source: .file))
+            } else {
+                shown.append(ShownSetting(name: "proxy", value: "none (direct)", source: .default))
+            }
+        } catch let error as NetworkSettingsError {
+            throw JobError(.usage, error.description)
+        }
+        var noProxy = NoProxy("")
+        if let (name, value) = env(["no_proxy", "NO_PROXY"]) {
+            noProxy = NoProxy(value)
+            shown.append(ShownSetting(name: "no_proxy", value: "\(noProxy) (from \(name))", source: .environment))
+        } else if let value = config?.noProxy {
+            noProxy = NoProxy(value)
+            shown.append(ShownSetting(name: "no_proxy", value: "\(noProxy)", source: .file))
+        } else if proxy != nil {
+            shown.append(ShownSetting(name: "no_proxy", value: "none", source: .default))
+        }
+        if let proxy, let url = URL(string: apiURL), NetworkSettings(proxy: proxy, noProxy: noProxy).proxy(for: url) == nil {
+            shown.append(ShownSetting(name: "proxy", value: "not used for \(url.host ?? apiURL) (no_proxy)", source: .default))
+        }
+
+        var caFiles: [String] = []
+        if let path = flags.caFile.flatMap({ $0.isEmpty ? nil : $0 }) {
+            caFiles = [path]
+            shown.append(ShownSetting(name: "ca_file", value: path, source: .flag))
+        } else if let (_, path) = env(["SSL_CERT_FILE"]) {
+            caFiles = [path]
+            shown.append(ShownSetting(name: "ca_file", value: "\(path) (from SSL_CERT_FILE)", source: .environment))
+        } else if let path = config?.caFile {
+            caFiles = [path]
+            shown.append(ShownSetting(name: "ca_file", value: path, source: .file))
+        } else {
+            shown.append(ShownSetting(name: "ca_file", value: "none (the system's trust store only)", source: .default))
+        }
+        let network = NetworkSettings(proxy: proxy, noProxy: noProxy, caFiles: caFiles)
+        do {
+            _ = try network.loadCACertificates()
+        } catch let error as NetworkSettingsError {
+            throw JobError(.usage, error.description)
+        }
+        return network
     }
 
     static func durationFlag(_ text: String, option: String, allowZero: Bool) throws -> Duration {

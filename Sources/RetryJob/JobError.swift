@@ -26,6 +26,7 @@ public struct JobError: Error, CustomStringConvertible, Sendable {
     public static func classify(_ error: any Error) -> JobError {
         if let error = error as? JobError { return error }
         if let error = error as? PGError {
+            if isRefusedConnection(error) { return refusedConnection(error) }
             if error.isTransient {
                 return JobError(.temporary, "database unavailable, try again later: \(error)")
             }
@@ -38,5 +39,38 @@ public struct JobError: Error, CustomStringConvertible, Sendable {
         }
         if let error = error as? Migrator.Failure { return JobError(.failure, error.description) }
         return JobError(.failure, "\(error)")
+    }
+
+    /// A failed connection attempt: refused credentials or a missing database are settings to fix
+    /// (64); anything else (server down, unreachable, timed out, too many clients) is temporary (75).
+    public static func connectionFailure(_ error: PGError) -> JobError {
+        if isRefusedConnection(error) { return refusedConnection(error) }
+        return JobError(.temporary, "cannot connect to PostgreSQL, try again later: \(error.message)")
+    }
+
+    /// SQLSTATEs that refuse the job's connection for good: bad password (28P01), a role that does not
+    /// exist or may not connect (28000), a database that does not exist (3D000).
+    public static let refusedConnectionStates: Set<String> = ["28P01", "28000", "3D000"]
+
+    /// What libpq says, in its own words, when the server refused the connection at start-up and no
+    /// SQLSTATE reached the job (a failed PQconnectdb has no result to read one from).
+    static let refusedConnectionPhrases = [
+        "password authentication failed", "authentication failed", "does not exist", "no pg_hba.conf entry",
+        "pg_hba.conf rejects connection", "no password supplied", "permission denied for database",
+    ]
+
+    /// True when PostgreSQL refused the credentials or the database: waiting will not fix it.
+    public static func isRefusedConnection(_ error: PGError) -> Bool {
+        if let state = error.sqlState { return refusedConnectionStates.contains(state.code) }
+        guard error.kind == .connectionFailed else { return false }
+        let text = error.message.lowercased()
+        return refusedConnectionPhrases.contains { text.contains($0) }
+    }
+
+    static func refusedConnection(_ error: PGError) -> JobError {
+        JobError(
+            .usage,
+            "PostgreSQL refused the job's connection (the role, its password or the database name is wrong; waiting "
+                + "will not fix it): \(error.message). Check --database-url / DATABASE_URL, the PG* variables and ~/.pgpass")
     }
 }

@@ -36,20 +36,39 @@ public struct RetryRun: Sendable {
 
     /// Runs the job on `db`. `stopRequested` is polled for SIGINT/SIGTERM.
     public func run(db: PGConnection, stopRequested: @escaping @Sendable () -> Bool = { false }) async throws -> RunResult {
-        try await Self.withHTTPClient { httpClient in
+        try await Self.withHTTPClient(settings: settings, logger: logger) { httpClient in
             try await run(db: db, httpClient: httpClient, stopRequested: stopRequested)
         }
     }
 
     /// Our own client: enough connections per host that requests are never queued inside the client
-    /// (a queue there would release them in bursts), and shut down when the run ends.
-    static func withHTTPClient<T: Sendable>(_ body: (HTTPClient) async throws -> T) async throws -> T {
+    /// (a queue there would release them in bursts), and shut down when the run ends. It goes through
+    /// the proxy of `settings.network` (CONNECT for https) unless NO_PROXY exempts Postman's host, and
+    /// trusts its CA files on top of the system's store. Before anything else, Postman's certificate is
+    /// checked with a bare TLS handshake: one that is not trusted or not for the host stops the command
+    /// here with exit 69, before the run lock, the journal or any request (docs/network.md).
+    static func withHTTPClient<T: Sendable>(
+        settings: RunSettings, logger: Logger, _ body: (HTTPClient) async throws -> T
+    ) async throws -> T {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(
             idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
         configuration.timeout = .init(connect: .seconds(5))
         // Postman does not redirect; following one would send a second request on one pacer slot.
         configuration.redirectConfiguration = .disallow
+        // A key for the other environment would be refused on every call (or, worse, act on production).
+        try settings.apiKeys.requireMatchingEnvironment(apiURL: settings.apiURL)
+        do {
+            try settings.network.apply(to: &configuration, baseURL: settings.apiURL)
+            try await settings.network.checkCertificate(of: settings.apiURL, logger: logger)
+        } catch let error as NetworkSettingsError {
+            throw JobError(.usage, error.description)
+        } catch let error as CertificateRejected {
+            throw JobError(.unavailable, "cannot reach Postman safely: \(error); nothing was sent")
+        }
+        if let url = URL(string: settings.apiURL), let proxy = settings.network.proxy(for: url) {
+            logger.info("reaching Postman through a proxy", metadata: ["proxy": "\(proxy)"])
+        }
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         do {
             let result = try await body(httpClient)

@@ -89,18 +89,42 @@ final class RunContext: Sendable {
 }
 
 /// Deterministic crash injection for the crash tests (`point:count`, comma-separated).
+///
+/// Never in a production binary: the hook is compiled only into debug builds (the
+/// `POSTMAN_RETRY_TEST_HOOKS` condition, set for `.debug` in Package.swift), and even there it is armed
+/// only when `POSTMAN_RETRY_TEST_HOOKS=I_AM_A_TEST` is set beside `POSTMAN_RETRY_CRASH_AT`, with a
+/// warning on stderr. Otherwise a set `POSTMAN_RETRY_CRASH_AT` is ignored, and said to be.
 final class CrashPoints: Sendable {
+    /// The value of `POSTMAN_RETRY_TEST_HOOKS` that arms the hook in a debug build.
+    static let armingValue = "I_AM_A_TEST"
+
     private let targets: [String: Int]
     private let counters = Mutex<[String: Int]>([:])
 
-    init(environment: [String: String]) {
+    init(environment: [String: String], warn: (String) -> Void = CrashPoints.writeToStandardError) {
+        let spec = environment["POSTMAN_RETRY_CRASH_AT"] ?? ""
         var targets: [String: Int] = [:]
-        for spec in (environment["POSTMAN_RETRY_CRASH_AT"] ?? "").split(separator: ",") {
-            let parts = spec.split(separator: ":")
-            guard let name = parts.first else { continue }
-            targets[String(name)] = parts.count > 1 ? Int(parts[1]) ?? 1 : 1
+        #if POSTMAN_RETRY_TEST_HOOKS
+        if !spec.isEmpty, environment["POSTMAN_RETRY_TEST_HOOKS"] == Self.armingValue {
+            warn("postman-retry: WARNING: TEST CRASH HOOK ARMED (POSTMAN_RETRY_CRASH_AT=\(spec)): this process will SIGKILL itself on purpose; never set POSTMAN_RETRY_TEST_HOOKS outside the tests")
+            for item in spec.split(separator: ",") {
+                let parts = item.split(separator: ":")
+                guard let name = parts.first else { continue }
+                targets[String(name)] = parts.count > 1 ? Int(parts[1]) ?? 1 : 1
+            }
+        } else if !spec.isEmpty {
+            warn("postman-retry: warning: POSTMAN_RETRY_CRASH_AT is ignored (a test hook, armed only with POSTMAN_RETRY_TEST_HOOKS=\(Self.armingValue))")
         }
+        #else
+        if !spec.isEmpty {
+            warn("postman-retry: warning: POSTMAN_RETRY_CRASH_AT is ignored: this build has no test hooks")
+        }
+        #endif
         self.targets = targets
+    }
+
+    @Sendable static func writeToStandardError(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
     }
 
     func reach(_ point: String) {

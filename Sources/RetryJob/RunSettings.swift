@@ -1,4 +1,5 @@
 import Foundation
+import PostmanAPI
 import RetryCore
 
 /// Which rows a run looks at (CONTRACT.md section 3). Stored with the run, so a resumed run keeps
@@ -54,6 +55,8 @@ public struct RunSettings: Sendable {
     /// One `POST …/batch/{id}/retry` for a batch whose retryable members are exactly the run's
     /// (`WholeBatch.decide`); off: every member by its own retry (`--no-whole-batch`).
     public var wholeBatchRetries = true
+    /// How Postman is reached: a proxy (HTTPS_PROXY, NO_PROXY) and extra CA certificates (--ca-file).
+    public var network: NetworkSettings
 
     public init(
         scope: RunScope = RunScope(), table: AgencyTable = .reference, rules: SelectionRules = SelectionRules(),
@@ -62,7 +65,7 @@ public struct RunSettings: Sendable {
         requestTimeout: Duration = .seconds(5), firstPollDelay: Duration = .seconds(2),
         maxPollInterval: Duration = .seconds(30), waveSeconds: Double = 1, unreachableAfter: Duration = .seconds(120),
         neverFinalAfter: Duration = .seconds(48 * 3600), quietHours: QuietHours? = nil,
-        wallClock: @escaping @Sendable () -> Date = { Date() }
+        wallClock: @escaping @Sendable () -> Date = { Date() }, network: NetworkSettings = .direct
     ) {
         self.scope = scope
         self.table = table
@@ -80,6 +83,7 @@ public struct RunSettings: Sendable {
         self.neverFinalAfter = neverFinalAfter
         self.quietHours = quietHours
         self.wallClock = wallClock
+        self.network = network
     }
 
     /// True while no retry may be sent.
@@ -135,4 +139,43 @@ public struct APIKeys: Sendable, CustomStringConvertible {
     }
 
     public var description: String { "APIKeys(\(environment.keys.sorted().joined(separator: ", ")); values redacted)" }
+
+    /// Postman's keys say their environment (postman-v2-api.md, fact 13): `key_live_` is for production,
+    /// `key_test_` for the test environment. Keys with neither prefix are used as they are.
+    public static let environmentPrefixes: [(prefix: String, apiURL: String, name: String)] = [
+        ("key_live_", "https://postman.gov.sg/api/v2", "production"),
+        ("key_test_", "https://test.postman.gov.sg/api/v2", "test environment"),
+    ]
+
+    /// Every variable holding a key (for any campaign) whose prefix names another environment than
+    /// `apiURL`, with what is wrong; the message names the variable, never the key.
+    public func environmentMismatches(apiURL: String) -> [String] {
+        let url = Self.normalised(apiURL)
+        var problems: [String] = []
+        for variable in environment.keys.sorted() {
+            guard let key = environment[variable] else { continue }
+            for (prefix, wantedURL, name) in Self.environmentPrefixes where key.hasPrefix(prefix) && url != wantedURL {
+                problems.append(
+                    "\(variable) holds a \(prefix)… key, which is for Postman's \(name) (\(wantedURL)), but the API URL is "
+                        + "\(apiURL); set the matching key or --api-url / POSTMAN_API_URL")
+            }
+        }
+        return problems
+    }
+
+    /// Throws exit 64 when a key's prefix does not match the API URL (before any call is made).
+    public func requireMatchingEnvironment(apiURL: String) throws {
+        let problems = environmentMismatches(apiURL: apiURL)
+        guard problems.isEmpty else { throw JobError(.usage, problems.joined(separator: "; ")) }
+    }
+
+    static func normalised(_ url: String) -> String {
+        var text = url.trimmingCharacters(in: .whitespaces)
+        while text.hasSuffix("/") { text.removeLast() }
+        guard var components = URLComponents(string: text) else { return text }
+        components.scheme = components.scheme?.lowercased()
+        components.host = components.host?.lowercased()
+        if components.port == 443, components.scheme == "https" { components.port = nil }
+        return components.string ?? text
+    }
 }

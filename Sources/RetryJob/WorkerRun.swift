@@ -52,7 +52,7 @@ public struct RetryWorker: Sendable {
     public func run(
         db: PGConnection, leaseDB: PGConnection, stopRequested: @escaping @Sendable () -> Bool = { false }
     ) async throws -> RunResult {
-        try await RetryRun.withHTTPClient { httpClient in
+        try await RetryRun.withHTTPClient(settings: job.settings, logger: job.logger) { httpClient in
             try await run(db: db, leaseDB: leaseDB, httpClient: httpClient, stopRequested: stopRequested)
         }
     }

@@ -12,8 +12,10 @@ struct PostmanRetryCommand: AsyncParsableCommand {
         commandName: "postman-retry",
         abstract: "Retries failed Postman v2 SMS safely: rate-limited, resumable, never twice.",
         discussion: """
-            Exit codes: 0 completed, 64 bad usage or config, 69 Postman unreachable, 75 temporary \
-            (database down, another run holds the lock, interrupted), 77 API key or IP refused, 1 other.
+            Exit codes: 0 completed, 64 bad usage or config (also a database that refuses the job's login \
+            or does not exist), 69 Postman unreachable (at once when its TLS certificate is not trusted), \
+            75 temporary (database down, another run holds the lock, interrupted), 77 API key or IP refused, \
+            1 other. Proxy and CA settings: docs/network.md.
             """,
         version: "0.1.0",
         subcommands: [Migrate.self, Plan.self, Run.self, Report.self, Runs.self, Config.self]
@@ -94,11 +96,8 @@ func connect(
 ) async throws -> PGConnection {
     var configuration = global.database
     configure(&configuration)
-    do {
-        return try await PGConnection.connect(configuration, logger: logger)
-    } catch let error as PGError {
-        throw JobError(.temporary, "cannot connect to PostgreSQL: \(error.message)")
-    }
+    // Refused credentials or a missing database: 64; the server down or unreachable: 75.
+    return try await JobDatabase.connect(configuration, logger: logger)
 }
 
 struct Migrate: AsyncParsableCommand {

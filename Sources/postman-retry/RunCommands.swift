@@ -39,6 +39,9 @@ struct ScopeOptions: ParsableArguments {
     @Option(help: "Postman API base URL (else POSTMAN_API_URL, else the config file).")
     var apiURL: String?
 
+    @Option(help: "Extra CA certificates (PEM) to trust for Postman's TLS certificate, on top of the system's (else SSL_CERT_FILE, else the config file).")
+    var caFile: String?
+
     @Option(help: "Output format: text or json.")
     var format: OutputFormat = .text
 
@@ -56,6 +59,7 @@ struct ScopeOptions: ParsableArguments {
         values.campaignRates = campaignRates
         values.pollTimeout = pollTimeout
         values.apiURL = apiURL
+        values.caFile = caFile
         return values
     }
 

@@ -96,7 +96,7 @@ import Testing
     func killedAtAChosenPointThenRerunConvergesToTheSameTable(point: String) async throws {
         let expected = try await Self.reference()
         let fixture = try await EngineFixture.make(seed: 21)
-        let crashed = try await Self.runBinary(fixture, ["POSTMAN_RETRY_CRASH_AT": point])
+        let crashed = try await Self.runBinary(fixture, ["POSTMAN_RETRY_CRASH_AT": point, "POSTMAN_RETRY_TEST_HOOKS": "I_AM_A_TEST"])
         #expect(crashed.killed && crashed.status == SIGKILL, "the crash point \(point) was not reached: \(crashed.stderr)")
         let resumed = try await Self.runBinary(fixture)
         #expect(resumed.status == 0, "\(resumed.stderr)")

@@ -156,7 +156,7 @@ import Testing
     @Test func aKilledAndResumedRunIsOneRunAndCountsEachMessageOnce() async throws {
         let fixture = try await ReportFixture.make(seed: 21)
         let binary = BinaryRunner(fixture: fixture)
-        let killed = try await binary.run(["run", "--poll-timeout", "3s"], extra: ["POSTMAN_RETRY_CRASH_AT": "after-retry-call:9"])
+        let killed = try await binary.run(["run", "--poll-timeout", "3s"], extra: ["POSTMAN_RETRY_CRASH_AT": "after-retry-call:9", "POSTMAN_RETRY_TEST_HOOKS": "I_AM_A_TEST"])
         #expect(killed.killed, "the crash hook should have killed the first process: \(killed.stderr)")
         let reportDir = fixture.directory.appendingPathComponent("from-run").path
         let resumed = try await binary.run(["run", "--poll-timeout", "3s", "--report-dir", reportDir])
