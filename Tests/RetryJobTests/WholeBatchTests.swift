@@ -114,7 +114,8 @@ import Testing
         await reference.stop()
 
         let fixture = try await Self.incident(members: 20)
-        let crashed = try await CrashResumeTests.runBinary(fixture, ["POSTMAN_RETRY_CRASH_AT": point], pollTimeout: "20s")
+        let crashed = try await CrashResumeTests.runBinary(
+            fixture, ["POSTMAN_RETRY_CRASH_AT": point, "POSTMAN_RETRY_TEST_HOOKS": "I_AM_A_TEST"], pollTimeout: "20s")
         #expect(crashed.killed, "the crash point \(point) was not reached: \(crashed.stderr)")
         let resumed = try await CrashResumeTests.runBinary(fixture, pollTimeout: "20s")
         #expect(resumed.status == 0, "\(resumed.stderr)")
