@@ -279,6 +279,9 @@ struct State: Sendable {
             return SimResponse(status: 401, body: #"{"message":"Unauthorized","statusCode":401}"#)
         }
         if options.ipWhitelistFailureCampaigns.contains(campaignId) {
+            if options.ipRefusalAs400 {
+                return error(400, "invalid_ip_address_used", "Invalid IP address used", type: "authentication_error")
+            }
             return error(401, "invalid_ip_address_error", "IP address invalid", type: "authentication_error")
         }
         guard let key = Self.bearerToken(authorization), let expected = apiKeys[campaignId], key == expected else {

@@ -19,6 +19,9 @@ public struct SimulatorOptions: Sendable {
     public var retryAfterSeconds: Int? = nil
     /// Campaigns whose every authenticated request gets 401 `invalid_ip_address_error`.
     public var ipWhitelistFailureCampaigns: Set<String> = []
+    /// How those campaigns are refused: the documented 401 `invalid_ip_address_error`, or the live service's
+    /// 400 `invalid_ip_address_used` (postman-v2-api.md, "What real Postman v2 clients meet", fact 10).
+    public var ipRefusalAs400 = false
     /// Synthetic live traffic per campaign (requests per second, evenly spaced) that uses up the rate window
     /// like the agency's own sends would. Not recorded in the ledger.
     public var backgroundTraffic: [String: Double] = [:]

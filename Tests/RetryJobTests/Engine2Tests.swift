@@ -108,4 +108,26 @@ import Testing
         #expect(second.summary.counts.retried == 3)
         await fixture.stop()
     }
+
+    /// The live service refuses a source IP that is not whitelisted with 400 `invalid_ip_address_used`:
+    /// the run stops at once with 77 (it used to go on calling for every message and exit 0 with all
+    /// `rejected`), nothing is counted retried, and the next run resumes.
+    @Test func aSourceIPRefusedWith400StopsTheRunWith77() async throws {
+        var options = SimulatorOptions()
+        options.seed = 66
+        options.timeScale = 20
+        options.ipWhitelistFailureCampaigns = ["campaign-1"]
+        options.ipRefusalAs400 = true
+        let fixture = try await EngineFixture.make(campaigns: 1, messages: 12, mixed: false, options: options)
+        let result = try await fixture.run(fixture.settings())
+        #expect(result.exitStatus == .noPermission, "\(result.message ?? "")")
+        #expect(result.status == "interrupted")
+        #expect(result.summary.counts.rejected == 0 && result.summary.counts.retried == 0)
+        let ledger = await fixture.sim.ledger()
+        #expect(ledger.requests.count <= 2, "it went on calling: \(ledger.requests.count) requests")
+        let open: Int = try await fixture.db.query(
+            "SELECT count(*) AS n FROM postman_retry.journal WHERE state = 'selected'")[0].decode("n")
+        #expect(open == 12, "every message is left for the next run")
+        await fixture.stop()
+    }
 }
