@@ -83,6 +83,7 @@ struct SummaryDocument: Encodable {
     var unknownStatuses: [Unknown]
     var malformedRows: [Malformed]
     var generatedAt: String
+    var batchCalls: [RunSummary.BatchCall]?
 
     enum CodingKeys: String, CodingKey {
         case runId = "run_id", startedAt = "started_at", finishedAt = "finished_at", status, counts
@@ -90,7 +91,7 @@ struct SummaryDocument: Encodable {
         case processes, failedByCode = "failed_by_code", rejectedByCode = "rejected_by_code"
         case needsAttention = "needs_attention", needsAttentionByCategory = "needs_attention_by_category", rates
         case timeToOutcome = "time_to_outcome", cost, previousRun = "previous_run", unknownStatuses = "unknown_statuses"
-        case malformedRows = "malformed_rows", generatedAt = "generated_at"
+        case malformedRows = "malformed_rows", generatedAt = "generated_at", batchCalls = "batch_calls"
     }
 
     // Explicit so that a missing finished_at or previous run is written as null, not left out.
@@ -117,6 +118,7 @@ struct SummaryDocument: Encodable {
         try c.encode(unknownStatuses, forKey: .unknownStatuses)
         try c.encode(malformedRows, forKey: .malformedRows)
         try c.encode(generatedAt, forKey: .generatedAt)
+        try c.encodeIfPresent(batchCalls, forKey: .batchCalls)
     }
 
     init(_ report: RunReport) {
@@ -129,6 +131,7 @@ struct SummaryDocument: Encodable {
         apiCalls = s.apiCalls
         campaigns = s.campaigns
         writeConflicts = s.writeConflicts
+        batchCalls = s.batchCalls
         durationSeconds = report.durationSeconds.map { ($0 * 1000).rounded() / 1000 }
         processes = report.processes
         failedByCode = report.failedByCode

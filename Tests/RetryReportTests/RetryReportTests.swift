@@ -275,3 +275,32 @@ struct BinaryRunner {
             stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
     }
 }
+
+/// A run with a whole-batch retry: its report has a line per batch call and summary.json counts it
+/// under api_calls.batch_retry and lists it in batch_calls, within the schema.
+@Suite(.serialized) struct WholeBatchReportTests {
+    @Test func theReportShowsEachWholeBatchCall() async throws {
+        let fixture = try await ReportFixture.make(campaigns: 1, messages: 8, mixed: false, seed: 73) { data in
+            let campaign = data.simulator.campaigns[0].id
+            data.simulator.batches = [.init(id: "outage", campaignId: campaign, status: "messages_enqueued")]
+            for i in data.rows.indices {
+                data.rows[i].batchId = "outage"
+                data.rows[i].kind = .retrySucceeds
+                data.simulator.messages[i].batchId = "outage"
+                data.simulator.messages[i].outcomes = ["success"]
+            }
+        }
+        let result = try await fixture.world.run(fixture.settings(pollTimeout: .seconds(20)))
+        #expect(result.exitStatus == .completed)
+        #expect(result.summary.apiCalls.batchRetry == 1 && result.summary.counts.succeeded == 8)
+        let files = try await fixture.writeReport(runId: result.runId)
+        #expect(try files.schemaProblems() == [], "summary.json follows docs/summary.schema.json")
+        let apiCalls = files.json["api_calls"] as? [String: Int] ?? [:]
+        #expect(apiCalls["batch_retry"] == 1 && apiCalls["retry"] == 0)
+        let calls = files.json["batch_calls"] as? [[String: Any]] ?? []
+        #expect(calls.count == 1 && calls.first?["batch_id"] as? String == "outage" && calls.first?["members"] as? Int == 8)
+        #expect(files.markdown.contains("Whole-batch retry: Batch outage of campaign-1: 8 members in one call"))
+        #expect(files.html.contains("8 members in one call"))
+        await fixture.stop()
+    }
+}
