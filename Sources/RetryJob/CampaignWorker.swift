@@ -1065,7 +1065,6 @@ struct WorkerStats: Sendable {
     var conflicts = 0
     var writeConflicts = 0
     var transientErrors = 0
-    var leftForNextRun = 0
     var pendingAtStop = 0
     var deferred = 0
     var settled: [String: Int] = [:]

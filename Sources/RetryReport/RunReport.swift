@@ -93,8 +93,8 @@ public struct RunReport: Sendable {
             case .malformed:
                 return "Fix the row's \(code) in the agency table; the next run picks it up."
             case .permanentError, .failedAgain:
-                if let count = retryCount, count >= 3 {
-                    return "No retries left (3 used). " + info.action
+                if let count = retryCount, count >= SelectionRules.retryLimit {
+                    return "No retries left (\(SelectionRules.retryLimit) used). " + info.action
                 }
                 return info.action
             }
