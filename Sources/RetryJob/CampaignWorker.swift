@@ -75,6 +75,8 @@ actor CampaignWorker {
     private var sweepHit = false
     private var sweepSkipCursor: String?
     private var startCursor: String?
+    /// The cursor the current sweep started from (nil: the list's beginning).
+    private var sweepStartedAt: String?
     private var lastSweepEnd: Double = -1_000_000
     private var pagesEstimate: Int
 
@@ -637,6 +639,7 @@ actor CampaignWorker {
             }
             sweepActive = true
             sweepPageInFlight = true
+            sweepStartedAt = startCursor
             sweepCursor = startCursor
             sweepPages = 0
             sweepHit = false
@@ -903,16 +906,17 @@ actor CampaignWorker {
         sweepPageInFlight = false
         sweepPages += 1
         let wall = wallNow
-        var hits = 0
+        var ours = 0
         for message in page.messages {
+            // Any message of this run (wanted by this sweep or not) marks where the run's messages begin.
+            if machines[message.id] != nil { ours += 1 }
             guard sweepWanted.remove(message.id) != nil else { continue }
-            hits += 1
             apply(message.id, .viewed(view(of: message, id: message.id), fromPage: true, at: wall))
         }
-        if hits == 0 && !sweepHit {
+        if ours == 0 && !sweepHit {
             // Older history before this run's messages: later sweeps can start after it.
             sweepSkipCursor = page.endCursor ?? sweepSkipCursor
-        } else if hits > 0 {
+        } else if ours > 0 {
             sweepHit = true
         }
         if page.skippedItems > 0 {
@@ -927,10 +931,18 @@ actor CampaignWorker {
         sweepPageInFlight = false
         lastSweepEnd = now
         pagesEstimate = max(1, sweepPages)
+        let startedAt = sweepStartedAt
         if sweepHit { startCursor = sweepSkipCursor }
-        // Those the list did not show are read one by one.
         let missing = sweepWanted
         sweepWanted = []
+        if startedAt != nil, missing.count > pagesEstimate {
+            // The list's order is not documented: many messages not seen after the remembered cursor means it
+            // does not mark where this run's messages begin. The next sweep starts from the beginning.
+            startCursor = nil
+            logger.debug("list sweep from a remembered cursor missed messages; next sweep from the start", metadata: ["missed": "\(missing.count)"])
+            return
+        }
+        // Those the list did not show are read one by one.
         let wall = wallNow
         for id in missing { apply(id, .absentFromList(at: wall)) }
     }

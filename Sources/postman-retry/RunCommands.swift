@@ -141,7 +141,8 @@ struct Run: AsyncParsableCommand {
         try await runReportingExit {
             let environment = ProcessInfo.processInfo.environment
             let resolved = try SettingsResolver.resolve(scope.values(global), environment: environment)
-            let settings = resolved.run
+            var settings = resolved.run
+            if scope.noWholeBatch { settings.wholeBatchRetries = false }
             let db = try await connect(global, logger: logger)
             try await TableCheck.requireFit(settings.table, db: db)
             let live = isatty(STDERR_FILENO) == 1 && global.logFormat != .json

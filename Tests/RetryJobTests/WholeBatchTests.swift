@@ -83,6 +83,32 @@ import Testing
         await fixture.stop()
     }
 
+    /// An incident bigger than one list page: one batch call, then its members are read back by the pages
+    /// (a remembered list cursor once made every sweep start at the last page, and 2,000 members were read
+    /// one by one).
+    @Test func aBatchOfSeveralPagesIsSettledByPagesNotSingleReads() async throws {
+        let members = 2_100
+        let fixture = try await Self.incident(members: members)
+        let result = try await fixture.run(fixture.settings(pollTimeout: .seconds(30)))
+        #expect(result.exitStatus == .completed)
+        let ledger = await fixture.sim.ledger()
+        #expect(Self.batchCalls(ledger, "incident") == 1)
+        #expect(result.summary.counts.succeeded == members + 5)
+        #expect(ledger.requests.count < 80, "\(ledger.requests.count) requests for one batch call")
+        await fixture.stop()
+    }
+
+    /// The binary's `--no-whole-batch` turns whole-batch retries off.
+    @Test func theFlagTurnsWholeBatchRetriesOff() async throws {
+        let fixture = try await Self.incident(members: 6)
+        let exit = try await CrashResumeTests.runBinaryWith(fixture, arguments: ["--no-whole-batch"])
+        #expect(exit.status == 0, "\(exit.stderr)")
+        let ledger = await fixture.sim.ledger()
+        #expect(Self.batchCalls(ledger, "incident") == 0)
+        #expect(ledger.acceptedRetries.count == 11)
+        await fixture.stop()
+    }
+
     /// The batch call's answer is lost after Postman acted (500 after accept): each member is settled by
     /// reading it, none is retried twice, and the batch is never called whole again, in this run or the next.
     @Test func aLostBatchAnswerIsSettledByReadingTheMembers() async throws {
