@@ -29,13 +29,19 @@ OUT=${OUT:-out/bench-engine2}
 mkdir -p "$OUT"
 command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null; }
 
-engines="new"
-if [ -x "$OLD_BIN/postman-retry" ]; then engines="new old"; else echo "engine2: no previous engine at $OLD_BIN; new engine only"; fi
+# ENGINES: new (this build), singles (this build with --no-whole-batch: Engine 2 alone, every retry its own
+# call), old (the previous engine at OLD_BIN).
+engines=${ENGINES:-new singles old}
+if [ ! -x "$OLD_BIN/postman-retry" ]; then
+    echo "engine2: no previous engine at $OLD_BIN (bench/build-previous-engine.sh builds it); without it"
+    engines=${engines/old/}
+fi
 
 # One engine, one scenario: its own database, its own simulator; prints one JSON line of figures.
 run_one() {
-    local engine=$1 scenario=$2 dir=$OUT/$2-$1 bin=$BIN db="bench_$2_$1"
+    local engine=$1 scenario=$2 dir=$OUT/$2-$1 bin=$BIN db="bench_$2_$1" engine_args=()
     [ "$engine" = old ] && bin=$OLD_BIN
+    [ "$engine" = singles ] && engine_args=(--no-whole-batch)
     rm -rf "$dir" && mkdir -p "$dir"
     local history=0 sim_args=()
     case $scenario in
@@ -72,7 +78,7 @@ PY
     env PGDATABASE="$db" POSTMAN_API_URL="$url" "${keys[@]}" "$bin/postman-retry" migrate >/dev/null
     env PGDATABASE="$db" POSTMAN_API_URL="$url" "${keys[@]}" /usr/bin/time -f "%e %M %U %S" -o "$dir/time.txt" \
         "$bin/postman-retry" run --rate-limit "$RATE" --campaign-rate "campaign-1=$SLOW_RATE" --log-level error \
-        --format json >"$dir/summary.json" 2>"$dir/run.log" || echo "engine2: $engine $scenario exited $?" >&2
+        --format json "${engine_args[@]}" >"$dir/summary.json" 2>"$dir/run.log" || echo "engine2: $engine $scenario exited $?" >&2
     PGDATABASE=$db psql -qXAt -c "SELECT message_id FROM postman_retry.journal WHERE outcome = 'retried'" >"$dir/retried.txt"
     kill $sim && wait $sim 2>/dev/null || true
     python3 - "$dir" "$engine" "$scenario" "$RATE" "$SLOW_RATE" <<'PY'
