@@ -661,14 +661,14 @@ actor CampaignWorker {
         return a.deadline - wall < max(1, lastSweepEnd + sweepInterval - now)
     }
 
-    /// Time between list sweeps. While retries remain, sweeps take at most about 5% of the campaign's
+    /// Time between list sweeps. While retries remain, sweeps take at most about 2.5% of the campaign's
     /// budget (a slow campaign's slots are its retries' floor); once only outcomes are awaited, they come
     /// as soon as the first outcomes can be in.
     private var sweepInterval: Double {
         let firstPoll = context.settings.firstPollDelay.seconds
         let retriesLeft = intentQueueHead < intentQueue.count || !callQueue.isEmpty || !batchCallQueue.isEmpty
         guard retriesLeft else { return firstPoll }
-        return max(firstPoll, Double(pagesEstimate) / (0.05 * pacer.currentLimit))
+        return max(firstPoll, Double(pagesEstimate) / (0.025 * pacer.currentLimit))
     }
 
     /// About one second of the campaign's budget.
