@@ -77,6 +77,8 @@ actor CampaignWorker {
     private var startCursor: String?
     /// The cursor the current sweep started from (nil: the list's beginning).
     private var sweepStartedAt: String?
+    /// Pages of the current sweep before the first one holding any of the run's messages.
+    private var sweepSkippedPages = 0
     private var lastSweepEnd: Double = -1_000_000
     private var pagesEstimate: Int
 
@@ -643,6 +645,7 @@ actor CampaignWorker {
             sweepCursor = startCursor
             sweepPages = 0
             sweepHit = false
+            sweepSkippedPages = 0
             sweepSkipCursor = startCursor
             sweepWanted = Set(pageable).union(early)
             return .listPage(after: startCursor)
@@ -916,6 +919,7 @@ actor CampaignWorker {
         if ours == 0 && !sweepHit {
             // Older history before this run's messages: later sweeps can start after it.
             sweepSkipCursor = page.endCursor ?? sweepSkipCursor
+            sweepSkippedPages += 1
         } else if ours > 0 {
             sweepHit = true
         }
@@ -930,9 +934,15 @@ actor CampaignWorker {
         sweepActive = false
         sweepPageInFlight = false
         lastSweepEnd = now
-        pagesEstimate = max(1, sweepPages)
         let startedAt = sweepStartedAt
-        if sweepHit { startCursor = sweepSkipCursor }
+        if sweepHit {
+            startCursor = sweepSkipCursor
+            // Later sweeps start after the skipped history: their cost is the pages from there on (the whole
+            // walk's count made every poll a single read once a campaign had months of history).
+            pagesEstimate = max(1, sweepPages - sweepSkippedPages)
+        } else {
+            pagesEstimate = max(1, sweepPages)
+        }
         let missing = sweepWanted
         sweepWanted = []
         if startedAt != nil, missing.count > pagesEstimate {
