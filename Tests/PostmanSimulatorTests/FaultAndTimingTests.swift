@@ -146,15 +146,17 @@ struct FaultAndTimingTests {
 
     @Test("A retried message passes through the in-flight statuses in order")
     func progression() async throws {
-        let data = SimulatorData(campaigns: [Fixture.campaign("c1")], messages: [Fixture.failed("m1", outcomes: ["success@0.8"])])
+        let data = SimulatorData(campaigns: [Fixture.campaign("c1")], messages: [Fixture.failed("m1", outcomes: ["success@2.5"])])
         try await withSimulator(data) { _, client in
             _ = try await client.retryMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c1"))
             var seen: [String] = []
-            let deadline = ContinuousClock.now + .seconds(3)
+            // 2.5 s over five steps leaves each status about 0.5 s: a busy CI machine that stalls a read for
+            // 0.2 s still sees every step (0.8 s, once, saw only three)
+            let deadline = ContinuousClock.now + .seconds(8)
             while seen.last != "success", ContinuousClock.now < deadline {
                 let status = try await client.getMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c1")).latestStatus
                 if seen.last != status { seen.append(status) }
-                try await Task.sleep(for: .milliseconds(15))
+                try await Task.sleep(for: .milliseconds(40))
             }
             let order = ["created", "enqueued", "sending", "sent", "sent_to_telco", "success"]
             #expect(seen.last == "success")
