@@ -106,6 +106,7 @@ let package = Package(
                 .embedInCode("Migrations/V004__campaign_leases.sql"),
                 .embedInCode("Migrations/V005__engine2_witness.sql"),
                 .embedInCode("Migrations/V006__whole_batch_calls.sql"),
+                .embedInCode("Migrations/V007__run_holders.sql"),
             ],
             // The crash hook (POSTMAN_RETRY_CRASH_AT) is compiled into debug builds only, the ones the tests
             // run; `swift build -c release` has none (issue 14).

@@ -15,6 +15,11 @@ public struct PGConfiguration: Sendable {
     /// With a value: TCP keepalives and libpq's `tcp_user_timeout`, so a call on a connection whose
     /// network went silent fails within about this long instead of waiting for ever.
     public var networkTimeoutMilliseconds: Int?
+    /// Settings made with `SET LOCAL` at the start of every `withTransaction`, in the BEGIN's own round
+    /// trip. Unlike session settings they hold through a transaction-pooling PgBouncer (each transaction
+    /// may run on another server connection) and never leak to the pool's other clients. Names and
+    /// values are the caller's constants: letters, digits, `_` and `.` only.
+    public var transactionSettings: [String: String] = [:]
 
     public init(
         url: String? = nil, applicationName: String = "postman-retry", connectTimeoutSeconds: Int = 10,
@@ -35,6 +40,8 @@ public actor PGConnection {
     // nonisolated(unsafe): only touched inside the actor, and in deinit, which has exclusive access.
     private nonisolated(unsafe) var handle: OpaquePointer?
     private let canceller = QueryCanceller()
+    /// What `withTransaction` sends to begin: BEGIN and the configuration's `SET LOCAL`s.
+    private var beginScript = "BEGIN"
     private nonisolated(unsafe) var noticeSink: Unmanaged<NoticeSink>?
     public let logger: Logger
 
@@ -86,6 +93,14 @@ public actor PGConnection {
             let message = String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines()
             PQfinish(conn)
             throw PGError(.connectionFailed, message.isEmpty ? "could not connect" : message)
+        }
+        let plain = { (text: String) in !text.isEmpty && text.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." } }
+        for (name, value) in configuration.transactionSettings.sorted(by: { $0.key < $1.key }) {
+            guard plain(name), plain(value) else {
+                PQfinish(conn)
+                throw PGError(.misuse, "transaction setting \(name) = \(value): only letters, digits, _ and . are allowed")
+            }
+            beginScript += "; SET LOCAL \(name) TO '\(value)'"
         }
         handle = conn
         var settings = "SET DateStyle = ISO; SET TimeZone = 'UTC'; SET IntervalStyle = iso_8601"
@@ -198,7 +213,7 @@ public actor PGConnection {
     public func withTransaction<Result: Sendable>(
         _ body: @Sendable (isolated PGConnection) throws -> Result
     ) throws -> Result {
-        try execute("BEGIN")
+        try executeScript(PGQuery(unsafeSQL: beginScript))
         do {
             let value = try body(self)
             try execute("COMMIT")

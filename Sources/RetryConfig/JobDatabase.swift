@@ -11,6 +11,9 @@ public enum JobDatabase {
     ///   committed after it, must survive a PostgreSQL crash, whatever the server's or the database's
     ///   default (some agencies set it `off` for speed). Without it a crash could forget an intent
     ///   whose POST was sent, and the rerun would no longer know the retry happened.
+    /// They are also made with `SET LOCAL` in every transaction: through a transaction-pooling PgBouncer
+    /// a session setting lands on whichever server connection ran it, not on the journal's later
+    /// transactions.
     public static let sessionSettings: [(name: String, value: String)] = [("synchronous_commit", "on")]
 
     /// Opens a connection with the job's session settings. A refused login or a missing database
@@ -18,6 +21,8 @@ public enum JobDatabase {
     public static func connect(_ configuration: PGConfiguration, logger: Logger) async throws -> PGConnection {
         let db: PGConnection
         do {
+            var configuration = configuration
+            for (name, value) in sessionSettings { configuration.transactionSettings[name] = value }
             db = try await PGConnection.connect(configuration, logger: logger)
         } catch let error as PGError {
             throw JobError.connectionFailure(error)

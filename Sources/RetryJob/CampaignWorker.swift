@@ -1049,6 +1049,11 @@ actor CampaignWorker {
             logger.error("lease lost; stopping", metadata: ["error": "\(lost)"])
             return
         }
+        if let lost = error as? HoldLost {
+            context.stop(.holdLost(lost.description))
+            logger.error("run hold lost; stopping", metadata: ["error": "\(lost)"])
+            return
+        }
         let failure = JobError.classify(error)
         context.stop(.database(failure.message, transient: failure.status == .temporary))
         logger.error("database failure; stopping", metadata: ["error": "\(failure.message)"])

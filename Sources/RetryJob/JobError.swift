@@ -25,6 +25,8 @@ public struct JobError: Error, CustomStringConvertible, Sendable {
     /// Maps any error to an exit status: database trouble that may pass is temporary (75).
     public static func classify(_ error: any Error) -> JobError {
         if let error = error as? JobError { return error }
+        // Another run took this one's place after its heartbeats stopped: the next run resumes.
+        if let error = error as? HoldLost { return JobError(.temporary, "stopped: \(error)") }
         if let error = error as? PGError {
             if isRefusedConnection(error) { return refusedConnection(error) }
             if error.isTransient {

@@ -14,23 +14,6 @@ struct LeaseStore: Sendable {
 
     private static func leases() -> PGQuery { "\(qualified: [Migrator.schema, "campaign_leases"])" }
 
-    /// Workers hold the run lock in shared mode, for their whole session: any number of workers run
-    /// together, while a plain `run` (which takes it exclusively) and workers exclude each other.
-    static func tryLockShared(_ db: PGConnection) async throws -> Bool {
-        try await db.execute("SELECT pg_try_advisory_lock_shared(\(RunStore.lockKey)) AS locked")[0].decode("locked")
-    }
-
-    /// One worker at a time opens the run, carries pending messages over and selects ("pmrs").
-    static let setupLockKey: Int64 = 0x706D_7273
-
-    static func trySetupLock(_ db: PGConnection) async throws -> Bool {
-        try await db.execute("SELECT pg_try_advisory_lock(\(setupLockKey)) AS locked")[0].decode("locked")
-    }
-
-    static func setupUnlock(_ db: PGConnection) async {
-        _ = try? await db.execute("SELECT pg_advisory_unlock(\(setupLockKey))")
-    }
-
     /// A lease for every campaign that has open messages in the run. A campaign marked done that has
     /// open messages again (after a plain `run` worked the same run) is opened again, free to take.
     func ensureLeases() async throws {

@@ -25,25 +25,18 @@ public struct Migrator: Sendable {
     /// The files, in order. They live in Sources/RetryJob/Migrations (also reachable as sql/migrations)
     /// and are compiled into the binary, so a deployed executable needs no files beside it.
     public static let all: [Migration] = [
-        Migration(
-            version: 1, name: "V001__bookkeeping.sql",
-            sql: String(decoding: PackageResources.V001__bookkeeping_sql, as: UTF8.self)),
-        Migration(
-            version: 2, name: "V002__quiet_hours.sql",
-            sql: String(decoding: PackageResources.V002__quiet_hours_sql, as: UTF8.self)),
-        Migration(
-            version: 3, name: "V003__request_timeline.sql",
-            sql: String(decoding: PackageResources.V003__request_timeline_sql, as: UTF8.self)),
-        Migration(
-            version: 4, name: "V004__campaign_leases.sql",
-            sql: String(decoding: PackageResources.V004__campaign_leases_sql, as: UTF8.self)),
-        Migration(
-            version: 5, name: "V005__engine2_witness.sql",
-            sql: String(decoding: PackageResources.V005__engine2_witness_sql, as: UTF8.self)),
-        Migration(
-            version: 6, name: "V006__whole_batch_calls.sql",
-            sql: String(decoding: PackageResources.V006__whole_batch_calls_sql, as: UTF8.self)),
+        file(1, "V001__bookkeeping.sql", PackageResources.V001__bookkeeping_sql),
+        file(2, "V002__quiet_hours.sql", PackageResources.V002__quiet_hours_sql),
+        file(3, "V003__request_timeline.sql", PackageResources.V003__request_timeline_sql),
+        file(4, "V004__campaign_leases.sql", PackageResources.V004__campaign_leases_sql),
+        file(5, "V005__engine2_witness.sql", PackageResources.V005__engine2_witness_sql),
+        file(6, "V006__whole_batch_calls.sql", PackageResources.V006__whole_batch_calls_sql),
+        file(7, "V007__run_holders.sql", PackageResources.V007__run_holders_sql),
     ]
+
+    private static func file(_ version: Int, _ name: String, _ bytes: [UInt8]) -> Migration {
+        Migration(version: version, name: name, sql: String(decoding: bytes, as: UTF8.self))
+    }
 
     public let migrations: [Migration]
     public init(migrations: [Migration] = Migrator.all) { self.migrations = migrations }

@@ -34,12 +34,22 @@ public struct RetryRun: Sendable {
         self.liveProgress = liveProgress
     }
 
-    /// Runs the job on `db`. `stopRequested` is polled for SIGINT/SIGTERM.
-    public func run(db: PGConnection, stopRequested: @escaping @Sendable () -> Bool = { false }) async throws -> RunResult {
+    /// Runs the job on `db`. `holdDB` carries the heartbeats of the run's hold (`RunHolder`), so a slow
+    /// journal statement never delays them; without it they share `db`. `stopRequested` is polled for
+    /// SIGINT/SIGTERM.
+    public func run(
+        db: PGConnection, holdDB: PGConnection? = nil, stopRequested: @escaping @Sendable () -> Bool = { false }
+    ) async throws -> RunResult {
         try await Self.withHTTPClient(settings: settings, logger: logger) { httpClient in
-            try await run(db: db, httpClient: httpClient, stopRequested: stopRequested)
+            try await Self.requireMigrations(db)
+            return try await RunHolder.holding(db: holdDB ?? db, workerId: Self.processName, mode: .exclusive, logger: logger) { holder in
+                try await run(db: db, holder: holder, httpClient: httpClient, stopRequested: stopRequested)
+            }
         }
     }
+
+    /// How a plain run names itself in `postman_retry.run_holders`.
+    static var processName: String { "run:\(ProcessInfo.processInfo.hostName):\(getpid())" }
 
     /// Our own client: enough connections per host that requests are never queued inside the client
     /// (a queue there would release them in bursts), and shut down when the run ends. It goes through
@@ -80,16 +90,12 @@ public struct RetryRun: Sendable {
         }
     }
 
-    func run(db: PGConnection, httpClient: HTTPClient, stopRequested: @escaping @Sendable () -> Bool)
+    func run(db: PGConnection, holder: RunHolder, httpClient: HTTPClient, stopRequested: @escaping @Sendable () -> Bool)
         async throws -> RunResult
     {
-        let store = RunStore(db: db, table: settings.table)
-        try await Self.requireMigrations(db)
-        guard try await store.tryLock() else {
-            throw JobError(.temporary, "another postman-retry run (or a set of `run --worker` processes) holds the lock; try again later")
-        }
+        var store = RunStore(db: db, table: settings.table)
+        store.holder = holder.fence
         let lockTakenAt = ContinuousClock.now
-        defer { Task { await store.unlock() } }
 
         let run = try await open(store: store, db: db)
         let log = runLogger(run)
@@ -108,11 +114,12 @@ public struct RetryRun: Sendable {
             baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: log)
         let context = RunContext(
             store: store, client: client, settings: settings, run: run, logger: log,
-            notBefore: lockTakenAt + .seconds(1), crashPoints: CrashPoints(environment: environment), signalled: stopRequested)
+            notBefore: lockTakenAt + .seconds(1), crashPoints: CrashPoints(environment: environment), signalled: stopRequested,
+            holder: holder)
         let workers = byCampaign.keys.sorted().map { campaign in
             CampaignWorker(
                 campaign: campaign, apiKey: keys[campaign]!, context: context, items: byCampaign[campaign]!,
-                messagesInTable: tableCounts[campaign] ?? byCampaign[campaign]!.count)
+                messagesInTable: tableCounts[campaign] ?? byCampaign[campaign]!.count, leaseValid: { holder.mayStillSend() })
         }
         log.info("working", metadata: ["campaigns": "\(workers.count)", "messages": "\(items.count)"])
 

@@ -16,6 +16,8 @@ enum StopReason: Sendable, Equatable {
     case database(String, transient: Bool)
     /// `run --worker`: another worker took over a lease this one failed to renew in time; exit 75.
     case leaseLost(String)
+    /// The run's hold (`postman_retry.run_holders`) was lost or could not be renewed; exit 75.
+    case holdLost(String)
 
     var exitStatus: ExitStatus {
         switch self {
@@ -23,7 +25,7 @@ enum StopReason: Sendable, Equatable {
         case .refused: return .noPermission
         case .unreachable: return .unavailable
         case .database(_, let transient): return transient ? .temporary : .failure
-        case .leaseLost: return .temporary
+        case .leaseLost, .holdLost: return .temporary
         }
     }
 
@@ -34,6 +36,7 @@ enum StopReason: Sendable, Equatable {
         case .unreachable(let why): return "Postman unreachable after all backoff (\(why))"
         case .database(let why, _): return "database failed during the run: \(why)"
         case .leaseLost(let why): return "stopped: \(why); the worker that holds the lease now resumes the campaign"
+        case .holdLost(let why): return "stopped: \(why); nothing more was sent, and the next run resumes"
         }
     }
 }
@@ -54,12 +57,16 @@ final class RunContext: Sendable {
     /// SIGINT/SIGTERM seen by the process: consulted on every look at `stopReason`, so no retry goes out
     /// after a signal however busy the loop that polls it is.
     private let signalled: @Sendable () -> Bool
+    /// This process's hold on the run: consulted like the signal, so a lost hold stops the run at once.
+    let holder: RunHolder?
 
     init(
         store: RunStore, client: PostmanClient, settings: RunSettings, run: RunRecord, logger: Logger,
-        notBefore: ContinuousClock.Instant, crashPoints: CrashPoints, signalled: @escaping @Sendable () -> Bool = { false }
+        notBefore: ContinuousClock.Instant, crashPoints: CrashPoints, signalled: @escaping @Sendable () -> Bool = { false },
+        holder: RunHolder? = nil
     ) {
         self.signalled = signalled
+        self.holder = holder
         self.store = store
         self.client = client
         self.settings = settings
@@ -71,6 +78,10 @@ final class RunContext: Sendable {
 
     var stopReason: StopReason? {
         if let reason = stopState.withLock({ $0 }) { return reason }
+        if let lost = holder?.lostReason {
+            stop(.holdLost(lost))
+            return stopState.withLock { $0 }
+        }
         guard signalled() else { return nil }
         stop(.signal)
         return stopState.withLock { $0 }
@@ -82,6 +93,7 @@ final class RunContext: Sendable {
             switch current {
             case nil: current = reason
             case .signal?: if reason != .signal { current = reason }
+            case .database?: if case .holdLost = reason { current = reason }
             default: break
             }
         }

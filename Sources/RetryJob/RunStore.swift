@@ -52,7 +52,9 @@ struct RunStore: Sendable {
     /// `run --worker`: every journal write of a campaign first checks, in its own transaction, that this
     /// worker still holds the campaign's lease (nil: a plain run, which holds the run lock instead).
     var fence: LeaseFence? = nil
-    static let lockKey: Int64 = 0x706D_7272  // "pmrr": one run at a time
+    /// Every journal write first checks, in its own transaction, that this process still holds the run
+    /// (`postman_retry.run_holders`); nil only where nothing is held (tests of the store alone, `plan`).
+    var holder: HolderFence? = nil
 
     private static func journal() -> PGQuery { "\(qualified: [Migrator.schema, "journal"])" }
     private static func runs() -> PGQuery { "\(qualified: [Migrator.schema, "runs"])" }
@@ -62,21 +64,14 @@ struct RunStore: Sendable {
     @discardableResult
     func write<T: Sendable>(_ body: @Sendable (isolated PGConnection) throws -> T) async throws -> T {
         let fence = self.fence
+        let holder = self.holder
         return try await db.withTransaction { db in
+            if let holder { try RunHolder.check(holder, db) }
             if let fence { try LeaseStore.check(fence, db) }
             return try body(db)
         }
     }
 
-    func tryLock() async throws -> Bool {
-        try await db.execute("SELECT pg_try_advisory_lock(\(Self.lockKey)) AS locked")[0].decode("locked")
-    }
-
-    func unlock() async {
-        _ = try? await db.execute("SELECT pg_advisory_unlock(\(Self.lockKey))")
-    }
-
-    /// Resumes the unfinished run if there is one, else starts a new one with `scope`.
     func openRun(scope: RunScope) async throws -> RunRecord {
         let table = self.table
         let scopeJSON = String(decoding: try JSONEncoder.sorted.encode(scope), as: UTF8.self)

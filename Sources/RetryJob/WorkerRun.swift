@@ -31,8 +31,8 @@ public struct WorkerSettings: Sendable {
 
 /// `postman-retry run --worker`: one of any number of processes that share one run through PostgreSQL.
 ///
-/// - Workers hold the run lock in shared mode: they exclude a plain `run`, not each other.
-/// - One worker at a time opens the run and selects (a second advisory lock); the others join it.
+/// - Workers hold the run in shared mode (`RunHolder`): they exclude a plain `run`, not each other.
+/// - One worker at a time opens the run and selects (the gate row's setup mark); the others join it.
 /// - Each campaign's rate budget is leased to one worker at a time (`postman_retry.campaign_leases`,
 ///   taken with `FOR UPDATE SKIP LOCKED`). A worker renews its leases with heartbeats and stops sending
 ///   for a campaign before its lease can expire; a lease whose worker died expires, and another worker
@@ -53,20 +53,21 @@ public struct RetryWorker: Sendable {
         db: PGConnection, leaseDB: PGConnection, stopRequested: @escaping @Sendable () -> Bool = { false }
     ) async throws -> RunResult {
         try await RetryRun.withHTTPClient(settings: job.settings, logger: job.logger) { httpClient in
-            try await run(db: db, leaseDB: leaseDB, httpClient: httpClient, stopRequested: stopRequested)
+            try await RetryRun.requireMigrations(db)
+            return try await RunHolder.holding(db: leaseDB, workerId: worker.workerId, mode: .shared, logger: job.logger) { holder in
+                try await run(db: db, leaseDB: leaseDB, holder: holder, httpClient: httpClient, stopRequested: stopRequested)
+            }
         }
     }
 
     func run(
-        db: PGConnection, leaseDB: PGConnection, httpClient: HTTPClient, stopRequested: @escaping @Sendable () -> Bool
+        db: PGConnection, leaseDB: PGConnection, holder: RunHolder, httpClient: HTTPClient,
+        stopRequested: @escaping @Sendable () -> Bool
     ) async throws -> RunResult {
         let settings = job.settings
-        let store = RunStore(db: db, table: settings.table)
-        try await RetryRun.requireMigrations(db)
-        guard try await LeaseStore.tryLockShared(db) else {
-            throw JobError(.temporary, "a plain postman-retry run holds the lock; workers start when it has finished")
-        }
-        let run = try await openShared(store: store, db: db, stopRequested: stopRequested)
+        var store = RunStore(db: db, table: settings.table)
+        store.holder = holder.fence
+        let run = try await openShared(store: store, db: db, holder: holder, stopRequested: stopRequested)
         var log = job.runLogger(run)
         log[metadataKey: "worker"] = "\(worker.workerId)"
         let leases = LeaseStore(db: leaseDB, run: run.id, workerId: worker.workerId)
@@ -78,7 +79,8 @@ public struct RetryWorker: Sendable {
             baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: log)
         let context = RunContext(
             store: store, client: client, settings: settings, run: run, logger: log,
-            notBefore: .now, crashPoints: CrashPoints(environment: job.environment), signalled: stopRequested)
+            notBefore: .now, crashPoints: CrashPoints(environment: job.environment), signalled: stopRequested,
+            holder: holder)
         log.info("worker joined the run", metadata: ["campaigns": "\(campaigns.count)"])
 
         let state = WorkerState()
@@ -167,18 +169,20 @@ public struct RetryWorker: Sendable {
 
     /// Opens the shared run under the setup lock: the first worker starts it and selects, the others
     /// find it running and join.
-    private func openShared(store: RunStore, db: PGConnection, stopRequested: @Sendable () -> Bool) async throws -> RunRecord {
-        while !(try await LeaseStore.trySetupLock(db)) {
+    private func openShared(
+        store: RunStore, db: PGConnection, holder: RunHolder, stopRequested: @Sendable () -> Bool
+    ) async throws -> RunRecord {
+        while !(try await holder.tryBeginSetup()) {
             if stopRequested() { throw JobError(.temporary, "stopped by a signal while waiting to join the run") }
             try await Task.sleep(for: .milliseconds(100))
         }
         do {
             let run = try await job.open(store: store, db: db)
             try await LeaseStore(db: db, run: run.id, workerId: worker.workerId).ensureLeases()
-            await LeaseStore.setupUnlock(db)
+            await holder.endSetup()
             return run
         } catch {
-            await LeaseStore.setupUnlock(db)
+            await holder.endSetup()
             throw error
         }
     }
@@ -203,7 +207,7 @@ public struct RetryWorker: Sendable {
                 let campaignWorker = CampaignWorker(
                     campaign: campaign, apiKey: key, context: context, items: items,
                     messagesInTable: counts[campaign] ?? items.count,
-                    notBefore: .now + .seconds(1), leaseValid: { state.mayStillSend(held) },
+                    notBefore: .now + .seconds(1), leaseValid: { (context.holder?.mayStillSend() ?? true) && state.mayStillSend(held) },
                     fence: LeaseFence(run: context.run.id, campaign: campaign, workerId: leases.workerId, epoch: held.epoch))
                 state.started(held, campaignWorker)
                 await campaignWorker.run()

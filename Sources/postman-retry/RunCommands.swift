@@ -148,15 +148,16 @@ struct Run: AsyncParsableCommand {
             let live = isatty(STDERR_FILENO) == 1 && global.logFormat != .json
             let job = RetryRun(settings: settings, logger: logger, environment: environment, liveProgress: live)
             let result = try await metrics.recording(db: db, logger: logger) {
-                guard worker else { return try await job.run(db: db, stopRequested: { stop.isSet }) }
-                // Heartbeats must fail fast rather than hang: a worker that cannot renew stops sending
-                // before its leases expire, and gives up after one TTL.
+                // The run's hold and the workers' leases are renewed on a connection of their own, so a
+                // slow journal statement never delays a heartbeat. Heartbeats must fail fast rather than
+                // hang: a process that cannot renew stops sending within a second (docs/operations.md).
                 let leaseDB = try await connect(global, logger: logger) { configuration in
-                    configuration.applicationName = "postman-retry lease heartbeat"
+                    configuration.applicationName = "postman-retry heartbeat"
                     configuration.statementTimeoutMilliseconds = 5_000
-                    configuration.networkTimeoutMilliseconds = 10_000
+                    configuration.networkTimeoutMilliseconds = 5_000
                 }
                 defer { Task { await leaseDB.close() } }
+                guard worker else { return try await job.run(db: db, holdDB: leaseDB, stopRequested: { stop.isSet }) }
                 let workerSettings = WorkerSettings(
                     workerId: workerId, leaseTTL: leaseTtl.flatMap(parseDuration) ?? .seconds(15),
                     maxCampaigns: maxCampaigns)

@@ -61,8 +61,7 @@ import Testing
 
     @Test func aSecondRunWhileOneHoldsTheLockExits75AndTouchesNothing() async throws {
         let fixture = try await EngineFixture.make(messages: 4)
-        let holder = try await PGConnection.connect(PGConfiguration(url: fixture.url), logger: EngineFixture.quietLogger)
-        try await holder.execute("SELECT pg_advisory_lock(\(Int64(0x706D_7272)))")
+        let holder = try await OtherRunHolder.start(url: fixture.url)
         do {
             _ = try await fixture.run(fixture.settings())
             Issue.record("the run should refuse while the lock is held")
@@ -72,7 +71,7 @@ import Testing
         let runs: Int = try await fixture.db.execute("SELECT count(*) AS n FROM postman_retry.runs")[0].decode("n")
         #expect(runs == 0)
         #expect(await fixture.sim.ledger().requests.isEmpty)
-        await holder.close()
+        await holder.stop()
         await fixture.stop()
     }
 

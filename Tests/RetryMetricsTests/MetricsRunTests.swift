@@ -86,10 +86,9 @@ import Testing
 
         // A second run while another session holds the run lock exits 75 before it has a run: it reports
         // its exit status, keeps the last success, and (PUT) no count of the first run is left behind.
-        let holder = try await PGConnection.connect(PGConfiguration(url: fixture.url), logger: TestDatabase.logger)
-        _ = try await holder.query("SELECT pg_advisory_lock(\(Int64(0x706D_7272)))")
+        let holder = try await OtherRunHolder.start(url: fixture.url)
         let second = try await fixture.run(["--metrics-file", file, "--pushgateway", gateway.baseURL])
-        await holder.close()
+        await holder.stop()
         #expect(second.status == 75, "\(second.stderr)")
         for locked in [
             try await PrometheusText.parse(try String(contentsOfFile: file, encoding: .utf8)),

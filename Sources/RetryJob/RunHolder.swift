@@ -1,0 +1,284 @@
+import Foundation
+import LibPQ
+import Logging
+import RetryCore
+import Synchronization
+
+/// This process's right to work the job's runs (CONTRACT.md section 7): a plain `run` holds it alone,
+/// `run --worker` processes hold it together. It is a row of `postman_retry.run_holders` (V007), not a
+/// session lock, so it means the same through a transaction-pooling PgBouncer or a managed proxy.
+///
+/// - Taking it: under the gate row's lock, rows past `expires_at` are deleted (their process died) and
+///   the row is inserted unless a holder it cannot share with is there. A holder that is there but
+///   whose heartbeat does not move is waited for (at most `ttl` and a little): that is a process just
+///   killed, and the rerun takes its place; one whose heartbeat moves, or that ends while we wait, is
+///   alive, and we exit 75.
+/// - Keeping it: a heartbeat every `heartbeatInterval`. Sending stops once the last heartbeat that
+///   renewed the row started `guardWindow` ago, which is shorter than `ttl`: a row that expired belongs
+///   to a process that has stopped sending. A lost connection therefore stops sending within a second.
+/// - Journal writes check the row (`FOR KEY SHARE`, see `check`): a process whose row was taken away
+///   can change nothing.
+final class RunHolder: Sendable {
+    enum Mode: Sendable {
+        /// A plain run: nobody else at all.
+        case exclusive
+        /// A `run --worker`: other workers too, no plain run.
+        case shared
+    }
+
+    static let ttl: Duration = .seconds(2)
+    static let heartbeatInterval: Duration = .milliseconds(250)
+    static let guardWindow: Duration = .milliseconds(900)
+    /// A holder that cannot renew for this long gives the run up (exit 75): its journal is out of reach.
+    static let giveUpAfter: Duration = .seconds(10)
+
+    let db: PGConnection
+    let holderId: String
+    let workerId: String
+    let mode: Mode
+    /// When the last heartbeat that renewed the row was sent (the database's `now()` is later).
+    private let lastRenewal: Mutex<ContinuousClock.Instant>
+    /// Set when the row was found gone: another run took it.
+    private let takenAway = Atomic<Bool>(false)
+
+    private init(db: PGConnection, holderId: String, workerId: String, mode: Mode, renewedAt: ContinuousClock.Instant) {
+        self.db = db
+        self.holderId = holderId
+        self.workerId = workerId
+        self.mode = mode
+        self.lastRenewal = Mutex(renewedAt)
+    }
+
+    private static func holders() -> PGQuery { "\(qualified: [Migrator.schema, "run_holders"])" }
+    private static func gate() -> PGQuery { "\(qualified: [Migrator.schema, "run_gate"])" }
+
+    /// What stands in the way of taking the row.
+    private struct Conflict: Sendable {
+        var holderId: String
+        var workerId: String
+        var exclusive: Bool
+        var beats: Int64
+    }
+
+    /// A row deleted because it expired.
+    private struct Expired: Sendable {
+        var holderId: String
+        var workerId: String
+    }
+
+    private enum Attempt: Sendable {
+        case taken(expired: [Expired])
+        case held([Conflict], expired: [Expired])
+    }
+
+    /// Takes the row on `db` (the connection that will carry the heartbeats), or throws exit 75 when a
+    /// live holder is in the way.
+    static func acquire(db: PGConnection, workerId: String, mode: Mode, logger: Logger) async throws -> RunHolder {
+        let holderId = "\(workerId)#\(UInt64.random(in: .min ... .max))"
+        let exclusive = mode == .exclusive
+        var firstSeen: [String: Int64] = [:]
+        var expiredByUs: Set<String> = []
+        let giveUpAt = ContinuousClock.now + ttl + .seconds(1)
+        while true {
+            let started = ContinuousClock.now
+            let attempt = try await db.withTransaction { db -> Attempt in
+                _ = try db.execute("SELECT id FROM \(fragment: gate()) WHERE id = 1 FOR UPDATE")
+                let expired = try db.execute(
+                    "DELETE FROM \(fragment: holders()) WHERE expires_at < now() RETURNING holder_id, worker_id"
+                ).map { Expired(holderId: try $0.decode("holder_id"), workerId: try $0.decode("worker_id")) }
+                let conflicts = try db.execute(
+                    """
+                    SELECT holder_id, worker_id, exclusive, beats FROM \(fragment: holders())
+                    WHERE \(exclusive) OR exclusive
+                    """
+                ).map {
+                    Conflict(
+                        holderId: try $0.decode("holder_id"), workerId: try $0.decode("worker_id"),
+                        exclusive: try $0.decode("exclusive"), beats: try $0.decode("beats"))
+                }
+                guard conflicts.isEmpty else { return .held(conflicts, expired: expired) }
+                if exclusive {
+                    // Nobody else holds anything now: campaign leases of workers that died are free at once
+                    // (and a late write of such a worker fails its fence).
+                    try db.execute(
+                        """
+                        UPDATE \(qualified: [Migrator.schema, "campaign_leases"]) SET worker_id = NULL, expires_at = now()
+                        WHERE NOT done AND worker_id IS NOT NULL
+                        """)
+                }
+                try db.execute(
+                    """
+                    INSERT INTO \(fragment: holders()) (holder_id, worker_id, exclusive, expires_at)
+                    VALUES (\(holderId), \(workerId), \(exclusive), now() + make_interval(secs => \(ttl.seconds)))
+                    """)
+                return .taken(expired: expired)
+            }
+            switch attempt {
+            case .taken(let expired):
+                for previous in expired {
+                    logger.notice(
+                        "took the place of a run that stopped renewing its hold (it was killed)", metadata: ["previous": "\(previous.workerId)"])
+                }
+                return RunHolder(db: db, holderId: holderId, workerId: workerId, mode: mode, renewedAt: started)
+            case .held(let conflicts, let expired):
+                expiredByUs.formUnion(expired.map(\.holderId))
+                let present = Set(conflicts.map(\.workerId))
+                // A holder whose heartbeat moved is alive; so is one that left without expiring.
+                let alive = conflicts.first { conflict in firstSeen[conflict.holderId].map { $0 != conflict.beats } ?? false }
+                let leftNormally = firstSeen.keys.contains { id in
+                    !conflicts.contains { $0.holderId == id } && !expiredByUs.contains(id)
+                }
+                if alive != nil || leftNormally || ContinuousClock.now >= giveUpAt {
+                    throw refusal(conflicts, mode: mode)
+                }
+                for conflict in conflicts where firstSeen[conflict.holderId] == nil { firstSeen[conflict.holderId] = conflict.beats }
+                logger.debug("waiting to see whether the holder of the run is alive", metadata: ["holders": "\(present.sorted())"])
+                try await Task.sleep(for: .milliseconds(150))
+            }
+        }
+    }
+
+    private static func refusal(_ conflicts: [Conflict], mode: Mode) -> JobError {
+        let plainRunInTheWay = conflicts.contains(where: \.exclusive)
+        switch (mode, plainRunInTheWay) {
+        case (.shared, _):
+            return JobError(.temporary, "a plain postman-retry run holds the lock; workers start when it has finished")
+        case (.exclusive, true):
+            return JobError(.temporary, "another postman-retry run holds the lock; try again later")
+        case (.exclusive, false):
+            return JobError(
+                .temporary,
+                "a shared run holds the lock: \(conflicts.count) `run --worker` process(es) (\(conflicts.map(\.workerId).sorted().joined(separator: ", "))); try again later")
+        }
+    }
+
+    /// Renews the row. False when it is gone: another run took it after it expired.
+    @discardableResult
+    func renew() async throws -> Bool {
+        let started = ContinuousClock.now
+        let holderId = self.holderId
+        let kept = try await db.withTransaction { db in
+            // A heartbeat lost in a PostgreSQL crash costs nothing: no need to wait for the disk.
+            _ = try db.execute("SELECT set_config('synchronous_commit', 'off', true)")
+            return try !db.execute(
+                """
+                UPDATE \(fragment: Self.holders())
+                SET heartbeat_at = now(), beats = beats + 1, expires_at = now() + make_interval(secs => \(Self.ttl.seconds))
+                WHERE holder_id = \(holderId)
+                RETURNING 1 AS kept
+                """
+            ).isEmpty
+        }
+        if kept {
+            lastRenewal.withLock { $0 = max($0, started) }
+        } else {
+            takenAway.store(true, ordering: .relaxed)
+        }
+        return kept
+    }
+
+    /// Whether this process may still send: its row was renewed recently enough that nobody can have
+    /// taken it.
+    func mayStillSend() -> Bool {
+        !takenAway.load(ordering: .relaxed) && ContinuousClock.now - lastRenewal.withLock { $0 } < Self.guardWindow
+    }
+
+    var wasTakenAway: Bool { takenAway.load(ordering: .relaxed) }
+    var sinceLastRenewal: Duration { ContinuousClock.now - lastRenewal.withLock { $0 } }
+
+    /// Why this process lost its hold (nil while it holds it): the row was taken away, or could not be
+    /// renewed for `giveUpAfter`. The run stops with exit 75 as soon as it looks.
+    var lostReason: String? { lost.withLock { $0 } }
+    private let lost = Mutex<String?>(nil)
+
+    /// Keeps the row alive until the task is cancelled or the hold is lost.
+    func heartbeats(logger: Logger) async {
+        var warned = false
+        while !Task.isCancelled {
+            do {
+                if try await renew() {
+                    if warned { logger.notice("run hold heartbeat renewed again") }
+                    warned = false
+                } else {
+                    lost.withLock { $0 = "another run took this run's place after its heartbeats stopped" }
+                    logger.error("run hold taken away; stopping", metadata: ["holder": "\(workerId)"])
+                    return
+                }
+            } catch {
+                if !warned { logger.warning("run hold heartbeat failed; sending pauses until it is renewed", metadata: ["error": "\(error)"]) }
+                warned = true
+                if sinceLastRenewal > Self.giveUpAfter {
+                    lost.withLock { $0 = "could not renew this run's hold for \(Self.giveUpAfter): \(error)" }
+                    return
+                }
+            }
+            try? await Task.sleep(for: Self.heartbeatInterval)
+        }
+    }
+
+    /// Takes the hold, runs `body` while heartbeats keep it, then gives it up (also when `body` throws).
+    static func holding<T: Sendable>(
+        db: PGConnection, workerId: String, mode: Mode, logger: Logger, _ body: @Sendable (RunHolder) async throws -> T
+    ) async throws -> T {
+        let holder = try await acquire(db: db, workerId: workerId, mode: mode, logger: logger)
+        do {
+            let result = try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask {
+                    await holder.heartbeats(logger: logger)
+                    return nil
+                }
+                let result = try await body(holder)
+                group.cancelAll()
+                return result
+            }
+            await holder.release()
+            return result
+        } catch {
+            await holder.release()
+            throw error
+        }
+    }
+
+    /// Gives the row up: the next run may start at once.
+    func release() async {
+        _ = try? await db.execute("DELETE FROM \(fragment: Self.holders()) WHERE holder_id = \(holderId)")
+    }
+
+    /// One worker at a time opens the shared run and selects; the others wait for it. The mark is the
+    /// gate row's, and a mark whose holder is gone (expired) counts as free.
+    func tryBeginSetup() async throws -> Bool {
+        try await !db.execute(
+            """
+            UPDATE \(fragment: Self.gate()) SET setup_holder = \(holderId)
+            WHERE id = 1 AND (setup_holder IS NULL OR setup_holder = \(holderId)
+                OR setup_holder NOT IN (SELECT holder_id FROM \(fragment: Self.holders()) WHERE expires_at >= now()))
+            RETURNING 1 AS began
+            """
+        ).isEmpty
+    }
+
+    func endSetup() async {
+        _ = try? await db.execute("UPDATE \(fragment: Self.gate()) SET setup_holder = NULL WHERE id = 1 AND setup_holder = \(holderId)")
+    }
+
+    var fence: HolderFence { HolderFence(holderId: holderId) }
+
+    /// The fence of a journal write, inside its transaction: this process's row must still be there.
+    /// `FOR KEY SHARE` keeps a run that would delete the (expired) row waiting until the write commits,
+    /// and lets this process's own heartbeat through.
+    static func check(_ fence: HolderFence, _ db: isolated PGConnection) throws {
+        let rows = try db.execute(
+            "SELECT 1 AS held FROM \(fragment: holders()) WHERE holder_id = \(fence.holderId) FOR KEY SHARE")
+        guard !rows.isEmpty else { throw HoldLost() }
+    }
+}
+
+/// What a journal write checks: the row of this process's hold is still there.
+struct HolderFence: Sendable {
+    var holderId: String
+}
+
+/// A fenced journal write found this process's hold taken away: nothing was written.
+struct HoldLost: Error, CustomStringConvertible {
+    var description: String { "this run's hold was taken over by another run after its heartbeats stopped" }
+}
