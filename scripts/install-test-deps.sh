@@ -19,6 +19,8 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/
 have nginx || need+=(nginx-light)
 have tinyproxy || need+=(tinyproxy)
 have openssl || need+=(openssl)
+# Database edge tests: a transaction-pooling PgBouncer in front of the throwaway cluster.
+have pgbouncer || need+=(pgbouncer)
 if [ ${#need[@]} -gt 0 ]; then
     echo "install-test-deps: installing ${need[*]} (Debian packages)"
     sudo=""

@@ -7,6 +7,9 @@
 #   scripts/pg-throwaway.sh stop DIR             stop it and remove DIR
 #
 # Unix socket in the cluster's own dir, no TCP, trust auth; runs the server as `postgres` when started by root.
+# Fast and not crash-safe (fsync off) unless PG_THROWAWAY_DURABLE=1: then fsync and full-page writes are on,
+# and synchronous_commit stays off as the server's default, as some agencies set it (the job must make
+# its own commits durable).
 set -euo pipefail
 
 find_bin() {
@@ -40,10 +43,12 @@ start() {
     if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; fi
     # A port number is still needed for the socket file name; pick one from the pid to avoid clashes.
     local port=$((20000 + ($$ % 20000)))
+    local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    [ "${PG_THROWAWAY_DURABLE:-0}" = 1 ] && durability="-c fsync=on -c synchronous_commit=off -c full_page_writes=on"
     as_owner "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; exit 1; }
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses='' -c unix_socket_directories='$dir' -p $port -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        -o "-c listen_addresses='' -c unix_socket_directories='$dir' -p $port -c max_connections=200 $durability" \
         start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     cat >"$dir/env" <<ENV
 export PGHOST='$dir'

@@ -205,6 +205,15 @@ final class RunHolder: Sendable {
                     return
                 }
             } catch {
+                // The connection itself is gone (terminated, failover): it will not come back, and a
+                // waiting run may take our place in two seconds. Stop now rather than after `giveUpAfter`.
+                if let failure = error as? PGError, failure.kind == .connectionLost
+                    || [.adminShutdown, .crashShutdown].contains(failure.sqlState) || failure.sqlState?.errorClass == "08"
+                {
+                    lost.withLock { $0 = "the connection that renews this run's hold was lost: \(failure)" }
+                    logger.error("run hold connection lost; stopping", metadata: ["error": "\(failure)"])
+                    return
+                }
                 if !warned { logger.warning("run hold heartbeat failed; sending pauses until it is renewed", metadata: ["error": "\(error)"]) }
                 warned = true
                 if sinceLastRenewal > Self.giveUpAfter {

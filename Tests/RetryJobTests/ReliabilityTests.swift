@@ -383,9 +383,10 @@ struct PrivateCluster {
 
     static var script: String { EngineFixture.repoRoot.appendingPathComponent("scripts/pg-throwaway.sh").path }
 
-    static func start() async throws -> PrivateCluster {
+    /// `durable`: fsync on, with synchronous_commit off as the server's default (scripts/pg-throwaway.sh).
+    static func start(durable: Bool = false) async throws -> PrivateCluster {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pr-pg-\(UUID().uuidString.prefix(8))").path
-        let output = await ReliabilityTests.run("bash \(script) start \(dir)")
+        let output = await ReliabilityTests.run("PG_THROWAWAY_DURABLE=\(durable ? 1 : 0) bash \(script) start \(dir)")
         func value(_ name: String) -> String? {
             output.split(separator: "\n").first { $0.hasPrefix("export \(name)=") }
                 .map { String($0.dropFirst("export \(name)=".count)).trimmingCharacters(in: CharacterSet(charactersIn: "'")) }
@@ -396,10 +397,11 @@ struct PrivateCluster {
         return PrivateCluster(dir: dir, conninfo: "host=\(host) port=\(port) user=postgres", pgBin: bin)
     }
 
-    func restart() async throws {
+    /// `immediate`: a crash (no checkpoint, no flush of what is not yet on disk), then recovery from WAL.
+    func restart(immediate: Bool = false) async throws {
         let output = await ReliabilityTests.run(
             "as=; [ \"$(id -u)\" = 0 ] && as='runuser -u postgres --'; "
-                + "$as \(pgBin)/pg_ctl -D \(dir)/data -m fast -w restart -l \(dir)/server.log >/dev/null 2>&1; echo rc=$?")
+                + "$as \(pgBin)/pg_ctl -D \(dir)/data -m \(immediate ? "immediate" : "fast") -w restart -l \(dir)/server.log >/dev/null 2>&1; echo rc=$?")
         guard output.contains("rc=0") else { throw JobError(.failure, "pg_ctl restart failed: \(output)") }
     }
 
