@@ -209,3 +209,36 @@ import Testing
         await fixture.stop()
     }
 }
+
+/// `config check --check-keys`: one read per campaign tells whether Postman accepts each key from here.
+@Suite struct CredentialCheckTests {
+    static func check(_ fixture: EngineFixture, keys: [String: String], arguments: [String] = []) async throws -> SpawnedBinary.Exit {
+        var environment = ProcessInfo.processInfo.environment.filter { $0.key.hasPrefix("PG") || $0.key == "PATH" }
+        environment.merge(keys) { $1 }
+        environment["POSTMAN_API_URL"] = fixture.sim.baseURL
+        return await try SpawnedBinary.start(
+            CrashResumeTests.binary, ["config", "check", "--check-keys", "--database-url", fixture.url] + arguments,
+            environment: environment
+        ).wait()
+    }
+
+    @Test func everyCampaignOfTheTableIsAskedOnceAndARefusedKeyExits77NamingIt() async throws {
+        let fixture = try await EngineFixture.make(databasePrefix: "keycheck", campaigns: 2, messages: 3)
+        let good = try await Self.check(fixture, keys: fixture.keysEnvironment)
+        #expect(good.status == 0, "\(good.stdout)\(good.stderr)")
+        #expect(good.stdout.contains("campaign campaign-1: key accepted"), "\(good.stdout)")
+        #expect(good.stdout.contains("campaign campaign-2: key accepted"), "\(good.stdout)")
+        let reads = await fixture.sim.ledger().requests
+        #expect(reads.count == 2 && reads.allSatisfy { $0.method == "GET" && $0.path.hasSuffix("/messages") }, "\(reads.map(\.path))")
+
+        var keys = fixture.keysEnvironment
+        let wrong = try #require(keys.keys.sorted().last)
+        keys[wrong] = "sim-not-the-right-one"
+        let refused = try await Self.check(fixture, keys: keys, arguments: ["--campaign", "campaign-1", "--campaign", "campaign-2"])
+        #expect(refused.status == 77, "\(refused.stdout)\(refused.stderr)")
+        #expect(refused.stdout.contains("campaign campaign-2: REFUSED"), "\(refused.stdout)")
+        #expect(refused.stderr.contains("campaign-2") && !refused.stderr.contains("not-the-right-one"), "\(refused.stderr)")
+        #expect(await fixture.sim.ledger().acceptedRetries.isEmpty, "a check never retries")
+        await fixture.stop()
+    }
+}
