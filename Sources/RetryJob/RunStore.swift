@@ -59,8 +59,9 @@ struct RunStore: Sendable {
     private static func journal() -> PGQuery { "\(qualified: [Migrator.schema, "journal"])" }
     private static func runs() -> PGQuery { "\(qualified: [Migrator.schema, "runs"])" }
 
-    /// A transaction for the campaign workers' journal writes: fenced by the lease when there is one, so
-    /// a worker that lost its lease can change nothing the new holder relies on.
+    /// Every transaction on the journal: fenced by this process's hold on the run (`RunHolder`) and, for a
+    /// worker's campaign, by the campaign's lease, so a process that lost either can change nothing the
+    /// new holder relies on.
     @discardableResult
     func write<T: Sendable>(_ body: @Sendable (isolated PGConnection) throws -> T) async throws -> T {
         let fence = self.fence
@@ -75,7 +76,7 @@ struct RunStore: Sendable {
     func openRun(scope: RunScope) async throws -> RunRecord {
         let table = self.table
         let scopeJSON = String(decoding: try JSONEncoder.sorted.encode(scope), as: UTF8.self)
-        return try await db.withTransaction { db in
+        return try await write { db in
             let open = try db.execute(
                 """
                 UPDATE \(fragment: Self.runs()) SET status = 'running', attempts = attempts + 1, last_error = NULL
@@ -102,7 +103,7 @@ struct RunStore: Sendable {
 
     /// Starts (or restarts) the selection of a run: counts from an interrupted selection are dropped.
     func resetSelectionCounts(run: Int64) async throws {
-        try await db.withTransaction { db in
+        try await write { db in
             try db.execute("DELETE FROM \(qualified: [Migrator.schema, "skips"]) WHERE run_id = \(run)")
             try db.execute("DELETE FROM \(qualified: [Migrator.schema, "malformed_rows"]) WHERE run_id = \(run)")
         }
@@ -140,7 +141,7 @@ struct RunStore: Sendable {
         let badKeys = malformed.map(\.key)
         let badFields = malformed.map(\.field)
         let problems = malformed.map(\.problem)
-        try await db.withTransaction { db in
+        try await write { db in
             if !ids.isEmpty {
                 // attempts_before stays NULL: the witness is Postman's count, learnt before the call.
                 try db.execute(
@@ -181,7 +182,7 @@ struct RunStore: Sendable {
             }
         }
         let (campaignList, reasonList, numberList) = (campaigns, reasons, numbers)
-        try await db.withTransaction { db in
+        try await write { db in
             if !campaignList.isEmpty {
                 try db.execute(
                     """
@@ -199,7 +200,7 @@ struct RunStore: Sendable {
     func carryOverPending(run: Int64, campaigns: [String], deadline: Date, neverFinalAfter: Duration) async throws {
         let cutoffSeconds = Int(neverFinalAfter.seconds)
         let allCampaigns = campaigns.isEmpty
-        try await db.withTransaction { db in
+        try await write { db in
             try db.execute(
                 """
                 UPDATE \(fragment: Self.journal()) SET never_final = true
@@ -531,7 +532,7 @@ struct RunStore: Sendable {
     /// find it completed already).
     /// Returns false when a message of the run is still open (its campaign must be worked again).
     func completeRunIfRunning(run: Int64) async throws -> Bool {
-        try await db.withTransaction { db in
+        try await write { db in
             let open = try db.execute(
                 "SELECT count(*) AS n FROM \(fragment: Self.journal()) WHERE run_id = \(run) AND state <> 'done'")[0]
                 .decode("n", as: Int.self)
@@ -546,12 +547,14 @@ struct RunStore: Sendable {
     }
 
     func finishRun(run: Int64, status: String, error: String?) async throws {
-        try await db.execute(
-            """
-            UPDATE \(fragment: Self.runs()) SET status = \(status), last_error = \(error),
-                   finished_at = CASE WHEN \(status) IN ('completed', 'failed') THEN now() ELSE finished_at END
-            WHERE run_id = \(run)
-            """)
+        try await write { db in
+            try db.execute(
+                """
+                UPDATE \(fragment: Self.runs()) SET status = \(status), last_error = \(error),
+                       finished_at = CASE WHEN \(status) IN ('completed', 'failed') THEN now() ELSE finished_at END
+                WHERE run_id = \(run)
+                """)
+        }
     }
 }
 

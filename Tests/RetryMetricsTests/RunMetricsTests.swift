@@ -90,7 +90,9 @@ import Testing
 
         let started = ContinuousClock.now
         await publisher.publish(RunMetrics(exitStatus: 69, duration: .seconds(1), summary: nil, lastSuccess: nil))
-        #expect(ContinuousClock.now - started < .seconds(3))
+        // Bounded by the 2 s push timeout, not by the OS's connect timeout (minutes); the slack is for a busy
+        // CI machine (4.5 s was seen with three builds beside the suite).
+        #expect(ContinuousClock.now - started < .seconds(8))
         // The file is written all the same.
         let samples = try await PrometheusText.parse(try String(contentsOfFile: path, encoding: .utf8))
         #expect(samples.value(RunMetrics.Name.exitStatus) == 69)
