@@ -34,22 +34,15 @@ public struct RetryRun: Sendable {
         self.liveProgress = liveProgress
     }
 
-    /// Runs the job on `db`. `holdDB` carries the heartbeats of the run's hold (`RunHolder`), so a slow
-    /// journal statement never delays them; without it they share `db`. `stopRequested` is polled for
-    /// SIGINT/SIGTERM.
+    /// Runs the job on `db`: a worker that holds the run alone and takes every campaign (`RetryWorker`,
+    /// the one orchestrator of both `run` and `run --worker`). `holdDB` carries the heartbeats of the
+    /// run's hold and the campaign leases, so a slow journal statement never delays them; without it
+    /// they share `db`. `stopRequested` is polled for SIGINT/SIGTERM.
     public func run(
         db: PGConnection, holdDB: PGConnection? = nil, stopRequested: @escaping @Sendable () -> Bool = { false }
     ) async throws -> RunResult {
-        try await Self.withHTTPClient(settings: settings, logger: logger) { httpClient in
-            try await Self.requireMigrations(db)
-            return try await RunHolder.holding(db: holdDB ?? db, workerId: Self.processName, mode: .exclusive, logger: logger) { holder in
-                try await run(db: db, holder: holder, httpClient: httpClient, stopRequested: stopRequested)
-            }
-        }
+        try await RetryWorker(job: self, worker: .plainRun()).run(db: db, leaseDB: holdDB ?? db, stopRequested: stopRequested)
     }
-
-    /// How a plain run names itself in `postman_retry.run_holders`.
-    static var processName: String { "run:\(ProcessInfo.processInfo.hostName):\(getpid())" }
 
     /// Our own client: enough connections per host that requests are never queued inside the client
     /// (a queue there would release them in bursts), and shut down when the run ends. It goes through
@@ -88,74 +81,6 @@ public struct RetryRun: Sendable {
             try? await httpClient.shutdown()
             throw error
         }
-    }
-
-    func run(db: PGConnection, holder: RunHolder, httpClient: HTTPClient, stopRequested: @escaping @Sendable () -> Bool)
-        async throws -> RunResult
-    {
-        var store = RunStore(db: db, table: settings.table)
-        store.holder = holder.fence
-        let lockTakenAt = ContinuousClock.now
-
-        let run = try await open(store: store, db: db)
-        let log = runLogger(run)
-        let items = try await store.openItems(run: run.id)
-        let byCampaign = Dictionary(grouping: items, by: \.campaignId)
-        let keys: [String: String]
-        do {
-            keys = try requireKeys(for: byCampaign.keys)
-        } catch {
-            try await store.finishRun(run: run.id, status: "interrupted", error: "missing API keys")
-            throw error
-        }
-        let tableCounts = try await store.messageCounts(campaigns: Array(byCampaign.keys))
-
-        let client = PostmanClient(
-            baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: log)
-        let context = RunContext(
-            store: store, client: client, settings: settings, run: run, logger: log,
-            notBefore: lockTakenAt + .seconds(1), crashPoints: CrashPoints(environment: environment), signalled: stopRequested,
-            holder: holder)
-        let workers = byCampaign.keys.sorted().map { campaign in
-            CampaignWorker(
-                campaign: campaign, apiKey: keys[campaign]!, context: context, items: byCampaign[campaign]!,
-                messagesInTable: tableCounts[campaign] ?? byCampaign[campaign]!.count, leaseValid: { holder.mayStillSend() })
-        }
-        log.info("working", metadata: ["campaigns": "\(workers.count)", "messages": "\(items.count)"])
-
-        let started = ContinuousClock.now
-        let progressLogger = log
-        let liveProgress = self.liveProgress
-        await withTaskGroup(of: Void.self) { group in
-            for worker in workers { group.addTask { await worker.run() } }
-            // Watches for signals and reports progress while the workers run.
-            group.addTask {
-                let reporter = ProgressReporter(logger: progressLogger, live: liveProgress, started: started)
-                while !Task.isCancelled {
-                    if stopRequested() { context.stop(.signal) }
-                    if reporter.due() {
-                        var snapshots: [CampaignProgress] = []
-                        for worker in workers { snapshots.append(await worker.progress()) }
-                        reporter.report(snapshots)
-                    }
-                    try? await Task.sleep(for: .milliseconds(50))
-                }
-                reporter.finish()
-            }
-            for _ in workers { await group.next() }
-            group.cancelAll()
-        }
-
-        var stop = context.stopReason
-        // Never `completed` with a message still open (quiet hours leave theirs out of the run): the
-        // next run resumes it rather than lose it.
-        if stop == nil, case let open = try await store.openCount(run: run.id), open > 0 {
-            log.error("messages still open after the workers ended; the run is left for the next one", metadata: ["open": "\(open)"])
-            stop = .database("\(open) messages were still open when the workers ended; the next run resumes them", transient: true)
-        }
-        let status = stop == nil ? "completed" : "interrupted"
-        try await store.finishRun(run: run.id, status: status, error: stop?.message)
-        return try await result(of: run, status: status, stop: stop, db: db, logger: log)
     }
 
     static func requireMigrations(_ db: PGConnection) async throws {

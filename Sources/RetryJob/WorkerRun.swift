@@ -14,12 +14,22 @@ public struct WorkerSettings: Sendable {
     public var leaseTTL: Duration
     /// At most this many campaigns worked at once by this process (nil: as many as it can take).
     public var maxCampaigns: Int?
+    /// A plain `run`: the only process on the run (no other run, no worker), taking every campaign at once.
+    public var exclusive: Bool
 
     public init(workerId: String? = nil, leaseTTL: Duration = .seconds(15), maxCampaigns: Int? = nil) {
         // The suffix tells apart containers that share a host name and all run as pid 1.
         self.workerId = workerId ?? "\(ProcessInfo.processInfo.hostName):\(getpid()):\(UInt16.random(in: .min ... .max))"
         self.leaseTTL = leaseTTL
         self.maxCampaigns = maxCampaigns
+        self.exclusive = false
+    }
+
+    /// A plain `postman-retry run`: a worker that holds the run alone and takes every campaign.
+    static func plainRun() -> WorkerSettings {
+        var settings = WorkerSettings(workerId: "run:\(ProcessInfo.processInfo.hostName):\(getpid())")
+        settings.exclusive = true
+        return settings
     }
 
     /// Heartbeats come this often: three chances to renew before a lease can expire.
@@ -29,7 +39,8 @@ public struct WorkerSettings: Sendable {
     var safetyMargin: Duration { min(leaseTTL / 5, .seconds(2)) }
 }
 
-/// `postman-retry run --worker`: one of any number of processes that share one run through PostgreSQL.
+/// The orchestrator of both `postman-retry run` (exclusive: one process, every campaign) and
+/// `postman-retry run --worker` (one of any number of processes that share one run through PostgreSQL).
 ///
 /// - Workers hold the run in shared mode (`RunHolder`): they exclude a plain `run`, not each other.
 /// - One worker at a time opens the run and selects (the gate row's setup mark); the others join it.
@@ -54,7 +65,8 @@ public struct RetryWorker: Sendable {
     ) async throws -> RunResult {
         try await RetryRun.withHTTPClient(settings: job.settings, logger: job.logger) { httpClient in
             try await RetryRun.requireMigrations(db)
-            return try await RunHolder.holding(db: leaseDB, workerId: worker.workerId, mode: .shared, logger: job.logger) { holder in
+            let mode: RunHolder.Mode = worker.exclusive ? .exclusive : .shared
+            return try await RunHolder.holding(db: leaseDB, workerId: worker.workerId, mode: mode, logger: job.logger) { holder in
                 try await run(db: db, leaseDB: leaseDB, holder: holder, httpClient: httpClient, stopRequested: stopRequested)
             }
         }
@@ -74,14 +86,20 @@ public struct RetryWorker: Sendable {
 
         // Every campaign of the run needs its key, whichever this worker ends up working.
         let campaigns = try await store.campaignsWithOpenItems(run: run.id)
-        let keys = try job.requireKeys(for: campaigns)
+        let keys: [String: String]
+        do {
+            keys = try job.requireKeys(for: campaigns)
+        } catch {
+            if worker.exclusive { try await store.finishRun(run: run.id, status: "interrupted", error: "missing API keys") }
+            throw error
+        }
         let client = PostmanClient(
             baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: log)
         let context = RunContext(
             store: store, client: client, settings: settings, run: run, logger: log,
             notBefore: .now, crashPoints: CrashPoints(environment: job.environment), signalled: stopRequested,
             holder: holder)
-        log.info("worker joined the run", metadata: ["campaigns": "\(campaigns.count)"])
+        log.info(worker.exclusive ? "working" : "worker joined the run", metadata: ["campaigns": "\(campaigns.count)"])
 
         let state = WorkerState()
         let started = ContinuousClock.now
@@ -121,8 +139,9 @@ public struct RetryWorker: Sendable {
                 }
 
                 if !stopping, now >= nextClaim, worker.maxCampaigns.map({ state.held.count < $0 }) ?? true {
-                    // One lease per step, so workers started together share the campaigns.
-                    nextClaim = now + .milliseconds(500)
+                    // One lease per step, so workers started together share the campaigns; a plain run
+                    // takes them all at once.
+                    nextClaim = worker.exclusive ? now : now + .milliseconds(500)
                     do {
                         if let claim = try await leases.claim(ttl: worker.leaseTTL, except: state.held.map(\.campaign)) {
                             let held = LeaseStore.Held(campaign: claim.campaign, epoch: claim.epoch)
@@ -139,6 +158,14 @@ public struct RetryWorker: Sendable {
                             // Every lease is done. The journal has the last word: a message still open
                             // (it should not happen) opens its campaign's lease again.
                             if try await store.completeRunIfRunning(run: run.id) { break }
+                            if worker.exclusive {
+                                // Alone on the run, nobody else will settle them: leave them to the next
+                                // run rather than loop (it should not happen).
+                                let open = try await store.openCount(run: run.id)
+                                log.error("messages still open after the campaigns ended; the run is left for the next one", metadata: ["open": "\(open)"])
+                                context.stop(.database("\(open) messages were still open when the workers ended; the next run resumes them", transient: true))
+                                continue
+                            }
                             log.warning("every lease is done but the journal has open messages; working them again")
                             try await leases.ensureLeases()
                         }
@@ -163,8 +190,15 @@ public struct RetryWorker: Sendable {
             // Free at once for the other workers (a lease taken over is not ours: the update skips it).
             try? await leases.release(unfinished)
         }
-        if let stop { try? await leases.markInterruptedIfLast(error: stop.message) }
-        return try await job.result(of: run, status: stop == nil ? "completed" : "running", stop: stop, db: db, logger: log)
+        // A process whose hold was taken away leaves the run's record to the run that took it.
+        if let stop, !Self.holdWasLost(stop) { try? await leases.markInterruptedIfLast(error: stop.message) }
+        let status = stop == nil ? "completed" : worker.exclusive ? "interrupted" : "running"
+        return try await job.result(of: run, status: status, stop: stop, db: db, logger: log)
+    }
+
+    private static func holdWasLost(_ stop: StopReason) -> Bool {
+        if case .holdLost = stop { return true }
+        return false
     }
 
     /// Opens the shared run under the setup lock: the first worker starts it and selects, the others
