@@ -90,11 +90,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What a run is told: its settings and their defaults (written once), the agency table's
+        // mapping, API keys, and the job's errors with their exit codes. Below both the config
+        // reader and the job, so neither imports the other.
+        .target(
+            name: "RetrySettings",
+            dependencies: ["LibPQ", "RetryCore", "PostmanAPI"],
+            swiftSettings: swiftSettings
+        ),
         // Orchestration: migrations, selection, the run engine, bookkeeping.
         .target(
             name: "RetryJob",
             dependencies: [
-                "LibPQ", "RetryCore", "PostmanAPI",
+                "LibPQ", "RetryCore", "PostmanAPI", "RetrySettings",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -116,7 +124,7 @@ let package = Package(
         .target(
             name: "RetryConfig",
             dependencies: [
-                "RetryJob", "RetryCore", "LibPQ", "PostmanAPI",
+                "RetrySettings", "RetryCore", "LibPQ", "PostmanAPI",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -126,7 +134,7 @@ let package = Package(
         .target(
             name: "RetryReport",
             dependencies: [
-                "RetryJob", "LibPQ", "RetryCore",
+                "RetryJob", "RetrySettings", "LibPQ", "RetryCore",
                 .product(name: "Mustache", package: "swift-mustache"),
             ],
             swiftSettings: swiftSettings
@@ -136,7 +144,7 @@ let package = Package(
         .target(
             name: "RetryMetrics",
             dependencies: [
-                "RetryJob", "RetryCore", "LibPQ",
+                "RetryJob", "RetrySettings", "RetryCore", "LibPQ",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -149,7 +157,7 @@ let package = Package(
         .executableTarget(
             name: "postman-retry",
             dependencies: [
-                "CProcessHardening", "RetryJob", "RetryCore", "LibPQ", "RetryConfig", "RetryReport", "RetryMetrics",
+                "CProcessHardening", "RetryJob", "RetrySettings", "RetryCore", "LibPQ", "RetryConfig", "RetryReport", "RetryMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -182,7 +190,7 @@ let package = Package(
         .target(
             name: "EngineTestSupport",
             dependencies: [
-                "RetryJob", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+                "RetryJob", "RetrySettings", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -191,7 +199,7 @@ let package = Package(
         .testTarget(
             name: "RetryReportTests",
             dependencies: [
-                "RetryReport", "RetryJob", "LibPQ", "RetryCore", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+                "RetryReport", "RetryJob", "RetrySettings", "LibPQ", "RetryCore", "PostmanSimulator", "PostgresTestSupport", "SampleData",
                 "EngineTestSupport",
             ],
             swiftSettings: swiftSettings
@@ -212,13 +220,13 @@ let package = Package(
         ),
         .testTarget(
             name: "RetryConfigTests",
-            dependencies: ["RetryConfig", "RetryJob", "RetryCore", "LibPQ", "PostgresTestSupport"],
+            dependencies: ["RetryConfig", "RetrySettings", "RetryJob", "RetryCore", "LibPQ", "PostgresTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "RetryMetricsTests",
             dependencies: [
-                "RetryMetrics", "RetryJob", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+                "RetryMetrics", "RetryJob", "RetrySettings", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
                 "EngineTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -232,8 +240,8 @@ let package = Package(
         .testTarget(
             name: "RetryJobTests",
             dependencies: [
-                "RetryJob", "LibPQ", "RetryCore", "PostmanAPI", "PostmanSimulator", "PostgresTestSupport", "SampleData",
-                "RetryConfig", "EngineTestSupport",
+                "RetryJob", "RetrySettings", "LibPQ", "RetryCore", "PostmanAPI", "PostmanSimulator", "PostgresTestSupport",
+                "SampleData", "RetryConfig", "EngineTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

@@ -2,6 +2,7 @@ import Foundation
 import LibPQ
 import RetryCore
 import RetryJob
+import RetrySettings
 
 /// Everything the four report files show about one run, read from the job's own schema in one
 /// snapshot. Counts come from `RunSummary` (the journal's single counting rule); this adds what a
@@ -330,7 +331,7 @@ public struct RunReport: Sendable {
         }
         // Messages this run stopped polling: still pending 48 h after their retry (marked during this
         // run's carry-over, so their retry is between 48 h before the previous run and 48 h before this one).
-        let neverFinalAfter = RunSettings().neverFinalAfter
+        let neverFinalAfter = SettingDefaults.neverFinalAfter
         let window = Int(neverFinalAfter.components.seconds)
         let stale = try await db.query(
             """

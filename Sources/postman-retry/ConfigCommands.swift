@@ -3,6 +3,7 @@ import Foundation
 import LibPQ
 import RetryConfig
 import RetryJob
+import RetrySettings
 
 struct Config: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -8,6 +8,7 @@ import RetryConfig
 import RetryCore
 import RetryJob
 import RetryReport
+import RetrySettings
 
 /// Scope and pacing options shared by `plan` and `run` (CONTRACT.md section 5). Options without a
 /// value given fall back to the environment, then the config file, then the default.

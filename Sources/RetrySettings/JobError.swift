@@ -37,7 +37,7 @@ public struct JobError: Error, CustomStringConvertible, Sendable {
             }
             return JobError(.failure, "database error: \(error)")
         }
-        if let error = error as? Migrator.Failure { return JobError(.failure, error.description) }
+        // Anything else (a `Migrator.Failure` among them) keeps its own description.
         return JobError(.failure, "\(error)")
     }
 
