@@ -42,11 +42,14 @@ let package = Package(
         ),
         // prctl(PR_SET_DUMPABLE, 0) for the job's executable: prctl is variadic, which Swift cannot call.
         .target(name: "CProcessHardening"),
+        // Calendar arithmetic and the ISO 8601 parser and writers, shared by the libpq layer, the
+        // Postman client and the simulator. Depends on nothing (Foundation's Date aside).
+        .target(name: "CivilTime", swiftSettings: swiftSettings),
         // A small libpq wrapper: knows SQL and libpq, nothing of Postman.
         .target(
             name: "LibPQ",
             dependencies: [
-                "CLibPQ",
+                "CLibPQ", "CivilTime",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -60,6 +63,7 @@ let package = Package(
         .target(
             name: "PostmanAPI",
             dependencies: [
+                "CivilTime",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -74,6 +78,7 @@ let package = Package(
         .target(
             name: "PostmanSimulator",
             dependencies: [
+                "CivilTime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -195,6 +200,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "CivilTimeTests", dependencies: ["CivilTime"], swiftSettings: swiftSettings),
         .testTarget(name: "LibPQTests", dependencies: ["LibPQ", "PostgresTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "RetryReportTests",
