@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatch
+import RetrySettings
 import Synchronization
 import Foundation
 import LibPQ
@@ -8,7 +9,6 @@ import RetryConfig
 import RetryCore
 import RetryJob
 import RetryReport
-import RetrySettings
 
 /// Scope and pacing options shared by `plan` and `run` (CONTRACT.md section 5). Options without a
 /// value given fall back to the environment, then the config file, then the default.
@@ -170,14 +170,7 @@ struct Run: AsyncParsableCommand {
             if scope.format == .json {
                 try printJSON(result.summary)
             } else {
-                let c = result.summary.counts
-                print(
-                    "run \(result.runId) \(result.status): \(c.selected) selected, \(c.retried) retried "
-                        + "(\(c.succeeded) succeeded, \(c.failed) failed, \(c.pending) pending), \(c.exhausted) exhausted, "
-                        + "\(c.reconciled) reconciled, \(c.notFound) not found, \(c.batchNotRetryable) batch not retryable, "
-                        + "\(c.rejected) rejected, \(c.conflict) conflicts, \(c.carriedOver) carried over, \(c.skipped) skipped; "
-                        + "API calls: \(result.summary.apiCalls.retry) retry, \(result.summary.apiCalls.poll) read, "
-                        + "\(result.summary.apiCalls.rateLimited) rate-limited")
+                print(RunSummaryText.line(runId: result.runId, status: result.status, summary: result.summary))
             }
             report.announce(json: scope.format == .json)
             if let message = result.message {
