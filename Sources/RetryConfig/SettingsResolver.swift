@@ -238,7 +238,8 @@ public enum SettingsResolver {
         throw JobError(.usage, "\(option): '\(text)' is not a date (YYYY-MM-DD) or an ISO 8601 time with an offset")
     }
 
-    static func formatDuration(_ duration: Duration) -> String {
+    /// `72h`, `30m`, `45s`: how `config show` and the command-line help write a duration.
+    public static func formatDuration(_ duration: Duration) -> String {
         let seconds = Int(duration.seconds.rounded())
         if seconds % 3600 == 0 { return "\(seconds / 3600)h" }
         if seconds % 60 == 0 { return "\(seconds / 60)m" }
