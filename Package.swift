@@ -42,11 +42,14 @@ let package = Package(
         ),
         // prctl(PR_SET_DUMPABLE, 0) for the job's executable: prctl is variadic, which Swift cannot call.
         .target(name: "CProcessHardening"),
+        // Calendar arithmetic and the ISO 8601 parser and writers, shared by the libpq layer, the
+        // Postman client and the simulator. Depends on nothing (Foundation's Date aside).
+        .target(name: "CivilTime", swiftSettings: swiftSettings),
         // A small libpq wrapper: knows SQL and libpq, nothing of Postman.
         .target(
             name: "LibPQ",
             dependencies: [
-                "CLibPQ",
+                "CLibPQ", "CivilTime",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -60,6 +63,7 @@ let package = Package(
         .target(
             name: "PostmanAPI",
             dependencies: [
+                "CivilTime",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -74,6 +78,7 @@ let package = Package(
         .target(
             name: "PostmanSimulator",
             dependencies: [
+                "CivilTime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -90,11 +95,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What a run is told: its settings and their defaults (written once), the agency table's
+        // mapping, API keys, and the job's errors with their exit codes. Below both the config
+        // reader and the job, so neither imports the other.
+        .target(
+            name: "RetrySettings",
+            dependencies: ["LibPQ", "RetryCore", "PostmanAPI"],
+            swiftSettings: swiftSettings
+        ),
         // Orchestration: migrations, selection, the run engine, bookkeeping.
         .target(
             name: "RetryJob",
             dependencies: [
-                "LibPQ", "RetryCore", "PostmanAPI",
+                "LibPQ", "RetryCore", "PostmanAPI", "RetrySettings",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -117,7 +130,7 @@ let package = Package(
         .target(
             name: "RetryConfig",
             dependencies: [
-                "RetryJob", "RetryCore", "LibPQ", "PostmanAPI",
+                "RetrySettings", "RetryCore", "LibPQ", "PostmanAPI",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -127,7 +140,7 @@ let package = Package(
         .target(
             name: "RetryReport",
             dependencies: [
-                "RetryJob", "LibPQ", "RetryCore",
+                "RetryJob", "RetrySettings", "LibPQ", "RetryCore",
                 .product(name: "Mustache", package: "swift-mustache"),
             ],
             swiftSettings: swiftSettings
@@ -137,7 +150,7 @@ let package = Package(
         .target(
             name: "RetryMetrics",
             dependencies: [
-                "RetryJob", "RetryCore", "LibPQ",
+                "RetryJob", "RetrySettings", "RetryCore", "LibPQ",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -150,7 +163,7 @@ let package = Package(
         .executableTarget(
             name: "postman-retry",
             dependencies: [
-                "CProcessHardening", "RetryJob", "RetryCore", "LibPQ", "RetryConfig", "RetryReport", "RetryMetrics",
+                "CProcessHardening", "RetryJob", "RetrySettings", "RetryCore", "LibPQ", "RetryConfig", "RetryReport", "RetryMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -183,16 +196,17 @@ let package = Package(
         .target(
             name: "EngineTestSupport",
             dependencies: [
-                "RetryJob", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+                "RetryJob", "RetrySettings", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "CivilTimeTests", dependencies: ["CivilTime"], swiftSettings: swiftSettings),
         .testTarget(name: "LibPQTests", dependencies: ["LibPQ", "PostgresTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "RetryReportTests",
             dependencies: [
-                "RetryReport", "RetryJob", "LibPQ", "RetryCore", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+                "RetryReport", "RetryJob", "RetrySettings", "LibPQ", "RetryCore", "PostmanSimulator", "PostgresTestSupport", "SampleData",
                 "EngineTestSupport",
             ],
             swiftSettings: swiftSettings
@@ -213,13 +227,13 @@ let package = Package(
         ),
         .testTarget(
             name: "RetryConfigTests",
-            dependencies: ["RetryConfig", "RetryJob", "RetryCore", "LibPQ", "PostgresTestSupport"],
+            dependencies: ["RetryConfig", "RetrySettings", "RetryJob", "RetryCore", "LibPQ", "PostgresTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "RetryMetricsTests",
             dependencies: [
-                "RetryMetrics", "RetryJob", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+                "RetryMetrics", "RetryJob", "RetrySettings", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
                 "EngineTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -233,8 +247,8 @@ let package = Package(
         .testTarget(
             name: "RetryJobTests",
             dependencies: [
-                "RetryJob", "LibPQ", "RetryCore", "PostmanAPI", "PostmanSimulator", "PostgresTestSupport", "SampleData",
-                "RetryConfig", "EngineTestSupport",
+                "RetryJob", "RetrySettings", "LibPQ", "RetryCore", "PostmanAPI", "PostmanSimulator", "PostgresTestSupport",
+                "SampleData", "RetryConfig", "EngineTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

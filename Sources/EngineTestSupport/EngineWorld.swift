@@ -5,6 +5,7 @@ import PostgresTestSupport
 import PostmanSimulator
 import RetryCore
 import RetryJob
+import RetrySettings
 import SampleData
 
 /// One test scenario's world, shared by the engine, report and metrics tests: a fresh database holding

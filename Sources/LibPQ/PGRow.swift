@@ -1,3 +1,4 @@
+import CivilTime
 import Foundation
 
 /// The rows of one result, copied out of libpq into Swift values (the `PGresult` is freed at once).
@@ -137,98 +138,14 @@ enum PGArrayParser {
     }
 }
 
-/// Fast, allocation-light timestamp conversion (no DateFormatter on the hot path).
+/// Timestamp text as PostgreSQL writes and reads it (no DateFormatter on the hot path). The parser
+/// and the writer are `CivilTime`'s, shared with the Postman client and the simulator.
 public enum PGTimestamp {
-    /// Parses `2026-11-25 18:00:00.123456+00`, `…+08:00`, `…T…Z` and the like.
-    public static func parse(_ text: String) -> Date? {
-        let u = Array(text.utf8)
-        func number(_ from: Int, _ count: Int) -> Int? {
-            guard from + count <= u.count else { return nil }
-            var value = 0
-            for k in from..<(from + count) {
-                let d = Int(u[k]) - 48
-                guard d >= 0, d <= 9 else { return nil }
-                value = value * 10 + d
-            }
-            return value
-        }
-        guard u.count >= 19, let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
-            let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2)
-        else { return nil }
-        var i = 19
-        var fraction = 0.0
-        if i < u.count, u[i] == UInt8(ascii: ".") {
-            i += 1
-            var scale = 0.1
-            while i < u.count, u[i] >= 48, u[i] <= 57 {
-                fraction += Double(u[i] - 48) * scale
-                scale /= 10
-                i += 1
-            }
-        }
-        var offsetSeconds = 0
-        if i < u.count {
-            let sign = u[i]
-            if sign == UInt8(ascii: "Z") {
-                offsetSeconds = 0
-            } else if sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") {
-                guard let oh = number(i + 1, 2) else { return nil }
-                var om = 0
-                var j = i + 3
-                if j < u.count, u[j] == UInt8(ascii: ":") { j += 1 }
-                if let m = number(j, 2) { om = m }
-                offsetSeconds = (oh * 3600 + om * 60) * (sign == UInt8(ascii: "-") ? -1 : 1)
-            } else {
-                return nil
-            }
-        }
-        let days = daysFromCivil(year: year, month: month, day: day)
-        let unix = Double(days * 86400 + hour * 3600 + minute * 60 + second - offsetSeconds) + fraction
-        return Date(timeIntervalSince1970: unix)
-    }
+    /// Parses `2026-11-25 18:00:00.123456+00`, `…+08:00`, `…T…Z` and the like (`ISOTimestamp.parse`).
+    public static func parse(_ text: String) -> Date? { ISOTime.parse(text) }
 
-    public static func format(_ date: Date) -> String {
-        let total = date.timeIntervalSince1970
-        var seconds = Int(total.rounded(.down))
-        var micros = Int(((total - Double(seconds)) * 1_000_000).rounded())
-        if micros >= 1_000_000 {
-            seconds += 1
-            micros -= 1_000_000
-        }
-        let days = Int((Double(seconds) / 86400).rounded(.down))
-        let secondsOfDay = seconds - days * 86400
-        let (y, m, d) = civilFromDays(days)
-        func pad(_ v: Int, _ width: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
-        }
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secondsOfDay / 3600, 2)):\(pad(secondsOfDay / 60 % 60, 2)):"
-            + "\(pad(secondsOfDay % 60, 2)).\(pad(micros, 6))Z"
-    }
-
-    // Howard Hinnant's civil-date algorithms.
-    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let mp = (month + 9) % 12
-        let doy = (153 * mp + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146097 + doe - 719468
-    }
-
-    static func civilFromDays(_ z0: Int) -> (Int, Int, Int) {
-        let z = z0 + 719468
-        let era = (z >= 0 ? z : z - 146096) / 146097
-        let doe = z - era * 146097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
-        let y = yoe + era * 400
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (m <= 2 ? y + 1 : y, m, d)
-    }
+    /// `2026-11-25T18:00:00.123456Z`: UTC with microseconds, PostgreSQL's own resolution.
+    public static func format(_ date: Date) -> String { ISOTime.formatUTC(date) }
 }
 
 extension Date: PGArrayElement {

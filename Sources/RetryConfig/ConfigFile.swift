@@ -1,7 +1,7 @@
 import Foundation
 import PostmanAPI
 import RetryCore
-import RetryJob
+import RetrySettings
 import TOMLKit
 
 /// One thing wrong with a config file, located by line and key.

@@ -1,6 +1,6 @@
 import LibPQ
 import Logging
-import RetryJob
+import RetrySettings
 
 /// How every command of the job opens its PostgreSQL connections.
 public enum JobDatabase {

@@ -2,7 +2,7 @@ import Foundation
 import LibPQ
 import PostmanAPI
 import RetryCore
-import RetryJob
+import RetrySettings
 
 /// What the command line said; nil means "not given", so the environment, the file or the default decides.
 public struct CommandLineValues: Sendable {
@@ -46,11 +46,10 @@ public struct ResolvedSettings: Sendable {
 
 /// Applies the precedence of CONTRACT.md section 5: flag > environment > config file > default.
 public enum SettingsResolver {
-    public static let defaultAPIURL = "https://postman.gov.sg/api/v2"
+    public static let defaultAPIURL = SettingDefaults.apiURL
 
-    /// The highest rate limit taken, per campaign: a hundred times Postman's default of 10 requests per
-    /// second (above 15 Postman asks for evidence). More is a typo, and far more would overflow the pacer.
-    public static let maxRateLimit = 1000
+    /// The highest rate limit taken, per campaign (`SettingDefaults.maxRateLimit`).
+    public static let maxRateLimit = SettingDefaults.maxRateLimit
 
     static func rateLimitTooHigh(_ rate: Int) -> String {
         "must be at most \(maxRateLimit) requests per second, not \(rate) (Postman's default is 10 per campaign; "
@@ -88,18 +87,18 @@ public enum SettingsResolver {
 
         let maxAgeFlag = try flags.maxAge.map { try durationFlag($0, option: "--max-age", allowZero: true) }
         let maxAge = pick(
-            "max_age", flag: maxAgeFlag, file: config?.maxAge, default: Duration.seconds(72 * 3600), show: formatDuration)
+            "max_age", flag: maxAgeFlag, file: config?.maxAge, default: SettingDefaults.maxAge, show: formatDuration)
         let pollFlag = try flags.pollTimeout.map { try durationFlag($0, option: "--poll-timeout", allowZero: false) }
         let pollTimeout = pick(
-            "poll_timeout", flag: pollFlag, file: config?.pollTimeout, default: Duration.seconds(1800), show: formatDuration)
+            "poll_timeout", flag: pollFlag, file: config?.pollTimeout, default: SettingDefaults.pollTimeout, show: formatDuration)
         if let rate = flags.rateLimit, rate < 1 { throw JobError(.usage, "--rate-limit must be at least 1, not \(rate)") }
         if let rate = flags.rateLimit, rate > maxRateLimit { throw JobError(.usage, "--rate-limit " + rateLimitTooHigh(rate)) }
-        let rateLimit = pick("rate_limit", flag: flags.rateLimit, file: config?.rateLimit, default: 10, show: { "\($0) requests/s per campaign" })
+        let rateLimit = pick("rate_limit", flag: flags.rateLimit, file: config?.rateLimit, default: SettingDefaults.rateLimit, show: { "\($0) requests/s per campaign" })
         if let limit = flags.limit, limit < 0 { throw JobError(.usage, "--limit must not be negative, not \(limit)") }
         let limit = pick(
             "limit", flag: flags.limit.map { Optional($0) }, file: config?.limit.map { Optional($0) }, default: nil as Int?, show: { $0.map(String.init) ?? "none" })
         let requestTimeout = pick(
-            "request_timeout", flag: Duration?.none, file: config?.requestTimeout, default: Duration.seconds(5), show: formatDuration)
+            "request_timeout", flag: Duration?.none, file: config?.requestTimeout, default: SettingDefaults.requestTimeout, show: formatDuration)
 
         // Per-campaign rates: a flag wins over the file for its campaign.
         var campaignRates: [String: Int] = [:]
@@ -239,7 +238,8 @@ public enum SettingsResolver {
         throw JobError(.usage, "\(option): '\(text)' is not a date (YYYY-MM-DD) or an ISO 8601 time with an offset")
     }
 
-    static func formatDuration(_ duration: Duration) -> String {
+    /// `72h`, `30m`, `45s`: how `config show` and the command-line help write a duration.
+    public static func formatDuration(_ duration: Duration) -> String {
         let seconds = Int(duration.seconds.rounded())
         if seconds % 3600 == 0 { return "\(seconds / 3600)h" }
         if seconds % 60 == 0 { return "\(seconds / 60)m" }

@@ -1,5 +1,5 @@
 import LibPQ
-import RetryJob
+import RetrySettings
 
 /// `config check` against a live database: the mapped table and columns exist, their types fit what
 /// the job reads and writes, and the partial index the selection reads through is there (or the

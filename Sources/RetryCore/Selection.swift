@@ -16,12 +16,11 @@ public struct ErrorPolicy: Sendable, Equatable {
     /// (CONTRACT.md section 3); an agency may choose to retry such codes instead.
     public var retryUnknown: Bool
 
+    /// CONTRACT.md section 3, read from `ErrorCatalog`: the delivery codes not worth retrying are
+    /// permanent (`recipient_invalid`, `content_invalid`), those worth it or maybe worth it are retryable.
     public static let `default` = ErrorPolicy(
-        permanent: ["recipient_invalid", "content_invalid"],
-        retryable: [
-            "recipient_unavailable", "routing_error", "message_expired", "delivery_unknown_error",
-            "server_unknown_error",
-        ])
+        permanent: Set(ErrorCatalog.deliveryErrors.filter { $0.worthRetrying == .no }.map(\.code)),
+        retryable: Set(ErrorCatalog.deliveryErrors.filter { $0.worthRetrying == .yes || $0.worthRetrying == .maybe }.map(\.code)))
 
     public init(permanent: Set<String>, retryable: Set<String>, retryUnknown: Bool = false) {
         self.permanent = permanent

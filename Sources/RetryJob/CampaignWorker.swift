@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostmanAPI
 import RetryCore
+import RetrySettings
 
 /// The requests a worker can send; each costs one unit of the campaign's rate budget.
 enum WorkerAction: Sendable {

@@ -1,6 +1,7 @@
 import Foundation
 import LibPQ
 import RetryCore
+import RetrySettings
 
 /// `postman-retry plan`: what `run` would do, without calling Postman or writing anything.
 public struct Plan: Sendable, Codable {

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import PostmanAPI
 import RetryCore
+import RetrySettings
 
 /// The result of `postman-retry run`.
 public struct RunResult: Sendable {

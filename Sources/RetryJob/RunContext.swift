@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostmanAPI
 import RetryCore
+import RetrySettings
 import Synchronization
 
 /// Why a run stops before its work is done.

@@ -2,6 +2,7 @@ import Foundation
 import LibPQ
 import Logging
 import RetryCore
+import RetrySettings
 import Synchronization
 
 /// This process's right to work the job's runs (CONTRACT.md section 7): a plain `run` holds it alone,
@@ -288,6 +289,8 @@ struct HolderFence: Sendable {
 }
 
 /// A fenced journal write found this process's hold taken away: nothing was written.
-struct HoldLost: Error, CustomStringConvertible {
-    var description: String { "this run's hold was taken over by another run after its heartbeats stopped" }
+struct HoldLost: ErrorWithExitStatus {
+    var description: String { "stopped: this run's hold was taken over by another run after its heartbeats stopped" }
+    /// The run that took over goes on; the next run resumes whatever is left.
+    var exitStatus: ExitStatus { .temporary }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import LibPQ
 import RetryCore
+import RetrySettings
 
 /// The run record as stored in `postman_retry.runs`.
 public struct RunRecord: Sendable {

@@ -1,6 +1,7 @@
 import Foundation
 import LibPQ
 import RetryCore
+import RetrySettings
 
 /// Streams the failed rows in scope out of the agency table, oldest first, a page at a time (keyset
 /// pagination over the recommended partial index), so memory does not grow with the table.

@@ -4,6 +4,7 @@ import LibPQ
 import Logging
 import PostmanAPI
 import RetryCore
+import RetrySettings
 import Synchronization
 
 /// How one `run --worker` process takes part in a shared run.

@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import RetryCore
 import RetryJob
+import RetrySettings
 
 /// Where a run's metrics go: a file for node_exporter's textfile collector, a Prometheus Pushgateway, or
 /// both. Publishing never changes how the run ends: a metrics failure is logged as an error and the exit

@@ -2,6 +2,7 @@ import Foundation
 import Mustache
 import RetryCore
 import RetryJob
+import RetrySettings
 
 /// summary.json: the keys CONTRACT.md section 5 fixes (from `RunSummary`, unchanged), then what the
 /// report adds. Described by docs/summary.schema.json.

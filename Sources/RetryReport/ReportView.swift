@@ -157,55 +157,15 @@ struct ReportView {
         notFinished = s.status == "running" || s.status == "interrupted"
         generatedAt = ISO8601DateFormatter().string(from: report.generatedAt)
 
-        let attentionTotal = report.attention.count
-        tiles = [
-            Tile(value: Format.count(c.selected), caption: "selected for retry", tileClass: ""),
-            Tile(value: Format.count(c.retried), caption: "retried (accepted by Postman)", tileClass: ""),
-            Tile(
-                value: Format.count(c.succeeded), caption: "succeeded (\(Format.percent(c.succeeded, of: c.retried)) of retried)",
-                tileClass: "good"),
-            Tile(value: Format.count(c.failed), caption: "failed again", tileClass: c.failed > 0 ? "bad" : ""),
-            Tile(value: Format.count(c.pending), caption: "pending (no final status yet)", tileClass: ""),
-            Tile(value: Format.count(attentionTotal), caption: "need a person", tileClass: attentionTotal > 0 ? "bad" : "good"),
-            Tile(
-                value: CostEstimate.format(report.cost.total),
-                caption: "estimated cost, \(report.cost.model.currency) incl. GST", tileClass: ""),
-        ]
-
-        // Outcome bars: only the kinds that occur anywhere get a legend entry.
-        let kinds = Self.outcomeKinds.filter { kind in s.campaigns.contains { Self.value(of: kind.key, in: $0) > 0 } }
-        legend = kinds.map { LegendItem(name: $0.name, color: $0.color) }
-        let widest = s.campaigns.map { $0.selected + $0.skipped }.max() ?? 0
-        bars = s.campaigns.filter { $0.selected + $0.skipped > 0 }.map { campaign in
-            var x = 0.0
-            var segments: [Segment] = []
-            var described: [String] = []
-            for kind in kinds {
-                let n = Self.value(of: kind.key, in: campaign)
-                guard n > 0 else { continue }
-                // Bars share one scale, so campaigns compare by length as well as by mix.
-                let width = Double(n) / Double(widest) * 1000
-                segments.append(Segment(x: Self.number(x), width: Self.number(width), color: kind.color, name: kind.name, count: n))
-                described.append("\(n) \(kind.name)")
-                x += width
-            }
-            return Bar(
-                campaignId: Sanitize.text(campaign.campaignId),
-                caption: "\(Format.count(campaign.selected)) selected, \(Format.count(campaign.skipped)) skipped",
-                ariaLabel: Sanitize.text(campaign.campaignId) + ": " + described.joined(separator: ", "), segments: segments)
-        }
-        campaignRows = s.campaigns.map { campaign in
-            CampaignRow(
-                campaignId: Sanitize.text(campaign.campaignId), selected: Format.count(campaign.selected),
-                succeeded: Format.count(campaign.succeeded), failed: Format.count(campaign.failed),
-                pending: Format.count(campaign.pending), exhausted: Format.count(campaign.exhausted),
-                other: Format.count(Self.otherCount(campaign)), skipped: Format.count(campaign.skipped),
-                carriedOver: Format.count(campaign.carriedOver))
-        }
+        tiles = Self.tiles(report)
+        (legend, bars) = Self.outcomeBars(s.campaigns)
+        campaignRows = s.campaigns.map(Self.campaignRow)
         otherText =
             "\(c.reconciled) reconciled, \(c.notFound) not found, \(c.batchNotRetryable) batch not retryable, "
             + "\(c.rejected) refused, \(c.conflict) changed before retry"
         skippedText = SkipReason.allCases.map { "\(c.skippedByReason[$0.rawValue] ?? 0) \($0.rawValue)" }.joined(separator: ", ")
+
+        // The Markdown summary's counts and calls.
         selected = Format.count(c.selected)
         retried = Format.count(c.retried)
         succeeded = Format.count(c.succeeded)
@@ -218,26 +178,118 @@ struct ReportView {
         retryCalls = Format.count(s.apiCalls.retry)
         pollCalls = Format.count(s.apiCalls.poll)
         rateLimitedCalls = Format.count(s.apiCalls.rateLimited)
-        let batchRetries = s.apiCalls.batchRetry > 0 ? ", \(Format.count(s.apiCalls.batchRetry)) whole-batch retry" : ""
-        totalCallsText =
-            "In all: \(Format.count(s.apiCalls.retry + s.apiCalls.poll + s.apiCalls.batchRetry)) requests (\(retryCalls) retry\(batchRetries), \(pollCalls) read), "
-            + "\(rateLimitedCalls) answered 429."
-        batchCallLines = (s.batchCalls ?? []).map { call in
-            "Batch \(Sanitize.text(call.batchId)) of \(Sanitize.text(call.campaignId)): \(Format.count(call.members)) members in one call at \(call.at)"
-                + (call.httpStatus.map { ", answered \($0)" } ?? ", answer unknown") + (call.postmanCode.map { " \(Sanitize.text($0))" } ?? "")
-        }
-        peakText =
-            report.rates.isEmpty
-            ? "no requests"
-            : report.rates.map { rate in
-                Sanitize.text(rate.campaignId) + " " + "\(rate.peak)/s" + (rate.rateLimit.map { " (limit \($0))" } ?? "")
-            }.joined(separator: ", ")
+        totalCallsText = Self.totalCallsText(s.apiCalls)
+        batchCallLines = (s.batchCalls ?? []).map(Self.batchCallLine)
+        peakText = Self.peakText(report.rates)
 
         rates = report.rates.map(Self.rateChart)
         outcome = Self.outcome(report.secondsToOutcome)
+        codes = Self.codes(report.failedByCode)
+        hasCodes = !codes.isEmpty
+        rejected = report.rejectedByCode.sorted { $0.value > $1.value }.map { Rejected(code: Sanitize.text($0.key), count: $0.value) }
+        hasRejected = !rejected.isEmpty
+        cost = Self.cost(report.cost)
+        comparison = report.previous.map { Self.comparison(s, previous: $0) }
 
-        let failedCodes = report.failedByCode.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
-        codes = failedCodes.enumerated().map { index, entry in
+        let attentionTotal = report.attention.count
+        attentionCount = attentionTotal
+        hasAttention = attentionTotal > 0
+        attentionByCategory = Self.attentionByCategory(report.attention)
+        attention = report.attention.prefix(Self.attentionShown).map(Self.attentionRow)
+        attentionShownCount = attention.count
+        attentionGroups = Self.attentionGroups(report.attention)
+        attentionMore = attentionTotal > Self.attentionShown
+        attentionMoreCount = max(0, attentionTotal - Self.attentionShown)
+        unknownStatuses = report.unknownStatuses.map {
+            Unknown(campaignId: Sanitize.text($0.campaignId), messageId: Sanitize.text($0.messageId), status: Sanitize.text($0.status))
+        }
+        hasUnknownStatuses = !unknownStatuses.isEmpty
+    }
+
+    // MARK: - Headline
+
+    static func tiles(_ report: RunReport) -> [Tile] {
+        let c = report.summary.counts
+        let attentionTotal = report.attention.count
+        return [
+            Tile(value: Format.count(c.selected), caption: "selected for retry", tileClass: ""),
+            Tile(value: Format.count(c.retried), caption: "retried (accepted by Postman)", tileClass: ""),
+            Tile(
+                value: Format.count(c.succeeded), caption: "succeeded (\(Format.percent(c.succeeded, of: c.retried)) of retried)",
+                tileClass: "good"),
+            Tile(value: Format.count(c.failed), caption: "failed again", tileClass: c.failed > 0 ? "bad" : ""),
+            Tile(value: Format.count(c.pending), caption: "pending (no final status yet)", tileClass: ""),
+            Tile(value: Format.count(attentionTotal), caption: "need a person", tileClass: attentionTotal > 0 ? "bad" : "good"),
+            Tile(
+                value: CostEstimate.format(report.cost.total),
+                caption: "estimated cost, \(report.cost.model.currency) incl. GST", tileClass: ""),
+        ]
+    }
+
+    // MARK: - Outcomes per campaign
+
+    /// Outcome bars: only the kinds that occur anywhere get a legend entry.
+    static func outcomeBars(_ campaigns: [RunSummary.Campaign]) -> (legend: [LegendItem], bars: [Bar]) {
+        let kinds = outcomeKinds.filter { kind in campaigns.contains { value(of: kind.key, in: $0) > 0 } }
+        let widest = campaigns.map { $0.selected + $0.skipped }.max() ?? 0
+        let bars = campaigns.filter { $0.selected + $0.skipped > 0 }.map { campaign in
+            var x = 0.0
+            var segments: [Segment] = []
+            var described: [String] = []
+            for kind in kinds {
+                let n = value(of: kind.key, in: campaign)
+                guard n > 0 else { continue }
+                // Bars share one scale, so campaigns compare by length as well as by mix.
+                let width = Double(n) / Double(widest) * 1000
+                segments.append(Segment(x: number(x), width: number(width), color: kind.color, name: kind.name, count: n))
+                described.append("\(n) \(kind.name)")
+                x += width
+            }
+            return Bar(
+                campaignId: Sanitize.text(campaign.campaignId),
+                caption: "\(Format.count(campaign.selected)) selected, \(Format.count(campaign.skipped)) skipped",
+                ariaLabel: Sanitize.text(campaign.campaignId) + ": " + described.joined(separator: ", "), segments: segments)
+        }
+        return (kinds.map { LegendItem(name: $0.name, color: $0.color) }, bars)
+    }
+
+    static func campaignRow(_ campaign: RunSummary.Campaign) -> CampaignRow {
+        CampaignRow(
+            campaignId: Sanitize.text(campaign.campaignId), selected: Format.count(campaign.selected),
+            succeeded: Format.count(campaign.succeeded), failed: Format.count(campaign.failed),
+            pending: Format.count(campaign.pending), exhausted: Format.count(campaign.exhausted),
+            other: Format.count(otherCount(campaign)), skipped: Format.count(campaign.skipped),
+            carriedOver: Format.count(campaign.carriedOver))
+    }
+
+    // MARK: - Requests
+
+    static func totalCallsText(_ calls: RunSummary.APICalls) -> String {
+        let batchRetries = calls.batchRetry > 0 ? ", \(Format.count(calls.batchRetry)) whole-batch retry" : ""
+        return
+            "In all: \(Format.count(calls.retry + calls.poll + calls.batchRetry)) requests (\(Format.count(calls.retry)) retry\(batchRetries), \(Format.count(calls.poll)) read), "
+            + "\(Format.count(calls.rateLimited)) answered 429."
+    }
+
+    static func batchCallLine(_ call: RunSummary.BatchCall) -> String {
+        "Batch \(Sanitize.text(call.batchId)) of \(Sanitize.text(call.campaignId)): \(Format.count(call.members)) members in one call at \(call.at)"
+            + (call.httpStatus.map { ", answered \($0)" } ?? ", answer unknown") + (call.postmanCode.map { " \(Sanitize.text($0))" } ?? "")
+    }
+
+    static func peakText(_ rates: [RunReport.CampaignRate]) -> String {
+        rates.isEmpty
+            ? "no requests"
+            : rates.map { rate in
+                Sanitize.text(rate.campaignId) + " " + "\(rate.peak)/s" + (rate.rateLimit.map { " (limit \($0))" } ?? "")
+            }.joined(separator: ", ")
+    }
+
+    // MARK: - Error codes
+
+    /// Retries that failed again, by code, most frequent first; each with what the catalogue says of it.
+    static func codes(_ failedByCode: [String: Int]) -> [Code] {
+        let failedCodes = failedByCode.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+        return failedCodes.enumerated().map { index, entry in
             let info = ErrorCatalog.info(entry.key.isEmpty ? nil : entry.key)
             let worth: String
             switch info.worthRetrying {
@@ -252,14 +304,14 @@ struct ReportView {
                 worthClass: info.worthRetrying.rawValue, charged: info.charged.map { $0 ? "yes" : "no" } ?? "–",
                 last: index == failedCodes.count - 1)
         }
-        hasCodes = !codes.isEmpty
-        rejected = report.rejectedByCode.sorted { $0.value > $1.value }.map { Rejected(code: Sanitize.text($0.key), count: $0.value) }
-        hasRejected = !rejected.isEmpty
+    }
 
-        let cost = report.cost
+    // MARK: - Cost
+
+    static func cost(_ cost: CostEstimate) -> Cost {
         let model = cost.model
         let perSegment = model.segmentsPerMessage == 1 ? "" : " × \(model.segmentsPerMessage) segments"
-        self.cost = Cost(
+        return Cost(
             currency: model.currency,
             lines: [
                 CostLine(
@@ -281,78 +333,78 @@ struct ReportView {
                 "Every retry Postman accepted in this run, \(model.segmentsPerMessage) segment(s) each, priced by number "
                 + "(\(model.localPrefix)… local). Retries still pending are counted as billed. Retries carried over from "
                 + "earlier runs were counted there. An estimate, not an invoice.")
+    }
 
-        if let previous = report.previous {
-            let p = previous.counts
-            func row(_ metric: String, _ now: Int, _ before: Int, upIsBad: Bool?) -> ComparisonRow {
-                let cls: String
-                if let upIsBad, now != before { cls = (now > before) == upIsBad ? "delta-bad" : "delta-good" } else { cls = "" }
-                return ComparisonRow(
-                    metric: metric, now: Format.count(now), before: Format.count(before), delta: Format.delta(now, before),
-                    deltaClass: cls)
-            }
-            let rate = { (part: Int, whole: Int) in Format.percent(part, of: whole) }
-            let failureDelta = c.failed - p.failed
-            let direction =
-                failureDelta > 0 ? "up by \(Format.count(failureDelta))" : failureDelta < 0 ? "down by \(Format.count(-failureDelta))" : "unchanged"
-            comparison = Comparison(
-                previousId: previous.runId,
-                headline:
-                    "Failures \(direction) since run \(previous.runId): \(Format.count(c.failed)) failed again "
-                    + "(\(rate(c.failed, c.retried)) of retried) against \(Format.count(p.failed)) (\(rate(p.failed, p.retried))).",
-                rows: [
-                    row("selected", c.selected, p.selected, upIsBad: nil),
-                    row("retried", c.retried, p.retried, upIsBad: nil),
-                    row("succeeded", c.succeeded, p.succeeded, upIsBad: false),
-                    row("failed again", c.failed, p.failed, upIsBad: true),
-                    row("pending", c.pending, p.pending, upIsBad: true),
-                    row("exhausted", c.exhausted, p.exhausted, upIsBad: true),
-                    row("skipped", c.skipped, p.skipped, upIsBad: nil),
-                    row("API calls", s.apiCalls.retry + s.apiCalls.poll, previous.apiCalls.retry + previous.apiCalls.poll, upIsBad: nil),
-                    row("answered 429", s.apiCalls.rateLimited, previous.apiCalls.rateLimited, upIsBad: true),
-                ])
-        } else {
-            comparison = nil
+    // MARK: - Against the previous run
+
+    static func comparison(_ s: RunSummary, previous: RunSummary) -> Comparison {
+        let c = s.counts
+        let p = previous.counts
+        func row(_ metric: String, _ now: Int, _ before: Int, upIsBad: Bool?) -> ComparisonRow {
+            let cls: String
+            if let upIsBad, now != before { cls = (now > before) == upIsBad ? "delta-bad" : "delta-good" } else { cls = "" }
+            return ComparisonRow(
+                metric: metric, now: Format.count(now), before: Format.count(before), delta: Format.delta(now, before),
+                deltaClass: cls)
         }
+        let rate = { (part: Int, whole: Int) in Format.percent(part, of: whole) }
+        let failureDelta = c.failed - p.failed
+        let direction =
+            failureDelta > 0 ? "up by \(Format.count(failureDelta))" : failureDelta < 0 ? "down by \(Format.count(-failureDelta))" : "unchanged"
+        return Comparison(
+            previousId: previous.runId,
+            headline:
+                "Failures \(direction) since run \(previous.runId): \(Format.count(c.failed)) failed again "
+                + "(\(rate(c.failed, c.retried)) of retried) against \(Format.count(p.failed)) (\(rate(p.failed, p.retried))).",
+            rows: [
+                row("selected", c.selected, p.selected, upIsBad: nil),
+                row("retried", c.retried, p.retried, upIsBad: nil),
+                row("succeeded", c.succeeded, p.succeeded, upIsBad: false),
+                row("failed again", c.failed, p.failed, upIsBad: true),
+                row("pending", c.pending, p.pending, upIsBad: true),
+                row("exhausted", c.exhausted, p.exhausted, upIsBad: true),
+                row("skipped", c.skipped, p.skipped, upIsBad: nil),
+                row("API calls", s.apiCalls.retry + s.apiCalls.poll, previous.apiCalls.retry + previous.apiCalls.poll, upIsBad: nil),
+                row("answered 429", s.apiCalls.rateLimited, previous.apiCalls.rateLimited, upIsBad: true),
+            ])
+    }
 
-        attentionCount = attentionTotal
-        hasAttention = attentionTotal > 0
+    // MARK: - Needs a person
+
+    static func attentionByCategory(_ attention: [RunReport.Attention]) -> [CategoryCount] {
         let categories = RunReport.Attention.Category.allCases.compactMap { category -> (String, Int)? in
-            let n = report.attention.filter { $0.category == category }.count
-            return n > 0 ? (Self.categoryName(category), n) : nil
+            let n = attention.filter { $0.category == category }.count
+            return n > 0 ? (categoryName(category), n) : nil
         }
-        attentionByCategory = categories.enumerated().map { index, entry in
+        return categories.enumerated().map { index, entry in
             CategoryCount(name: entry.0, count: entry.1, last: index == categories.count - 1)
         }
-        attention = report.attention.prefix(Self.attentionShown).map { row in
-            AttentionRow(
-                category: Self.categoryName(row.category), campaignId: Sanitize.text(row.campaignId),
-                messageId: Sanitize.text(row.messageId.isEmpty ? "row " + row.rowKey : row.messageId),
-                recipient: row.recipientMasked, code: Sanitize.text(row.code))
-        }
-        attentionShownCount = attention.count
-        // One line per (what happened, code, action), largest first: the morning's to-do list.
+    }
+
+    static func attentionRow(_ row: RunReport.Attention) -> AttentionRow {
+        AttentionRow(
+            category: categoryName(row.category), campaignId: Sanitize.text(row.campaignId),
+            messageId: Sanitize.text(row.messageId.isEmpty ? "row " + row.rowKey : row.messageId),
+            recipient: row.recipientMasked, code: Sanitize.text(row.code))
+    }
+
+    /// One line per (what happened, code, action), largest first: the morning's to-do list.
+    static func attentionGroups(_ attention: [RunReport.Attention]) -> [AttentionGroup] {
         var groups: [String: AttentionGroup] = [:]
         var order: [String] = []
-        for row in report.attention {
+        for row in attention {
             let key = [row.category.rawValue, row.code, row.suggestedAction].joined(separator: "\u{1F}")
             if groups[key] == nil {
                 order.append(key)
                 groups[key] = AttentionGroup(
-                    name: Self.categoryName(row.category), code: Sanitize.text(row.code), hasCode: !row.code.isEmpty, count: 0,
+                    name: categoryName(row.category), code: Sanitize.text(row.code), hasCode: !row.code.isEmpty, count: 0,
                     action: Sanitize.text(row.suggestedAction))
             }
             groups[key]!.count += 1
         }
-        attentionGroups = order.compactMap { groups[$0] }.enumerated().sorted {
+        return order.compactMap { groups[$0] }.enumerated().sorted {
             $0.element.count != $1.element.count ? $0.element.count > $1.element.count : $0.offset < $1.offset
         }.map(\.element)
-        attentionMore = attentionTotal > Self.attentionShown
-        attentionMoreCount = max(0, attentionTotal - Self.attentionShown)
-        unknownStatuses = report.unknownStatuses.map {
-            Unknown(campaignId: Sanitize.text($0.campaignId), messageId: Sanitize.text($0.messageId), status: Sanitize.text($0.status))
-        }
-        hasUnknownStatuses = !unknownStatuses.isEmpty
     }
 
     static func categoryName(_ category: RunReport.Attention.Category) -> String {
@@ -367,86 +419,5 @@ struct ReportView {
         case .neverFinal: return "never final"
         case .malformed: return "malformed row"
         }
-    }
-
-    static func rateChart(_ rate: RunReport.CampaignRate) -> RateChart {
-        let seconds = rate.seconds
-        let span = (seconds.map(\.offset).max() ?? 0) + 1
-        let slice = max(1, Int((Double(span) / Double(Chart.maxColumns)).rounded(.up)))
-        let columns = (span + slice - 1) / slice
-        var peakPerColumn = [Int](repeating: 0, count: columns)
-        var limitedColumns = Set<Int>()
-        for second in seconds {
-            let column = second.offset / slice
-            peakPerColumn[column] = max(peakPerColumn[column], second.requests)
-            if second.rateLimited > 0 { limitedColumns.insert(column) }
-        }
-        let peak = peakPerColumn.max() ?? 0
-        // Headroom above the limit or the peak, rounded up to a whole tick.
-        let highest = Double(max(peak, rate.rateLimit ?? 0, 1))
-        let yStep = max(1, Self.niceCeiling(highest / 4))
-        let top = (highest * 1.15 / yStep).rounded(.up) * yStep
-        let plotWidth = Double(Chart.right - Chart.left)
-        let plotHeight = Double(Chart.bottom - Chart.top)
-        func x(_ column: Int) -> Double { Double(Chart.left) + Double(column) / Double(columns) * plotWidth }
-        func y(_ value: Int) -> Double { Double(Chart.bottom) - Double(value) / top * plotHeight }
-        // A step line: flat across each column.
-        var points: [String] = []
-        for (column, value) in peakPerColumn.enumerated() {
-            points.append("\(number(x(column))),\(number(y(value)))")
-            points.append("\(number(x(column + 1))),\(number(y(value)))")
-        }
-        let yTicks = stride(from: 0.0, through: top, by: yStep).map { value in
-            Tick(
-                pos: number(y(Int(value))), textPos: number(y(Int(value)) + 4), labelPos: String(Chart.left - 6),
-                text: String(Int(value)))
-        }
-        let xStep = Self.niceCeiling(Double(span) / 5)
-        let xTicks = stride(from: 0.0, through: Double(span), by: max(1, xStep)).map { value in
-            Tick(
-                pos: number(Double(Chart.left) + value / Double(span) * plotWidth), textPos: String(Chart.bottom + 18),
-                labelPos: "", text: Format.duration(value).replacingOccurrences(of: ".0s", with: "s"))
-        }
-        let sliceNote = slice > 1 ? "; each point is the busiest second of \(slice)" : ""
-        let caption =
-            "\(Format.count(rate.requests)) requests, peak \(peak)/s" + (rate.rateLimit.map { " of \($0)/s allowed" } ?? "")
-            + (rate.rateLimited > 0 ? ", \(rate.rateLimited) answered 429" : "") + sliceNote
-        return RateChart(
-            campaignId: Sanitize.text(rate.campaignId), caption: caption,
-            ariaLabel: "Requests per second for " + Sanitize.text(rate.campaignId) + ": " + caption,
-            hasSeconds: !seconds.isEmpty, yTicks: yTicks, xTicks: xTicks, points: points.joined(separator: " "),
-            marks: limitedColumns.sorted().map { Mark(pos: number(x($0) + (x($0 + 1) - x($0)) / 2)) },
-            hasLimit: rate.rateLimit != nil, limit: rate.rateLimit.map(String.init) ?? "",
-            limitY: number(y(rate.rateLimit ?? 0)), limitTextY: number(y(rate.rateLimit ?? 0) - 5))
-    }
-
-    /// 1, 2, 5, 10, 20, 50… at or above `value`.
-    static func niceCeiling(_ value: Double) -> Double {
-        guard value > 1 else { return 1 }
-        let magnitude = pow(10, floor(log10(value)))
-        for step in [1.0, 2, 5, 10] where step * magnitude >= value { return step * magnitude }
-        return 10 * magnitude
-    }
-
-    static let outcomeBuckets: [(upTo: Double, label: String)] = [
-        (2, "under 2 s"), (5, "2–5 s"), (10, "5–10 s"), (30, "10–30 s"), (60, "30 s–1 min"), (120, "1–2 min"),
-        (300, "2–5 min"), (600, "5–10 min"), (1800, "10–30 min"), (.infinity, "30 min or more"),
-    ]
-
-    static func outcome(_ sorted: [Double]) -> Outcome? {
-        guard !sorted.isEmpty else { return nil }
-        var counts = [Int](repeating: 0, count: outcomeBuckets.count)
-        for value in sorted { counts[outcomeBuckets.firstIndex { value < $0.upTo } ?? outcomeBuckets.count - 1] += 1 }
-        // Trim empty buckets at both ends, keep the ones between (gaps are information).
-        let first = counts.firstIndex { $0 > 0 } ?? 0
-        let last = counts.lastIndex { $0 > 0 } ?? 0
-        let most = counts.max() ?? 1
-        let buckets = (first...last).map { index in
-            Bucket(range: outcomeBuckets[index].label, barWidth: number(Double(counts[index]) / Double(most) * 100), count: counts[index])
-        }
-        func quantile(_ q: Double) -> Double { sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * q).rounded()))] }
-        return Outcome(
-            count: sorted.count, median: Format.duration(quantile(0.5)), p90: Format.duration(quantile(0.9)),
-            slowest: Format.duration(sorted.last ?? 0), buckets: buckets)
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import LibPQ
 import RetryCore
 import RetryJob
+import RetrySettings
 
 /// Everything the four report files show about one run, read from the job's own schema in one
 /// snapshot. Counts come from `RunSummary` (the journal's single counting rule); this adds what a
@@ -157,25 +158,48 @@ public struct RunReport: Sendable {
     private static func loadInSnapshot(db: PGConnection, runId: Int64, cost model: CostModel, now: Date) async throws
         -> RunReport
     {
-        let schema = Migrator.schema
-        let journal: PGQuery = "\(qualified: [schema, "journal"])"
         let runRows = try await db.query(
             """
             SELECT agency_table, attempts, last_error, started_at,
                    EXTRACT(EPOCH FROM (COALESCE(finished_at, now()) - started_at))::float8 AS duration
-            FROM \(qualified: [schema, "runs"]) WHERE run_id = \(runId)
+            FROM \(qualified: [Migrator.schema, "runs"]) WHERE run_id = \(runId)
             """)
         guard let run = runRows.first else { throw JobError(.usage, "there is no run \(runId) in postman_retry.runs") }
         let summary = try await RunSummary.load(db: db, runId: runId)
         let startedAt: Date = try run.decode("started_at")
+        let malformed = try await malformedRows(db: db, runId: runId)
+        let malformedAttention = malformed.map {
+            Attention(
+                category: .malformed, campaignId: "", messageId: "", batchId: "", rowKey: $0.rowKey, recipientMasked: "",
+                code: $0.field, detail: $0.problem, retryCount: nil, writtenBack: false)
+        }
+        return RunReport(
+            summary: summary, previous: try await previousCompleted(db: db, runId: runId),
+            agencyTable: try run.decode("agency_table"), processes: try run.decode("attempts"),
+            lastError: try run.optional("last_error"), durationSeconds: try run.optional("duration"),
+            rates: try await campaignRates(db: db, runId: runId),
+            secondsToOutcome: try await secondsToOutcome(db: db, runId: runId),
+            failedByCode: try await failedByCode(db: db, runId: runId),
+            rejectedByCode: try await rejectedByCode(db: db, runId: runId),
+            attention: try await attentionRows(db: db, runId: runId, startedAt: startedAt) + malformedAttention,
+            malformed: malformed, unknownStatuses: try await unknownStatuses(db: db, runId: runId),
+            cost: try await costEstimate(db: db, runId: runId, model: model), generatedAt: now)
+    }
 
+    private static var journal: PGQuery { "\(qualified: [Migrator.schema, "journal"])" }
+
+    /// The latest completed run before `runId`, for the comparison.
+    private static func previousCompleted(db: PGConnection, runId: Int64) async throws -> RunSummary? {
         let previousId: Int64? = try await db.query(
             """
-            SELECT max(run_id) AS id FROM \(qualified: [schema, "runs"]) WHERE run_id < \(runId) AND status = 'completed'
+            SELECT max(run_id) AS id FROM \(qualified: [Migrator.schema, "runs"]) WHERE run_id < \(runId) AND status = 'completed'
             """)[0].optional("id")
-        let previous = try await previousId.asyncMap { try await RunSummary.load(db: db, runId: $0) }
+        return try await previousId.asyncMap { try await RunSummary.load(db: db, runId: $0) }
+    }
 
-        // Request rate per second and campaign, with the limit each campaign ran under.
+    /// Request rate per second and campaign, with the limit each campaign ran under.
+    private static func campaignRates(db: PGConnection, runId: Int64) async throws -> [CampaignRate] {
+        let schema = Migrator.schema
         var limits: [String: Int] = [:]
         for row in try await db.query(
             "SELECT campaign_id, rate_limit FROM \(qualified: [schema, "run_campaigns"]) WHERE run_id = \(runId)")
@@ -195,8 +219,11 @@ public struct RunReport: Sendable {
                        rateLimited: try row.decode("rate_limited")))
         }
         let rateCampaigns = Set(limits.keys).union(seconds.keys).sorted()
-        let rates = rateCampaigns.map { CampaignRate(campaignId: $0, rateLimit: limits[$0], seconds: seconds[$0] ?? []) }
+        return rateCampaigns.map { CampaignRate(campaignId: $0, rateLimit: limits[$0], seconds: seconds[$0] ?? []) }
+    }
 
+    /// Seconds from accepted retry to final status, for this run's own retries, ascending.
+    private static func secondsToOutcome(db: PGConnection, runId: Int64) async throws -> [Double] {
         let outcomeRows = try await db.query(
             """
             SELECT EXTRACT(EPOCH FROM (final_at - accepted_at))::float8 AS s FROM \(fragment: journal)
@@ -204,9 +231,11 @@ public struct RunReport: Sendable {
               AND final_at IS NOT NULL AND accepted_at IS NOT NULL
             ORDER BY 1
             """)
-        let secondsToOutcome = try outcomeRows.map { max(0, try $0.decode("s", as: Double.self)) }
+        return try outcomeRows.map { max(0, try $0.decode("s", as: Double.self)) }
+    }
 
-        // Counted like RunSummary counts `failed` (selected rows only), so the codes add up to it.
+    /// Counted like RunSummary counts `failed` (selected rows only), so the codes add up to it.
+    private static func failedByCode(db: PGConnection, runId: Int64) async throws -> [String: Int] {
         var failedByCode: [String: Int] = [:]
         for row in try await db.query(
             """
@@ -216,6 +245,10 @@ public struct RunReport: Sendable {
         {
             failedByCode[try row.decode("code")] = try row.decode("n")
         }
+        return failedByCode
+    }
+
+    private static func rejectedByCode(db: PGConnection, runId: Int64) async throws -> [String: Int] {
         var rejectedByCode: [String: Int] = [:]
         for row in try await db.query(
             """
@@ -225,8 +258,11 @@ public struct RunReport: Sendable {
         {
             rejectedByCode[try row.decode("code")] = try row.decode("n")
         }
+        return rejectedByCode
+    }
 
-        // Cost: this run's accepted retries (carried-over ones were billed in their own run).
+    /// Cost: this run's accepted retries (carried-over ones were billed in their own run).
+    private static func costEstimate(db: PGConnection, runId: Int64, model: CostModel) async throws -> CostEstimate {
         let free = Array(model.freeCodes)
         var cost = CostEstimate(model: model, localCharged: 0, foreignCharged: 0, notCharged: 0)
         for row in try await db.query(
@@ -246,23 +282,24 @@ public struct RunReport: Sendable {
                 cost.foreignCharged += n
             }
         }
+        return cost
+    }
 
-        let attention = try await attentionRows(db: db, runId: runId, startedAt: startedAt)
+    private static func malformedRows(db: PGConnection, runId: Int64) async throws -> [Malformed] {
         var malformed: [Malformed] = []
         for row in try await db.query(
             """
-            SELECT row_key, field, problem FROM \(qualified: [schema, "malformed_rows"]) WHERE run_id = \(runId)
+            SELECT row_key, field, problem FROM \(qualified: [Migrator.schema, "malformed_rows"]) WHERE run_id = \(runId)
             ORDER BY row_key, field
             """)
         {
             malformed.append(
                 Malformed(rowKey: try row.decode("row_key"), field: try row.decode("field"), problem: try row.decode("problem")))
         }
-        let malformedAttention = malformed.map {
-            Attention(
-                category: .malformed, campaignId: "", messageId: "", batchId: "", rowKey: $0.rowKey, recipientMasked: "",
-                code: $0.field, detail: $0.problem, retryCount: nil, writtenBack: false)
-        }
+        return malformed
+    }
+
+    private static func unknownStatuses(db: PGConnection, runId: Int64) async throws -> [UnknownStatus] {
         var unknown: [UnknownStatus] = []
         for row in try await db.query(
             """
@@ -275,13 +312,7 @@ public struct RunReport: Sendable {
                     campaignId: try row.decode("campaign_id"), messageId: try row.decode("message_id"),
                     status: try row.decode("unknown_status")))
         }
-
-        return RunReport(
-            summary: summary, previous: previous, agencyTable: try run.decode("agency_table"),
-            processes: try run.decode("attempts"), lastError: try run.optional("last_error"),
-            durationSeconds: try run.optional("duration"), rates: rates, secondsToOutcome: secondsToOutcome,
-            failedByCode: failedByCode, rejectedByCode: rejectedByCode, attention: attention + malformedAttention,
-            malformed: malformed, unknownStatuses: unknown, cost: cost, generatedAt: now)
+        return unknown
     }
 
     /// The journal rows that need a person, one per message, in the category that matters most.
@@ -330,7 +361,7 @@ public struct RunReport: Sendable {
         }
         // Messages this run stopped polling: still pending 48 h after their retry (marked during this
         // run's carry-over, so their retry is between 48 h before the previous run and 48 h before this one).
-        let neverFinalAfter = RunSettings().neverFinalAfter
+        let neverFinalAfter = SettingDefaults.neverFinalAfter
         let window = Int(neverFinalAfter.components.seconds)
         let stale = try await db.query(
             """

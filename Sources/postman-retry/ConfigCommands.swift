@@ -4,6 +4,7 @@ import LibPQ
 import Logging
 import RetryConfig
 import RetryJob
+import RetrySettings
 
 struct Config: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

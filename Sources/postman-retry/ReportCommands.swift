@@ -5,6 +5,7 @@ import Logging
 import RetryConfig
 import RetryJob
 import RetryReport
+import RetrySettings
 
 extension CostModel {
     /// The report's prices from the config file's `[cost]` (defaults: Postman's from 1 July 2025).

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatch
+import RetrySettings
 import Synchronization
 import Foundation
 import LibPQ
@@ -21,19 +22,19 @@ struct ScopeOptions: ParsableArguments {
     @Option(help: "Only rows created before this time (ISO 8601, or YYYY-MM-DD as Singapore midnight).")
     var until: String?
 
-    @Option(help: "Only rows younger than this (e.g. 72h, 30m, 2d). Default: 72h.")
+    @Option(help: "Only rows younger than this (e.g. 72h, 30m, 2d). Default: \(SettingsResolver.formatDuration(SettingDefaults.maxAge)).")
     var maxAge: String?
 
     @Option(help: "Retry at most this many messages (oldest first).")
     var limit: Int?
 
-    @Option(help: "Requests per second per campaign, every endpoint together. Default: 10.")
+    @Option(help: "Requests per second per campaign, every endpoint together. Default: \(SettingDefaults.rateLimit).")
     var rateLimit: Int?
 
     @Option(name: .customLong("campaign-rate"), help: "Rate limit of one campaign: ID=TPS (repeatable).")
     var campaignRates: [String] = []
 
-    @Option(help: "How long to poll a retried message for its outcome (e.g. 30m). Default: 30m.")
+    @Option(help: "How long to poll a retried message for its outcome (e.g. 30m). Default: \(SettingsResolver.formatDuration(SettingDefaults.pollTimeout)).")
     var pollTimeout: String?
 
     @Option(help: "Postman API base URL (else POSTMAN_API_URL, else the config file).")
@@ -170,14 +171,7 @@ struct Run: AsyncParsableCommand {
             if scope.format == .json {
                 try printJSON(result.summary)
             } else {
-                let c = result.summary.counts
-                print(
-                    "run \(result.runId) \(result.status): \(c.selected) selected, \(c.retried) retried "
-                        + "(\(c.succeeded) succeeded, \(c.failed) failed, \(c.pending) pending), \(c.exhausted) exhausted, "
-                        + "\(c.reconciled) reconciled, \(c.notFound) not found, \(c.batchNotRetryable) batch not retryable, "
-                        + "\(c.rejected) rejected, \(c.conflict) conflicts, \(c.carriedOver) carried over, \(c.skipped) skipped; "
-                        + "API calls: \(result.summary.apiCalls.retry) retry, \(result.summary.apiCalls.poll) read, "
-                        + "\(result.summary.apiCalls.rateLimited) rate-limited")
+                print(RunSummaryText.line(runId: result.runId, status: result.status, summary: result.summary))
             }
             report.announce(json: scope.format == .json)
             if let message = result.message {

@@ -3,6 +3,7 @@ import LibPQ
 import RetryConfig
 import RetryCore
 import RetryJob
+import RetrySettings
 import Testing
 
 /// Each kind of config mistake gets its own clear message, with the line and key at fault.

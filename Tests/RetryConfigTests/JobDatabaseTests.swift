@@ -4,6 +4,7 @@ import LibPQ
 import PostgresTestSupport
 import RetryConfig
 import RetryJob
+import RetrySettings
 import Testing
 
 /// Issue 14: the job's own PostgreSQL connections. Commits are durable whatever the server's
@@ -48,7 +49,7 @@ import Testing
     }
 
     /// Connects as the job would, and expects `status` with `naming` in the message.
-    static func expectRefused(_ conninfo: String, _ status: RetryJob.ExitStatus, naming: String? = nil) async {
+    static func expectRefused(_ conninfo: String, _ status: RetrySettings.ExitStatus, naming: String? = nil) async {
         do {
             let db = try await JobDatabase.connect(
                 PGConfiguration(url: conninfo, connectTimeoutSeconds: 2), logger: TestDatabase.logger)

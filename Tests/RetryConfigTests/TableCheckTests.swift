@@ -2,7 +2,7 @@ import Foundation
 import LibPQ
 import PostgresTestSupport
 import RetryConfig
-import RetryJob
+import RetrySettings
 import Testing
 
 /// `config check` against a real PostgreSQL: the mapping fits, or every misfit is named.

@@ -23,6 +23,20 @@ import Testing
         #expect(rules.classify(row(code: "routing_error")) == .selected)
     }
 
+    /// The default policy is read from the error catalogue; these are CONTRACT.md section 3's lists.
+    @Test func defaultPolicyIsTheContractsLists() {
+        #expect(ErrorPolicy.default.permanent == ["recipient_invalid", "content_invalid"])
+        #expect(
+            ErrorPolicy.default.retryable == [
+                "recipient_unavailable", "routing_error", "message_expired", "delivery_unknown_error", "server_unknown_error",
+            ])
+        #expect(!ErrorPolicy.default.retryUnknown)
+        for info in ErrorCatalog.deliveryErrors {
+            #expect(ErrorPolicy.default.classify(info.code) == (info.worthRetrying == .no ? .permanent : .retryable))
+        }
+        #expect(ErrorCatalog.info("too_many_message_attempts_error").meaning == "Postman allows no more retries (3 used).")
+    }
+
     @Test func malformedRowsNameTheirField() {
         let rules = SelectionRules()
         for (candidate, field) in [

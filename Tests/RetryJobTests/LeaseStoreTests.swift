@@ -2,6 +2,7 @@ import Foundation
 import LibPQ
 import PostgresTestSupport
 @testable import RetryJob
+import RetrySettings
 import Testing
 
 /// The lease table's rules, on a real PostgreSQL: one holder per campaign, takeover only after expiry,

@@ -6,6 +6,7 @@ import LibPQ
 import PostgresTestSupport
 import PostmanSimulator
 import RetryCore
+import RetrySettings
 import SampleData
 import Testing
 

@@ -2,6 +2,7 @@ import Foundation
 import LibPQ
 import PostgresTestSupport
 import RetryCore
+import RetrySettings
 import Testing
 
 @testable import RetryJob

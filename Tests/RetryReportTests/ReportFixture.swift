@@ -7,6 +7,7 @@ import PostmanSimulator
 import RetryCore
 import RetryJob
 import RetryReport
+import RetrySettings
 import SampleData
 
 /// The shared engine world (Sources/EngineTestSupport) plus a directory for the report files.

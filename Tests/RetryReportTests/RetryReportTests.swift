@@ -5,6 +5,7 @@ import PostmanSimulator
 import RetryCore
 import RetryJob
 import RetryReport
+import RetrySettings
 import SampleData
 import Testing
 

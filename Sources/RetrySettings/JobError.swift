@@ -10,6 +10,11 @@ public enum ExitStatus: Int32, Sendable {
     case noPermission = 77
 }
 
+/// An error of a module above this one that knows how the command must end (a lost hold on the run: 75).
+public protocol ErrorWithExitStatus: Error, CustomStringConvertible {
+    var exitStatus: ExitStatus { get }
+}
+
 /// A failure that ends the command with a known exit code and a message for the operator.
 public struct JobError: Error, CustomStringConvertible, Sendable {
     public var status: ExitStatus
@@ -25,8 +30,7 @@ public struct JobError: Error, CustomStringConvertible, Sendable {
     /// Maps any error to an exit status: database trouble that may pass is temporary (75).
     public static func classify(_ error: any Error) -> JobError {
         if let error = error as? JobError { return error }
-        // Another run took this one's place after its heartbeats stopped: the next run resumes.
-        if let error = error as? HoldLost { return JobError(.temporary, "stopped: \(error)") }
+        if let error = error as? any ErrorWithExitStatus { return JobError(error.exitStatus, error.description) }
         if let error = error as? PGError {
             if isRefusedConnection(error) { return refusedConnection(error) }
             if error.isTransient {
@@ -39,7 +43,7 @@ public struct JobError: Error, CustomStringConvertible, Sendable {
             }
             return JobError(.failure, "database error: \(error)")
         }
-        if let error = error as? Migrator.Failure { return JobError(.failure, error.description) }
+        // Anything else (a `Migrator.Failure` among them) keeps its own description.
         return JobError(.failure, "\(error)")
     }
 

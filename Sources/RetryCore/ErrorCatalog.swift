@@ -1,6 +1,8 @@
 /// What Postman's delivery error codes mean, whether a retry is worth it, and whether the failed
 /// attempt is billed: `postman-v2-api.md` section 4 (Postman's "Message delivery errors" page) and
 /// section 8 (pricing). Codes outside the table are unknown: the job does not retry them by default.
+/// The one list of codes: `ErrorPolicy.default` (which rows the selection retries) is read from it,
+/// and the reports show it.
 public struct ErrorCodeInfo: Sendable, Equatable {
     public enum Worth: String, Sendable {
         case yes, no, maybe, unknown
@@ -56,7 +58,7 @@ public enum ErrorCatalog {
     public static let apiErrors: [ErrorCodeInfo] = [
         ErrorCodeInfo(
             code: "too_many_message_attempts_error", type: "api_error",
-            meaning: "Postman allows no more retries (3 used).", worthRetrying: .no, charged: nil,
+            meaning: "Postman allows no more retries (\(SelectionRules.retryLimit) used).", worthRetrying: .no, charged: nil,
             action: "Accept the failure, or send a new message (new id; the recipient may get it twice)."),
         ErrorCodeInfo(
             code: "message_not_found_or_retry_message_not_in_failure_status", type: "api_error",

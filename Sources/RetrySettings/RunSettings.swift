@@ -11,7 +11,7 @@ public struct RunScope: Sendable, Codable, Equatable {
     public var maxAgeSeconds: Double
     public var limit: Int?
 
-    public init(campaigns: [String] = [], since: Date? = nil, until: Date? = nil, maxAgeSeconds: Double = 72 * 3600, limit: Int? = nil) {
+    public init(campaigns: [String] = [], since: Date? = nil, until: Date? = nil, maxAgeSeconds: Double = SettingDefaults.maxAge.seconds, limit: Int? = nil) {
         self.campaigns = campaigns
         self.since = since
         self.until = until
@@ -60,11 +60,12 @@ public struct RunSettings: Sendable {
 
     public init(
         scope: RunScope = RunScope(), table: AgencyTable = .reference, rules: SelectionRules = SelectionRules(),
-        apiURL: String = "https://postman.gov.sg/api/v2", apiKeys: APIKeys = APIKeys(environment: [:]),
-        defaultRateLimit: Int = 10, campaignRateLimits: [String: Int] = [:], pollTimeout: Duration = .seconds(1800),
-        requestTimeout: Duration = .seconds(5), firstPollDelay: Duration = .seconds(2),
-        maxPollInterval: Duration = .seconds(30), waveSeconds: Double = 1, unreachableAfter: Duration = .seconds(120),
-        neverFinalAfter: Duration = .seconds(48 * 3600), quietHours: QuietHours? = nil,
+        apiURL: String = SettingDefaults.apiURL, apiKeys: APIKeys = APIKeys(environment: [:]),
+        defaultRateLimit: Int = SettingDefaults.rateLimit, campaignRateLimits: [String: Int] = [:],
+        pollTimeout: Duration = SettingDefaults.pollTimeout, requestTimeout: Duration = SettingDefaults.requestTimeout,
+        firstPollDelay: Duration = SettingDefaults.firstPollDelay, maxPollInterval: Duration = SettingDefaults.maxPollInterval,
+        waveSeconds: Double = SettingDefaults.waveSeconds, unreachableAfter: Duration = SettingDefaults.unreachableAfter,
+        neverFinalAfter: Duration = SettingDefaults.neverFinalAfter, quietHours: QuietHours? = nil,
         wallClock: @escaping @Sendable () -> Date = { Date() }, network: NetworkSettings = .direct
     ) {
         self.scope = scope
@@ -143,8 +144,8 @@ public struct APIKeys: Sendable, CustomStringConvertible {
     /// Postman's keys say their environment (postman-v2-api.md, fact 13): `key_live_` is for production,
     /// `key_test_` for the test environment. Keys with neither prefix are used as they are.
     public static let environmentPrefixes: [(prefix: String, apiURL: String, name: String)] = [
-        ("key_live_", "https://postman.gov.sg/api/v2", "production"),
-        ("key_test_", "https://test.postman.gov.sg/api/v2", "test environment"),
+        ("key_live_", SettingDefaults.apiURL, "production"),
+        ("key_test_", SettingDefaults.testAPIURL, "test environment"),
     ]
 
     /// Every variable holding a key (for any campaign) whose prefix names another environment than

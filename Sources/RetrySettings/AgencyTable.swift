@@ -47,11 +47,11 @@ public struct AgencyTable: Sendable, Codable, Equatable {
     public var displayName: String { [schema, table].compactMap { $0 }.joined(separator: ".") }
 
     /// The table as quoted SQL.
-    var tableSQL: PGQuery {
+    package var tableSQL: PGQuery {
         if let schema { return "\(qualified: [schema, table])" }
         return "\(identifier: table)"
     }
 
     /// One column of alias `a` (the agency table in every statement).
-    func column(_ name: String) -> PGQuery { "a.\(identifier: name)" }
+    package func column(_ name: String) -> PGQuery { "a.\(identifier: name)" }
 }
