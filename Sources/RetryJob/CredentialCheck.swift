@@ -29,7 +29,24 @@ public enum CredentialCheck {
         ).map { try $0.decode("campaign") }
     }
 
-    public static func run(settings: RunSettings, campaigns: [String], logger: Logger) async throws -> [(campaign: String, verdict: Verdict)] {
+    /// The reads share each campaign's rate budget with any run: the check holds the run like a plain
+    /// run does (exit 75 while one works) and waits as a new run would before its first request. On a
+    /// database not yet migrated no run of this version can be working, and nothing is held.
+    public static func run(settings: RunSettings, campaigns: [String], db: PGConnection, logger: Logger) async throws
+        -> [(campaign: String, verdict: Verdict)]
+    {
+        guard try await Migrator().pending(db).isEmpty else {
+            return try await run(settings: settings, campaigns: campaigns, logger: logger)
+        }
+        let name = "config-check:\(ProcessInfo.processInfo.hostName):\(getpid())"
+        return try await RunHolder.holding(db: db, workerId: name, mode: .exclusive, logger: logger) { holder in
+            let wait = holder.firstSendAllowed - .now
+            if wait > .zero { try await Task.sleep(for: wait) }
+            return try await run(settings: settings, campaigns: campaigns, logger: logger)
+        }
+    }
+
+    static func run(settings: RunSettings, campaigns: [String], logger: Logger) async throws -> [(campaign: String, verdict: Verdict)] {
         try await RetryRun.withHTTPClient(settings: settings, logger: logger) { httpClient in
             let client = PostmanClient(
                 baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: logger)

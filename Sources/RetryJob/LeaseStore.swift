@@ -12,12 +12,19 @@ struct LeaseStore: Sendable {
     let run: Int64
     let workerId: String
 
+    /// Each statement in a transaction of its own, so the connection's `SET LOCAL`s (the heartbeat
+    /// connection's statement timeout, `synchronous_commit`) hold through a transaction pooler too.
+    @discardableResult
+    private func transaction(_ query: PGQuery) async throws -> PGRows {
+        try await db.withTransaction { db in try db.execute(query) }
+    }
+
     private static func leases() -> PGQuery { "\(qualified: [Migrator.schema, "campaign_leases"])" }
 
     /// A lease for every campaign that has open messages in the run. A campaign marked done that has
     /// open messages again (after a plain `run` worked the same run) is opened again, free to take.
     func ensureLeases() async throws {
-        try await db.execute(
+        try await transaction(
             """
             INSERT INTO \(fragment: Self.leases()) AS l (run_id, campaign_id)
             SELECT DISTINCT run_id, campaign_id FROM \(qualified: [Migrator.schema, "journal"])
@@ -45,7 +52,7 @@ struct LeaseStore: Sendable {
     /// Takes one free or expired lease, if there is one, other than the campaigns in `except` (this
     /// worker's own: a lease it holds but failed to renew must not be taken a second time).
     func claim(ttl: Duration, except: [String] = []) async throws -> Claim? {
-        let rows = try await db.execute(
+        let rows = try await transaction(
             """
             WITH candidate AS (
                 SELECT run_id, campaign_id, worker_id FROM \(fragment: Self.leases())
@@ -72,7 +79,7 @@ struct LeaseStore: Sendable {
     /// was taken over, even by a worker with the same name, is missing from the answer).
     func renew(_ held: [Held], ttl: Duration) async throws -> Set<Held> {
         guard !held.isEmpty else { return [] }
-        let rows = try await db.execute(
+        let rows = try await transaction(
             """
             UPDATE \(fragment: Self.leases()) l
             SET heartbeat_at = now(), expires_at = now() + make_interval(secs => \(ttl.seconds))
@@ -85,7 +92,7 @@ struct LeaseStore: Sendable {
 
     /// The campaign is finished: its lease is never taken again in this run.
     func markDone(_ held: Held) async throws {
-        try await db.execute(
+        try await transaction(
             """
             UPDATE \(fragment: Self.leases()) SET done = true, heartbeat_at = now()
             WHERE run_id = \(run) AND campaign_id = \(held.campaign) AND worker_id = \(workerId) AND epoch = \(held.epoch)
@@ -95,7 +102,7 @@ struct LeaseStore: Sendable {
     /// This worker stops (signal): its leases are free at once for the other workers.
     func release(_ held: [Held]) async throws {
         guard !held.isEmpty else { return }
-        try await db.execute(
+        try await transaction(
             """
             UPDATE \(fragment: Self.leases()) l SET worker_id = NULL, expires_at = now()
             FROM unnest(\(held.map(\.campaign))::text[], \(held.map(\.epoch))::bigint[]) AS h(campaign, epoch)
@@ -121,7 +128,7 @@ struct LeaseStore: Sendable {
     /// This worker stopped: when no other worker holds a live lease of the run, the run is recorded as
     /// interrupted (what `runs` shows; the next `run` or `run --worker` resumes it either way).
     func markInterruptedIfLast(error: String) async throws {
-        try await db.execute(
+        try await transaction(
             """
             UPDATE \(qualified: [Migrator.schema, "runs"]) SET status = 'interrupted', last_error = \(error)
             WHERE run_id = \(run) AND status = 'running'
@@ -133,7 +140,7 @@ struct LeaseStore: Sendable {
 
     /// How many campaigns of the run are not done yet.
     func openCampaigns() async throws -> Int {
-        try await db.execute(
+        try await transaction(
             "SELECT count(*) AS n FROM \(fragment: Self.leases()) WHERE run_id = \(run) AND NOT done")[0].decode("n")
     }
 }

@@ -42,7 +42,13 @@ final class RunHolder: Sendable {
     /// Set when the row was found gone: another run took it.
     private let takenAway = Atomic<Bool>(false)
 
+    /// No request to Postman before this: one second after the hold was taken (the previous holder's
+    /// requests have left every window), plus the guard window, so that the margin does not rest on the
+    /// database's clock (a step of its `now()` could make a live holder's row look expired early).
+    let firstSendAllowed: ContinuousClock.Instant
+
     private init(db: PGConnection, holderId: String, workerId: String, mode: Mode, renewedAt: ContinuousClock.Instant) {
+        self.firstSendAllowed = renewedAt + .seconds(1) + Self.guardWindow
         self.db = db
         self.holderId = holderId
         self.workerId = workerId
@@ -83,9 +89,13 @@ final class RunHolder: Sendable {
         while true {
             let started = ContinuousClock.now
             let attempt = try await db.withTransaction { db -> Attempt in
+                // A process that vanished inside a transaction leaves its locks until the server notices;
+                // waiting for them is bounded (and the job's own transactions end idle ones in 5 s).
+                _ = try db.execute("SELECT set_config('lock_timeout', '8s', true)")
                 _ = try db.execute("SELECT id FROM \(fragment: gate()) WHERE id = 1 FOR UPDATE")
+                if let old = try olderBinaryHolding(db) { throw old }
                 let expired = try db.execute(
-                    "DELETE FROM \(fragment: holders()) WHERE expires_at < now() RETURNING holder_id, worker_id"
+                    "DELETE FROM \(fragment: holders()) WHERE expires_at < clock_timestamp() RETURNING holder_id, worker_id"
                 ).map { Expired(holderId: try $0.decode("holder_id"), workerId: try $0.decode("worker_id")) }
                 let conflicts = try db.execute(
                     """
@@ -110,7 +120,7 @@ final class RunHolder: Sendable {
                 try db.execute(
                     """
                     INSERT INTO \(fragment: holders()) (holder_id, worker_id, exclusive, expires_at)
-                    VALUES (\(holderId), \(workerId), \(exclusive), now() + make_interval(secs => \(ttl.seconds)))
+                    VALUES (\(holderId), \(workerId), \(exclusive), clock_timestamp() + make_interval(secs => \(ttl.seconds)))
                     """)
                 return .taken(expired: expired)
             }
@@ -124,8 +134,9 @@ final class RunHolder: Sendable {
             case .held(let conflicts, let expired):
                 expiredByUs.formUnion(expired.map(\.holderId))
                 let present = Set(conflicts.map(\.workerId))
-                // A holder whose heartbeat moved is alive; so is one that left without expiring.
-                let alive = conflicts.first { conflict in firstSeen[conflict.holderId].map { $0 != conflict.beats } ?? false }
+                // A holder whose heartbeat moved twice is alive (once may be the last beat of a process just
+                // killed, committed after our first look); so is one that left without expiring.
+                let alive = conflicts.first { conflict in firstSeen[conflict.holderId].map { conflict.beats - $0 >= 2 } ?? false }
                 let leftNormally = firstSeen.keys.contains { id in
                     !conflicts.contains { $0.holderId == id } && !expiredByUs.contains(id)
                 }
@@ -137,6 +148,24 @@ final class RunHolder: Sendable {
                 try await Task.sleep(for: .milliseconds(150))
             }
         }
+    }
+
+    /// A postman-retry from before V007 holds its run lock as a session advisory lock, and knows nothing of
+    /// `run_holders` (during an upgrade, one host may still run it): never run beside it.
+    private static func olderBinaryHolding(_ db: isolated PGConnection) throws -> JobError? {
+        let rows = try db.execute(
+            """
+            SELECT pid FROM pg_locks
+            WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND classid = 0 AND objid::bigint IN (\(Int64(0x706D_7272)), \(Int64(0x706D_7273))) AND objsubid = 1 AND granted
+            LIMIT 1
+            """)
+        guard let row = rows.first else { return nil }
+        let pid: Int32 = try row.decode("pid")
+        return JobError(
+            .temporary,
+            "an older postman-retry (before migration V007) holds the run lock (PostgreSQL backend \(pid)); let it finish "
+                + "before this version runs (if it is a leftover on a pooled connection: SELECT pg_terminate_backend(\(pid)))")
     }
 
     private static func refusal(_ conflicts: [Conflict], mode: Mode) -> JobError {
@@ -153,7 +182,8 @@ final class RunHolder: Sendable {
         }
     }
 
-    /// Renews the row. False when it is gone: another run took it after it expired.
+    /// Renews the row. False when it is gone or has expired: another run may take (or has taken) its
+    /// place, so it is never revived; this process stops (exit 75) and the next run resumes.
     @discardableResult
     func renew() async throws -> Bool {
         let started = ContinuousClock.now
@@ -164,8 +194,8 @@ final class RunHolder: Sendable {
             return try !db.execute(
                 """
                 UPDATE \(fragment: Self.holders())
-                SET heartbeat_at = now(), beats = beats + 1, expires_at = now() + make_interval(secs => \(Self.ttl.seconds))
-                WHERE holder_id = \(holderId)
+                SET heartbeat_at = now(), beats = beats + 1, expires_at = clock_timestamp() + make_interval(secs => \(Self.ttl.seconds))
+                WHERE holder_id = \(holderId) AND expires_at >= clock_timestamp()
                 RETURNING 1 AS kept
                 """
             ).isEmpty
@@ -189,7 +219,12 @@ final class RunHolder: Sendable {
 
     /// Why this process lost its hold (nil while it holds it): the row was taken away, or could not be
     /// renewed for `giveUpAfter`. The run stops with exit 75 as soon as it looks.
-    var lostReason: String? { lost.withLock { $0 } }
+    var lostReason: String? {
+        if let reason = lost.withLock({ $0 }) { return reason }
+        // A heartbeat that hangs (a pooler's queue, a lock) throws nothing: judge by the time since it worked.
+        if sinceLastRenewal > Self.giveUpAfter { return "could not renew this run's hold for \(Self.giveUpAfter)" }
+        return nil
+    }
     private let lost = Mutex<String?>(nil)
 
     /// Keeps the row alive until the task is cancelled or the hold is lost.
@@ -251,24 +286,36 @@ final class RunHolder: Sendable {
 
     /// Gives the row up: the next run may start at once.
     func release() async {
-        _ = try? await db.execute("DELETE FROM \(fragment: Self.holders()) WHERE holder_id = \(holderId)")
+        let holderId = self.holderId
+        _ = try? await db.withTransaction { db in
+            try db.execute("DELETE FROM \(fragment: Self.holders()) WHERE holder_id = \(holderId)")
+        }
     }
 
     /// One worker at a time opens the shared run and selects; the others wait for it. The mark is the
-    /// gate row's, and a mark whose holder is gone (expired) counts as free.
+    /// gate row's. A mark whose holder expired is taken only after deleting that holder's row (which
+    /// waits for any journal write of it in flight), so the old setter's next write fails its fence.
     func tryBeginSetup() async throws -> Bool {
-        try await !db.execute(
-            """
-            UPDATE \(fragment: Self.gate()) SET setup_holder = \(holderId)
-            WHERE id = 1 AND (setup_holder IS NULL OR setup_holder = \(holderId)
-                OR setup_holder NOT IN (SELECT holder_id FROM \(fragment: Self.holders()) WHERE expires_at >= now()))
-            RETURNING 1 AS began
-            """
-        ).isEmpty
+        let holderId = self.holderId
+        return try await db.withTransaction { db in
+            _ = try db.execute("SELECT set_config('lock_timeout', '8s', true)")
+            try db.execute("DELETE FROM \(fragment: Self.holders()) WHERE expires_at < clock_timestamp()")
+            return try !db.execute(
+                """
+                UPDATE \(fragment: Self.gate()) SET setup_holder = \(holderId)
+                WHERE id = 1 AND (setup_holder IS NULL OR setup_holder = \(holderId)
+                    OR setup_holder NOT IN (SELECT holder_id FROM \(fragment: Self.holders())))
+                RETURNING 1 AS began
+                """
+            ).isEmpty
+        }
     }
 
     func endSetup() async {
-        _ = try? await db.execute("UPDATE \(fragment: Self.gate()) SET setup_holder = NULL WHERE id = 1 AND setup_holder = \(holderId)")
+        let holderId = self.holderId
+        _ = try? await db.withTransaction { db in
+            try db.execute("UPDATE \(fragment: Self.gate()) SET setup_holder = NULL WHERE id = 1 AND setup_holder = \(holderId)")
+        }
     }
 
     var fence: HolderFence { HolderFence(holderId: holderId) }

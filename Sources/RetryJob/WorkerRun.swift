@@ -98,7 +98,7 @@ public struct RetryWorker: Sendable {
             baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: log)
         let context = RunContext(
             store: store, client: client, settings: settings, run: run, logger: log,
-            notBefore: .now, crashPoints: CrashPoints(environment: job.environment), signalled: stopRequested,
+            notBefore: holder.firstSendAllowed, crashPoints: CrashPoints(environment: job.environment), signalled: stopRequested,
             holder: holder)
         log.info(worker.exclusive ? "working" : "worker joined the run", metadata: ["campaigns": "\(campaigns.count)"])
 
@@ -242,7 +242,7 @@ public struct RetryWorker: Sendable {
                 let campaignWorker = CampaignWorker(
                     campaign: campaign, apiKey: key, context: context, items: items,
                     messagesInTable: counts[campaign] ?? items.count,
-                    notBefore: .now + .seconds(1), leaseValid: { (context.holder?.mayStillSend() ?? true) && state.mayStillSend(held) },
+                    notBefore: max(.now + .seconds(1), context.holder?.firstSendAllowed ?? .now), leaseValid: { (context.holder?.mayStillSend() ?? true) && state.mayStillSend(held) },
                     fence: LeaseFence(run: context.run.id, campaign: campaign, workerId: leases.workerId, epoch: held.epoch))
                 state.started(held, campaignWorker)
                 await campaignWorker.run()

@@ -72,37 +72,46 @@ struct ConfigCheck: AsyncParsableCommand {
             let source = resolved.config.map { "config file \($0.path)" } ?? "no config file (the reference table)"
             print("\(source): valid")
             let db = try await connect(global, logger: logger)
-            let result = try await TableCheck(table: resolved.run.table).run(db)
-            var toCheck = campaigns
-            if checkKeys, toCheck.isEmpty {
-                toCheck = (resolved.config?.campaigns ?? [:]).keys.sorted()
-                if toCheck.isEmpty, result.problems.isEmpty { toCheck = try await CredentialCheck.campaigns(in: resolved.run.table, db: db, limit: 100) }
+            do {
+                try await check(resolved, db: db, logger: logger)
+                await db.close()
+            } catch {
+                await db.close()
+                throw error
             }
-            await db.close()
-            for note in result.notes { print("note: \(note)") }
-            if let index = result.suggestedIndex { print("to add it:\n  \(index)") }
-            var problems = result.problems
-            for (campaign, config) in (resolved.config?.campaigns ?? [:]).sorted(by: { $0.key < $1.key })
-            where config.apiKeyVariable != nil && resolved.run.apiKeys.key(for: campaign) == nil {
-                problems.append("campaign \(campaign): its API key variable \(config.apiKeyVariable!) is not set here")
-            }
-            guard problems.isEmpty else {
-                let noun = problems.count == 1 ? "problem" : "problems"
-                throw JobError(
-                    .usage,
-                    "\(problems.count) \(noun) with \(resolved.run.table.displayName):\n" + problems.map { "  - \($0)" }.joined(separator: "\n"))
-            }
-            print("table \(resolved.run.table.displayName): every mapped column exists with a type the job can use")
-            if checkKeys { try await checkKeysWithPostman(resolved.run, campaigns: toCheck, logger: logger) }
         }
     }
 
-    private func checkKeysWithPostman(_ settings: RunSettings, campaigns: [String], logger: Logger) async throws {
+    private func check(_ resolved: ResolvedSettings, db: PGConnection, logger: Logger) async throws {
+        let result = try await TableCheck(table: resolved.run.table).run(db)
+        var toCheck = campaigns
+        if checkKeys, toCheck.isEmpty {
+            toCheck = (resolved.config?.campaigns ?? [:]).keys.sorted()
+            if toCheck.isEmpty, result.problems.isEmpty { toCheck = try await CredentialCheck.campaigns(in: resolved.run.table, db: db, limit: 100) }
+        }
+        for note in result.notes { print("note: \(note)") }
+        if let index = result.suggestedIndex { print("to add it:\n  \(index)") }
+        var problems = result.problems
+        for (campaign, config) in (resolved.config?.campaigns ?? [:]).sorted(by: { $0.key < $1.key })
+        where config.apiKeyVariable != nil && resolved.run.apiKeys.key(for: campaign) == nil {
+            problems.append("campaign \(campaign): its API key variable \(config.apiKeyVariable!) is not set here")
+        }
+        guard problems.isEmpty else {
+            let noun = problems.count == 1 ? "problem" : "problems"
+            throw JobError(
+                .usage,
+                "\(problems.count) \(noun) with \(resolved.run.table.displayName):\n" + problems.map { "  - \($0)" }.joined(separator: "\n"))
+        }
+        print("table \(resolved.run.table.displayName): every mapped column exists with a type the job can use")
+        if checkKeys { try await checkKeysWithPostman(resolved.run, campaigns: toCheck, db: db, logger: logger) }
+    }
+
+    private func checkKeysWithPostman(_ settings: RunSettings, campaigns: [String], db: PGConnection, logger: Logger) async throws {
         guard !campaigns.isEmpty else {
             print("keys: no campaign to check (name one with --campaign)")
             return
         }
-        let verdicts = try await CredentialCheck.run(settings: settings, campaigns: campaigns, logger: logger)
+        let verdicts = try await CredentialCheck.run(settings: settings, campaigns: campaigns, db: db, logger: logger)
         var refused: [String] = []
         var missing: [String] = []
         for (campaign, verdict) in verdicts {

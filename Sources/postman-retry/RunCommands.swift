@@ -154,7 +154,9 @@ struct Run: AsyncParsableCommand {
                 // hang: a process that cannot renew stops sending within a second (docs/operations.md).
                 let leaseDB = try await connect(global, logger: logger) { configuration in
                     configuration.applicationName = "postman-retry heartbeat"
-                    configuration.statementTimeoutMilliseconds = 5_000
+                    // SET LOCAL, not a session setting: through a transaction pool a session timeout would
+                    // land on a shared server connection and cut other clients' statements (the journal's too).
+                    configuration.transactionSettings["statement_timeout"] = "5000"
                     configuration.networkTimeoutMilliseconds = 5_000
                 }
                 defer { Task { await leaseDB.close() } }

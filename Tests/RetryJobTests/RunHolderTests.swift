@@ -1,0 +1,119 @@
+import Foundation
+import LibPQ
+import Logging
+import PostgresTestSupport
+@testable import RetryJob
+import RetrySettings
+import Testing
+
+/// The run's hold (`postman_retry.run_holders`) on a real PostgreSQL: who may take it, when a silent
+/// holder is replaced, and what a holder that expired can still do.
+@Suite struct RunHolderTests {
+    static var logger: Logger {
+        var logger = Logger(label: "test.hold")
+        logger.logLevel = .critical
+        return logger
+    }
+
+    static func database() async throws -> (PGConnection, PGConnection, String) {
+        let (db, url) = try await TestDatabase.connect(prefix: "hold")
+        _ = try await Migrator().migrate(db)
+        let second = try await PGConnection.connect(PGConfiguration(url: url), logger: TestDatabase.logger)
+        return (db, second, url)
+    }
+
+    @Test func aLiveHolderKeepsOthersOutAndOneThatGaveUpItsHoldLetsTheNextInAtOnce() async throws {
+        let (db, second, _) = try await Self.database()
+        let first = try await RunHolder.acquire(db: db, workerId: "first", mode: .exclusive, logger: Self.logger)
+        let beating = Task { await first.heartbeats(logger: Self.logger) }
+        for mode in [RunHolder.Mode.exclusive, .shared] {
+            await #expect(throws: JobError.self) {
+                _ = try await RunHolder.acquire(db: second, workerId: "second", mode: mode, logger: Self.logger)
+            }
+        }
+        beating.cancel()
+        _ = await beating.value
+        await first.release()
+        let started = ContinuousClock.now
+        let next = try await RunHolder.acquire(db: second, workerId: "next", mode: .exclusive, logger: Self.logger)
+        #expect(ContinuousClock.now - started < .seconds(1), "a released hold is free at once")
+        #expect(next.mayStillSend())
+        await next.release()
+        await db.close()
+        await second.close()
+    }
+
+    @Test func workersShareTheHoldAndAPlainRunWaitsForThem() async throws {
+        let (db, second, url) = try await Self.database()
+        let third = try await PGConnection.connect(PGConfiguration(url: url), logger: TestDatabase.logger)
+        let w1 = try await RunHolder.acquire(db: db, workerId: "w1", mode: .shared, logger: Self.logger)
+        let w2 = try await RunHolder.acquire(db: second, workerId: "w2", mode: .shared, logger: Self.logger)
+        let beats = [w1, w2].map { holder in Task { await holder.heartbeats(logger: Self.logger) } }
+        do {
+            _ = try await RunHolder.acquire(db: third, workerId: "plain", mode: .exclusive, logger: Self.logger)
+            Issue.record("a plain run got in beside two workers")
+        } catch let error as JobError {
+            #expect(error.status == .temporary)
+            #expect(error.message.contains("2 `run --worker` process(es) (w1, w2)"), "\(error.message)")
+        }
+        for beat in beats { beat.cancel(); _ = await beat.value }
+        await w1.release()
+        await w2.release()
+        await db.close()
+        await second.close()
+        await third.close()
+    }
+
+    @Test func aHolderThatStoppedBeatingIsReplacedWhenItsRowExpires() async throws {
+        let (db, second, _) = try await Self.database()
+        // A process killed right after taking the hold: its row never beats again.
+        _ = try await RunHolder.acquire(db: db, workerId: "killed", mode: .exclusive, logger: Self.logger)
+        let started = ContinuousClock.now
+        let next = try await RunHolder.acquire(db: second, workerId: "rerun", mode: .exclusive, logger: Self.logger)
+        let waited = ContinuousClock.now - started
+        #expect(waited >= .seconds(1), "the rerun waited for the row to expire (\(waited))")
+        let rows: [String] = try await second.query("SELECT worker_id FROM postman_retry.run_holders").map { try $0.decode("worker_id") }
+        #expect(rows == ["rerun"])
+        // The first request of the new holder waits a second and the guard window past the take.
+        #expect(next.firstSendAllowed - ContinuousClock.now > .seconds(1.5))
+        await next.release()
+        await db.close()
+        await second.close()
+    }
+
+    @Test func anExpiredRowIsNeverRevivedAndItsSetupMarkPassesOnWithItsWritesFenced() async throws {
+        let (db, second, _) = try await Self.database()
+        let w1 = try await RunHolder.acquire(db: db, workerId: "w1", mode: .shared, logger: Self.logger)
+        let w2 = try await RunHolder.acquire(db: second, workerId: "w2", mode: .shared, logger: Self.logger)
+        #expect(try await w1.tryBeginSetup())
+        #expect(try await !w2.tryBeginSetup(), "one worker at a time opens the run")
+        // w1's heartbeats stall past its expiry (a pause, a slow pooler).
+        try await second.execute(
+            "UPDATE postman_retry.run_holders SET expires_at = clock_timestamp() - interval '1 second' WHERE worker_id = 'w1'")
+        #expect(try await w2.tryBeginSetup(), "the mark of a holder that expired passes on")
+        #expect(try await !w1.renew(), "an expired row is not revived")
+        #expect(!w1.mayStillSend())
+        // And the journal writes of the old setter fail their fence.
+        var store = RunStore(db: db, table: .reference)
+        store.holder = w1.fence
+        await #expect(throws: HoldLost.self) { try await store.write { db in try db.execute("SELECT 1") } }
+        await w2.release()
+        await db.close()
+        await second.close()
+    }
+
+    @Test func anOlderBinaryHoldingTheAdvisoryRunLockKeepsThisOneOut() async throws {
+        let (db, second, _) = try await Self.database()
+        // What a postman-retry from before V007 holds while it runs.
+        try await second.execute("SELECT pg_advisory_lock(\(Int64(0x706D_7272)))")
+        do {
+            _ = try await RunHolder.acquire(db: db, workerId: "new", mode: .exclusive, logger: Self.logger)
+            Issue.record("the new binary ran beside an old one")
+        } catch let error as JobError {
+            #expect(error.status == .temporary)
+            #expect(error.message.contains("older postman-retry"), "\(error.message)")
+        }
+        await db.close()
+        await second.close()
+    }
+}
