@@ -24,6 +24,8 @@ let package = Package(
         // a dependency of async-http-client.
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.27.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0"),
+        // SIGTERM/SIGINT as a graceful shutdown of the run (already a dependency of Hummingbird).
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.0.0"),
         // Metrics of a run (issue 9): swift-metrics API, Prometheus text format from the maintained backend.
@@ -166,6 +168,8 @@ let package = Package(
                 "CProcessHardening", "RetryJob", "RetrySettings", "RetryCore", "LibPQ", "RetryConfig", "RetryReport", "RetryMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -81,8 +81,17 @@ public struct EngineWorld: Sendable {
     }
 
     /// A run in this process (the binary's tests launch `postman-retry` instead).
+    /// Its hold's heartbeats go on a connection of their own, as the binary's do.
     public func run(_ settings: RunSettings) async throws -> RunResult {
-        try await RetryRun(settings: settings, logger: Self.quietLogger, environment: [:]).run(db: db)
+        let holdDB = try await PGConnection.connect(PGConfiguration(url: url), logger: Self.quietLogger)
+        do {
+            let result = try await RetryRun(settings: settings, logger: Self.quietLogger, environment: [:]).run(db: db, holdDB: holdDB)
+            await holdDB.close()
+            return result
+        } catch {
+            await holdDB.close()
+            throw error
+        }
     }
 
     public struct RowState: Equatable, Sendable, CustomStringConvertible {

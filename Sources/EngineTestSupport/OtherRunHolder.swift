@@ -22,14 +22,14 @@ public final class OtherRunHolder: Sendable {
         try await db.execute(
             """
             INSERT INTO postman_retry.run_holders (holder_id, worker_id, exclusive, expires_at)
-            VALUES (\(holderId), \(name), \(exclusive), now() + interval '2 seconds')
+            VALUES (\(holderId), \(name), \(exclusive), now() + interval '5 seconds')
             """)
         let beating = Task {
             while !Task.isCancelled {
                 _ = try? await db.execute(
                     """
                     UPDATE postman_retry.run_holders
-                    SET beats = beats + 1, heartbeat_at = now(), expires_at = now() + interval '2 seconds'
+                    SET beats = beats + 1, heartbeat_at = now(), expires_at = now() + interval '5 seconds'
                     WHERE holder_id = \(holderId)
                     """)
                 try? await Task.sleep(for: .milliseconds(200))

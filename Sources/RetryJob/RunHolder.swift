@@ -27,7 +27,9 @@ final class RunHolder: Sendable {
         case shared
     }
 
-    static let ttl: Duration = .seconds(2)
+    /// Long enough that a busy database (a pooler's queue, a checkpoint) does not cost a live run its
+    /// hold; short enough that the rerun after a kill waits only seconds.
+    static let ttl: Duration = .seconds(5)
     static let heartbeatInterval: Duration = .milliseconds(250)
     static let guardWindow: Duration = .milliseconds(900)
     /// A holder that cannot renew for this long gives the run up (exit 75): its journal is out of reach.

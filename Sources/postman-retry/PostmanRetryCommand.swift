@@ -101,6 +101,22 @@ func connect(
     return try await JobDatabase.connect(configuration, logger: logger)
 }
 
+/// Opens a connection for `body` and closes it when `body` ends, also when it throws.
+func withConnection<T: Sendable>(
+    _ global: GlobalOptions, logger: Logger, configure: (inout PGConfiguration) -> Void = { _ in },
+    _ body: (PGConnection) async throws -> T
+) async throws -> T {
+    let db = try await connect(global, logger: logger, configure: configure)
+    do {
+        let value = try await body(db)
+        await db.close()
+        return value
+    } catch {
+        await db.close()
+        throw error
+    }
+}
+
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create or upgrade the job's own schema (postman_retry); never touches the agency table.")
@@ -110,9 +126,7 @@ struct Migrate: AsyncParsableCommand {
     func run() async throws {
         let logger = global.makeLogger()
         try await runReportingExit {
-            let db = try await connect(global, logger: logger)
-            defer { Task { await db.close() } }
-            let report = try await Migrator().migrate(db)
+            let report = try await withConnection(global, logger: logger) { db in try await Migrator().migrate(db) }
             for name in report.applied { print("applied \(name)") }
             if report.applied.isEmpty { print("schema postman_retry is up to date (\(report.alreadyApplied.count) migrations)") }
         }

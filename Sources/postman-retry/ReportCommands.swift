@@ -76,18 +76,19 @@ struct Report: AsyncParsableCommand {
         let logger = global.makeLogger()
         try await runReportingExit {
             let resolved = try SettingsResolver.resolve(global.commandLineValues, environment: ProcessInfo.processInfo.environment)
-            let db = try await connect(global, logger: logger)
-            defer { Task { await db.close() } }
-            let missing = try await Migrator().pending(db)
-            guard missing.isEmpty else {
-                throw JobError(.usage, "the postman_retry schema is not up to date; run `postman-retry migrate` first")
+            let written = try await withConnection(global, logger: logger) { db in
+                let missing = try await Migrator().pending(db)
+                guard missing.isEmpty else {
+                    throw JobError(.usage, "the postman_retry schema is not up to date; run `postman-retry migrate` first")
+                }
+                var latest: Int64? = nil
+                if runId == nil { latest = try await RunReport.latestRunId(db: db) }
+                guard let id = runId ?? latest else {
+                    throw JobError(.usage, "no run has been recorded yet: nothing to report")
+                }
+                return try await writeReport(db: db, runId: id, directory: output, cost: CostModel(resolved.cost))
             }
-            var latest: Int64? = nil
-            if runId == nil { latest = try await RunReport.latestRunId(db: db) }
-            guard let id = runId ?? latest else {
-                throw JobError(.usage, "no run has been recorded yet: nothing to report")
-            }
-            print(try await writeReport(db: db, runId: id, directory: output, cost: CostModel(resolved.cost)))
+            print(written)
         }
     }
 }
@@ -110,13 +111,13 @@ struct Runs: AsyncParsableCommand {
     func run() async throws {
         let logger = global.makeLogger()
         try await runReportingExit {
-            let db = try await connect(global, logger: logger)
-            defer { Task { await db.close() } }
-            let missing = try await Migrator().pending(db)
-            guard missing.isEmpty else {
-                throw JobError(.usage, "the postman_retry schema is not up to date; run `postman-retry migrate` first")
+            let history = try await withConnection(global, logger: logger) { db in
+                let missing = try await Migrator().pending(db)
+                guard missing.isEmpty else {
+                    throw JobError(.usage, "the postman_retry schema is not up to date; run `postman-retry migrate` first")
+                }
+                return try await RunHistory.load(db: db, limit: limit)
             }
-            let history = try await RunHistory.load(db: db, limit: limit)
             if format == .json { try printJSON(history) } else { print(history.text) }
         }
     }

@@ -138,28 +138,37 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let logger = global.makeLogger()
-        let stop = SignalFlag()
-        try await runReportingExit {
-            let environment = ProcessInfo.processInfo.environment
-            let resolved = try SettingsResolver.resolve(scope.values(global), environment: environment)
-            var settings = resolved.run
-            if scope.noWholeBatch { settings.wholeBatchRetries = false }
-            let db = try await connect(global, logger: logger)
-            try await TableCheck.requireFit(settings.table, db: db)
-            let live = isatty(STDERR_FILENO) == 1 && global.logFormat != .json
-            let job = RetryRun(settings: settings, logger: logger, environment: environment, liveProgress: live)
-            let result = try await metrics.recording(db: db, logger: logger) {
-                // The run's hold and the workers' leases are renewed on a connection of their own, so a
-                // slow journal statement never delays a heartbeat. Heartbeats must fail fast rather than
-                // hang: a process that cannot renew stops sending within a second (docs/operations.md).
-                let leaseDB = try await connect(global, logger: logger) { configuration in
-                    configuration.applicationName = "postman-retry heartbeat"
-                    // SET LOCAL, not a session setting: through a transaction pool a session timeout would
-                    // land on a shared server connection and cut other clients' statements (the journal's too).
-                    configuration.transactionSettings["statement_timeout"] = "5000"
-                    configuration.networkTimeoutMilliseconds = 5_000
+        let command = self
+        try await withGracefulShutdown(logger: logger) { stop in
+            try await runReportingExit {
+                let environment = ProcessInfo.processInfo.environment
+                let resolved = try SettingsResolver.resolve(command.scope.values(command.global), environment: environment)
+                var settings = resolved.run
+                if command.scope.noWholeBatch { settings.wholeBatchRetries = false }
+                try await withConnection(command.global, logger: logger) { db in
+                    try await command.run(
+                        settings: settings, cost: CostModel(resolved.cost), db: db, stop: stop, environment: environment,
+                        logger: logger)
                 }
-                defer { Task { await leaseDB.close() } }
+            }
+        }
+    }
+
+    private func run(settings: RunSettings, cost: CostModel, db: PGConnection, stop: StopFlag, environment: [String: String], logger: Logger) async throws {
+        try await TableCheck.requireFit(settings.table, db: db)
+        let live = isatty(STDERR_FILENO) == 1 && global.logFormat != .json
+        let job = RetryRun(settings: settings, logger: logger, environment: environment, liveProgress: live)
+        let result = try await metrics.recording(db: db, logger: logger) {
+            // The run's hold and the workers' leases are renewed on a connection of their own, so a
+            // slow journal statement never delays a heartbeat. Heartbeats must fail fast rather than
+            // hang: a process that cannot renew stops sending within a second (docs/operations.md).
+            try await withConnection(global, logger: logger, configure: { configuration in
+                configuration.applicationName = "postman-retry heartbeat"
+                // SET LOCAL, not a session setting: through a transaction pool a session timeout would
+                // land on a shared server connection and cut other clients' statements (the journal's too).
+                configuration.transactionSettings["statement_timeout"] = "5000"
+                configuration.networkTimeoutMilliseconds = 5_000
+            }) { leaseDB in
                 guard worker else { return try await job.run(db: db, holdDB: leaseDB, stopRequested: { stop.isSet }) }
                 let workerSettings = WorkerSettings(
                     workerId: workerId, leaseTTL: leaseTtl.flatMap(parseDuration) ?? .seconds(15),
@@ -167,54 +176,17 @@ struct Run: AsyncParsableCommand {
                 return try await RetryWorker(job: job, worker: workerSettings)
                     .run(db: db, leaseDB: leaseDB, stopRequested: { stop.isSet })
             }
-            let report = await writeRunReport(
-                db: db, runId: result.runId, directory: reportDir, cost: CostModel(resolved.cost))
-            await db.close()
-            if scope.format == .json {
-                try printJSON(result.summary)
-            } else {
-                print(RunSummaryText.line(runId: result.runId, status: result.status, summary: result.summary))
-            }
-            report.announce(json: scope.format == .json)
-            if let message = result.message {
-                FileHandle.standardError.write(Data("postman-retry: \(message)\n".utf8))
-            }
-            if result.exitStatus != .completed { throw ExitCode(result.exitStatus.rawValue) }
         }
+        let report = await writeRunReport(db: db, runId: result.runId, directory: reportDir, cost: cost)
+        if scope.format == .json {
+            try printJSON(result.summary)
+        } else {
+            print(RunSummaryText.line(runId: result.runId, status: result.status, summary: result.summary))
+        }
+        report.announce(json: scope.format == .json)
+        if let message = result.message {
+            FileHandle.standardError.write(Data("postman-retry: \(message)\n".utf8))
+        }
+        if result.exitStatus != .completed { throw ExitCode(result.exitStatus.rawValue) }
     }
-}
-
-/// Set by SIGINT/SIGTERM; the run stops sending and exits 75 once what it knows is recorded.
-final class SignalFlag: Sendable {
-    // Kept alive for the life of the process; only touched in init.
-    nonisolated(unsafe) private let sources: [any DispatchSourceSignal]
-    private let flag = Atomic<Bool>(false)
-
-    init() {
-        var sources: [any DispatchSourceSignal] = []
-        for signalNumber in [SIGINT, SIGTERM] {
-            signal(signalNumber, SIG_IGN)
-            sources.append(DispatchSource.makeSignalSource(signal: signalNumber, queue: .global()))
-        }
-        self.sources = sources
-        for source in sources {
-            source.setEventHandler { [flag = self] in
-                guard !flag.flag.exchange(true, ordering: .relaxed) else { return }
-                // The engine stops by itself within seconds; this is the backstop for a process
-                // blocked elsewhere (a query waiting on a lock). The journal is safe at any
-                // instant (it is built to survive SIGKILL), so leaving at once loses nothing.
-                DispatchQueue.global().asyncAfter(deadline: .now() + SignalFlag.forcedExitAfter) {
-                    FileHandle.standardError.write(
-                        Data("postman-retry: still busy \(Int(SignalFlag.forcedExitAfter)) s after the signal; exiting now, the next run resumes\n".utf8))
-                    exit(ExitStatus.temporary.rawValue)
-                }
-            }
-            source.resume()
-        }
-    }
-
-    var isSet: Bool { flag.load(ordering: .relaxed) }
-
-    /// CONTRACT.md section 5: exit 75 within 10 seconds of SIGINT/SIGTERM.
-    static let forcedExitAfter: Double = 8
 }
