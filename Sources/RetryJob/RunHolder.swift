@@ -32,6 +32,10 @@ final class RunHolder: Sendable {
     static let ttl: Duration = .seconds(5)
     static let heartbeatInterval: Duration = .milliseconds(250)
     static let guardWindow: Duration = .milliseconds(900)
+    /// While a heartbeat is still waiting for its answer on a connection that has not failed (a busy
+    /// server, a loaded machine), sending goes on this long after the last renewal: still far inside
+    /// `ttl`, so nobody can have taken the row; a connection that fails stops sending at once.
+    static let slowHeartbeatAllowance: Duration = .milliseconds(2500)
     /// A holder that cannot renew for this long gives the run up (exit 75): its journal is out of reach.
     static let giveUpAfter: Duration = .seconds(10)
 
@@ -43,6 +47,8 @@ final class RunHolder: Sendable {
     private let lastRenewal: Mutex<ContinuousClock.Instant>
     /// Set when the row was found gone: another run took it.
     private let takenAway = Atomic<Bool>(false)
+    /// A renewal is waiting for its answer.
+    private let renewing = Atomic<Bool>(false)
 
     /// No request to Postman before this: one second after the hold was taken (the previous holder's
     /// requests have left every window), plus the guard window, so that the margin does not rest on the
@@ -189,6 +195,8 @@ final class RunHolder: Sendable {
     @discardableResult
     func renew() async throws -> Bool {
         let started = ContinuousClock.now
+        renewing.store(true, ordering: .relaxed)
+        defer { renewing.store(false, ordering: .relaxed) }
         let holderId = self.holderId
         let kept = try await db.withTransaction { db in
             // A heartbeat lost in a PostgreSQL crash costs nothing: no need to wait for the disk.
@@ -213,7 +221,9 @@ final class RunHolder: Sendable {
     /// Whether this process may still send: its row was renewed recently enough that nobody can have
     /// taken it.
     func mayStillSend() -> Bool {
-        !takenAway.load(ordering: .relaxed) && ContinuousClock.now - lastRenewal.withLock { $0 } < Self.guardWindow
+        guard !takenAway.load(ordering: .relaxed), lost.withLock({ $0 }) == nil else { return false }
+        let since = sinceLastRenewal
+        return since < Self.guardWindow || (renewing.load(ordering: .relaxed) && since < Self.slowHeartbeatAllowance)
     }
 
     var wasTakenAway: Bool { takenAway.load(ordering: .relaxed) }

@@ -138,7 +138,12 @@ import Testing
                 pid.withLock { $0 = started }
             }
         }
-        try await Task.sleep(for: .milliseconds(2500))
+        // Stopped in the middle: once Postman has accepted a few retries (not after a fixed time, which a
+        // busy machine can spend before the first request).
+        let deadline = ContinuousClock.now + .seconds(30)
+        while await fixture.world.sim.ledger().acceptedRetries.count < 3, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
         let signalled = ContinuousClock.now
         #expect(kill(pid.withLock { $0 }, SIGTERM) == 0)
         let exit = try await running.value
