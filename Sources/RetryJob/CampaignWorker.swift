@@ -348,7 +348,10 @@ actor CampaignWorker {
 
     /// One transaction: every member's intent with its witness, and the batch call's row.
     private func commitBatch(_ batch: String) async {
-        defer { committingBatch = false }
+        defer {
+            committingBatch = false
+            ring()
+        }
         let members = Array(held.removeValue(forKey: batch) ?? [])
         var ids: [String] = []
         var witnesses: [Int] = []
@@ -489,7 +492,8 @@ actor CampaignWorker {
                     break
                 }
                 if inFlight >= maxInFlight {
-                    try? await Task.sleep(for: .milliseconds(5))
+                    // An answer rings the loop awake.
+                    await nap(until: t + Self.longestNap)
                     continue
                 }
                 if !leaseValid() {
@@ -499,14 +503,16 @@ actor CampaignWorker {
                 }
                 let slot = max(pacer.earliestSend(now: t), backoffUntil, notBefore)
                 if slot > t {
-                    try? await Task.sleep(for: .seconds(min(slot - t, 0.05)))
+                    // Until the slot opens (an answer may open it sooner: it rings).
+                    await nap(until: min(slot, t + Self.longestNap))
                     continue
                 }
                 guard let action = nextAction(at: t) else {
-                    // Nothing to send. While answers or a wave are on their way, look again soon; when only
-                    // outcomes are awaited, sleep until the next look falls due.
-                    let idle = refilling ? 0.002 : (inFlight > 0 || sweepActive) ? 0.01 : min(0.05, max(0.002, nextViewDue - wallNow))
-                    try? await Task.sleep(for: .seconds(idle))
+                    // Nothing to send. An answer, a committed wave or a batch intent rings the loop awake;
+                    // else it sleeps until the next look falls due, or the next tick or flush.
+                    let due = min(
+                        t + max(0.002, nextViewDue - wallNow), lastTick + 0.25, lastFlush + 0.5, t + Self.longestNap)
+                    await nap(until: max(t + 0.002, due))
                     continue
                 }
                 let ticket = pacer.recordSend(at: now)
@@ -526,6 +532,44 @@ actor CampaignWorker {
             }
         }
         await finish()
+    }
+
+    // MARK: - Sleeping without polling
+
+    /// The longest the loop sleeps without being rung: how soon it sees a stop or a lease that lapsed
+    /// (nothing is sent then anyway: every send checks both first).
+    static let longestNap = 0.25
+    /// The loop's sleep, ended early by `ring()`. One timer at a time is armed (a later nap reuses one
+    /// that fires no later than it wants): a hundred workers that each polled every few milliseconds
+    /// spent most of the job's CPU on libdispatch's timers (docs/benchmarks.md, issue 17).
+    private var waiting: CheckedContinuation<Void, Never>?
+    /// When the armed timer fires (nil: none armed).
+    private var armedAt: Double?
+
+    private func nap(until deadline: Double) async {
+        let start = now
+        guard deadline > start else { return }
+        if armedAt.map({ $0 > deadline || $0 <= start }) ?? true {
+            armedAt = deadline
+            let delay = deadline - start
+            Task { [weak self] in
+                try? await Task.sleep(for: .seconds(delay))
+                await self?.timerFired(deadline)
+            }
+        }
+        await withCheckedContinuation { continuation in waiting = continuation }
+    }
+
+    private func timerFired(_ deadline: Double) {
+        if armedAt == deadline { armedAt = nil }
+        ring()
+    }
+
+    /// Something the loop waits for happened: it looks again now.
+    private func ring() {
+        guard let continuation = waiting else { return }
+        waiting = nil
+        continuation.resume()
     }
 
     private var isFinished: Bool { inFlight == 0 && !refilling && !committingBatch && openMessages == 0 }
@@ -680,7 +724,10 @@ actor CampaignWorker {
     /// Commits the intents of the next wave (about one second of the campaign's budget) in one
     /// transaction, each with Postman's attempt count, after checking each row is still as it was read.
     private func refillWave() async {
-        defer { refilling = false }
+        defer {
+            refilling = false
+            ring()
+        }
         guard !stopping, !quietHoursBegan else { return }
         if context.settings.inQuietHours {
             beginQuietHours()
@@ -857,6 +904,7 @@ actor CampaignWorker {
         }
         inFlight -= 1
         viewsChanged = true
+        ring()
         switch action {
         case .retry(let id), .read(let id): busy.remove(id)
         case .retryBatch(_, let members): for id in members { busy.remove(id) }
