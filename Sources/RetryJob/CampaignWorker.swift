@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostmanAPI
 import RetryCore
+import Synchronization
 
 /// The requests a worker can send; each costs one unit of the campaign's rate budget.
 enum WorkerAction: Sendable {
@@ -110,6 +111,9 @@ actor CampaignWorker {
 
     /// The journal; fenced by the campaign's lease in `run --worker`.
     private let store: RunStore
+    /// A plain run's workers share one journal write per flush (nil with a lease fence: each campaign's
+    /// writes are checked against its own lease).
+    private let batcher: JournalBatcher?
 
     init(
         campaign: String, apiKey: String, context: RunContext, items: [JournalItem], messagesInTable: Int,
@@ -119,6 +123,7 @@ actor CampaignWorker {
         var store = context.store
         store.fence = fence
         self.store = store
+        batcher = fence == nil ? JournalBatcher.shared(for: context) : nil
         self.notBefore = notBefore ?? context.notBefore
         self.leaseValid = leaseValid
         self.campaign = campaign
@@ -1069,6 +1074,16 @@ actor CampaignWorker {
         settled = []
         calls = APICallCounts()
         timeline = timeline.emptied
+        if let batcher {
+            do {
+                stats.writeConflicts += try await batcher.write(
+                    .init(accepted: acceptedNow, settled: settledNow, calls: callsNow))
+            } catch {
+                calls.add(callsNow)
+                fail(error)
+            }
+            return
+        }
         do {
             if !acceptedNow.isEmpty {
                 try await store.recordAccepted(
@@ -1150,4 +1165,92 @@ public struct CampaignProgress: Sendable {
     public var toSend: Int
     public var requestsSent: Int
     public var allowedRate: Double
+}
+
+/// One journal write for every campaign of a plain run (issue 17). Each worker hands its flush over and
+/// waits until it is durable; whatever arrives while a write is on its way goes in the next one. So a
+/// hundred campaigns cost two transactions per flush (the accepted retries, then the settlements with their
+/// write-back and the call counts), not two hundred, and one idle campaign adds no wait to another's flush.
+/// The order of a worker's own writes is kept: a worker has one flush at a time.
+actor JournalBatcher {
+    struct Part: Sendable {
+        var accepted: [(id: String, at: Date, deadline: Date)]
+        var settled: [Settlement]
+        var calls: APICallCounts
+    }
+
+    private let store: RunStore
+    private let run: Int64
+    private let crashPoints: CrashPoints
+    private var queue: [(part: Part, done: CheckedContinuation<Int, any Error>)] = []
+    private var writing = false
+
+    private init(context: RunContext) {
+        var store = context.store
+        store.fence = nil
+        self.store = store
+        run = context.run.id
+        crashPoints = context.crashPoints
+    }
+
+    private struct Entry: Sendable { weak var batcher: JournalBatcher? }
+    private static let registry = Mutex<[ObjectIdentifier: Entry]>([:])
+
+    /// The batcher of this run's workers (alive as long as one of them is).
+    static func shared(for context: RunContext) -> JournalBatcher {
+        registry.withLock { entries in
+            let key = ObjectIdentifier(context)
+            if let batcher = entries[key]?.batcher { return batcher }
+            entries = entries.filter { $0.value.batcher != nil }
+            let batcher = JournalBatcher(context: context)
+            entries[key] = Entry(batcher: batcher)
+            return batcher
+        }
+    }
+
+    /// Records one worker's flush; returns how many of its settlements met a changed row (conflicts).
+    func write(_ part: Part) async throws -> Int {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.append((part, continuation))
+            if !writing {
+                writing = true
+                Task { await self.drain() }
+            }
+        }
+    }
+
+    private func drain() async {
+        while !queue.isEmpty {
+            let batch = queue
+            queue = []
+            do {
+                let conflicts = try await record(batch.map(\.part))
+                for (part, done) in batch {
+                    done.resume(returning: conflicts.isEmpty ? 0 : part.settled.filter { conflicts.contains($0.messageId) }.count)
+                }
+            } catch {
+                for (_, done) in batch { done.resume(throwing: error) }
+            }
+        }
+        writing = false
+    }
+
+    private func record(_ parts: [Part]) async throws -> Set<String> {
+        let accepted = parts.flatMap(\.accepted)
+        if !accepted.isEmpty {
+            try await store.recordAccepted(
+                run: run, messageIds: accepted.map(\.id), acceptedAt: accepted.map(\.at), deadlines: accepted.map(\.deadline))
+            crashPoints.reach("after-record-accepted")
+        }
+        let settled = parts.flatMap(\.settled)
+        let calls = parts.map(\.calls)
+        if settled.isEmpty {
+            try await store.addCalls(run: run, calls)
+            return []
+        }
+        crashPoints.reach("before-write-back")
+        let result = try await store.settle(run: run, settled, apiCalls: calls)
+        crashPoints.reach("after-write-back")
+        return Set(result.conflicts)
+    }
 }
