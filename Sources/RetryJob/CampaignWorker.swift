@@ -752,9 +752,14 @@ actor CampaignWorker {
         }
         guard !wave.isEmpty else { return }
         do {
-            let result = try await store.commitIntents(
-                run: context.run.id, messageIds: wave.map(\.id), witnesses: wave.map(\.witness))
-            context.crashPoints.reach("after-intent")
+            let result: (intents: Set<String>, conflicts: Set<String>)
+            if let batcher {
+                result = try await batcher.commitIntents(wave.map(\.id), witnesses: wave.map(\.witness))
+            } else {
+                result = try await store.commitIntents(
+                    run: context.run.id, messageIds: wave.map(\.id), witnesses: wave.map(\.witness))
+                context.crashPoints.reach("after-intent")
+            }
             for (id, _) in wave {
                 if result.intents.contains(id) {
                     apply(id, .intentCommitted)
@@ -1184,6 +1189,9 @@ actor JournalBatcher {
     private let crashPoints: CrashPoints
     private var queue: [(part: Part, done: CheckedContinuation<Int, any Error>)] = []
     private var writing = false
+    private var intentQueue: [(ids: [String], witnesses: [Int], done: CheckedContinuation<IntentResult, any Error>)] = []
+    private var committing = false
+    typealias IntentResult = (intents: Set<String>, conflicts: Set<String>)
 
     private init(context: RunContext) {
         var store = context.store
@@ -1217,6 +1225,35 @@ actor JournalBatcher {
                 Task { await self.drain() }
             }
         }
+    }
+
+    /// One wave's intents, committed with those of every other campaign that asked meanwhile (one
+    /// transaction: each row checked as `RunStore.commitIntents` does, before any of them is called).
+    /// The sets returned cover the whole transaction; a worker looks up only its own ids.
+    func commitIntents(_ ids: [String], witnesses: [Int]) async throws -> IntentResult {
+        try await withCheckedThrowingContinuation { continuation in
+            intentQueue.append((ids, witnesses, continuation))
+            if !committing {
+                committing = true
+                Task { await self.drainIntents() }
+            }
+        }
+    }
+
+    private func drainIntents() async {
+        while !intentQueue.isEmpty {
+            let batch = intentQueue
+            intentQueue = []
+            do {
+                let result = try await store.commitIntents(
+                    run: run, messageIds: batch.flatMap(\.ids), witnesses: batch.flatMap(\.witnesses))
+                crashPoints.reach("after-intent")
+                for item in batch { item.done.resume(returning: result) }
+            } catch {
+                for item in batch { item.done.resume(throwing: error) }
+            }
+        }
+        committing = false
     }
 
     private func drain() async {
