@@ -15,3 +15,6 @@ CAMPAIGNS=1 MESSAGES=1000 OUT=out/bench-rate-1 bash bench/engine-rate.sh
 CAMPAIGNS=10 MESSAGES=300 OUT=out/bench-rate-10 bash bench/engine-rate.sh
 CAMPAIGNS=100 MESSAGES=60 OUT=out/bench-rate-100 bash bench/engine-rate.sh
 SCRATCH_PATH=${SCRATCH_PATH:-.build} bash bench/sim-load.sh
+# The job's own CPU per request with many campaigns, next to the load tool's (issue 17): 100 x 60, 300 x 20
+# and 3 x 2,000 at 10/s per campaign, 30% stale mix.
+bash bench/many-campaigns.sh

@@ -58,6 +58,9 @@ RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/wrk.txt")
 TOTAL=$(awk '/requests in/ { print $1 }' "$WORK/wrk.txt")
 # The load tool's own CPU per request: the baseline for the job's client CPU (bench/engine-rate.sh).
 awk -v total="$TOTAL" '{ printf "wrk CPU: %.2f s user+sys for %d requests = %.0f us per request\n", $1 + $2, total, 1e6 * ($1 + $2) / total }' "$WORK/wrk-cpu.txt"
+# Kept for bench/many-campaigns.sh, which prints it beside the job's CPU per request.
+mkdir -p out/bench-sim-load
+awk -v total="$TOTAL" '{ printf "wrk %.0f us\n", 1e6 * ($1 + $2) / total }' "$WORK/wrk-cpu.txt" > out/bench-sim-load/wrk-cpu.txt
 NON2XX=$(awk '/Non-2xx or 3xx responses:/ { print $5 }' "$WORK/wrk.txt")
 echo "requests/s: $RPS"
 [[ -z "$NON2XX" ]] || echo "WARNING: $NON2XX non-2xx answers" >&2

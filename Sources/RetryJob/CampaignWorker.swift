@@ -3,6 +3,7 @@ import Logging
 import PostmanAPI
 import RetryCore
 import RetrySettings
+import Synchronization
 
 /// The requests a worker can send; each costs one unit of the campaign's rate budget.
 enum WorkerAction: Sendable {
@@ -111,6 +112,9 @@ actor CampaignWorker {
 
     /// The journal; fenced by the campaign's lease in `run --worker`.
     private let store: RunStore
+    /// A plain run's workers share one journal write per flush (nil with a lease fence: each campaign's
+    /// writes are checked against its own lease).
+    private let batcher: JournalBatcher?
 
     init(
         campaign: String, apiKey: String, context: RunContext, items: [JournalItem], messagesInTable: Int,
@@ -120,6 +124,7 @@ actor CampaignWorker {
         var store = context.store
         store.fence = fence
         self.store = store
+        batcher = fence == nil ? JournalBatcher.shared(for: context) : nil
         self.notBefore = notBefore ?? context.notBefore
         self.leaseValid = leaseValid
         self.campaign = campaign
@@ -349,7 +354,10 @@ actor CampaignWorker {
 
     /// One transaction: every member's intent with its witness, and the batch call's row.
     private func commitBatch(_ batch: String) async {
-        defer { committingBatch = false }
+        defer {
+            committingBatch = false
+            ring()
+        }
         let members = Array(held.removeValue(forKey: batch) ?? [])
         var ids: [String] = []
         var witnesses: [Int] = []
@@ -490,7 +498,8 @@ actor CampaignWorker {
                     break
                 }
                 if inFlight >= maxInFlight {
-                    try? await Task.sleep(for: .milliseconds(5))
+                    // An answer rings the loop awake.
+                    await nap(until: t + Self.longestNap)
                     continue
                 }
                 if !leaseValid() {
@@ -500,14 +509,16 @@ actor CampaignWorker {
                 }
                 let slot = max(pacer.earliestSend(now: t), backoffUntil, notBefore)
                 if slot > t {
-                    try? await Task.sleep(for: .seconds(min(slot - t, 0.05)))
+                    // Until the slot opens (an answer may open it sooner: it rings).
+                    await nap(until: min(slot, t + Self.longestNap))
                     continue
                 }
                 guard let action = nextAction(at: t) else {
-                    // Nothing to send. While answers or a wave are on their way, look again soon; when only
-                    // outcomes are awaited, sleep until the next look falls due.
-                    let idle = refilling ? 0.002 : (inFlight > 0 || sweepActive) ? 0.01 : min(0.05, max(0.002, nextViewDue - wallNow))
-                    try? await Task.sleep(for: .seconds(idle))
+                    // Nothing to send. An answer, a committed wave or a batch intent rings the loop awake;
+                    // else it sleeps until the next look falls due, or the next tick or flush.
+                    let due = min(
+                        t + max(0.002, nextViewDue - wallNow), lastTick + 0.25, lastFlush + 0.5, t + Self.longestNap)
+                    await nap(until: max(t + 0.002, due))
                     continue
                 }
                 let ticket = pacer.recordSend(at: now)
@@ -527,6 +538,44 @@ actor CampaignWorker {
             }
         }
         await finish()
+    }
+
+    // MARK: - Sleeping without polling
+
+    /// The longest the loop sleeps without being rung: how soon it sees a stop or a lease that lapsed
+    /// (nothing is sent then anyway: every send checks both first).
+    static let longestNap = 0.25
+    /// The loop's sleep, ended early by `ring()`. One timer at a time is armed (a later nap reuses one
+    /// that fires no later than it wants): a hundred workers that each polled every few milliseconds
+    /// spent most of the job's CPU on libdispatch's timers (docs/benchmarks.md, issue 17).
+    private var waiting: CheckedContinuation<Void, Never>?
+    /// When the armed timer fires (nil: none armed).
+    private var armedAt: Double?
+
+    private func nap(until deadline: Double) async {
+        let start = now
+        guard deadline > start else { return }
+        if armedAt.map({ $0 > deadline || $0 <= start }) ?? true {
+            armedAt = deadline
+            let delay = deadline - start
+            Task { [weak self] in
+                try? await Task.sleep(for: .seconds(delay))
+                await self?.timerFired(deadline)
+            }
+        }
+        await withCheckedContinuation { continuation in waiting = continuation }
+    }
+
+    private func timerFired(_ deadline: Double) {
+        if armedAt == deadline { armedAt = nil }
+        ring()
+    }
+
+    /// Something the loop waits for happened: it looks again now.
+    private func ring() {
+        guard let continuation = waiting else { return }
+        waiting = nil
+        continuation.resume()
     }
 
     private var isFinished: Bool { inFlight == 0 && !refilling && !committingBatch && openMessages == 0 }
@@ -681,7 +730,10 @@ actor CampaignWorker {
     /// Commits the intents of the next wave (about one second of the campaign's budget) in one
     /// transaction, each with Postman's attempt count, after checking each row is still as it was read.
     private func refillWave() async {
-        defer { refilling = false }
+        defer {
+            refilling = false
+            ring()
+        }
         guard !stopping, !quietHoursBegan else { return }
         if context.settings.inQuietHours {
             beginQuietHours()
@@ -701,9 +753,14 @@ actor CampaignWorker {
         }
         guard !wave.isEmpty else { return }
         do {
-            let result = try await store.commitIntents(
-                run: context.run.id, messageIds: wave.map(\.id), witnesses: wave.map(\.witness))
-            context.crashPoints.reach("after-intent")
+            let result: (intents: Set<String>, conflicts: Set<String>)
+            if let batcher {
+                result = try await batcher.commitIntents(wave.map(\.id), witnesses: wave.map(\.witness))
+            } else {
+                result = try await store.commitIntents(
+                    run: context.run.id, messageIds: wave.map(\.id), witnesses: wave.map(\.witness))
+                context.crashPoints.reach("after-intent")
+            }
             for (id, _) in wave {
                 if result.intents.contains(id) {
                     apply(id, .intentCommitted)
@@ -858,6 +915,7 @@ actor CampaignWorker {
         }
         inFlight -= 1
         viewsChanged = true
+        ring()
         switch action {
         case .retry(let id), .read(let id): busy.remove(id)
         case .retryBatch(_, let members): for id in members { busy.remove(id) }
@@ -1022,6 +1080,16 @@ actor CampaignWorker {
         settled = []
         calls = APICallCounts()
         timeline = timeline.emptied
+        if let batcher {
+            do {
+                stats.writeConflicts += try await batcher.write(
+                    .init(accepted: acceptedNow, settled: settledNow, calls: callsNow))
+            } catch {
+                calls.add(callsNow)
+                fail(error)
+            }
+            return
+        }
         do {
             if !acceptedNow.isEmpty {
                 try await store.recordAccepted(
@@ -1108,4 +1176,124 @@ public struct CampaignProgress: Sendable {
     public var toSend: Int
     public var requestsSent: Int
     public var allowedRate: Double
+}
+
+/// One journal write for every campaign of a plain run (issue 17). Each worker hands its flush over and
+/// waits until it is durable; whatever arrives while a write is on its way goes in the next one. So a
+/// hundred campaigns cost two transactions per flush (the accepted retries, then the settlements with their
+/// write-back and the call counts), not two hundred, and one idle campaign adds no wait to another's flush.
+/// The order of a worker's own writes is kept: a worker has one flush at a time.
+actor JournalBatcher {
+    struct Part: Sendable {
+        var accepted: [(id: String, at: Date, deadline: Date)]
+        var settled: [Settlement]
+        var calls: APICallCounts
+    }
+
+    private let store: RunStore
+    private let run: Int64
+    private let crashPoints: CrashPoints
+    private var queue: [(part: Part, done: CheckedContinuation<Int, any Error>)] = []
+    private var writing = false
+    private var intentQueue: [(ids: [String], witnesses: [Int], done: CheckedContinuation<IntentResult, any Error>)] = []
+    private var committing = false
+    typealias IntentResult = (intents: Set<String>, conflicts: Set<String>)
+
+    private init(context: RunContext) {
+        var store = context.store
+        store.fence = nil
+        self.store = store
+        run = context.run.id
+        crashPoints = context.crashPoints
+    }
+
+    private struct Entry: Sendable { weak var batcher: JournalBatcher? }
+    private static let registry = Mutex<[ObjectIdentifier: Entry]>([:])
+
+    /// The batcher of this run's workers (alive as long as one of them is).
+    static func shared(for context: RunContext) -> JournalBatcher {
+        registry.withLock { entries in
+            let key = ObjectIdentifier(context)
+            if let batcher = entries[key]?.batcher { return batcher }
+            entries = entries.filter { $0.value.batcher != nil }
+            let batcher = JournalBatcher(context: context)
+            entries[key] = Entry(batcher: batcher)
+            return batcher
+        }
+    }
+
+    /// Records one worker's flush; returns how many of its settlements met a changed row (conflicts).
+    func write(_ part: Part) async throws -> Int {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.append((part, continuation))
+            if !writing {
+                writing = true
+                Task { await self.drain() }
+            }
+        }
+    }
+
+    /// One wave's intents, committed with those of every other campaign that asked meanwhile (one
+    /// transaction: each row checked as `RunStore.commitIntents` does, before any of them is called).
+    /// The sets returned cover the whole transaction; a worker looks up only its own ids.
+    func commitIntents(_ ids: [String], witnesses: [Int]) async throws -> IntentResult {
+        try await withCheckedThrowingContinuation { continuation in
+            intentQueue.append((ids, witnesses, continuation))
+            if !committing {
+                committing = true
+                Task { await self.drainIntents() }
+            }
+        }
+    }
+
+    private func drainIntents() async {
+        while !intentQueue.isEmpty {
+            let batch = intentQueue
+            intentQueue = []
+            do {
+                let result = try await store.commitIntents(
+                    run: run, messageIds: batch.flatMap(\.ids), witnesses: batch.flatMap(\.witnesses))
+                crashPoints.reach("after-intent")
+                for item in batch { item.done.resume(returning: result) }
+            } catch {
+                for item in batch { item.done.resume(throwing: error) }
+            }
+        }
+        committing = false
+    }
+
+    private func drain() async {
+        while !queue.isEmpty {
+            let batch = queue
+            queue = []
+            do {
+                let conflicts = try await record(batch.map(\.part))
+                for (part, done) in batch {
+                    done.resume(returning: conflicts.isEmpty ? 0 : part.settled.filter { conflicts.contains($0.messageId) }.count)
+                }
+            } catch {
+                for (_, done) in batch { done.resume(throwing: error) }
+            }
+        }
+        writing = false
+    }
+
+    private func record(_ parts: [Part]) async throws -> Set<String> {
+        let accepted = parts.flatMap(\.accepted)
+        if !accepted.isEmpty {
+            try await store.recordAccepted(
+                run: run, messageIds: accepted.map(\.id), acceptedAt: accepted.map(\.at), deadlines: accepted.map(\.deadline))
+            crashPoints.reach("after-record-accepted")
+        }
+        let settled = parts.flatMap(\.settled)
+        let calls = parts.map(\.calls)
+        if settled.isEmpty {
+            try await store.addCalls(run: run, calls)
+            return []
+        }
+        crashPoints.reach("before-write-back")
+        let result = try await store.settle(run: run, settled, apiCalls: calls)
+        crashPoints.reach("after-write-back")
+        return Set(result.conflicts)
+    }
 }

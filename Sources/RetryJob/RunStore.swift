@@ -419,6 +419,13 @@ struct RunStore: Sendable {
     /// A row that changed since the job read it is not overwritten: it is marked `conflict` in
     /// `write_state` and keeps its outcome.
     func settle(run: Int64, _ settlements: [Settlement], apiCalls: APICallCounts) async throws -> (written: Int, conflicts: [String]) {
+        try await settle(run: run, settlements, apiCalls: [apiCalls])
+    }
+
+    /// `settle` with the call counts (and request timelines) of several campaigns, in one transaction.
+    func settle(run: Int64, _ settlements: [Settlement], apiCalls: [APICallCounts]) async throws
+        -> (written: Int, conflicts: [String])
+    {
         let t = table
         let ids = settlements.map(\.messageId)
         let outcomes = settlements.map(\.outcome)
@@ -490,42 +497,85 @@ struct RunStore: Sendable {
     }
 
     static func addCalls(_ db: isolated PGConnection, run: Int64, _ calls: APICallCounts) throws {
-        guard !calls.isEmpty else { return }
+        try addCalls(db, run: run, [calls])
+    }
+
+    /// The call counts of one or more campaigns: one update of the run's totals, one insert of every
+    /// campaign's per-second counts (issue 17: a hundred campaigns used to write them one by one).
+    static func addCalls(_ db: isolated PGConnection, run: Int64, _ parts: [APICallCounts]) throws {
+        var total = APICallCounts()
+        var timelines: [RequestTimeline] = []
+        for calls in parts where !calls.isEmpty {
+            total.add(calls)
+            if let timeline = calls.timeline { timelines.append(timeline) }
+        }
+        guard !total.isEmpty else { return }
         try db.execute(
             """
-            UPDATE \(fragment: runs()) SET api_retry_calls = api_retry_calls + \(calls.retry),
-                   api_poll_calls = api_poll_calls + \(calls.poll), api_rate_limited = api_rate_limited + \(calls.rateLimited),
-                   api_batch_retry_calls = api_batch_retry_calls + \(calls.batchRetry)
+            UPDATE \(fragment: runs()) SET api_retry_calls = api_retry_calls + \(total.retry),
+                   api_poll_calls = api_poll_calls + \(total.poll), api_rate_limited = api_rate_limited + \(total.rateLimited),
+                   api_batch_retry_calls = api_batch_retry_calls + \(total.batchRetry)
             WHERE run_id = \(run)
             """)
-        if let timeline = calls.timeline { try addRequestSeconds(db, run: run, timeline) }
+        try addRequestSeconds(db, run: run, timelines)
     }
 
     /// Per-second request counts for the report's rate chart (V002), in the same transaction as the
     /// call counts so the two always agree.
     static func addRequestSeconds(_ db: isolated PGConnection, run: Int64, _ timeline: RequestTimeline) throws {
-        guard !timeline.seconds.isEmpty else { return }
-        let seconds = timeline.seconds.keys.sorted()
-        let requests = seconds.map { timeline.seconds[$0]!.requests }
-        let limited = seconds.map { timeline.seconds[$0]!.rateLimited }
+        try addRequestSeconds(db, run: run, [timeline])
+    }
+
+    /// The per-second counts of several campaigns in one statement, and their rate limits in another. A
+    /// campaign that shows up twice is summed first (one INSERT … ON CONFLICT may not touch a row twice).
+    static func addRequestSeconds(_ db: isolated PGConnection, run: Int64, _ timelines: [RequestTimeline]) throws {
+        var bySecond: [String: [Int64: RequestTimeline.Second]] = [:]
+        var limits: [String: Int] = [:]
+        for timeline in timelines where !timeline.seconds.isEmpty {
+            limits[timeline.campaign] = timeline.rateLimit
+            for (second, counts) in timeline.seconds {
+                bySecond[timeline.campaign, default: [:]][second, default: .init()].requests += counts.requests
+                bySecond[timeline.campaign, default: [:]][second, default: .init()].rateLimited += counts.rateLimited
+            }
+        }
+        guard !limits.isEmpty else { return }
+        var campaigns: [String] = []
+        var seconds: [Int64] = []
+        var requests: [Int] = []
+        var limited: [Int] = []
+        for campaign in bySecond.keys.sorted() {
+            let counts = bySecond[campaign]!
+            for second in counts.keys.sorted() {
+                campaigns.append(campaign)
+                seconds.append(second)
+                requests.append(counts[second]!.requests)
+                limited.append(counts[second]!.rateLimited)
+            }
+        }
         try db.execute(
             """
             INSERT INTO \(qualified: [Migrator.schema, "request_seconds"]) (run_id, campaign_id, second, requests, rate_limited)
-            SELECT \(run), \(timeline.campaign), to_timestamp(u.s), u.r, u.l
-            FROM unnest(\(seconds)::bigint[], \(requests)::int[], \(limited)::int[]) AS u(s, r, l)
+            SELECT \(run), u.c, to_timestamp(u.s), u.r, u.l
+            FROM unnest(\(campaigns)::text[], \(seconds)::bigint[], \(requests)::int[], \(limited)::int[]) AS u(c, s, r, l)
             ON CONFLICT (run_id, campaign_id, second) DO UPDATE
                 SET requests = request_seconds.requests + EXCLUDED.requests,
                     rate_limited = request_seconds.rate_limited + EXCLUDED.rate_limited
             """)
+        let limitCampaigns = limits.keys.sorted()
+        let limitValues = limitCampaigns.map { limits[$0]! }
         try db.execute(
             """
             INSERT INTO \(qualified: [Migrator.schema, "run_campaigns"]) (run_id, campaign_id, rate_limit)
-            VALUES (\(run), \(timeline.campaign), \(timeline.rateLimit))
+            SELECT \(run), u.c, u.l FROM unnest(\(limitCampaigns)::text[], \(limitValues)::int[]) AS u(c, l)
             ON CONFLICT (run_id, campaign_id) DO UPDATE SET rate_limit = EXCLUDED.rate_limit
             """)
     }
 
     func addCalls(run: Int64, _ calls: APICallCounts) async throws {
+        try await write { db in try Self.addCalls(db, run: run, calls) }
+    }
+
+    func addCalls(run: Int64, _ calls: [APICallCounts]) async throws {
         try await write { db in try Self.addCalls(db, run: run, calls) }
     }
 

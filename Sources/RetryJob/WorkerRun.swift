@@ -243,7 +243,11 @@ public struct RetryWorker: Sendable {
                     campaign: campaign, apiKey: key, context: context, items: items,
                     messagesInTable: counts[campaign] ?? items.count,
                     notBefore: max(.now + .seconds(1), context.holder?.firstSendAllowed ?? .now), leaseValid: { (context.holder?.mayStillSend() ?? true) && state.mayStillSend(held) },
-                    fence: LeaseFence(run: context.run.id, campaign: campaign, workerId: leases.workerId, epoch: held.epoch))
+                    // Alone on the run, the hold's fence (in every journal write) is enough: nobody can take a
+                    // campaign lease without first taking the hold. Without a lease fence the plain run's
+                    // campaigns share one journal write per flush (`JournalBatcher`).
+                    fence: worker.exclusive
+                        ? nil : LeaseFence(run: context.run.id, campaign: campaign, workerId: leases.workerId, epoch: held.epoch))
                 state.started(held, campaignWorker)
                 await campaignWorker.run()
             }

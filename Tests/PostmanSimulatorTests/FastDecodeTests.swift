@@ -1,0 +1,100 @@
+import Foundation
+@testable import PostmanAPI
+import PostmanSimulator
+import Testing
+
+/// The job's direct decoder (issue 17) must make of every body exactly what the tolerant `Decode` makes
+/// of it, and give up (nil) rather than guess whenever the body is not plain, well-typed JSON.
+@Suite("FastDecode gives what Decode gives")
+struct FastDecodeTests {
+    private func slowMessage(_ json: String) -> PostmanMessage? {
+        Decode.object(Data(json.utf8)).flatMap(Decode.message)
+    }
+
+    private func slowPage(_ json: String) -> PostmanPage? {
+        Decode.object(Data(json.utf8)).flatMap(Decode.page)
+    }
+
+    private func samePage(_ a: PostmanPage?, _ b: PostmanPage?) -> Bool {
+        guard let a, let b else { return a == nil && b == nil }
+        return a.messages == b.messages && a.hasNextPage == b.hasNextPage && a.endCursor == b.endCursor
+            && a.hasPreviousPage == b.hasPreviousPage && a.startCursor == b.startCursor && a.skippedItems == b.skippedItems
+    }
+
+    static let plainMessages = [
+        // Postman's single GET: attempts with a nested error, batches, unknown fields of every type.
+        #"{"id":"m1","campaignId":"c1","recipient":"6591234567","latestStatus":"failure","createdAt":"2026-11-21T10:00:00.123+08:00","updatedAt":"2026-11-21T10:57:00Z","unknown":{"deep":[1,2.5e-3,-0,true,false,null,"x\"y"]},"attempts":[{"status":"failure","createdAt":"2026-11-21T10:30:00+08:00","error":{"type":"delivery_error","code":"recipient_unavailable","extra":1}},{"status":"failure","createdAt":"2026-11-21T10:57:00+08:00","error":{"type":"server_error","code":"server_unknown_error"}}],"batches":[{"id":"b1","status":"messages_enqueued"},{"id":"b2"},{"status":"x"},7]}"#,
+        // The batch list's shape: flat errorType/errorCode (null and empty), numAttempts.
+        #"{"id":"m2","latestStatus":"success","numAttempts":3,"messageAttempts":[{"status":"success","createdAt":"2026-11-21T11:00:00+08:00","errorType":null,"errorCode":""},{"status":"failure","errorType":"delivery_error","errorCode":"routing_error"},"not an attempt"]}"#,
+        // Escapes, unicode escapes (a surrogate pair), non-ASCII text, whitespace everywhere.
+        " { \"id\" : \"m\\/3\\u00e9\\ud83d\\ude00\" ,\n\t\"latestStatus\":\"sent\",\"recipient\":\"é 65\",\"attempts\":null,\"messageAttempts\":[] } ",
+        // Absent or null fields.
+        #"{"id":"m4","latestStatus":"created","batches":null,"error":null,"numAttempts":null}"#,
+        // Not a message (no id): both say nil.
+        #"{"latestStatus":"failure"}"#,
+        #"{}"#,
+    ]
+
+    @Test("Plain message bodies: the fast path answers, with Decode's result", arguments: plainMessages)
+    func plainMessage(_ json: String) throws {
+        let fast = try #require(FastDecode.message(Data(json.utf8)), "the fast path gave up on a plain body")
+        #expect(fast == slowMessage(json))
+        #expect(PostmanClient.message(Data(json.utf8)) == slowMessage(json))
+    }
+
+    static let unusualMessages = [
+        #"{"id":"m","latestStatus":"failure","recipient":6591234567}"#,  // a number where a string is read
+        #"{"id":7,"latestStatus":"failure"}"#,
+        #"{"id":"m","latestStatus":"failure","numAttempts":"4"}"#,  // a count as a string
+        #"{"id":"m","latestStatus":"failure","numAttempts":4.0}"#,
+        #"{"id":"m","latestStatus":"failure","attempts":"none","messageAttempts":[{"status":"failure"}]}"#,
+        #"{"id":"m","latestStatus":"failure","attempts":[{"status":"failure","error":"boom","errorCode":"routing_error"}]}"#,
+        #"{"id":"m","id":"n","latestStatus":"failure"}"#,  // a duplicate key
+        #"{"id":"m","latestStatus":"failure","batches":{"id":"b"}}"#,
+        #"{"id":"m","latestStatus":"failure","x":01}"#,  // not JSON
+        #"{"id":"m","latestStatus":"failure"} trailing"#,
+        #"{"id":"m","latestStatus":"fail"#,
+        #"["id"]"#,
+        "",
+    ]
+
+    @Test("Unusual bodies: the fast path gives up, and the client still gets Decode's result", arguments: unusualMessages)
+    func unusualMessage(_ json: String) {
+        #expect(FastDecode.message(Data(json.utf8)) == nil)
+        #expect(PostmanClient.message(Data(json.utf8)) == slowMessage(json))
+    }
+
+    @Test("Invalid UTF-8 inside a string: given up, as JSONSerialization refuses the body")
+    func invalidUTF8() {
+        var body = Data(#"{"id":"m","latestStatus":"fa"#.utf8)
+        body.append(contentsOf: [0xC3, 0x28])
+        body.append(contentsOf: Data(#"ilure"}"#.utf8))
+        #expect(FastDecode.message(body) == nil)
+        #expect(PostmanClient.message(body) == Decode.object(body).flatMap(Decode.message))
+    }
+
+    @Test("A page as the simulator writes it: the fast path answers, with Decode's result")
+    func simulatorPage() throws {
+        let items = (0..<50).map { n in
+            #"{"id":"message_\#(n)","campaignId":"c1","recipient":"659\#(n)","latestStatus":"\#(n % 3 == 0 ? "success" : "failure")","createdAt":"2026-11-21T10:00:00+08:00","attempts":[{"status":"failure","createdAt":"2026-11-21T10:0\#(n % 10):00+08:00","error":{"type":"delivery_error","code":"recipient_unavailable"}}],"batches":[]}"#
+        }
+        let json = #"{"data":[\#(items.joined(separator: ",")),{"latestStatus":"x"},42],"pageData":{"hasNextPage":true,"endCursor":"YWJj\/ZA==","hasPreviousPage":false,"startCursor":null}}"#
+        let fast = try #require(FastDecode.page(Data(json.utf8)), "the fast path gave up on a plain page")
+        let slow = slowPage(json)
+        #expect(samePage(fast, slow))
+        #expect(fast?.messages.count == 50 && fast?.skippedItems == 2 && fast?.endCursor == "YWJj/ZA==")
+    }
+
+    @Test("Pages: no data array, odd page flags, a numeric id inside")
+    func oddPages() {
+        let noData = #"{"pageData":{"hasNextPage":false}}"#
+        #expect(FastDecode.page(Data(noData.utf8)).map { $0 == nil } == true)  // plain JSON, not a page
+        #expect(slowPage(noData) == nil)
+        for json in [
+            #"{"data":[],"pageData":{"hasNextPage":"true"}}"#, #"{"data":[],"pageData":{"hasNextPage":1}}"#,
+            #"{"data":[{"id":5,"latestStatus":"failure"}]}"#, #"{"data":{},"pageData":null}"#,
+        ] {
+            #expect(FastDecode.page(Data(json.utf8)) == nil, "\(json)")
+        }
+    }
+}

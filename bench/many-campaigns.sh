@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# The job's own cost per request with many campaigns on two cores (issue 17): a real `postman-retry run`
+# (release build) against `postman-sim --time-scale 1`, CAMPAIGNS x MESSAGES failed rows at RATE requests/s
+# per campaign, 30% of them from the stale mix of production tables (`postman-demo-data --stale-share`).
+# For each case it prints, from the simulator's ledger, /usr/bin/time and /proc:
+#   - the job's CPU per request (user+sys of the job process / HTTP requests that reached the simulator),
+#     the simulator's and PostgreSQL's CPU per request beside it, and the load tool's (wrk, from
+#     bench/sim-load.sh) when that ran before (out/bench-sim-load/wrk-cpu.txt);
+#   - peak RSS of the job;
+#   - wall time against the minimum: the busiest campaign's calls / rate + the 1 s lock wait, and the
+#     messages of one campaign / rate + 1 s (one call per message);
+#   - each campaign's budget use while active (its requests / (last request - first request) / rate);
+#   - 429s and the busiest second of any campaign (must be <= RATE).
+#
+# Usage:  CASES="100x60 300x20 3x2000" bash bench/many-campaigns.sh     (the defaults; needs PG*)
+# Env:    RATE=10  STALE=0.3  SEED=3  OUT=out/bench-many  BIN=.build/release
+#         PROFILE=perf   run the job under `perf record -g` (writes $OUT/<case>/perf.data, then
+#                        `perf report -i ... --no-children` shows where its CPU goes)
+#         PROFILE=callgrind   run it under valgrind --tool=callgrind (slow: for small cases only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.build/release}
+CASES=${CASES:-"100x60 300x20 3x2000"}
+RATE=${RATE:-10}
+STALE=${STALE:-0.3}
+SEED=${SEED:-3}
+OUT=${OUT:-out/bench-many}
+PROFILE=${PROFILE:-}
+mkdir -p "$OUT"
+command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null; }
+
+# user+sys CPU seconds of a process and its reaped children (clock ticks from /proc/PID/stat).
+cpu_of() {
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13 + $14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+# PostgreSQL's whole CPU: the postmaster (and the backends it reaped) plus every live backend.
+pg_cpu() {
+    local pm total=0
+    pm=$(head -1 "${PG_THROWAWAY_DIR:-/nonexistent}/data/postmaster.pid" 2>/dev/null || true)
+    [ -n "$pm" ] || { echo 0; return; }
+    for p in $pm $(pgrep -P "$pm" || true); do total=$(python3 -c "print($total + $(cpu_of "$p"))"); done
+    echo "$total"
+}
+
+run_case() {
+    local campaigns=${1%x*} messages=${1#*x} dir=$OUT/$1 db="bench_many_$1"
+    rm -rf "$dir" && mkdir -p "$dir"
+    "$BIN/postman-demo-data" --plain --campaigns "$campaigns" --messages "$messages" --seed "$SEED" --rate-limit "$RATE" \
+        --stale-share "$STALE" --rows "$dir/rows.csv" --simulator-data "$dir/simulator.json" >/dev/null
+    psql -qX -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+    export PGDATABASE=$db
+    psql -qX -v ON_ERROR_STOP=1 -f sql/reference-schema.sql -f sql/recommended-index.sql >/dev/null
+    psql -qX -v ON_ERROR_STOP=1 \
+        -c "\\copy outbound_messages ($(head -1 "$dir/rows.csv")) FROM '$dir/rows.csv' WITH (FORMAT csv, HEADER true)"
+    psql -qX -c "VACUUM ANALYZE outbound_messages"
+
+    "$BIN/postman-sim" --port 0 --data "$dir/simulator.json" --seed "$SEED" --time-scale 1 --ledger "$dir/ledger.json" \
+        >"$dir/sim.out" 2>"$dir/sim.log" &
+    local sim=$!
+    trap "kill $sim 2>/dev/null || true" EXIT
+    for _ in $(seq 1 300); do grep -q "listening on" "$dir/sim.out" 2>/dev/null && break; sleep 0.1; done
+    export POSTMAN_API_URL="http://$(sed -n 's/^listening on //p' "$dir/sim.out" | head -1)/api/v2"
+    for c in $(seq 1 "$campaigns"); do export "POSTMAN_API_KEY_CAMPAIGN_$c=key-campaign-$c"; done
+
+    "$BIN/postman-retry" migrate >/dev/null
+    "$BIN/postman-retry" plan --rate-limit "$RATE" --format json >"$dir/plan.json"
+    local wrap=()
+    case $PROFILE in
+        perf) wrap=(perf record -F 997 -g -o "$dir/perf.data" --) ;;
+        callgrind) wrap=(valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" --) ;;
+    esac
+    local sim_cpu0 pg_cpu0 sim_cpu1 pg_cpu1
+    sim_cpu0=$(cpu_of $sim)
+    pg_cpu0=$(pg_cpu)
+    "${wrap[@]}" /usr/bin/time -f "%e %M %U %S" -o "$dir/time.txt" "$BIN/postman-retry" run --rate-limit "$RATE" \
+        --log-level warning --format json >"$dir/summary.json" 2>"$dir/run.log" || echo "many-campaigns: $1 exited $?" >&2
+    sim_cpu1=$(cpu_of $sim)
+    pg_cpu1=$(pg_cpu)
+    kill $sim && wait $sim 2>/dev/null || true
+    trap - EXIT
+    unset PGDATABASE
+    local wrk=""
+    [ -f out/bench-sim-load/wrk-cpu.txt ] && wrk=$(cat out/bench-sim-load/wrk-cpu.txt)
+
+    STALE=$STALE python3 - "$dir" "$RATE" "$campaigns" "$messages" "$(python3 -c "print($sim_cpu1 - $sim_cpu0)")" \
+        "$(python3 -c "print($pg_cpu1 - $pg_cpu0)")" "$wrk" "$PROFILE" <<'PY'
+import json, os, sys, collections, statistics
+d, rate, campaigns, messages = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+sim_cpu, pg_cpu, wrk, profile = float(sys.argv[5]), float(sys.argv[6]), sys.argv[7], sys.argv[8]
+ledger = json.load(open(f"{d}/ledger.json")); summary = json.load(open(f"{d}/summary.json"))
+plan = json.load(open(f"{d}/plan.json"))
+wall, rss_kb, user, system = open(f"{d}/time.txt").read().split()[-4:]
+wall, cpu = float(wall), float(user) + float(system)
+by = collections.defaultdict(list)
+for r in ledger["requests"]:
+    by[r["campaign_id"]].append(r["t"])
+requests = len(ledger["requests"])
+use = {}
+for c, ts in by.items():
+    ts.sort()
+    span = ts[-1] - ts[0]
+    use[c] = len(ts) / span / rate if span > 0 else 1.0
+busiest = max(ledger["max_requests_in_1s"].values()) if ledger["max_requests_in_1s"] else 0
+minimum_calls = max(len(ts) for ts in by.values()) / rate + 1
+minimum_messages = messages / rate + 1
+counts = summary["counts"]
+print(f"== {campaigns} campaigns x {messages} messages at {rate} req/s each, stale share {os.environ.get('STALE', '0.3')}"
+      f"{' [under ' + profile + ']' if profile else ''}")
+print(f"  job CPU: {cpu:.2f} s user+sys for {requests} requests = {1e6*cpu/max(1,requests):.0f} us per request"
+      f"  (simulator {1e6*sim_cpu/max(1,requests):.0f} us, PostgreSQL {1e6*pg_cpu/max(1,requests):.0f} us"
+      + (f", load tool: {wrk}" if wrk else "") + ")")
+print(f"  peak RSS of the job: {int(rss_kb)/1024:.1f} MiB")
+print(f"  wall {wall:.1f} s; minimum for the calls made {minimum_calls:.1f} s: ratio {wall/minimum_calls:.3f}; "
+      f"messages/rate + 1 s = {minimum_messages:.1f} s: ratio {wall/minimum_messages:.3f}; plan's minimum {plan['minimum_wall_seconds']:.1f} s")
+u = sorted(use.values())
+print(f"  budget use while active: min {100*u[0]:.1f}%  median {100*statistics.median(u):.1f}%  max {100*u[-1]:.1f}%; "
+      f"campaigns under 95%: {sum(1 for x in u if x < 0.95)} of {len(u)}")
+print(f"  429s: {ledger['rate_limited']}; busiest second of any campaign: {busiest} (limit {rate})")
+print(f"  API calls: {summary['api_calls']}; per retried message: "
+      f"{(requests)/max(1,counts['retried']):.3f}; outcomes: selected {counts['selected']}, retried {counts['retried']}, "
+      f"succeeded {counts['succeeded']}, failed {counts['failed']}, pending {counts['pending']}")
+json.dump({"case": f"{campaigns}x{messages}", "cpu_us_per_request": round(1e6*cpu/max(1,requests)),
+           "sim_cpu_us_per_request": round(1e6*sim_cpu/max(1,requests)), "pg_cpu_us_per_request": round(1e6*pg_cpu/max(1,requests)),
+           "requests": requests, "peak_rss_mib": round(int(rss_kb)/1024, 1), "wall": wall,
+           "wall_over_minimum_for_calls": round(wall/minimum_calls, 3), "wall_over_messages_minimum": round(wall/minimum_messages, 3),
+           "budget_use_min": round(u[0], 3), "budget_use_median": round(statistics.median(u), 3),
+           "campaigns_under_95": sum(1 for x in u if x < 0.95), "rate_limited": ledger["rate_limited"], "busiest": busiest},
+          open(f"{d}/figures.json", "w"))
+PY
+}
+
+for c in $CASES; do run_case "$c"; done
