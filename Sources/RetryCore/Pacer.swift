@@ -4,14 +4,16 @@
 ///
 /// What counts is when a request *arrives*, and that lies somewhere between our send and its
 /// response: the HTTP client may hold a request back (busy connections, a stalled event loop) and
-/// then release several at once. So each request is anchored at its response time (the response
-/// head: callers pass it) when that comes back within `transitCap` (1 s: on a saturated machine a
-/// fresh process's requests were seen to arrive more than 0.25 s after they were handed to the
-/// client), else at send + `transitCap`; a new request goes out only when the one `limit` requests
-/// back was anchored more than `window` (1 s + `margin`) ago. The new request cannot arrive before
-/// it is sent, nor the old one after its answer, so Postman never sees more than `limit` in a
-/// second. On loopback this costs little; with a 100 ms round trip it costs about 10% of the
-/// budget, a price worth paying to never see a 429 of our own making.
+/// then release several at once, and a busy server may take a while to look at it. So each request
+/// is anchored at its response time (the response head: callers pass it), however late that is; a
+/// new request goes out only when the one `limit` requests back was anchored more than `window`
+/// (1 s + `margin`) ago. The new request cannot arrive before it is sent, nor the old one after its
+/// answer, so Postman never sees more than `limit` in a second. (An earlier rule anchored a request
+/// at send + 1 s when its answer was later: on a saturated machine a server that stamped arrivals
+/// more than a second late then saw 11 in a second.) A request still unanswered holds its slot until
+/// it is answered, or until `inFlightCap` after it was sent (the client has given up on it by then).
+/// On loopback this costs little; with a 100 ms round trip it costs about 10% of the budget, a price
+/// worth paying to never see a 429 of our own making.
 ///
 /// After a 429 (someone else, e.g. the agency's live traffic, is using part of the budget) the
 /// allowed rate is halved and then recovers by one request per second for every `recoveryInterval`
@@ -20,6 +22,8 @@ public struct SlidingWindowPacer: Sendable {
     public let limit: Int
     public let window: Double
     public let transitCap: Double
+    /// Longer than any request may take (the request timeout and a margin).
+    public let inFlightCap: Double
     public let recoveryInterval: Double
     /// The limit in force now (lowered after 429s).
     public private(set) var currentLimit: Double
@@ -29,11 +33,14 @@ public struct SlidingWindowPacer: Sendable {
     private var lastCut: Double?
     private var lastRecovery: Double = 0
 
-    public init(limit: Int, margin: Double = 0.003, transitCap: Double = 1.0, recoveryInterval: Double = 2) {
+    public init(
+        limit: Int, margin: Double = 0.003, transitCap: Double = 1.0, inFlightCap: Double = 31, recoveryInterval: Double = 2
+    ) {
         precondition(limit > 0, "a rate limit must be positive")
         self.limit = limit
         self.window = 1 + margin
         self.transitCap = transitCap
+        self.inFlightCap = max(inFlightCap, transitCap)
         self.recoveryInterval = recoveryInterval
         self.currentLimit = Double(limit)
     }
@@ -43,7 +50,8 @@ public struct SlidingWindowPacer: Sendable {
         let allowed = max(1, Int(currentLimit.rounded(.down)))
         guard entries.count >= allowed else { return now }
         let entry = entries[entries.count - allowed]
-        let latestArrival = min(entry.answered ?? .infinity, entry.sent + transitCap)
+        // Unanswered: it may arrive any moment from now on (at least `transitCap` after its send).
+        let latestArrival = entry.answered ?? min(max(now, entry.sent + transitCap), entry.sent + inFlightCap)
         return max(now, latestArrival + window)
     }
 

@@ -131,7 +131,8 @@ actor CampaignWorker {
         self.apiKey = apiKey
         self.context = context
         let limit = context.settings.rateLimit(for: campaign)
-        pacer = SlidingWindowPacer(limit: limit)
+        // An unanswered request cannot arrive after the client gave up on it (the request timeout).
+        pacer = SlidingWindowPacer(limit: limit, inFlightCap: context.settings.requestTimeout.seconds + 1)
         timeline = RequestTimeline(campaign: campaign, rateLimit: limit)
         maxInFlight = max(2, limit)
         origin = ContinuousClock.now

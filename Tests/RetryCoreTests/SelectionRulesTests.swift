@@ -156,6 +156,19 @@ import Testing
         #expect(abs(answered.earliestSend(now: 0.2) - 1.01) < 1e-9)
     }
 
+    /// A server that looks at a request late (a busy machine) stamps it late: the answer is the only
+    /// bound on its arrival, however long after the send it comes, and an unanswered request may still
+    /// arrive at any moment, until the client has given up on it.
+    @Test func aLateAnswerAnchorsTheWindowAtTheAnswerAndAnUnansweredOneHoldsItUntilTheCap() {
+        var late = SlidingWindowPacer(limit: 1, margin: 0, transitCap: 1, inFlightCap: 6)
+        let ticket = late.recordSend(at: 0)
+        #expect(late.earliestSend(now: 0.5) == 2.0, "unanswered: at least transitCap after the send")
+        #expect(late.earliestSend(now: 3) == 4.0, "still unanswered at 3 s: it may arrive now")
+        #expect(late.earliestSend(now: 9) == 9, "past the in-flight cap the client has given up on it")
+        late.recordAnswer(ticket: ticket, at: 1.5)
+        #expect(late.earliestSend(now: 1.6) == 2.5, "answered 1.5 s after the send: the window ends 1 s after the answer")
+    }
+
     @Test func a429HalvesTheRateAndItRecovers() {
         var pacer = SlidingWindowPacer(limit: 10, recoveryInterval: 1)
         pacer.recordRateLimited(at: 5)

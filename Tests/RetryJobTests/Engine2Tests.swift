@@ -50,7 +50,7 @@ import Testing
     @Test func theStaleMixCostsNoRetryCall() async throws {
         let fixture = try await EngineFixture.make(campaigns: 1, messages: 60, mixed: false, seed: 62, staleShare: 1)
         let result = try await fixture.run(fixture.settings())
-        #expect(result.exitStatus == .completed)
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
         let summary = try await Reliability.checkConverged(fixture)
         let lagging = fixture.data.rows.filter { $0.kind == .tableLagsPostman }.count
         let inBatchCalls = (result.summary.batchCalls ?? []).map(\.members).reduce(0, +)

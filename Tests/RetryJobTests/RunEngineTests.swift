@@ -79,7 +79,7 @@ import Testing
     @Test func slowCampaignNextToFastOnesStaysInsideEachLimit() async throws {
         let fixture = try await EngineFixture.make(campaigns: 3, messages: 14, mixed: false)
         let result = try await fixture.run(fixture.settings(rateLimits: ["campaign-2": 2]))
-        #expect(result.exitStatus == .completed)
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
         let ledger = await fixture.sim.ledger()
         #expect(ledger.rateLimited == 0, "no 429 may come from the job's own pacing")
         #expect((ledger.maxRequestsIn1s["campaign-2"] ?? 99) <= 2)
