@@ -10,7 +10,7 @@ import re, sys
 CATEGORIES = [
     ("timers: Task.sleep and dispatch's timer thread", r"_sleep5until|_dispatch_mgr|timerfd|_dispatch_timer|_dispatch_source|dispatch_after|swift_dispatchEnqueueWithDeadline|onSleepWake"),
     ("journal: libpq and the LibPQ wrapper", r"libpq\.so|5LibPQ|PGConnection|PGQuery|RunStore"),
-    ("JSON: parsing Postman's answers", r"JSONParser|JSONSerialization|JSONDecoder|JSONEncoder|9PostmanAPI6Decode|NSNumber|__NSDictionary|_NSCF"),
+    ("JSON: parsing Postman's answers", r"JSONParser|JSONSerialization|JSONDecoder|JSONEncoder|PostmanAPI6Decode|FastDecode|NSNumber|__NSDictionary|_NSCF"),
     ("dates: Foundation Date and ISO 8601", r"ISO8601|DateFormatter|Calendar|TimeZone|ICU|libicu|10FoundationE4Date|Date\b"),
     ("logging", r"\$s7Logging|LogHandler"),
     ("HTTP client: AsyncHTTPClient, NIO, sockets", r"AsyncHTTPClient|NIOPosix|NIOCore|NIOHTTP1|NIOSSL|epoll|sendmsg|recvmsg|tcp_|__sys_sendto|__sys_recvfrom|sock_"),

@@ -136,15 +136,18 @@ enum FastDecode {
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw Unsure() }
             i += 1
             let start = i
+            var ascii = true
             while i < bytes.count {
                 let b = bytes[i]
                 if b == UInt8(ascii: "\"") {
-                    // Invalid UTF-8 makes JSONSerialization refuse the whole body: so unsure here.
-                    guard let s = String(validating: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
-                    else { throw Unsure() }
+                    let text = UnsafeBufferPointer(rebasing: bytes[start..<i])
                     i += 1
+                    if ascii { return String(decoding: text, as: UTF8.self) }
+                    // Invalid UTF-8 makes JSONSerialization refuse the whole body: so unsure here.
+                    guard let s = String(validating: text, as: UTF8.self) else { throw Unsure() }
                     return s
                 }
+                if b >= 0x80 { ascii = false }
                 if b == UInt8(ascii: "\\") {
                     i = start
                     return try escapedString()
@@ -335,7 +338,7 @@ enum FastDecode {
                 try skipValue()
                 return nil
             }
-            var seen = Set<String>()
+            var seen: UInt32 = 0
             var status: String?
             var createdAt: String?
             var errorType: String?
@@ -345,7 +348,7 @@ enum FastDecode {
             try object { reader, key in
                 switch key {
                 case "status", "createdAt", "error", "errorType", "errorCode":
-                    guard seen.insert(key).inserted else { throw Unsure() }
+                    try Self.once(&seen, key)
                 default: break
                 }
                 switch key {
@@ -357,14 +360,14 @@ enum FastDecode {
                     if reader.isNull() { return }
                     // `Decode` reads `error` only when it is an object; anything else: unsure.
                     guard reader.atObject else { throw Unsure() }
-                    var inner = Set<String>()
+                    var inner: UInt32 = 0
                     try reader.object { reader, key in
                         switch key {
                         case "type":
-                            guard inner.insert(key).inserted else { throw Unsure() }
+                            try Self.once(&inner, key)
                             errorType = try reader.optionalString()
                         case "code":
-                            guard inner.insert(key).inserted else { throw Unsure() }
+                            try Self.once(&inner, key)
                             errorCode = try reader.optionalString()
                         default: try reader.skipValue()
                         }
@@ -377,6 +380,20 @@ enum FastDecode {
                 errorType: errorType ?? Self.nonEmpty(flatType), errorCode: errorCode ?? Self.nonEmpty(flatCode))
         }
 
+        /// The keys `Decode` reads, each a bit of a `seen` mask: a key that comes twice makes the reader unsure.
+        private static let wantedKeys = [
+            "id", "latestStatus", "campaignId", "recipient", "createdAt", "updatedAt", "attempts", "messageAttempts",
+            "numAttempts", "batches", "status", "error", "errorType", "errorCode", "type", "code", "data", "pageData",
+            "hasNextPage", "endCursor", "hasPreviousPage", "startCursor",
+        ]
+
+        private static func once(_ seen: inout UInt32, _ key: String) throws {
+            guard let index = wantedKeys.firstIndex(of: key) else { throw Unsure() }
+            let bit = UInt32(1) << UInt32(index)
+            guard seen & bit == 0 else { throw Unsure() }
+            seen |= bit
+        }
+
         private static func nonEmpty(_ s: String?) -> String? {
             guard let s, !s.isEmpty else { return nil }
             return s
@@ -384,7 +401,7 @@ enum FastDecode {
 
         /// `Decode.message` for an object here: nil when it lacks `id` or `latestStatus` (skipped by a page).
         mutating func message() throws -> PostmanMessage? {
-            var seen = Set<String>()
+            var seen: UInt32 = 0
             var id: String?
             var latestStatus: String?
             var campaignId: String?
@@ -399,7 +416,7 @@ enum FastDecode {
                 switch key {
                 case "id", "latestStatus", "campaignId", "recipient", "createdAt", "updatedAt", "attempts",
                     "messageAttempts", "numAttempts", "batches":
-                    guard seen.insert(key).inserted else { throw Unsure() }
+                    try Self.once(&seen, key)
                 default: break
                 }
                 switch key {
@@ -428,14 +445,14 @@ enum FastDecode {
                         }
                         var batchId: String?
                         var status: String?
-                        var inner = Set<String>()
+                        var inner: UInt32 = 0
                         try reader.object { reader, key in
                             switch key {
                             case "id":
-                                guard inner.insert(key).inserted else { throw Unsure() }
+                                try Self.once(&inner, key)
                                 batchId = try reader.optionalString()
                             case "status":
-                                guard inner.insert(key).inserted else { throw Unsure() }
+                                try Self.once(&inner, key)
                                 status = try reader.optionalString()
                             default: try reader.skipValue()
                             }
@@ -454,7 +471,7 @@ enum FastDecode {
 
         /// `Decode.page` for the object here: nil when it has no `data` array.
         mutating func page() throws -> PostmanPage? {
-            var seen = Set<String>()
+            var seen: UInt32 = 0
             var messages: [PostmanMessage]?
             var skipped = 0
             var hasNextPage: Bool?
@@ -464,7 +481,7 @@ enum FastDecode {
             try object { reader, key in
                 switch key {
                 case "data", "pageData":
-                    guard seen.insert(key).inserted else { throw Unsure() }
+                    try Self.once(&seen, key)
                 default: break
                 }
                 switch key {
@@ -484,11 +501,11 @@ enum FastDecode {
                 case "pageData":
                     if reader.isNull() { return }
                     guard reader.atObject else { throw Unsure() }
-                    var inner = Set<String>()
+                    var inner: UInt32 = 0
                     try reader.object { reader, key in
                         switch key {
                         case "hasNextPage", "endCursor", "hasPreviousPage", "startCursor":
-                            guard inner.insert(key).inserted else { throw Unsure() }
+                            try Self.once(&inner, key)
                         default: break
                         }
                         switch key {
