@@ -17,7 +17,15 @@
 ///
 /// After a 429 (someone else, e.g. the agency's live traffic, is using part of the budget) the
 /// allowed rate is halved and then recovers by one request per second for every `recoveryInterval`
-/// without a 429.
+/// without a 429, up to one below the rate that met the 429 (the `ceiling`: what the others leave us
+/// is just below it). From there it probes slowly, one step every `probeFactor` intervals, so a steady
+/// outside load costs one 429 per probe rather than one per climb; a probe that holds past the ceiling
+/// (the other traffic has gone) clears it, and the climb is quick again.
+///
+/// A campaign starts at half its limit and climbs one step every `startInterval` until its first 429
+/// or the limit (two and a half seconds at 10 requests/s): when the agency's own traffic already uses
+/// part of the budget, the first second costs one 429 instead of a burst of them, for about half a
+/// second of the budget.
 public struct SlidingWindowPacer: Sendable {
     public let limit: Int
     public let window: Double
@@ -25,6 +33,8 @@ public struct SlidingWindowPacer: Sendable {
     /// Longer than any request may take (the request timeout and a margin).
     public let inFlightCap: Double
     public let recoveryInterval: Double
+    public let probeFactor: Double
+    public let startInterval: Double
     /// The limit in force now (lowered after 429s).
     public private(set) var currentLimit: Double
     /// Send and (once known) response times of the latest requests, oldest first.
@@ -32,9 +42,15 @@ public struct SlidingWindowPacer: Sendable {
     private var nextTicket = 0
     private var lastCut: Double?
     private var lastRecovery: Double = 0
+    /// The limit in force when the last 429 came, until a probe holds above it.
+    public private(set) var ceiling: Double?
+    /// Still climbing to the limit from the start, no 429 yet.
+    private var starting = true
+    private var firstSend: Double?
 
     public init(
-        limit: Int, margin: Double = 0.003, transitCap: Double = 1.0, inFlightCap: Double = 31, recoveryInterval: Double = 2
+        limit: Int, margin: Double = 0.003, transitCap: Double = 1.0, inFlightCap: Double = 31, recoveryInterval: Double = 2,
+        probeFactor: Double = 4, startInterval: Double = 0.5
     ) {
         precondition(limit > 0, "a rate limit must be positive")
         self.limit = limit
@@ -42,7 +58,9 @@ public struct SlidingWindowPacer: Sendable {
         self.transitCap = transitCap
         self.inFlightCap = max(inFlightCap, transitCap)
         self.recoveryInterval = recoveryInterval
-        self.currentLimit = Double(limit)
+        self.probeFactor = max(1, probeFactor)
+        self.startInterval = startInterval
+        self.currentLimit = startInterval > 0 ? max(1, (Double(limit) / 2).rounded(.up)) : Double(limit)
     }
 
     /// The earliest time, not before `now`, at which one more request may be sent.
@@ -59,6 +77,10 @@ public struct SlidingWindowPacer: Sendable {
     @discardableResult
     public mutating func recordSend(at time: Double) -> Int {
         nextTicket += 1
+        if firstSend == nil {
+            firstSend = time
+            if lastCut == nil { lastRecovery = time }
+        }
         entries.append((nextTicket, time, nil))
         if entries.count > limit * 2 { entries.removeFirst(entries.count - limit) }
         recover(now: time)
@@ -74,16 +96,35 @@ public struct SlidingWindowPacer: Sendable {
     /// A 429 arrived: halve the rate (not below one request per second), at most once per window.
     public mutating func recordRateLimited(at time: Double) {
         if let lastCut, time - lastCut < window { return }
+        starting = false
+        ceiling = currentLimit
         currentLimit = max(1, (currentLimit / 2).rounded(.down))
         lastCut = time
         lastRecovery = time
     }
 
     private mutating func recover(now: Double) {
-        guard currentLimit < Double(limit) else { return }
-        let steps = ((now - lastRecovery) / recoveryInterval).rounded(.down)
-        guard steps >= 1 else { return }
-        currentLimit = min(Double(limit), currentLimit + steps)
+        guard currentLimit < Double(limit) else {
+            starting = false
+            return
+        }
+        if starting {
+            let steps = ((now - lastRecovery) / startInterval).rounded(.down)
+            guard steps >= 1 else { return }
+            currentLimit = min(Double(limit), currentLimit + steps)
+            lastRecovery = now
+            return
+        }
+        if let ceiling, currentLimit > ceiling { self.ceiling = nil }
+        if let ceiling, currentLimit >= ceiling - 1 {
+            // Probing the rate that met the last 429.
+            guard now - lastRecovery >= recoveryInterval * probeFactor else { return }
+            currentLimit = min(Double(limit), currentLimit + 1)
+        } else {
+            let steps = ((now - lastRecovery) / recoveryInterval).rounded(.down)
+            guard steps >= 1 else { return }
+            currentLimit = min(Double(limit), currentLimit + steps, ceiling.map { max(currentLimit, $0 - 1) } ?? .infinity)
+        }
         lastRecovery = now
     }
 }

@@ -145,11 +145,11 @@ import Testing
 
     /// A request whose answer has not come back is assumed to arrive as late as `transitCap` after it was sent.
     @Test func unansweredRequestsHoldTheWindowOpen() {
-        var pacer = SlidingWindowPacer(limit: 2, margin: 0, transitCap: 0.25)
+        var pacer = SlidingWindowPacer(limit: 2, margin: 0, transitCap: 0.25, startInterval: 0)
         pacer.recordSend(at: 0)
         pacer.recordSend(at: 0.1)
         #expect(pacer.earliestSend(now: 0.2) == 1.25)
-        var answered = SlidingWindowPacer(limit: 2, margin: 0, transitCap: 0.25)
+        var answered = SlidingWindowPacer(limit: 2, margin: 0, transitCap: 0.25, startInterval: 0)
         let first = answered.recordSend(at: 0)
         answered.recordSend(at: 0.1)
         answered.recordAnswer(ticket: first, at: 0.01)
@@ -169,14 +169,64 @@ import Testing
         #expect(late.earliestSend(now: 1.6) == 2.5, "answered 1.5 s after the send: the window ends 1 s after the answer")
     }
 
+    /// A campaign starts at half its limit and is at the full limit 2.5 s later when nothing refuses it.
+    @Test func aCampaignStartsAtHalfItsLimitAndClimbsQuicklyUntilItsFirst429() {
+        var pacer = SlidingWindowPacer(limit: 10)
+        #expect(pacer.currentLimit == 5)
+        pacer.recordSend(at: 100)
+        pacer.recordSend(at: 101)
+        #expect(pacer.currentLimit == 7)
+        pacer.recordSend(at: 102.5)
+        #expect(pacer.currentLimit == 10)
+        var refused = SlidingWindowPacer(limit: 10)
+        refused.recordSend(at: 0)
+        refused.recordSend(at: 0.5)
+        refused.recordRateLimited(at: 0.6)  // 6 -> 3, ceiling 6: the slow climb from here
+        #expect(refused.currentLimit == 3 && refused.ceiling == 6)
+        refused.recordSend(at: 1.5)
+        #expect(refused.currentLimit == 3)
+    }
+
     @Test func a429HalvesTheRateAndItRecovers() {
-        var pacer = SlidingWindowPacer(limit: 10, recoveryInterval: 1)
+        var pacer = SlidingWindowPacer(limit: 10, recoveryInterval: 1, probeFactor: 4, startInterval: 0)
         pacer.recordRateLimited(at: 5)
         #expect(pacer.currentLimit == 5)
         pacer.recordSend(at: 8)
         #expect(pacer.currentLimit == 8)
+        // quickly up to one below the rate that met the 429, then one step per probe (4 intervals)
         pacer.recordSend(at: 20)
+        #expect(pacer.currentLimit == 9)
+        pacer.recordSend(at: 22)
+        #expect(pacer.currentLimit == 9)
+        pacer.recordSend(at: 24)
         #expect(pacer.currentLimit == 10)
+    }
+
+    /// Agency traffic that leaves the job 6 of 10 requests a second: the job settles just below the
+    /// 429 and probes it every 4 intervals, rather than climbing into it again after every cut.
+    @Test func underASteadyOutsideLoadTheRateSettlesBelowTheLimitThatMetA429() {
+        var pacer = SlidingWindowPacer(limit: 10, recoveryInterval: 2, probeFactor: 4)
+        var rateLimited = 0
+        var t = 0.0
+        while t < 120 {
+            pacer.recordSend(at: t)
+            if pacer.currentLimit > 6 {  // what the others leave
+                pacer.recordRateLimited(at: t)
+                rateLimited += 1
+            }
+            t += 0.1
+        }
+        // a climb of one every 2 s from each cut meets a 429 every 8 s (16 in these two minutes); probing
+        // from just below it, every 14 s (10)
+        #expect(rateLimited <= 10, "\(rateLimited) 429s in two minutes")
+        #expect(pacer.currentLimit >= 3)
+        // and once the others have gone, a probe that holds past the ceiling clears it: quick again
+        var free = SlidingWindowPacer(limit: 10, recoveryInterval: 1, probeFactor: 4, startInterval: 0)
+        free.recordRateLimited(at: 0)  // 10 -> 5, ceiling 10
+        free.recordSend(at: 4)
+        #expect(free.currentLimit == 9)
+        free.recordSend(at: 8)
+        #expect(free.currentLimit == 10 && free.ceiling == 10)
     }
 
     @Test func backoffGrowsAndIsCapped() {
