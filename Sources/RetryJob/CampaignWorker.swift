@@ -799,17 +799,33 @@ actor CampaignWorker {
 
     // MARK: - Requests
 
+    /// Whether a retry call chosen for `ids` may still go out now that its task runs.
+    private func mayStillCall(_ ids: [String]) -> Bool {
+        !stopping && !quietHoursBegan && leaseValid() && ids.allSatisfy { machines[$0]?.need == .retryCall }
+    }
+
+    /// A retry call chosen but not sent after all: neither a call nor a request of the campaign's, and its
+    /// messages (unless something released them already) go back, or wait for the next run after quiet
+    /// hours began.
+    private func notSentAfterAll(_ ids: [String]) {
+        timeline.cancelRequest()
+        requestsSent -= 1
+        for id in ids where machines[id]?.hasSentNothing == true {
+            apply(id, .release)
+            if quietHoursBegan { deferred.append(id) }
+        }
+    }
+
     private func perform(_ action: WorkerAction) async {
         let client = context.client
         switch action {
         case .retry(let id):
-            // The last look before the call: nothing new goes out after a stop or a lost lease.
-            guard !stopping, leaseValid() else {
-                // Not sent after all: neither a call nor a request of the campaign's.
+            // The last look before the call: nothing new goes out after a stop, a lost lease, or once
+            // quiet hours began, nor for a message released while this call waited to start (its intent
+            // may already be reverted: a call then would be a retry the journal does not know).
+            guard mayStillCall([id]) else {
                 calls.retry -= 1
-                timeline.cancelRequest()
-                requestsSent -= 1
-                apply(id, .release)
+                notSentAfterAll([id])
                 break
             }
             apply(id, .callSent)
@@ -865,11 +881,9 @@ actor CampaignWorker {
                 }
             }
         case .retryBatch(let batch, let members):
-            guard !stopping, leaseValid() else {
+            guard mayStillCall(members) else {
                 calls.batchRetry -= 1
-                timeline.cancelRequest()
-                requestsSent -= 1
-                for id in members { apply(id, .release) }
+                notSentAfterAll(members)
                 break
             }
             for id in members { apply(id, .callSent) }
