@@ -169,22 +169,23 @@ import Testing
         #expect(late.earliestSend(now: 1.6) == 2.5, "answered 1.5 s after the send: the window ends 1 s after the answer")
     }
 
-    /// A campaign starts at half its limit and is at the full limit 2.5 s later when nothing refuses it.
-    @Test func aCampaignStartsAtHalfItsLimitAndClimbsQuicklyUntilItsFirst429() {
+    /// A campaign starts at 70% of its limit and is at the full limit 0.75 s later when nothing refuses it.
+    @Test func aCampaignStartsBelowItsLimitAndClimbsQuicklyUntilItsFirst429() {
         var pacer = SlidingWindowPacer(limit: 10)
-        #expect(pacer.currentLimit == 5)
-        pacer.recordSend(at: 100)
-        pacer.recordSend(at: 101)
         #expect(pacer.currentLimit == 7)
-        pacer.recordSend(at: 102.5)
+        pacer.recordSend(at: 100)
+        pacer.recordSend(at: 100.5)
+        #expect(pacer.currentLimit == 9)
+        pacer.recordSend(at: 100.75)
         #expect(pacer.currentLimit == 10)
         var refused = SlidingWindowPacer(limit: 10)
         refused.recordSend(at: 0)
-        refused.recordSend(at: 0.5)
-        refused.recordRateLimited(at: 0.6)  // 6 -> 3, ceiling 6: the slow climb from here
-        #expect(refused.currentLimit == 3 && refused.ceiling == 6)
-        refused.recordSend(at: 1.5)
-        #expect(refused.currentLimit == 3)
+        refused.recordSend(at: 0.25)
+        refused.recordRateLimited(at: 0.3)  // 8 -> 4, ceiling 8: the slow climb from here
+        #expect(refused.currentLimit == 4 && refused.ceiling == 8)
+        refused.recordSend(at: 1.3)
+        #expect(refused.currentLimit == 4)
+        #expect(SlidingWindowPacer(limit: 2).currentLimit == 2)
     }
 
     @Test func a429HalvesTheRateAndItRecovers() {
