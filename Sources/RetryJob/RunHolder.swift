@@ -45,8 +45,8 @@ final class RunHolder: Sendable {
     let mode: Mode
     /// When the last heartbeat that renewed the row was sent (the database's `now()` is later).
     private let lastRenewal: Mutex<ContinuousClock.Instant>
-    /// Set when the row was found gone: another run took it.
-    private let takenAway = Atomic<Bool>(false)
+    /// Why the hold was lost (the row found gone or expired, the connection lost); nil while it is held.
+    private let lost = Mutex<String?>(nil)
     /// A renewal is waiting for its answer.
     private let renewing = Atomic<Bool>(false)
 
@@ -213,7 +213,7 @@ final class RunHolder: Sendable {
         if kept {
             lastRenewal.withLock { $0 = max($0, started) }
         } else {
-            takenAway.store(true, ordering: .relaxed)
+            lost.withLock { $0 = $0 ?? "another run took this run's place after its heartbeats stopped" }
         }
         return kept
     }
@@ -221,12 +221,11 @@ final class RunHolder: Sendable {
     /// Whether this process may still send: its row was renewed recently enough that nobody can have
     /// taken it.
     func mayStillSend() -> Bool {
-        guard !takenAway.load(ordering: .relaxed), lost.withLock({ $0 }) == nil else { return false }
+        guard lost.withLock({ $0 }) == nil else { return false }
         let since = sinceLastRenewal
         return since < Self.guardWindow || (renewing.load(ordering: .relaxed) && since < Self.slowHeartbeatAllowance)
     }
 
-    var wasTakenAway: Bool { takenAway.load(ordering: .relaxed) }
     var sinceLastRenewal: Duration { ContinuousClock.now - lastRenewal.withLock { $0 } }
 
     /// Why this process lost its hold (nil while it holds it): the row was taken away, or could not be
@@ -237,7 +236,6 @@ final class RunHolder: Sendable {
         if sinceLastRenewal > Self.giveUpAfter { return "could not renew this run's hold for \(Self.giveUpAfter)" }
         return nil
     }
-    private let lost = Mutex<String?>(nil)
 
     /// Keeps the row alive until the task is cancelled or the hold is lost.
     func heartbeats(logger: Logger) async {
@@ -248,13 +246,13 @@ final class RunHolder: Sendable {
                     if warned { logger.notice("run hold heartbeat renewed again") }
                     warned = false
                 } else {
-                    lost.withLock { $0 = "another run took this run's place after its heartbeats stopped" }
                     logger.error("run hold taken away; stopping", metadata: ["holder": "\(workerId)"])
                     return
                 }
             } catch {
                 // The connection itself is gone (terminated, failover): it will not come back, and a
-                // waiting run may take our place in two seconds. Stop now rather than after `giveUpAfter`.
+                // waiting run may take our place once the row expires. Stop now rather than after
+                // `giveUpAfter` (which `lostReason` judges by the time since the last renewal).
                 if let failure = error as? PGError, failure.kind == .connectionLost
                     || [.adminShutdown, .crashShutdown].contains(failure.sqlState) || failure.sqlState?.errorClass == "08"
                 {
@@ -264,10 +262,6 @@ final class RunHolder: Sendable {
                 }
                 if !warned { logger.warning("run hold heartbeat failed; sending pauses until it is renewed", metadata: ["error": "\(error)"]) }
                 warned = true
-                if sinceLastRenewal > Self.giveUpAfter {
-                    lost.withLock { $0 = "could not renew this run's hold for \(Self.giveUpAfter): \(error)" }
-                    return
-                }
             }
             try? await Task.sleep(for: Self.heartbeatInterval)
         }

@@ -234,14 +234,14 @@ struct RunStore: Sendable {
         }
     }
 
-    /// Every message of the run that is not done yet (of one campaign, when given), oldest first.
-    func openItems(run: Int64, campaign: String? = nil) async throws -> [JournalItem] {
+    /// Every message of one campaign of the run that is not done yet, oldest first.
+    func openItems(run: Int64, campaign: String) async throws -> [JournalItem] {
         let rows = try await db.query(
             """
             SELECT message_id, campaign_id, batch_id, recipient_masked, snap_retry_count, base_retry_count,
                    attempts_before, state, intent_at, accepted_at, poll_deadline, last_status
             FROM \(fragment: Self.journal())
-            WHERE run_id = \(run) AND state <> 'done' AND (\(campaign)::text IS NULL OR campaign_id = \(campaign))
+            WHERE run_id = \(run) AND state <> 'done' AND campaign_id = \(campaign)
             ORDER BY row_created_at, row_key
             """)
         return try rows.map { row in
