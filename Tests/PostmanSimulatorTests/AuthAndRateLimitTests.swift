@@ -45,12 +45,23 @@ struct AuthAndRateLimitTests {
             campaigns: [Fixture.campaign("c1", rateLimit: nil), Fixture.campaign("c2", rateLimit: nil)],
             messages: [Fixture.failed("m1"), Fixture.failed("m2", campaign: "c2")])
         try await withSimulator(data, options: options) { server, client in
-            let started = ContinuousClock.now
-            let results = await readConcurrently(client, campaignId: "c1", messageId: "m1", count: 11)
+            // What counts is when the eleven arrived (the ledger), not how long their answers took. A busy
+            // machine (the whole suite in parallel) once spread them over 1.005 s: the burst is sent again,
+            // on a reset simulator, up to three times, until it arrives inside the window.
+            var results: [PostmanAPIError?] = []
+            var span = Double.infinity
+            var started = ContinuousClock.now
+            for attempt in 1...3 where span >= 0.9 {
+                if attempt > 1 {
+                    await server.reset()
+                    try await Task.sleep(for: .milliseconds(1100))
+                }
+                started = ContinuousClock.now
+                results = await readConcurrently(client, campaignId: "c1", messageId: "m1", count: 11)
+                let arrivals = await server.ledger().requests.filter { $0.campaignId == "c1" }.map(\.t)
+                span = (arrivals.max() ?? 0) - (arrivals.min() ?? 0)
+            }
             let other = try await client.getMessage(campaignId: "c2", messageId: "m2", apiKey: Fixture.key("c2"))
-            // What counts is when the eleven arrived (the ledger), not how long their answers took.
-            let arrivals = await server.ledger().requests.filter { $0.campaignId == "c1" }.map(\.t)
-            let span = (arrivals.max() ?? 0) - (arrivals.min() ?? 0)
             try #require(span < 0.9, "the eleven arrived over \(span) s, too slow for a one-second window (\(ContinuousClock.now - started))")
             let limited = results.compactMap { $0 }
             #expect(limited.count == 1)
