@@ -825,6 +825,15 @@ actor CampaignWorker {
             // may already be reverted: a call then would be a retry the journal does not know).
             guard mayStillCall([id]) else {
                 calls.retry -= 1
+                if !stopping, !quietHoursBegan, machines[id]?.need == .retryCall {
+                    // Only the hold's or the lease's guard is late (a slow heartbeat): the intent stands and
+                    // the call waits for the guard at the front of the queue. Released, the message would
+                    // stay open to the end of the run ("messages still open", exit 75).
+                    timeline.cancelRequest()
+                    requestsSent -= 1
+                    callQueue.insert(id, at: 0)
+                    break
+                }
                 notSentAfterAll([id])
                 break
             }
