@@ -94,7 +94,11 @@ import Testing
         #expect(planReference.text == planSecond.text)
         #expect(planReference.selected > 0 && planReference.skipped > 0)
 
-        let resultReference = try await reference.run(reference.settings())
+        // The deadline is generous: both runs must see every outcome the simulator gives, also when a busy
+        // CI machine slows this process (a 4 s deadline once left six rows of one run at `created`).
+        let referenceSettings = reference.settings(pollTimeout: .seconds(10))
+        secondSettings.pollTimeout = .seconds(10)
+        let resultReference = try await reference.run(referenceSettings)
         let resultSecond = try await second.run(secondSettings)
         #expect(resultSecond.exitStatus == .completed)
         #expect(resultReference.summary.counts == resultSecond.summary.counts)
