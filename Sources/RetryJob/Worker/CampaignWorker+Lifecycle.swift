@@ -1,0 +1,101 @@
+import Foundation
+import Logging
+import PostmanAPI
+import RetryCore
+import RetrySettings
+
+/// Feeding each message's lifecycle and acting on what it asks for.
+extension CampaignWorker {
+    /// One event for one message; its outputs become journal writes, stops and batch news.
+    func apply(_ id: String, _ event: MessageLifecycle.Event) {
+        guard var machine = machines[id] else { return }
+        let wasOver = machine.isOver
+        let outputs = machine.handle(event)
+        machines[id] = machine
+        if !wasOver && machine.isOver { openMessages -= 1 }
+        var blocked: [String] = []
+        for output in outputs {
+            switch output {
+            case .accepted(let at, let deadline):
+                accepted.append((id, Date(timeIntervalSince1970: at), Date(timeIntervalSince1970: deadline)))
+                stats.accepted += 1
+            case .resolved(let resolution):
+                record(id, resolution)
+            case .revertIntent:
+                unsent.append(id)
+            case .stopRun(let why):
+                context.stop(.refused(why))
+            case .batchBlocked(let batch):
+                blocked.append(batch)
+            case .unknownStatus(let status):
+                logger.warning("unknown Postman status; treated as in flight", metadata: ["message": "\(id)", "status": "\(status)"])
+                stats.unknownStatuses[id] = status
+            }
+        }
+        // After a stop or once quiet hours began, whatever comes back to "nothing sent" (a 429, a lost
+        // answer that did not land, a look that found it retryable) is left for a later run at once.
+        if (released || quietHoursBegan) && machine.hasSentNothing {
+            apply(id, .release)
+            if quietHoursBegan { deferred.append(id) }
+            return
+        }
+        place(id)
+        for batch in blocked { blockBatch(batch) }
+        // The last member of a batch to be looked at lets the batch's whole-batch check start.
+        if let batch = batchOf[id], case .waiting = batchChecks[batch, default: .waiting], held[batch] != nil {
+            startBatchCheckIfDue(batch)
+        }
+    }
+
+    func blockBatch(_ batch: String) {
+        guard blockedBatches.insert(batch).inserted else { return }
+        for (id, member) in batchOf where member == batch && machines[id]?.hasSentNothing == true {
+            apply(id, .batchBlocked)
+        }
+    }
+
+    /// Files a message under what it needs next.
+    func place(_ id: String) {
+        guard let machine = machines[id] else { return }
+        if machine.hasSentNothing, let batch = batchOf[id], blockedBatches.contains(batch) {
+            apply(id, .batchBlocked)
+            return
+        }
+        switch machine.need {
+        case .view:
+            wantsView.insert(id)
+            viewsChanged = true
+        case .intent:
+            wantsView.remove(id)
+            if holdForBatch(id) { return }
+            intentQueue.append(id)
+        case .retryCall:
+            wantsView.remove(id)
+            if let batch = batchOf[id], case .calling = batchChecks[batch] {
+                // A member of a whole-batch call (again after a 429): the batch goes, not the member.
+                if queuedBatchCalls.insert(batch).inserted { batchCallQueue.append(batch) }
+                return
+            }
+            callQueue.append(id)
+        case .nothing:
+            wantsView.remove(id)
+        }
+    }
+
+    func record(_ id: String, _ resolution: MessageLifecycle.Resolution) {
+        // A conflict is recorded by the intent transaction that found it.
+        if resolution.outcome == .conflict {
+            stats.conflicts += 1
+            return
+        }
+        settled.append(
+            Settlement(
+                messageId: id, outcome: resolution.outcome.rawValue, result: resolution.result?.rawValue,
+                update: resolution.update, lastStatus: resolution.lastStatus, postmanRetries: resolution.postmanRetries,
+                newestError: resolution.newestError, httpStatus: resolution.httpStatus, postmanCode: resolution.postmanCode,
+                postmanMessage: resolution.postmanMessage, unknownStatus: stats.unknownStatuses[id],
+                acceptedAt: resolution.acceptedAt.map { Date(timeIntervalSince1970: $0) }))
+        let key = resolution.outcome.rawValue + (resolution.result.map { "/" + $0.rawValue } ?? "")
+        stats.settled[key, default: 0] += 1
+    }
+}

@@ -1,0 +1,182 @@
+import Foundation
+import Logging
+import PostmanAPI
+import RetryCore
+import RetrySettings
+
+/// Choosing the next request: reads before retries, list sweeps or single reads by cost.
+extension CampaignWorker {
+    /// What to send next: reads first (a lost answer is settled before anything else is sent for it,
+    /// and no message is retried before Postman's state is known), then the next retry of the wave.
+    func nextAction(at t: Double) -> WorkerAction? {
+        // Checked at the start (nothing is read for messages that will not be sent anyway) and before
+        // each retry, not only when a wave is committed: a wave ready when quiet hours begin is not sent.
+        if !quietHoursChecked {
+            quietHoursChecked = true
+            if !stopping, context.settings.inQuietHours { beginQuietHours() }
+        }
+        if !stopping, let batch = batchReadQueue.first, !batchReadInFlight.contains(batch),
+            case .reading(let after, _) = batchChecks[batch]
+        {
+            batchReadQueue.removeFirst()
+            batchReadInFlight.insert(batch)
+            return .batchPage(batch: batch, after: after)
+        }
+        if let read = nextRead() { return read }
+        if stopping || quietHoursBegan { return nil }
+        if let call = nextBatchCall() { return call }
+        if !callQueue.isEmpty, context.settings.inQuietHours {
+            beginQuietHours()
+            return nil
+        }
+        while !callQueue.isEmpty {
+            let id = callQueue.removeFirst()
+            guard machines[id]?.need == .retryCall, !busy.contains(id) else { continue }
+            busy.insert(id)
+            context.crashPoints.reach("before-retry-call")
+            return .retry(id)
+        }
+        return nil
+    }
+
+    /// Chooses between a list sweep and single reads, by which needs fewer calls for the looks due.
+    func nextRead() -> WorkerAction? {
+        if sweepActive, !stopping {
+            guard !sweepPageInFlight else { return nil }
+            sweepPageInFlight = true
+            return .listPage(after: sweepCursor)
+        }
+        let wall = wallNow
+        // Nothing changed and nothing falls due yet: no scan of every message (most of the job's CPU).
+        if !viewsChanged, !stopping, wall < nextViewDue { return nil }
+        viewsChanged = false
+        var singles: [(id: String, due: Double)] = []
+        var pageable: [String] = []
+        /// Awaited outcomes not due yet: a sweep that goes anyway shows them too, at no extra cost.
+        var early: [String] = []
+        var soonest = Double.infinity
+        for id in wantsView where !busy.contains(id) && !sweepWanted.contains(id) {
+            guard let machine = machines[id], case .view(let after, let singleOnly) = machine.need else { continue }
+            // After a stop only the reads that settle a call are sent.
+            if stopping && !Self.settlesACall(machine.phase) { continue }
+            if after > wall {
+                soonest = min(soonest, after)
+                if !singleOnly, case .awaiting = machine.phase { early.append(id) }
+                continue
+            }
+            if singleOnly || stopping || nearDeadline(machine.phase, wall: wall) {
+                singles.append((id, after))
+            } else {
+                pageable.append(id)
+            }
+        }
+        nextViewDue = soonest
+        // A sweep when its pages cost less than one read for each message it would show; then the
+        // messages it will cover wait for it rather than trickle out as single reads.
+        let coverable = pageable.count + early.count
+        if !pageable.isEmpty && coverable >= pagesEstimate && coverable > 1 {
+            guard now - lastSweepEnd >= sweepInterval else {
+                // A sweep is due soon and will cover these; single reads now would cost more. Look again
+                // when it may start (at most a quarter second on: the interval shrinks when retries end).
+                nextViewDue = min(nextViewDue, wall + min(0.25, lastSweepEnd + sweepInterval - now))
+                guard let id = singles.min(by: { $0.due < $1.due })?.id else { return nil }
+                if singles.count > 1 { viewsChanged = true }
+                busy.insert(id)
+                return .read(id)
+            }
+            sweepActive = true
+            sweepPageInFlight = true
+            sweepStartedAt = startCursor
+            sweepCursor = startCursor
+            sweepPages = 0
+            sweepHit = false
+            sweepSkippedPages = 0
+            sweepSkipCursor = startCursor
+            sweepWanted = Set(pageable).union(early)
+            return .listPage(after: startCursor)
+        }
+        let next = singles.min { $0.due < $1.due }?.id ?? pageable.first
+        guard let id = next else { return nil }
+        // More were due than this one read: the next slot scans again.
+        if singles.count + pageable.count > 1 { viewsChanged = true }
+        busy.insert(id)
+        return .read(id)
+    }
+
+    /// An awaited outcome whose poll deadline comes before the next sweep could start: read it singly.
+    func nearDeadline(_ phase: MessageLifecycle.Phase, wall: Double) -> Bool {
+        guard case .awaiting(let a) = phase else { return false }
+        return a.deadline - wall < max(1, lastSweepEnd + sweepInterval - now)
+    }
+
+    /// Time between list sweeps. While retries remain, sweeps take at most about 2.5% of the campaign's
+    /// budget (a slow campaign's slots are its retries' floor); once only outcomes are awaited, they come
+    /// as soon as the first outcomes can be in.
+    var sweepInterval: Double {
+        let firstPoll = context.settings.firstPollDelay.seconds
+        let retriesLeft = intentQueueHead < intentQueue.count || !callQueue.isEmpty || !batchCallQueue.isEmpty
+        guard retriesLeft else { return firstPoll }
+        return max(firstPoll, Double(pagesEstimate) / (0.025 * pacer.currentLimit))
+    }
+
+    /// What a message object shows, for the lifecycle; the batch status is that of the row's batch.
+    func view(of message: PostmanMessage, id: String) -> PostmanView {
+        let batch = batchOf[id]
+        let ref = message.batches.first { $0.id == batch && $0.status != nil } ?? message.batches.first { $0.status != nil }
+        return PostmanView(
+            latestStatus: message.latestStatus, attempts: message.attemptCount, newestError: message.newestErrorCode,
+            batchStatus: ref?.status)
+    }
+
+    func onPage(_ page: PostmanPage) {
+        sweepPageInFlight = false
+        sweepPages += 1
+        let wall = wallNow
+        var ours = 0
+        for message in page.messages {
+            // Any message of this run (wanted by this sweep or not) marks where the run's messages begin.
+            if machines[message.id] != nil { ours += 1 }
+            guard sweepWanted.remove(message.id) != nil else { continue }
+            apply(message.id, .viewed(view(of: message, id: message.id), fromPage: true, at: wall))
+        }
+        if ours == 0 && !sweepHit {
+            // Older history before this run's messages: later sweeps can start after it.
+            sweepSkipCursor = page.endCursor ?? sweepSkipCursor
+            sweepSkippedPages += 1
+        } else if ours > 0 {
+            sweepHit = true
+        }
+        if page.skippedItems > 0 {
+            logger.warning("list page items without id or latestStatus skipped", metadata: ["count": "\(page.skippedItems)"])
+        }
+        sweepCursor = page.endCursor
+        if !page.hasNextPage || sweepWanted.isEmpty || page.endCursor == nil { endSweep() }
+    }
+
+    func endSweep() {
+        sweepActive = false
+        sweepPageInFlight = false
+        lastSweepEnd = now
+        let startedAt = sweepStartedAt
+        if sweepHit {
+            startCursor = sweepSkipCursor
+            // Later sweeps start after the skipped history: their cost is the pages from there on (the whole
+            // walk's count made every poll a single read once a campaign had months of history).
+            pagesEstimate = max(1, sweepPages - sweepSkippedPages)
+        } else {
+            pagesEstimate = max(1, sweepPages)
+        }
+        let missing = sweepWanted
+        sweepWanted = []
+        if startedAt != nil, missing.count > pagesEstimate {
+            // The list's order is not documented: many messages not seen after the remembered cursor means it
+            // does not mark where this run's messages begin. The next sweep starts from the beginning.
+            startCursor = nil
+            logger.debug("list sweep from a remembered cursor missed messages; next sweep from the start", metadata: ["missed": "\(missing.count)"])
+            return
+        }
+        // Those the list did not show are read one by one.
+        let wall = wallNow
+        for id in missing { apply(id, .absentFromList(at: wall)) }
+    }
+}

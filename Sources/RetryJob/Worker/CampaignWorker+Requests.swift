@@ -1,0 +1,234 @@
+import Foundation
+import Logging
+import PostmanAPI
+import RetryCore
+import RetrySettings
+
+/// Sending one request and reading its answer: retries, reads, pages, whole-batch calls.
+extension CampaignWorker {
+    /// Whether a retry call chosen for `ids` may still go out now that its task runs.
+    func mayStillCall(_ ids: [String]) -> Bool {
+        !stopping && !quietHoursBegan && leaseValid() && ids.allSatisfy { machines[$0]?.need == .retryCall }
+    }
+
+    /// A retry call chosen but not sent after all: neither a call nor a request of the campaign's, and its
+    /// messages (unless something released them already) go back, or wait for the next run after quiet
+    /// hours began.
+    func notSentAfterAll(_ ids: [String]) {
+        timeline.cancelRequest()
+        requestsSent -= 1
+        for id in ids where machines[id]?.hasSentNothing == true {
+            apply(id, .release)
+            if quietHoursBegan { deferred.append(id) }
+        }
+    }
+
+    func perform(_ action: WorkerAction) async {
+        let client = context.client
+        switch action {
+        case .retry(let id):
+            // The last look before the call: nothing new goes out after a stop, a lost lease, or once
+            // quiet hours began, nor for a message released while this call waited to start (its intent
+            // may already be reverted: a call then would be a retry the journal does not know).
+            guard mayStillCall([id]) else {
+                calls.retry -= 1
+                if !stopping, !quietHoursBegan, machines[id]?.need == .retryCall {
+                    // Only the hold's or the lease's guard is late (a slow heartbeat): the intent stands and
+                    // the call waits for the guard at the front of the queue. Released, the message would
+                    // stay open to the end of the run ("messages still open", exit 75).
+                    timeline.cancelRequest()
+                    requestsSent -= 1
+                    callQueue.insert(id, at: 0)
+                    break
+                }
+                notSentAfterAll([id])
+                break
+            }
+            apply(id, .callSent)
+            let answer: MessageLifecycle.RetryAnswer
+            do {
+                let result = try await client.retryMessage(campaignId: campaign, messageId: id, apiKey: apiKey)
+                context.crashPoints.reach("after-retry-call")
+                answered()
+                switch result {
+                case .accepted(let message): answer = .accepted(latestStatus: message?.latestStatus)
+                }
+            } catch {
+                answer = retryAnswer(Self.apiError(error))
+            }
+            apply(id, .callAnswered(answer, at: wallNow))
+        case .read(let id):
+            do {
+                let message = try await client.getMessage(campaignId: campaign, messageId: id, apiKey: apiKey)
+                answered()
+                apply(id, .viewed(view(of: message, id: id), fromPage: false, at: wallNow))
+            } catch {
+                let failure = Self.apiError(error)
+                if case .http(404) = failure.kind {
+                    answered()
+                    apply(id, .readNotFound(code: failure.code, at: wallNow))
+                } else if case .badResponse(let status) = failure.kind, noteBadBody(id) {
+                    // The same message object unreadable again and again: named, and ended by its lifecycle
+                    // (never retried blind), not read forever.
+                    logger.warning("Postman's message object cannot be read", metadata: ["message": "\(id)", "error": "\(failure)"])
+                    apply(id, .readRefused(status: status, code: "unreadable_message_object", at: wallNow))
+                } else if !handleTransient(failure), let status = failure.httpStatus {
+                    answered()
+                    logger.warning("unexpected answer to a read", metadata: ["message": "\(id)", "error": "\(failure)"])
+                    apply(id, .readRefused(status: status, code: failure.code, at: wallNow))
+                }
+            }
+        case .batchPage(let batch, let cursor):
+            do {
+                let page = try await client.listBatchMessages(
+                    campaignId: campaign, batchId: batch, limit: 1000, after: cursor, apiKey: apiKey)
+                answered()
+                onBatchPage(batch, page)
+            } catch {
+                let failure = Self.apiError(error)
+                batchReadInFlight.remove(batch)
+                if handleTransient(failure) {
+                    batchReadQueue.append(batch)
+                } else {
+                    if let status = failure.httpStatus, let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code) {
+                        context.stop(.refused(stop))
+                    }
+                    decideSingles(batch, why: "the batch's list answered \(failure)")
+                }
+            }
+        case .retryBatch(let batch, let members):
+            guard mayStillCall(members) else {
+                calls.batchRetry -= 1
+                notSentAfterAll(members)
+                break
+            }
+            for id in members { apply(id, .callSent) }
+            let result: Result<Void, PostmanAPIError>
+            do {
+                try await client.retryBatch(campaignId: campaign, batchId: batch, apiKey: apiKey)
+                context.crashPoints.reach("after-batch-call")
+                result = .success(())
+            } catch {
+                result = .failure(Self.apiError(error))
+            }
+            let answer = batchAnswer(result)
+            if case .rateLimited = answer {} else if case .notSent = answer {} else {
+                batchChecks[batch] = .singles  // whatever its members need now goes by single retries
+                let failure = if case .failure(let error) = result { error } else { nil as PostmanAPIError? }
+                logger.info(
+                    "whole-batch retry", metadata: ["batch": "\(batch)", "members": "\(members.count)",
+                                                   "answer": "\(failure.map { "\($0)" } ?? "201")"])
+                let status = failure?.httpStatus ?? 201
+                let code = failure?.code
+                do { try await store.recordBatchAnswer(campaign: campaign, batch: batch, httpStatus: status, code: code) } catch {
+                    fail(error)
+                }
+            }
+            let at = wallNow
+            for id in members { apply(id, .callAnswered(answer, at: at)) }
+        case .listPage(let cursor):
+            do {
+                let page = try await client.listCampaignMessages(
+                    campaignId: campaign, limit: 1000, after: cursor, apiKey: apiKey)
+                answered()
+                onPage(page)
+            } catch {
+                let failure = Self.apiError(error)
+                sweepPageInFlight = false
+                if !handleTransient(failure) {
+                    if let status = failure.httpStatus, let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code) {
+                        context.stop(.refused(stop))
+                    }
+                    // The list endpoint refused (4xx): those who wanted a look are read singly.
+                    endSweep()
+                }
+            }
+        }
+        inFlight -= 1
+        viewsChanged = true
+        ring()
+        switch action {
+        case .retry(let id), .read(let id): busy.remove(id)
+        case .retryBatch(_, let members): for id in members { busy.remove(id) }
+        case .listPage, .batchPage: break
+        }
+    }
+
+    func noteBadBody(_ id: String) -> Bool {
+        badBodies[id, default: 0] += 1
+        if badBodies[id]! < 2 {
+            noteFailure(PostmanAPIError(kind: .badResponse(status: 200), message: "unreadable message object"))
+            return false
+        }
+        answered()
+        return true
+    }
+
+    /// A failed retry call, as the lifecycle understands it.
+    func retryAnswer(_ error: PostmanAPIError) -> MessageLifecycle.RetryAnswer {
+        switch error.kind {
+        case .http(429):
+            answered()
+            calls.rateLimited += 1
+            timeline.rateLimited()
+            pacer.recordRateLimited(at: now)
+            honourRetryAfter(error)
+            return .rateLimited
+        case .http(let status) where status < 500:
+            answered()
+            return .refused(status: status, code: error.code, message: error.message)
+        default:
+            noteFailure(error)
+            return error.mayHaveReachedServer ? .lost : .notSent
+        }
+    }
+
+    static func apiError(_ error: any Error) -> PostmanAPIError {
+        if let error = error as? PostmanAPIError { return error }
+        return PostmanAPIError(kind: .connection, message: "\(type(of: error))")
+    }
+
+    /// The pacer anchors the request at its response head when there was one (Postman had it by then),
+    /// else now (the failure was noticed now; the pacer caps it at send + 1 s anyway).
+    func answered(ticket: Int, headArrivedAt: ContinuousClock.Instant?) {
+        pacer.recordAnswer(ticket: ticket, at: headArrivedAt.map { ($0 - origin).seconds } ?? now)
+    }
+
+    func answered() {
+        lastAnswer = now
+        consecutiveFailures = 0
+    }
+
+    /// 429 / 5xx / timeout / dropped connection / bad body: back off; the look is simply taken again
+    /// later. Returns false for a 4xx (the caller hands it to the lifecycle).
+    func handleTransient(_ error: PostmanAPIError) -> Bool {
+        switch error.kind {
+        case .http(429):
+            answered()
+            calls.rateLimited += 1
+            timeline.rateLimited()
+            pacer.recordRateLimited(at: now)
+            honourRetryAfter(error)
+            return true
+        case .http(let status) where status < 500:
+            return false
+        default:
+            noteFailure(error)
+            return true
+        }
+    }
+
+    func honourRetryAfter(_ error: PostmanAPIError) {
+        if let wait = error.retryAfter { backoffUntil = max(backoffUntil, now + wait.seconds) }
+    }
+
+    func noteFailure(_ error: PostmanAPIError) {
+        consecutiveFailures += 1
+        stats.transientErrors += 1
+        backoffUntil = max(backoffUntil, now + backoff.delay(attempt: consecutiveFailures, unit: Double.random(in: 0..<1, using: &rng)))
+        logger.debug("transient Postman error; backing off", metadata: ["error": "\(error)"])
+        if now - lastAnswer > context.settings.unreachableAfter.seconds {
+            context.stop(.unreachable("no answer for \(Int(now - lastAnswer)) s; last error: \(error)"))
+        }
+    }
+}

@@ -1,0 +1,394 @@
+import Foundation
+import Logging
+import PostmanAPI
+import RetryCore
+import RetrySettings
+import Synchronization
+
+/// The requests a worker can send; each costs one unit of the campaign's rate budget.
+enum WorkerAction: Sendable {
+    case retry(String)
+    /// A single read of one message (what its lifecycle needs to see).
+    case read(String)
+    /// A page of the campaign's list, for every message whose lifecycle wants a look.
+    case listPage(after: String?)
+    /// A page of one batch's list: every member, for the whole-batch decision.
+    case batchPage(batch: String, after: String?)
+    /// One whole-batch retry for these members (all with a durable intent).
+    case retryBatch(batch: String, members: [String])
+}
+
+/// Works one campaign: scheduling and I/O only. The life of each message (what Postman's answers
+/// mean, CONTRACT.md section 4) is its `MessageLifecycle`; the worker feeds it what Postman and the
+/// journal said, sends what it asks for through one pacer (so the campaign never sees more than its
+/// limit in any second, whatever the mix of retries and reads), and makes its outputs durable.
+///
+/// Reads are chosen by cost: list pages (1,000 messages a call) when enough messages want a look,
+/// else single reads. Before any retry every selected message is looked at, so what Postman already
+/// shows final, exhausted, unknown or blocked costs no retry call, and each intent carries Postman's
+/// own attempt count.
+actor CampaignWorker {
+    let campaign: String
+    let apiKey: String
+    let context: RunContext
+    var pacer: SlidingWindowPacer
+    let clock = ContinuousClock()
+    let origin: ContinuousClock.Instant
+    let maxInFlight: Int
+    var rng = SystemRandomNumberGenerator()
+
+    /// Every message of the campaign in this run, by id; `order` is the journal's (oldest first).
+    var machines: [String: MessageLifecycle] = [:]
+    var batchOf: [String: String] = [:]
+    var openMessages = 0
+    /// Indexes over the machines' needs, kept by `place` (entries are checked again when taken).
+    var wantsView: Set<String> = []
+    var intentQueue: [String] = []
+    var intentQueueHead = 0
+    var callQueue: [String] = []
+    var inFlight = 0
+    var busy: Set<String> = []
+
+    var settled: [Settlement] = []
+    var accepted: [(id: String, at: Date, deadline: Date)] = []
+    var calls = APICallCounts()
+    /// Requests per whole second for the report's rate chart; rides along with `calls` at each flush.
+    var timeline: RequestTimeline
+    var lastFlush: Double = 0
+    var flushing = false
+    var refilling = false
+    var lastTick: Double = 0
+    /// When the next wanted look falls due (from the latest scan).
+    var nextViewDue = 0.0
+
+    var backoffUntil: Double = 0
+    var consecutiveFailures = 0
+    var lastAnswer: Double = 0
+    let backoff = Backoff()
+
+    /// List sweeps: one page at a time; `startCursor` skips the campaign's older history once a sweep
+    /// found where this run's messages begin (the list's order is not documented, so a message not
+    /// seen from there is read singly, never assumed absent).
+    var sweepCursor: String?
+    var sweepActive = false
+    var sweepPageInFlight = false
+    var sweepWanted: Set<String> = []
+    var sweepPages = 0
+    var sweepHit = false
+    var sweepSkipCursor: String?
+    var startCursor: String?
+    /// The cursor the current sweep started from (nil: the list's beginning).
+    var sweepStartedAt: String?
+    /// Pages of the current sweep before the first one holding any of the run's messages.
+    var sweepSkippedPages = 0
+    var lastSweepEnd: Double = -1_000_000
+    var pagesEstimate: Int
+
+    var stats = WorkerStats()
+    var requestsSent = 0
+
+    /// Quiet hours began during this run: no more retries; what was not sent is left for the next run.
+    var quietHoursBegan = false
+    var quietHoursChecked = false
+    var deferred: [String] = []
+    var unsent: [String] = []
+    var released = false
+
+    /// A snapshot for the progress display.
+    func progress() -> CampaignProgress {
+        var awaiting = 0
+        for id in wantsView { if case .awaiting = machines[id]?.phase { awaiting += 1 } }
+        return CampaignProgress(
+            campaign: campaign, retried: stats.accepted, settled: stats.settled.values.reduce(0, +),
+            awaitingOutcome: awaiting, toSend: max(0, openMessages - awaiting), requestsSent: requestsSent,
+            allowedRate: pacer.currentLimit)
+    }
+
+    /// No request before this instant (the run's `notBefore`, or one second after a worker took the
+    /// campaign's lease, so the previous holder's requests have left every 1-second window).
+    let notBefore: ContinuousClock.Instant
+    /// `run --worker`: false once this worker's lease on the campaign may have expired; nothing is sent then.
+    let leaseValid: @Sendable () -> Bool
+
+    /// The journal; fenced by the campaign's lease in `run --worker`.
+    let store: RunStore
+    /// A plain run's workers share one journal write per flush (nil with a lease fence: each campaign's
+    /// writes are checked against its own lease).
+    let batcher: JournalBatcher?
+
+    init(
+        campaign: String, apiKey: String, context: RunContext, items: [JournalItem], messagesInTable: Int,
+        notBefore: ContinuousClock.Instant? = nil, leaseValid: @escaping @Sendable () -> Bool = { true },
+        fence: LeaseFence? = nil
+    ) {
+        var store = context.store
+        store.fence = fence
+        self.store = store
+        batcher = fence == nil ? JournalBatcher.shared(for: context) : nil
+        self.notBefore = notBefore ?? context.notBefore
+        self.leaseValid = leaseValid
+        self.campaign = campaign
+        self.apiKey = apiKey
+        self.context = context
+        let limit = context.settings.rateLimit(for: campaign)
+        // An unanswered request cannot arrive after the client gave up on it (the request timeout).
+        pacer = SlidingWindowPacer(limit: limit, inFlightCap: context.settings.requestTimeout.seconds + 1)
+        timeline = RequestTimeline(campaign: campaign, rateLimit: limit)
+        maxInFlight = max(2, limit)
+        origin = ContinuousClock.now
+        pagesEstimate = max(1, (messagesInTable + 999) / 1000)
+        let settings = context.settings
+        let policy = MessageLifecycle.Policy(
+            pollTimeout: settings.pollTimeout.seconds, firstPollDelay: settings.firstPollDelay.seconds,
+            maxPollInterval: settings.maxPollInterval.seconds, callTimeout: settings.requestTimeout.seconds)
+        let wall = Date().timeIntervalSince1970
+        var members: [String: [String]] = [:]
+        for item in items {
+            let row = MessageLifecycle.Row(
+                retryCount: item.snapRetryCount, baseRetryCount: item.baseRetryCount, batchId: item.batchId,
+                recipient: item.recipientMasked)
+            let durable: MessageLifecycle.Durable
+            switch item.state {
+            case "selected": durable = .selected
+            case "intent": durable = .intent(witness: item.attemptsBefore, intentAt: item.intentAt?.timeIntervalSince1970)
+            case "accepted":
+                durable = .accepted(
+                    acceptedAt: (item.acceptedAt ?? Date()).timeIntervalSince1970,
+                    deadline: (item.pollDeadline ?? Date()).timeIntervalSince1970, lastStatus: item.lastStatus,
+                    witness: item.attemptsBefore)
+            default: continue
+            }
+            machines[item.messageId] = MessageLifecycle(restoring: durable, row: row, policy: policy, at: wall)
+            if let batch = item.batchId {
+                batchOf[item.messageId] = batch
+                members[batch, default: []].append(item.messageId)
+            }
+            openMessages += 1
+            initialOrder.append(item.messageId)
+        }
+        batchRunMembers = members.filter { $0.value.count >= WholeBatch.minimumMembers }
+    }
+
+    /// The journal's order (oldest first), in which the lifecycles are first filed.
+    var initialOrder: [String] = []
+
+    var now: Double { (clock.now - origin).seconds }
+    var wallNow: Double { Date().timeIntervalSince1970 }
+    var stopping: Bool { context.stopReason != nil }
+    var logger: Logger {
+        var logger = context.logger
+        logger[metadataKey: "campaign"] = "\(campaign)"
+        return logger
+    }
+
+    // MARK: - Feeding the lifecycles
+
+    /// Batches known not to be retryable: no call for any of their members that has not been sent.
+    var blockedBatches: Set<String> = []
+
+    /// Where a batch stands in the whole-batch decision (only batches with enough members in the run).
+    enum BatchCheck {
+        /// Members are being looked at; their batch is read once none is still unread.
+        case waiting
+        case reading(after: String?, members: [WholeBatch.Member])
+        case committing
+        /// Intents committed with the batch call's row: one call goes for all.
+        case calling
+        /// Singles from here on (decided so, or the batch call was made).
+        case singles
+    }
+    var batchChecks: [String: BatchCheck] = [:]
+    /// Members that are ready, held back until their batch is decided.
+    var held: [String: Set<String>] = [:]
+    var batchReadQueue: [String] = []
+    var batchReadInFlight: Set<String> = []
+    var batchCallQueue: [String] = []
+    var queuedBatchCalls: Set<String> = []
+    /// Batches called whole in any run (never again), read at the start.
+    var calledBatches: Set<String> = []
+    var committingBatch = false
+
+    /// Run members per batch, for batches that could go whole.
+    let batchRunMembers: [String: [String]]
+
+    var pendingBatchCommits: [String] = []
+
+    func run() async {
+        if context.settings.wholeBatchRetries, !batchRunMembers.isEmpty {
+            do { calledBatches = try await store.calledBatches(campaign: campaign) } catch { fail(error) }
+        }
+        for id in initialOrder { place(id) }
+        initialOrder = []
+        let notBefore = (self.notBefore - origin).seconds
+        lastAnswer = now
+        // Reads that settle lost answers may start this long after a signal: with the request timeout (5 s)
+        // and the final flush, the process still exits before the signal backstop (8 s) and the contract's 10 s.
+        let stopGrace = 2.0
+        var stopSeenAt: Double?
+        await withDiscardingTaskGroup { group in
+            while true {
+                let t = now
+                if t - lastTick >= 0.25 { tick() }
+                // Journal writes and the next wave's intents go to the database from child tasks: a slot
+                // of the budget not used when it opens is lost for good, so the sending loop never waits
+                // on PostgreSQL. One flush and one refill at a time keep the journal's order.
+                if !flushing, t - lastFlush >= 0.5 || settled.count >= 200 {
+                    flushing = true
+                    group.addTask { await self.flush() }
+                }
+                if !refilling, !stopping, !quietHoursBegan, callQueue.count < max(1, waveSize / 2),
+                    intentQueueHead < intentQueue.count
+                {
+                    refilling = true
+                    group.addTask { await self.refillWave() }
+                }
+                if !committingBatch, !pendingBatchCommits.isEmpty {
+                    committingBatch = true
+                    let batch = pendingBatchCommits.removeFirst()
+                    group.addTask { await self.commitBatch(batch) }
+                }
+                if stopping {
+                    if !released { releaseUnsent() }
+                    stopSeenAt = stopSeenAt ?? t
+                    // Settle unknown retries for a while after a signal; then leave them to the next run.
+                    let giveUp = t - stopSeenAt! > stopGrace || context.stopReason != .signal
+                    if inFlight == 0 && !refilling && (giveUp || !hasUnsettled) { break }
+                    if giveUp {
+                        try? await Task.sleep(for: .milliseconds(20))
+                        continue
+                    }
+                } else if isFinished {
+                    break
+                }
+                if inFlight >= maxInFlight {
+                    // An answer rings the loop awake.
+                    await nap(until: t + Self.longestNap)
+                    continue
+                }
+                if !leaseValid() {
+                    // The heartbeat is late: wait for it rather than risk sending next to a new holder.
+                    try? await Task.sleep(for: .milliseconds(20))
+                    continue
+                }
+                let slot = max(pacer.earliestSend(now: t), backoffUntil, notBefore)
+                if slot > t {
+                    // Until the slot opens (an answer may open it sooner: it rings).
+                    await nap(until: min(slot, t + Self.longestNap))
+                    continue
+                }
+                guard let action = nextAction(at: t) else {
+                    // Nothing to send. An answer, a committed wave or a batch intent rings the loop awake;
+                    // else it sleeps until the next look falls due, or the next tick or flush.
+                    let due = min(
+                        t + max(0.002, nextViewDue - wallNow), lastTick + 0.25, lastFlush + 0.5, t + Self.longestNap)
+                    await nap(until: max(t + 0.002, due))
+                    continue
+                }
+                let ticket = pacer.recordSend(at: now)
+                requestsSent += 1
+                inFlight += 1
+                switch action {
+                case .retry: calls.retry += 1
+                case .retryBatch: calls.batchRetry += 1
+                case .read, .listPage, .batchPage: calls.poll += 1
+                }
+                timeline.request()
+                group.addTask {
+                    let timing = ResponseTiming()
+                    await ResponseTiming.$current.withValue(timing) { await self.perform(action) }
+                    await self.answered(ticket: ticket, headArrivedAt: timing.headArrivedAt)
+                }
+            }
+        }
+        await finish()
+    }
+
+    // MARK: - Sleeping without polling
+
+    /// The longest the loop sleeps without being rung: how soon it sees a stop or a lease that lapsed
+    /// (nothing is sent then anyway: every send checks both first).
+    static let longestNap = 0.25
+    /// The loop's sleep, ended early by `ring()`. One timer at a time is armed (a later nap reuses one
+    /// that fires no later than it wants): a hundred workers that each polled every few milliseconds
+    /// spent most of the job's CPU on libdispatch's timers (docs/benchmarks.md, issue 17).
+    var waiting: CheckedContinuation<Void, Never>?
+    /// When the armed timer fires (nil: none armed).
+    var armedAt: Double?
+
+    func nap(until deadline: Double) async {
+        let start = now
+        guard deadline > start else { return }
+        if armedAt.map({ $0 > deadline || $0 <= start }) ?? true {
+            armedAt = deadline
+            let delay = deadline - start
+            Task { [weak self] in
+                try? await Task.sleep(for: .seconds(delay))
+                await self?.timerFired(deadline)
+            }
+        }
+        await withCheckedContinuation { continuation in waiting = continuation }
+    }
+
+    func timerFired(_ deadline: Double) {
+        if armedAt == deadline { armedAt = nil }
+        ring()
+    }
+
+    /// Something the loop waits for happened: it looks again now.
+    func ring() {
+        guard let continuation = waiting else { return }
+        waiting = nil
+        continuation.resume()
+    }
+
+    var isFinished: Bool { inFlight == 0 && !refilling && !committingBatch && openMessages == 0 }
+
+    /// A retry whose answer is unknown, or refused and not yet read back, is still open (only reads may
+    /// settle it after a stop).
+    var hasUnsettled: Bool { wantsView.contains { Self.settlesACall(machines[$0]?.phase) } }
+
+    static func settlesACall(_ phase: MessageLifecycle.Phase?) -> Bool {
+        switch phase {
+        case .unsettled?, .reconciling?: return true
+        default: return false
+        }
+    }
+
+    func tick() {
+        lastTick = now
+        let wall = wallNow
+        for id in Array(wantsView) where !busy.contains(id) {
+            if case .awaiting = machines[id]?.phase { apply(id, .tick(at: wall)) }
+        }
+    }
+
+    /// A look was wanted, or a read ended, since the last scan: the next scan may find something new.
+    var viewsChanged = true
+
+    /// Bad bodies per message: one may be a cut connection; from the second on it is the message itself.
+    var badBodies: [String: Int] = [:]
+
+}
+
+/// What a worker did, for progress lines and the run summary.
+struct WorkerStats: Sendable {
+    var accepted = 0
+    var conflicts = 0
+    var writeConflicts = 0
+    var transientErrors = 0
+    var pendingAtStop = 0
+    var deferred = 0
+    var settled: [String: Int] = [:]
+    var unknownStatuses: [String: String] = [:]
+}
+
+/// Where one campaign stands, for progress lines and the terminal display.
+public struct CampaignProgress: Sendable {
+    public var campaign: String
+    public var retried: Int
+    public var settled: Int
+    public var awaitingOutcome: Int
+    public var toSend: Int
+    public var requestsSent: Int
+    public var allowedRate: Double
+}
