@@ -14,6 +14,9 @@ public struct RunResult: Sendable {
     public var exitStatus: ExitStatus
     public var message: String?
     public var summary: RunSummary
+    /// The most messages one campaign worker held in memory at once: about one and a half journal chunks
+    /// however many rows were selected.
+    public var peakLifecyclesPerCampaign = 0
 }
 
 /// `postman-retry run`: takes the run lock, resumes or starts a run, selects, works every campaign

@@ -60,6 +60,11 @@ final class RunContext: Sendable {
     private let signalled: @Sendable () -> Bool
     /// This process's hold on the run: consulted like the signal, so a lost hold stops the run at once.
     let holder: RunHolder?
+    /// The most message lifecycles one campaign worker held in memory at once (streaming, issue 17).
+    private let lifecyclePeak = Mutex(0)
+
+    func noteLifecycles(_ count: Int) { lifecyclePeak.withLock { $0 = max($0, count) } }
+    var peakLifecycles: Int { lifecyclePeak.withLock { $0 } }
 
     init(
         store: RunStore, client: PostmanClient, settings: RunSettings, run: RunRecord, logger: Logger,

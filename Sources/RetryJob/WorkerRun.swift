@@ -194,7 +194,9 @@ public struct RetryWorker: Sendable {
         // A process whose hold was taken away leaves the run's record to the run that took it.
         if let stop, !Self.holdWasLost(stop) { try? await leases.markInterruptedIfLast(error: stop.message) }
         let status = stop == nil ? "completed" : worker.exclusive ? "interrupted" : "running"
-        return try await job.result(of: run, status: status, stop: stop, db: db, logger: log)
+        var result = try await job.result(of: run, status: status, stop: stop, db: db, logger: log)
+        result.peakLifecyclesPerCampaign = context.peakLifecycles
+        return result
     }
 
     private static func holdWasLost(_ stop: StopReason) -> Bool {
@@ -230,8 +232,9 @@ public struct RetryWorker: Sendable {
         let campaign = held.campaign
         defer { state.finish(held) }
         do {
-            let items = try await context.store.openItems(run: context.run.id, campaign: campaign)
-            if !items.isEmpty {
+            let chunkSize = max(1, context.settings.journalChunk)
+            let first = try await context.store.firstItems(run: context.run.id, campaign: campaign, limit: chunkSize)
+            if !first.items.isEmpty {
                 guard let key else {
                     // Checked for every campaign before any lease was taken; a campaign that appeared since
                     // stops this worker rather than spin on a lease it cannot work.
@@ -240,8 +243,8 @@ public struct RetryWorker: Sendable {
                 }
                 let counts = try await context.store.messageCounts(campaigns: [campaign])
                 let campaignWorker = CampaignWorker(
-                    campaign: campaign, apiKey: key, context: context, items: items,
-                    messagesInTable: counts[campaign] ?? items.count,
+                    campaign: campaign, apiKey: key, context: context, first: first, chunkSize: chunkSize,
+                    messagesInTable: counts[campaign] ?? first.items.count,
                     notBefore: max(.now + .seconds(1), context.holder?.firstSendAllowed ?? .now), leaseValid: { (context.holder?.mayStillSend() ?? true) && state.mayStillSend(held) },
                     // Alone on the run, the hold's fence (in every journal write) is enough: nobody can take a
                     // campaign lease without first taking the hold. Without a lease fence the plain run's

@@ -44,6 +44,9 @@ public struct RunSettings: Sendable {
     public var maxPollInterval: Duration
     /// Intents committed per wave, as a multiple of the campaign's rate (one second of calls by default).
     public var waveSeconds: Double
+    /// Selected messages a campaign worker reads from the journal at a time (it holds up to about one and a
+    /// half chunks of lifecycles; a whole-batch retry covers the members of one chunk).
+    public var journalChunk: Int = SettingDefaults.journalChunk
     /// Give up on Postman (exit 69) after this long without a successful answer from it.
     public var unreachableAfter: Duration
     /// Messages retried but not final are polled by later runs until this long after the retry.

@@ -22,6 +22,9 @@ public enum SettingDefaults {
     public static let maxPollInterval: Duration = .seconds(30)
     /// Intents committed per wave, as a multiple of the campaign's rate (one second of calls).
     public static let waveSeconds: Double = 1
+    /// Selected messages a campaign worker reads from the journal at a time: large enough for an incident's
+    /// batch of thousands to go whole, small enough that a million-row run stays near a small run's memory.
+    public static let journalChunk = 10_000
     /// Give up on Postman (exit 69) after this long without a successful answer from it.
     public static let unreachableAfter: Duration = .seconds(120)
     /// Messages retried but not final are polled by later runs until this long after the retry (48 hours).

@@ -98,4 +98,58 @@ extension CampaignWorker {
         let key = resolution.outcome.rawValue + (resolution.result.map { "/" + $0.rawValue } ?? "")
         stats.settled[key, default: 0] += 1
     }
+
+    /// Reads the campaign's next chunk of selected messages into memory, after forgetting the finished
+    /// ones; once quiet hours began, the rest waits for the next run without being read.
+    func loadNextChunk() async {
+        defer {
+            loadingChunk = false
+            ring()
+        }
+        guard let cursor = nextChunk, !stopping else { return }
+        do {
+            if quietHoursBegan {
+                deferredUnread += try await store.deferSelected(run: context.run.id, campaign: campaign, after: cursor)
+                nextChunk = nil
+                notYetLoaded = 0
+                return
+            }
+            let chunk = try await store.nextItems(run: context.run.id, campaign: campaign, after: cursor, limit: chunkSize)
+            // A stop while the chunk was on its way: its messages stay selected for the next run.
+            guard !stopping else { return }
+            forgetFinished()
+            nextChunk = chunk.next
+            notYetLoaded = max(0, notYetLoaded - chunk.items.count)
+            let wall = wallNow
+            for item in chunk.items where machines[item.messageId] == nil {
+                guard let machine = Self.lifecycle(of: item, policy: policy, at: wall) else { continue }
+                machines[item.messageId] = machine
+                if let batch = item.batchId { batchOf[item.messageId] = batch }
+                openMessages += 1
+                if quietHoursBegan {
+                    // Quiet hours began while the chunk was read: not sent, left for the next run.
+                    apply(item.messageId, .release)
+                    deferred.append(item.messageId)
+                } else {
+                    place(item.messageId)
+                }
+            }
+            context.noteLifecycles(machines.count)
+            logger.debug(
+                "next chunk of the journal read", metadata: ["messages": "\(chunk.items.count)", "in_memory": "\(machines.count)"])
+        } catch {
+            fail(error)
+        }
+    }
+
+    /// Lifecycles that have ended (their settlements are already queued for the journal) leave memory,
+    /// except members of a batch that may still go whole, whose decision reads them.
+    func forgetFinished() {
+        for (id, machine) in machines where machine.isOver && !busy.contains(id) {
+            if let batch = batchOf[id], batchRunMembers[batch] != nil { continue }
+            machines[id] = nil
+            batchOf[id] = nil
+            badBodies[id] = nil
+        }
+    }
 }

@@ -88,6 +88,7 @@ extension CampaignWorker {
                 fail(error)
             }
         }
+        stats.deferred += deferredUnread
         var awaiting = 0
         for id in wantsView { if case .awaiting = machines[id]?.phase { awaiting += 1 } }
         stats.pendingAtStop = awaiting

@@ -100,7 +100,7 @@ actor CampaignWorker {
         for id in wantsView { if case .awaiting = machines[id]?.phase { awaiting += 1 } }
         return CampaignProgress(
             campaign: campaign, retried: stats.accepted, settled: stats.settled.values.reduce(0, +),
-            awaitingOutcome: awaiting, toSend: max(0, openMessages - awaiting), requestsSent: requestsSent,
+            awaitingOutcome: awaiting, toSend: max(0, openMessages - awaiting) + notYetLoaded, requestsSent: requestsSent,
             allowedRate: pacer.currentLimit)
     }
 
@@ -117,7 +117,8 @@ actor CampaignWorker {
     let batcher: JournalBatcher?
 
     init(
-        campaign: String, apiKey: String, context: RunContext, items: [JournalItem], messagesInTable: Int,
+        campaign: String, apiKey: String, context: RunContext, first: RunStore.ItemChunk, chunkSize: Int,
+        messagesInTable: Int,
         notBefore: ContinuousClock.Instant? = nil, leaseValid: @escaping @Sendable () -> Bool = { true },
         fence: LeaseFence? = nil
     ) {
@@ -141,24 +142,15 @@ actor CampaignWorker {
         let policy = MessageLifecycle.Policy(
             pollTimeout: settings.pollTimeout.seconds, firstPollDelay: settings.firstPollDelay.seconds,
             maxPollInterval: settings.maxPollInterval.seconds, callTimeout: settings.requestTimeout.seconds)
+        self.policy = policy
+        self.chunkSize = chunkSize
+        nextChunk = first.next
+        notYetLoaded = first.remaining ?? 0
         let wall = Date().timeIntervalSince1970
         var members: [String: [String]] = [:]
-        for item in items {
-            let row = MessageLifecycle.Row(
-                retryCount: item.snapRetryCount, baseRetryCount: item.baseRetryCount, batchId: item.batchId,
-                recipient: item.recipientMasked)
-            let durable: MessageLifecycle.Durable
-            switch item.state {
-            case "selected": durable = .selected
-            case "intent": durable = .intent(witness: item.attemptsBefore, intentAt: item.intentAt?.timeIntervalSince1970)
-            case "accepted":
-                durable = .accepted(
-                    acceptedAt: (item.acceptedAt ?? Date()).timeIntervalSince1970,
-                    deadline: (item.pollDeadline ?? Date()).timeIntervalSince1970, lastStatus: item.lastStatus,
-                    witness: item.attemptsBefore)
-            default: continue
-            }
-            machines[item.messageId] = MessageLifecycle(restoring: durable, row: row, policy: policy, at: wall)
+        for item in first.items {
+            guard let machine = Self.lifecycle(of: item, policy: policy, at: wall) else { continue }
+            machines[item.messageId] = machine
             if let batch = item.batchId {
                 batchOf[item.messageId] = batch
                 members[batch, default: []].append(item.messageId)
@@ -171,6 +163,38 @@ actor CampaignWorker {
 
     /// The journal's order (oldest first), in which the lifecycles are first filed.
     var initialOrder: [String] = []
+
+    /// A campaign's selected messages come from the journal a chunk at a time, the next one once fewer
+    /// than half a chunk are still open (issue 17: a million-row run holds two chunks of lifecycles, not a
+    /// million). Entries past `selected` (intents, accepted retries, carried-over messages) all come first.
+    let chunkSize: Int
+    /// Where the next chunk starts (nil: every open message of the campaign is in memory).
+    var nextChunk: RunStore.ItemCursor?
+    var loadingChunk = false
+    /// Selected messages still only in the journal (for the progress display).
+    var notYetLoaded: Int
+    /// Selected messages left for the next run by quiet hours without being read into memory.
+    var deferredUnread = 0
+    let policy: MessageLifecycle.Policy
+
+    /// The lifecycle that continues a journal entry where it stands (nil: nothing left to do for it).
+    static func lifecycle(of item: JournalItem, policy: MessageLifecycle.Policy, at wall: Double) -> MessageLifecycle? {
+        let row = MessageLifecycle.Row(
+            retryCount: item.snapRetryCount, baseRetryCount: item.baseRetryCount, batchId: item.batchId,
+            recipient: item.recipientMasked)
+        let durable: MessageLifecycle.Durable
+        switch item.state {
+        case "selected": durable = .selected
+        case "intent": durable = .intent(witness: item.attemptsBefore, intentAt: item.intentAt?.timeIntervalSince1970)
+        case "accepted":
+            durable = .accepted(
+                acceptedAt: (item.acceptedAt ?? Date()).timeIntervalSince1970,
+                deadline: (item.pollDeadline ?? Date()).timeIntervalSince1970, lastStatus: item.lastStatus,
+                witness: item.attemptsBefore)
+        default: return nil
+        }
+        return MessageLifecycle(restoring: durable, row: row, policy: policy, at: wall)
+    }
 
     var now: Double { (clock.now - origin).seconds }
     var wallNow: Double { Date().timeIntervalSince1970 }
@@ -219,6 +243,7 @@ actor CampaignWorker {
         }
         for id in initialOrder { place(id) }
         initialOrder = []
+        context.noteLifecycles(machines.count)
         let notBefore = (self.notBefore - origin).seconds
         lastAnswer = now
         // Reads that settle lost answers may start this long after a signal: with the request timeout (5 s)
@@ -241,6 +266,10 @@ actor CampaignWorker {
                 {
                     refilling = true
                     group.addTask { await self.refillWave() }
+                }
+                if !loadingChunk, nextChunk != nil, !stopping, quietHoursBegan || openMessages < max(1, chunkSize / 2) {
+                    loadingChunk = true
+                    group.addTask { await self.loadNextChunk() }
                 }
                 if !committingBatch, !pendingBatchCommits.isEmpty {
                     committingBatch = true
@@ -341,7 +370,9 @@ actor CampaignWorker {
         continuation.resume()
     }
 
-    var isFinished: Bool { inFlight == 0 && !refilling && !committingBatch && openMessages == 0 }
+    var isFinished: Bool {
+        inFlight == 0 && !refilling && !committingBatch && !loadingChunk && openMessages == 0 && nextChunk == nil
+    }
 
     /// A retry whose answer is unknown, or refused and not yet read back, is still open (only reads may
     /// settle it after a stop).
