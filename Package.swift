@@ -174,7 +174,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Sample agency rows plus matching simulator data, for tests, the demo and the benchmarks.
-        .target(name: "SampleData", dependencies: ["PostmanSimulator"], swiftSettings: swiftSettings),
+        .target(name: "SampleData", dependencies: ["PostmanSimulator", "CivilTime"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "postman-demo-data",
             dependencies: ["SampleData", "PostmanSimulator", .product(name: "ArgumentParser", package: "swift-argument-parser")],

@@ -196,6 +196,7 @@ public struct RetryWorker: Sendable {
         let status = stop == nil ? "completed" : worker.exclusive ? "interrupted" : "running"
         var result = try await job.result(of: run, status: status, stop: stop, db: db, logger: log)
         result.peakLifecyclesPerCampaign = context.peakLifecycles
+        log.info("most messages one campaign held in memory", metadata: ["messages": "\(context.peakLifecycles)"])
         return result
     }
 

@@ -28,10 +28,15 @@ struct DemoData: ParsableCommand {
             staleShare: staleShare, history: history)
         var csv = SampleData.copyColumns.joined(separator: ",") + "\n"
         for row in data.rows {
-            csv += row.copyFields.map { field in
-                guard let field else { return "" }
-                return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-            }.joined(separator: ",") + "\n"
+            var first = true
+            for field in row.copyFields {
+                if !first { csv += "," }
+                first = false
+                guard let field else { continue }
+                // Foundation's replacingOccurrences goes through ICU: most of a million rows' time.
+                csv += "\"" + (field.contains("\"") ? field.split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\"\"") : field) + "\""
+            }
+            csv += "\n"
         }
         try csv.write(toFile: rows, atomically: true, encoding: .utf8)
         try data.simulator.encoded(pretty: false).write(to: URL(fileURLWithPath: simulatorData))
