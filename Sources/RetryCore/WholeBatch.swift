@@ -25,6 +25,12 @@ public enum WholeBatch {
     /// batch's pages (a page and a call cost two requests; two single retries cost the same).
     public static let minimumMembers = 3
 
+    /// Whether Postman's batch retry would retry this member: in `failure`, with retries left.
+    public static func wouldRetry(_ view: PostmanView) -> Bool {
+        guard view.latestStatus == "failure", let attempts = view.attempts else { return false }
+        return attempts - 1 < SelectionRules.retryLimit
+    }
+
     /// `members`: every member Postman lists for the batch (all its pages); `ready`: the members this run
     /// selected whose lifecycle found them retryable and waits for an intent; `everCalled`: a whole-batch
     /// call for this batch is in the journal (any run): never a second one.
@@ -35,8 +41,8 @@ public enum WholeBatch {
             let view = member.view
             if view.latestStatus == "created" { return .singles("a member is still created (Postman refuses the call)") }
             guard view.latestStatus == "failure" else { continue }
-            guard let attempts = view.attempts else { return .singles("a member's attempt history is not shown") }
-            if attempts - 1 < SelectionRules.retryLimit { wouldRetry.insert(member.id) }
+            guard view.attempts != nil else { return .singles("a member's attempt history is not shown") }
+            if Self.wouldRetry(view) { wouldRetry.insert(member.id) }
         }
         if let status = members.lazy.compactMap(\.view.batchStatus).first,
             !MessageLifecycle.retryableBatchStatuses.contains(status)

@@ -143,10 +143,12 @@ extension CampaignWorker {
     }
 
     /// Lifecycles that have ended (their settlements are already queued for the journal) leave memory,
-    /// except members of a batch that may still go whole, whose decision reads them.
+    /// except members of a batch whose whole-batch decision is still to come or under way.
     func forgetFinished() {
         for (id, machine) in machines where machine.isOver && !busy.contains(id) {
-            if let batch = batchOf[id], batchRunMembers[batch] != nil { continue }
+            if let batch = batchOf[id], batchRunMembers[batch] != nil {
+                if case .singles = batchChecks[batch, default: .waiting] {} else { continue }
+            }
             machines[id] = nil
             batchOf[id] = nil
             badBodies[id] = nil

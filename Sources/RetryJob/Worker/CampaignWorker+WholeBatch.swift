@@ -52,6 +52,15 @@ extension CampaignWorker {
             decideSingles(batch, why: "the batch's list had unreadable items")
             return
         }
+        // Postman would already retry more members than this worker holds of the batch: the call cannot be
+        // right, whatever the later pages show; and a batch far larger than a journal chunk is not read
+        // whole into memory (a million-row run's incident batch of 300,000 was).
+        let inMemory = batchRunMembers[batch]?.count ?? 0
+        let wouldRetry = members.lazy.filter { WholeBatch.wouldRetry($0.view) }.count
+        if wouldRetry > inMemory || members.count > 2 * chunkSize {
+            decideSingles(batch, why: "Postman would retry more of its members than this run holds at once")
+            return
+        }
         if page.hasNextPage, let cursor = page.endCursor {
             batchChecks[batch] = .reading(after: cursor, members: members)
             batchReadQueue.append(batch)
