@@ -2,7 +2,7 @@ import CoreMetrics
 import Foundation
 import Prometheus
 import RetryCore
-import RetryJob
+import RetryJournal
 
 /// What one `postman-retry run` invocation reports to Prometheus: how it ended, how long it took, and the
 /// run's counts as the journal has them (``RunSummary``).

@@ -1,6 +1,6 @@
 import Foundation
 import RetryCore
-import RetryJob
+import RetryJournal
 
 /// The report turned into display values: every number formatted, every chart coordinate computed.
 /// The templates only place these; they make no decisions.
@@ -147,14 +147,14 @@ struct ReportView {
         status = s.status
         startedAt = s.startedAt.replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: " UTC")
         durationText =
-            (s.status == "completed" || s.status == "failed" ? "took " : "running for ")
+            (RunStatus(rawValue: s.status)?.isUnfinished == false ? "took " : "running for ")
             + (report.durationSeconds.map(Format.duration) ?? "–")
         agencyTable = Sanitize.text(report.agencyTable)
         resumed = report.processes > 1
         processes = report.processes
         lastError = Sanitize.text(report.lastError ?? "")
         hasLastError = !lastError.isEmpty
-        notFinished = s.status == "running" || s.status == "interrupted"
+        notFinished = RunStatus(rawValue: s.status)?.isUnfinished ?? false
         generatedAt = ISO8601DateFormatter().string(from: report.generatedAt)
 
         tiles = Self.tiles(report)

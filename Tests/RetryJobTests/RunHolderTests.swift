@@ -3,6 +3,7 @@ import LibPQ
 import Logging
 import PostgresTestSupport
 @testable import RetryJob
+import RetryJournal
 import RetrySettings
 import Testing
 
