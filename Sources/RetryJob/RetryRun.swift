@@ -136,7 +136,9 @@ public struct RetryRun: Sendable {
         async throws -> RunResult
     {
         let summary = try await RunSummary.load(db: db, runId: run.id)
-        log.info("run \(status.rawValue)", metadata: ["retried": "\(summary.counts.retried)", "selected": "\(summary.counts.selected)"])
+        log.info(
+            "run \(status.rawValue)",
+            metadata: [SummaryCount.retried.name: "\(summary.counts.retried)", SummaryCount.selected.name: "\(summary.counts.selected)"])
         var message = stop?.message
         if summary.deferredByQuietHours > 0, let quiet = settings.quietHours {
             let note = "quiet hours (\(quiet)): \(summary.deferredByQuietHours) selected messages were not sent and are left for the next run"

@@ -35,7 +35,8 @@ extension RunStore {
         let notSent: [JournalState] = [.selected, .intent]
         let ready = try db.execute(
             """
-            UPDATE \(fragment: Schema.journal) j SET state = \(literal: JournalState.intent), intent_at = now(), attempts_before = u.witness
+            UPDATE \(fragment: Schema.journal) j
+            SET state = \(literal: JournalState.intent), intent_at = now(), attempts_before = u.witness
             FROM unnest(\(messageIds)::text[], \(witnesses)::int[]) AS u(id, witness), \(fragment: t.tableSQL) a
             WHERE j.run_id = \(run) AND j.message_id = u.id AND j.state IN \(literals: notSent)
               AND \(fragment: sameRow)

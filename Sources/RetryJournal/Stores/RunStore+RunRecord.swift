@@ -73,7 +73,8 @@ extension RunStore {
             try db.execute(
                 """
                 UPDATE \(fragment: Schema.runs) SET status = \(status.rawValue), last_error = \(error),
-                       finished_at = CASE WHEN \(status.rawValue) IN \(literals: [RunStatus.completed, .failed]) THEN now() ELSE finished_at END
+                       finished_at = CASE WHEN \(status.rawValue) IN \(literals: [RunStatus.completed, .failed]) THEN now()
+                                          ELSE finished_at END
                 WHERE run_id = \(run)
                 """)
         }

@@ -9,7 +9,9 @@ extension RunStore {
     /// Records settled messages and writes their outcome back to the agency table, in one transaction.
     /// A row that changed since the job read it is not overwritten: it is marked `conflict` in
     /// `write_state` and keeps its outcome.
-    public func settle(run: Int64, _ settlements: [Settlement], apiCalls: APICallCounts) async throws -> (written: Int, conflicts: [String]) {
+    public func settle(run: Int64, _ settlements: [Settlement], apiCalls: APICallCounts) async throws
+        -> (written: Int, conflicts: [String])
+    {
         try await settle(run: run, settlements, apiCalls: [apiCalls])
     }
 
@@ -37,7 +39,8 @@ extension RunStore {
         return try await write { db in
             try db.execute(
                 """
-                UPDATE \(fragment: Schema.journal) j SET state = \(literal: JournalState.done), final_at = now(), outcome = u.outcome, result = u.result,
+                UPDATE \(fragment: Schema.journal) j
+                SET state = \(literal: JournalState.done), final_at = now(), outcome = u.outcome, result = u.result,
                     write_state = u.write, target_status = u.tstatus, target_retry_count = u.tcount,
                     target_sets_error = u.seterr, target_error_code = u.terror,
                     last_status = COALESCE(u.last, j.last_status), postman_retries = COALESCE(u.retries, j.postman_retries),
@@ -72,7 +75,8 @@ extension RunStore {
                               \(fragment: t.column(t.retryCount))::int AS rc, \(fragment: t.column(t.errorCode))::text AS e,
                               \(fragment: t.column(t.updatedAt)) AS u
                 )
-                UPDATE \(fragment: Schema.journal) j SET write_state = \(literal: WriteState.written), written_at = now(), snap_status = d.s,
+                UPDATE \(fragment: Schema.journal) j
+                SET write_state = \(literal: WriteState.written), written_at = now(), snap_status = d.s,
                        snap_retry_count = d.rc, snap_error_code = d.e, snap_updated_at = d.u
                 FROM done d WHERE j.run_id = \(run) AND j.message_id = d.message_id
                 """)
