@@ -3,7 +3,7 @@ import LibPQ
 import Logging
 import PostgresTestSupport
 @testable import RetryJob
-import RetryJournal
+@testable import RetryJournal  // RunStore.write, to show a fenced write fails
 import RetrySettings
 import Testing
 

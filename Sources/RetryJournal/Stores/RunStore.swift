@@ -86,7 +86,7 @@ public struct RunStore: Sendable {
     /// worker's campaign, by the campaign's lease, so a process that lost either can change nothing the
     /// new holder relies on.
     @discardableResult
-    public func write<T: Sendable>(_ body: @Sendable (isolated PGConnection) throws -> T) async throws -> T {
+    func write<T: Sendable>(_ body: @Sendable (isolated PGConnection) throws -> T) async throws -> T {
         let fence = self.fence
         let holder = self.holder
         return try await db.withTransaction { db in
