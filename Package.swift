@@ -105,14 +105,13 @@ let package = Package(
             dependencies: ["LibPQ", "RetryCore", "PostmanAPI"],
             swiftSettings: swiftSettings
         ),
-        // Orchestration: migrations, selection, the run engine, bookkeeping.
+        // The job's own schema (postman_retry) and every statement on it: migrations, the stores the run
+        // writes through, and the read models of the report, metrics, `runs` and the summary.
         .target(
-            name: "RetryJob",
+            name: "RetryJournal",
             dependencies: [
-                "LibPQ", "RetryCore", "PostmanAPI", "RetrySettings",
+                "LibPQ", "RetryCore", "RetrySettings",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"),
             ],
             resources: [
                 .embedInCode("Migrations/V001__bookkeeping.sql"),
@@ -122,6 +121,17 @@ let package = Package(
                 .embedInCode("Migrations/V005__engine2_witness.sql"),
                 .embedInCode("Migrations/V006__whole_batch_calls.sql"),
                 .embedInCode("Migrations/V007__run_holders.sql"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Orchestration: selection, the run engine, the run's hold; bookkeeping through RetryJournal.
+        .target(
+            name: "RetryJob",
+            dependencies: [
+                "LibPQ", "RetryCore", "PostmanAPI", "RetrySettings", "RetryJournal",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             // The crash hook (POSTMAN_RETRY_CRASH_AT) is compiled into debug builds only, the ones the tests
             // run; `swift build -c release` has none (issue 14).
@@ -142,7 +152,7 @@ let package = Package(
         .target(
             name: "RetryReport",
             dependencies: [
-                "RetryJob", "RetrySettings", "LibPQ", "RetryCore",
+                "RetryJournal", "RetrySettings", "LibPQ", "RetryCore",
                 .product(name: "Mustache", package: "swift-mustache"),
             ],
             swiftSettings: swiftSettings
@@ -152,7 +162,7 @@ let package = Package(
         .target(
             name: "RetryMetrics",
             dependencies: [
-                "RetryJob", "RetrySettings", "RetryCore", "LibPQ",
+                "RetryJob", "RetryJournal", "RetrySettings", "RetryCore", "LibPQ",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -165,7 +175,7 @@ let package = Package(
         .executableTarget(
             name: "postman-retry",
             dependencies: [
-                "CProcessHardening", "RetryJob", "RetrySettings", "RetryCore", "LibPQ", "RetryConfig", "RetryReport", "RetryMetrics",
+                "CProcessHardening", "RetryJob", "RetryJournal", "RetrySettings", "RetryCore", "LibPQ", "RetryConfig", "RetryReport", "RetryMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -200,7 +210,7 @@ let package = Package(
         .target(
             name: "EngineTestSupport",
             dependencies: [
-                "RetryJob", "RetrySettings", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+                "RetryJob", "RetryJournal", "RetrySettings", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -210,7 +220,7 @@ let package = Package(
         .testTarget(
             name: "RetryReportTests",
             dependencies: [
-                "RetryReport", "RetryJob", "RetrySettings", "LibPQ", "RetryCore", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+                "RetryReport", "RetryJob", "RetryJournal", "RetrySettings", "LibPQ", "RetryCore", "PostmanSimulator", "PostgresTestSupport", "SampleData",
                 "EngineTestSupport",
             ],
             swiftSettings: swiftSettings
@@ -237,7 +247,7 @@ let package = Package(
         .testTarget(
             name: "RetryMetricsTests",
             dependencies: [
-                "RetryMetrics", "RetryJob", "RetrySettings", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+                "RetryMetrics", "RetryJob", "RetryJournal", "RetrySettings", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
                 "EngineTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -251,7 +261,7 @@ let package = Package(
         .testTarget(
             name: "RetryJobTests",
             dependencies: [
-                "RetryJob", "RetrySettings", "LibPQ", "RetryCore", "PostmanAPI", "PostmanSimulator", "PostgresTestSupport",
+                "RetryJob", "RetryJournal", "RetrySettings", "LibPQ", "RetryCore", "PostmanAPI", "PostmanSimulator", "PostgresTestSupport",
                 "SampleData", "RetryConfig", "EngineTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],

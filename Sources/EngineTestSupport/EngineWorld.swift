@@ -5,6 +5,7 @@ import PostgresTestSupport
 import PostmanSimulator
 import RetryCore
 import RetryJob
+import RetryJournal
 import RetrySettings
 import SampleData
 

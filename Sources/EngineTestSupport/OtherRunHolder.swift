@@ -1,9 +1,10 @@
 import LibPQ
 import Logging
+import RetryJournal
 
-/// Plays another live run in `postman_retry.run_holders` (what a running `postman-retry run` looks like
+/// Plays another live run in the journal's `run_holders` (what a running `postman-retry run` looks like
 /// to the next one): its row, and a heartbeat that keeps moving until `stop()`. The schema must be
-/// migrated.
+/// migrated. The statements are the real holder's (`HolderStore`).
 public final class OtherRunHolder: Sendable {
     private let db: PGConnection
     private let beating: Task<Void, Never>
@@ -19,19 +20,16 @@ public final class OtherRunHolder: Sendable {
     public static func start(url: String, exclusive: Bool = true, name: String = "test:other-run") async throws -> OtherRunHolder {
         let db = try await PGConnection.connect(PGConfiguration(url: url), logger: Logger(label: "other-run"))
         let holderId = "\(name)#\(UInt64.random(in: .min ... .max))"
-        try await db.execute(
-            """
-            INSERT INTO postman_retry.run_holders (holder_id, worker_id, exclusive, expires_at)
-            VALUES (\(holderId), \(name), \(exclusive), now() + interval '5 seconds')
-            """)
+        let ttl: Duration = .seconds(5)
+        try await db.withTransaction { db in
+            try HolderStore.insert(db, holderId: holderId, workerId: name, exclusive: exclusive, ttl: ttl)
+        }
         let beating = Task {
             while !Task.isCancelled {
-                _ = try? await db.execute(
-                    """
-                    UPDATE postman_retry.run_holders
-                    SET beats = beats + 1, heartbeat_at = now(), expires_at = now() + interval '5 seconds'
-                    WHERE holder_id = \(holderId)
-                    """)
+                // Revived even when a stalled machine let it expire: the other run is meant to stay alive.
+                _ = try? await db.withTransaction { db in
+                    try HolderStore.renew(db, holderId: holderId, ttl: ttl, evenIfExpired: true)
+                }
                 try? await Task.sleep(for: .milliseconds(200))
             }
         }
@@ -42,7 +40,8 @@ public final class OtherRunHolder: Sendable {
     public func stop() async {
         beating.cancel()
         _ = await beating.value
-        _ = try? await db.execute("DELETE FROM postman_retry.run_holders WHERE holder_id = \(holderId)")
+        let holderId = self.holderId
+        _ = try? await db.withTransaction { db in try HolderStore.release(db, holderId: holderId) }
         await db.close()
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import LibPQ
 import Logging
 import PostmanAPI
+import RetryJournal
 import RetrySettings
 
 /// `config check --check-keys`: one request per campaign (`GET /campaigns/{id}/messages?limit=1`, a read

@@ -1,6 +1,7 @@
 import Foundation
 import LibPQ
 import RetryCore
+import RetryJournal
 import RetrySettings
 
 /// `postman-retry plan`: what `run` would do, without calling Postman or writing anything.
@@ -65,15 +66,7 @@ public struct Plan: Sendable, Codable {
         let store = RunStore(db: db, table: settings.table)
         var carried: [String: Int] = [:]
         if try await Migrator().pending(db).isEmpty {
-            let rows = try await db.query(
-                """
-                SELECT campaign_id, count(*) AS n FROM \(qualified: [Migrator.schema, "journal"])
-                WHERE result = 'pending' AND superseded_by_run IS NULL AND never_final = false
-                  AND accepted_at > now() - interval '48 hours'
-                  AND (\(settings.scope.campaigns.isEmpty) OR campaign_id = ANY(\(settings.scope.campaigns)::text[]))
-                GROUP BY 1
-                """)
-            for row in rows { carried[try row.decode("campaign_id")] = try row.decode("n") }
+            carried = try await HistoryReads.carriedOverCounts(db: db, campaigns: settings.scope.campaigns)
         }
         let ids = Set(counts.keys).union(carried.keys).sorted()
         let tableCounts = try await store.messageCounts(campaigns: ids)

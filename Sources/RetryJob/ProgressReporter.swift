@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RetryCore
+import RetryJournal
 
 /// Reports how far each campaign is: a table redrawn every second on a terminal, else one
 /// structured log line every ten seconds.
@@ -41,7 +42,7 @@ final class ProgressReporter: @unchecked Sendable {
                 logger.info(
                     "progress",
                     metadata: [
-                        "campaign": "\(c.campaign)", "retried": "\(c.retried)", "final": "\(c.settled)",
+                        "campaign": "\(c.campaign)", SummaryCount.retried.name: "\(c.retried)", "final": "\(c.settled)",
                         "awaiting_outcome": "\(c.awaitingOutcome)", "to_send": "\(c.toSend)",
                         "rate": "\(String(format: "%.1f", rate))", "eta_s": "\(Int(eta))",
                     ])

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import PostmanAPI
 import RetryCore
+import RetryJournal
 import RetrySettings
 
 /// The result of `postman-retry run`.
@@ -134,18 +135,20 @@ public struct RetryRun: Sendable {
     }
 
     /// The run's summary as recorded, with the stop reason and the quiet-hours note.
-    func result(of run: RunRecord, status: String, stop: StopReason?, db: PGConnection, logger log: Logger)
+    func result(of run: RunRecord, status: RunStatus, stop: StopReason?, db: PGConnection, logger log: Logger)
         async throws -> RunResult
     {
         let summary = try await RunSummary.load(db: db, runId: run.id)
-        log.info("run \(status)", metadata: ["retried": "\(summary.counts.retried)", "selected": "\(summary.counts.selected)"])
+        log.info(
+            "run \(status.rawValue)",
+            metadata: [SummaryCount.retried.name: "\(summary.counts.retried)", SummaryCount.selected.name: "\(summary.counts.selected)"])
         var message = stop?.message
         if summary.deferredByQuietHours > 0, let quiet = settings.quietHours {
             let note = "quiet hours (\(quiet)): \(summary.deferredByQuietHours) selected messages were not sent and are left for the next run"
             message = message.map { $0 + "; " + note } ?? note
         }
         return RunResult(
-            runId: run.id, status: status, exitStatus: stop?.exitStatus ?? .completed, message: message,
+            runId: run.id, status: status.rawValue, exitStatus: stop?.exitStatus ?? .completed, message: message,
             summary: summary)
     }
 
@@ -163,6 +166,6 @@ public struct RetryRun: Sendable {
             }
             try await store.recordSelected(run: run.id, rows: selected, malformed: malformed)
         }
-        try await store.finishSelection(run: run.id, counts: counts)
+        try await store.finishSelection(run: run.id, skipped: counts.mapValues(\.skipped))
     }
 }

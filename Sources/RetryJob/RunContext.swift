@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostmanAPI
 import RetryCore
+import RetryJournal
 import RetrySettings
 import Synchronization
 
@@ -17,7 +18,7 @@ enum StopReason: Sendable, Equatable {
     case database(String, transient: Bool)
     /// `run --worker`: another worker took over a lease this one failed to renew in time; exit 75.
     case leaseLost(String)
-    /// The run's hold (`postman_retry.run_holders`) was lost or could not be renewed; exit 75.
+    /// The run's hold (the journal's `run_holders`) was lost or could not be renewed; exit 75.
     case holdLost(String)
 
     var exitStatus: ExitStatus {

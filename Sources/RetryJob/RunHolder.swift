@@ -2,12 +2,13 @@ import Foundation
 import LibPQ
 import Logging
 import RetryCore
+import RetryJournal
 import RetrySettings
 import Synchronization
 
 /// This process's right to work the job's runs (CONTRACT.md section 7): a plain `run` holds it alone,
-/// `run --worker` processes hold it together. It is a row of `postman_retry.run_holders` (V007), not a
-/// session lock, so it means the same through a transaction-pooling PgBouncer or a managed proxy.
+/// `run --worker` processes hold it together. It is a row of the journal's `run_holders` (V007, its SQL in
+/// `HolderStore`), not a session lock, so it means the same through a transaction-pooling PgBouncer or a managed proxy.
 ///
 /// - Taking it: under the gate row's lock, rows past `expires_at` are deleted (their process died) and
 ///   the row is inserted unless a holder it cannot share with is there. A holder that is there but
@@ -64,16 +65,8 @@ final class RunHolder: Sendable {
         self.lastRenewal = Mutex(renewedAt)
     }
 
-    private static func holders() -> PGQuery { "\(qualified: [Migrator.schema, "run_holders"])" }
-    private static func gate() -> PGQuery { "\(qualified: [Migrator.schema, "run_gate"])" }
-
     /// What stands in the way of taking the row.
-    private struct Conflict: Sendable {
-        var holderId: String
-        var workerId: String
-        var exclusive: Bool
-        var beats: Int64
-    }
+    private typealias Conflict = HolderStore.Holder
 
     /// A row deleted because it expired.
     private struct Expired: Sendable {
@@ -97,39 +90,14 @@ final class RunHolder: Sendable {
         while true {
             let started = ContinuousClock.now
             let attempt = try await db.withTransaction { db -> Attempt in
-                // A process that vanished inside a transaction leaves its locks until the server notices;
-                // waiting for them is bounded (and the job's own transactions end idle ones in 5 s).
-                _ = try db.execute("SELECT set_config('lock_timeout', '8s', true)")
-                _ = try db.execute("SELECT id FROM \(fragment: gate()) WHERE id = 1 FOR UPDATE")
+                try HolderStore.lockGate(db)
                 if let old = try olderBinaryHolding(db) { throw old }
-                let expired = try db.execute(
-                    "DELETE FROM \(fragment: holders()) WHERE expires_at < clock_timestamp() RETURNING holder_id, worker_id"
-                ).map { Expired(holderId: try $0.decode("holder_id"), workerId: try $0.decode("worker_id")) }
-                let conflicts = try db.execute(
-                    """
-                    SELECT holder_id, worker_id, exclusive, beats FROM \(fragment: holders())
-                    WHERE \(exclusive) OR exclusive
-                    """
-                ).map {
-                    Conflict(
-                        holderId: try $0.decode("holder_id"), workerId: try $0.decode("worker_id"),
-                        exclusive: try $0.decode("exclusive"), beats: try $0.decode("beats"))
-                }
+                let expired = try HolderStore.deleteExpired(db).map { Expired(holderId: $0.holderId, workerId: $0.workerId) }
+                let conflicts = try HolderStore.conflicting(db, exclusive: exclusive)
                 guard conflicts.isEmpty else { return .held(conflicts, expired: expired) }
-                if exclusive {
-                    // Nobody else holds anything now: campaign leases of workers that died are free at once
-                    // (and a late write of such a worker fails its fence).
-                    try db.execute(
-                        """
-                        UPDATE \(qualified: [Migrator.schema, "campaign_leases"]) SET worker_id = NULL, expires_at = now()
-                        WHERE NOT done AND worker_id IS NOT NULL
-                        """)
-                }
-                try db.execute(
-                    """
-                    INSERT INTO \(fragment: holders()) (holder_id, worker_id, exclusive, expires_at)
-                    VALUES (\(holderId), \(workerId), \(exclusive), clock_timestamp() + make_interval(secs => \(ttl.seconds)))
-                    """)
+                // Nobody else holds anything now: a plain run frees the leases of workers that died.
+                if exclusive { try HolderStore.freeCampaignLeases(db) }
+                try HolderStore.insert(db, holderId: holderId, workerId: workerId, exclusive: exclusive, ttl: ttl)
                 return .taken(expired: expired)
             }
             switch attempt {
@@ -161,15 +129,7 @@ final class RunHolder: Sendable {
     /// A postman-retry from before V007 holds its run lock as a session advisory lock, and knows nothing of
     /// `run_holders` (during an upgrade, one host may still run it): never run beside it.
     private static func olderBinaryHolding(_ db: isolated PGConnection) throws -> JobError? {
-        let rows = try db.execute(
-            """
-            SELECT pid FROM pg_locks
-            WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-              AND classid = 0 AND objid::bigint IN (\(Int64(0x706D_7272)), \(Int64(0x706D_7273))) AND objsubid = 1 AND granted
-            LIMIT 1
-            """)
-        guard let row = rows.first else { return nil }
-        let pid: Int32 = try row.decode("pid")
+        guard let pid = try HolderStore.olderBinaryHolding(db) else { return nil }
         return JobError(
             .temporary,
             "an older postman-retry (before migration V007) holds the run lock (PostgreSQL backend \(pid)); let it finish "
@@ -198,18 +158,7 @@ final class RunHolder: Sendable {
         renewing.store(true, ordering: .relaxed)
         defer { renewing.store(false, ordering: .relaxed) }
         let holderId = self.holderId
-        let kept = try await db.withTransaction { db in
-            // A heartbeat lost in a PostgreSQL crash costs nothing: no need to wait for the disk.
-            _ = try db.execute("SELECT set_config('synchronous_commit', 'off', true)")
-            return try !db.execute(
-                """
-                UPDATE \(fragment: Self.holders())
-                SET heartbeat_at = now(), beats = beats + 1, expires_at = clock_timestamp() + make_interval(secs => \(Self.ttl.seconds))
-                WHERE holder_id = \(holderId) AND expires_at >= clock_timestamp()
-                RETURNING 1 AS kept
-                """
-            ).isEmpty
-        }
+        let kept = try await db.withTransaction { db in try HolderStore.renew(db, holderId: holderId, ttl: Self.ttl) }
         if kept {
             lastRenewal.withLock { $0 = max($0, started) }
         } else {
@@ -293,57 +242,20 @@ final class RunHolder: Sendable {
     /// Gives the row up: the next run may start at once.
     func release() async {
         let holderId = self.holderId
-        _ = try? await db.withTransaction { db in
-            try db.execute("DELETE FROM \(fragment: Self.holders()) WHERE holder_id = \(holderId)")
-        }
+        _ = try? await db.withTransaction { db in try HolderStore.release(db, holderId: holderId) }
     }
 
-    /// One worker at a time opens the shared run and selects; the others wait for it. The mark is the
-    /// gate row's. A mark whose holder expired is taken only after deleting that holder's row (which
-    /// waits for any journal write of it in flight), so the old setter's next write fails its fence.
+    /// One worker at a time opens the shared run and selects; the others wait for it (the gate row's
+    /// setup mark, see `HolderStore.tryBeginSetup`).
     func tryBeginSetup() async throws -> Bool {
         let holderId = self.holderId
-        return try await db.withTransaction { db in
-            _ = try db.execute("SELECT set_config('lock_timeout', '8s', true)")
-            try db.execute("DELETE FROM \(fragment: Self.holders()) WHERE expires_at < clock_timestamp()")
-            return try !db.execute(
-                """
-                UPDATE \(fragment: Self.gate()) SET setup_holder = \(holderId)
-                WHERE id = 1 AND (setup_holder IS NULL OR setup_holder = \(holderId)
-                    OR setup_holder NOT IN (SELECT holder_id FROM \(fragment: Self.holders())))
-                RETURNING 1 AS began
-                """
-            ).isEmpty
-        }
+        return try await db.withTransaction { db in try HolderStore.tryBeginSetup(db, holderId: holderId) }
     }
 
     func endSetup() async {
         let holderId = self.holderId
-        _ = try? await db.withTransaction { db in
-            try db.execute("UPDATE \(fragment: Self.gate()) SET setup_holder = NULL WHERE id = 1 AND setup_holder = \(holderId)")
-        }
+        _ = try? await db.withTransaction { db in try HolderStore.endSetup(db, holderId: holderId) }
     }
 
     var fence: HolderFence { HolderFence(holderId: holderId) }
-
-    /// The fence of a journal write, inside its transaction: this process's row must still be there.
-    /// `FOR KEY SHARE` keeps a run that would delete the (expired) row waiting until the write commits,
-    /// and lets this process's own heartbeat through.
-    static func check(_ fence: HolderFence, _ db: isolated PGConnection) throws {
-        let rows = try db.execute(
-            "SELECT 1 AS held FROM \(fragment: holders()) WHERE holder_id = \(fence.holderId) FOR KEY SHARE")
-        guard !rows.isEmpty else { throw HoldLost() }
-    }
-}
-
-/// What a journal write checks: the row of this process's hold is still there.
-struct HolderFence: Sendable {
-    var holderId: String
-}
-
-/// A fenced journal write found this process's hold taken away: nothing was written.
-struct HoldLost: ErrorWithExitStatus {
-    var description: String { "stopped: this run's hold was taken over by another run after its heartbeats stopped" }
-    /// The run that took over goes on; the next run resumes whatever is left.
-    var exitStatus: ExitStatus { .temporary }
 }

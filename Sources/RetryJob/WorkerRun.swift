@@ -4,6 +4,7 @@ import LibPQ
 import Logging
 import PostmanAPI
 import RetryCore
+import RetryJournal
 import RetrySettings
 import Synchronization
 
@@ -45,7 +46,7 @@ public struct WorkerSettings: Sendable {
 ///
 /// - Workers hold the run in shared mode (`RunHolder`): they exclude a plain `run`, not each other.
 /// - One worker at a time opens the run and selects (the gate row's setup mark); the others join it.
-/// - Each campaign's rate budget is leased to one worker at a time (`postman_retry.campaign_leases`,
+/// - Each campaign's rate budget is leased to one worker at a time (the journal's `campaign_leases`,
 ///   taken with `FOR UPDATE SKIP LOCKED`). A worker renews its leases with heartbeats and stops sending
 ///   for a campaign before its lease can expire; a lease whose worker died expires, and another worker
 ///   takes it over, waits one second so the dead worker's requests have left every 1-second window,
@@ -91,7 +92,7 @@ public struct RetryWorker: Sendable {
         do {
             keys = try job.requireKeys(for: campaigns)
         } catch {
-            if worker.exclusive { try await store.finishRun(run: run.id, status: "interrupted", error: "missing API keys") }
+            if worker.exclusive { try await store.finishRun(run: run.id, status: .interrupted, error: "missing API keys") }
             throw error
         }
         let client = PostmanClient(
@@ -193,7 +194,7 @@ public struct RetryWorker: Sendable {
         }
         // A process whose hold was taken away leaves the run's record to the run that took it.
         if let stop, !Self.holdWasLost(stop) { try? await leases.markInterruptedIfLast(error: stop.message) }
-        let status = stop == nil ? "completed" : worker.exclusive ? "interrupted" : "running"
+        let status: RunStatus = stop == nil ? .completed : worker.exclusive ? .interrupted : .running
         var result = try await job.result(of: run, status: status, stop: stop, db: db, logger: log)
         result.peakLifecyclesPerCampaign = context.peakLifecycles
         log.info("most messages one campaign held in memory", metadata: ["messages": "\(context.peakLifecycles)"])

@@ -5,7 +5,8 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import RetryCore
-import RetryJob
+import RetryJob  // RunResult only; the journal reads come from RetryJournal
+import RetryJournal
 import RetrySettings
 
 /// Where a run's metrics go: a file for node_exporter's textfile collector, a Prometheus Pushgateway, or
@@ -77,13 +78,7 @@ public struct MetricsPublisher: Sendable {
 
     /// When the latest completed run finished, or nil when the journal has none (or cannot be read).
     public static func lastSuccess(db: PGConnection) async -> Date? {
-        let rows = try? await db.query(
-            """
-            SELECT extract(epoch FROM max(finished_at))::float8 AS t
-            FROM \(qualified: [Migrator.schema, "runs"]) WHERE status = 'completed'
-            """)
-        guard let seconds = try? rows?.first?.optional("t", as: Double.self) else { return nil }
-        return Date(timeIntervalSince1970: seconds)
+        (try? await HistoryReads.lastSuccess(db: db)) ?? nil
     }
 
     public struct Failure: Error, CustomStringConvertible {

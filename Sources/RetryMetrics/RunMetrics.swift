@@ -2,7 +2,7 @@ import CoreMetrics
 import Foundation
 import Prometheus
 import RetryCore
-import RetryJob
+import RetryJournal
 
 /// What one `postman-retry run` invocation reports to Prometheus: how it ended, how long it took, and the
 /// run's counts as the journal has them (``RunSummary``).
@@ -77,11 +77,10 @@ public struct RunMetrics: Sendable {
         gauge(Name.apiCalls, Double(summary.apiCalls.poll), [("kind", "poll")])
         gauge(Name.rateLimited, Double(summary.apiCalls.rateLimited))
         for campaign in summary.campaigns {
-            for (outcome, count) in [
-                ("selected", campaign.selected), ("retried", campaign.retried), ("succeeded", campaign.succeeded),
-                ("failed", campaign.failed),
-            ] {
-                gauge(Name.campaignMessages, Double(count), [("campaign", campaign.campaignId), ("outcome", outcome)])
+            for count in [SummaryCount.selected, .retried, .succeeded, .failed] {
+                gauge(
+                    Name.campaignMessages, Double(count.value(in: campaign)),
+                    [("campaign", campaign.campaignId), ("outcome", count.name)])
             }
         }
         return registry.emitToString()
@@ -91,11 +90,6 @@ public struct RunMetrics: Sendable {
 extension RunSummary.Counts {
     /// Each count under its summary.json name (the `outcome` label's values).
     public var byOutcome: [(String, Int)] {
-        [
-            ("selected", selected), ("retried", retried), ("succeeded", succeeded), ("failed", failed),
-            ("pending", pending), ("exhausted", exhausted), ("not_found", notFound), ("reconciled", reconciled),
-            ("batch_not_retryable", batchNotRetryable), ("rejected", rejected), ("conflict", conflict),
-            ("carried_over", carriedOver), ("skipped", skipped),
-        ]
+        SummaryCount.allCases.map { ($0.name, $0.value(in: self)) }
     }
 }

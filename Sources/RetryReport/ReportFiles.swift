@@ -1,7 +1,7 @@
 import Foundation
 import Mustache
 import RetryCore
-import RetryJob
+import RetryJournal
 import RetrySettings
 
 /// summary.json: the keys CONTRACT.md section 5 fixes (from `RunSummary`, unchanged), then what the

@@ -1,6 +1,6 @@
 import Foundation
 import RetryCore
-import RetryJob
+import RetryJournal
 
 /// The report turned into display values: every number formatted, every chart coordinate computed.
 /// The templates only place these; they make no decisions.
@@ -97,15 +97,15 @@ struct ReportView {
 
     /// Outcome colours: one per bar segment, in the order of the legend.
     static let outcomeKinds: [(key: String, name: String, color: String)] = [
-        ("succeeded", "succeeded", "#2e7d32"),
-        ("failed", "failed again", "#c62828"),
-        ("pending", "pending (no final status yet)", "#f2a900"),
-        ("exhausted", "exhausted (no retries left)", "#6a1b9a"),
-        ("reconciled", "reconciled (no longer failed)", "#0277bd"),
-        ("not_found", "not found in Postman", "#8d6e63"),
-        ("batch_not_retryable", "batch not retryable", "#00838f"),
-        ("rejected", "refused by Postman", "#ad1457"),
-        ("conflict", "row changed, not retried", "#ef6c00"),
+        (SummaryCount.succeeded.name, "succeeded", "#2e7d32"),
+        (SummaryCount.failed.name, "failed again", "#c62828"),
+        (SummaryCount.pending.name, "pending (no final status yet)", "#f2a900"),
+        (SummaryCount.exhausted.name, "exhausted (no retries left)", "#6a1b9a"),
+        (SummaryCount.reconciled.name, "reconciled (no longer failed)", "#0277bd"),
+        (SummaryCount.notFound.name, "not found in Postman", "#8d6e63"),
+        (SummaryCount.batchNotRetryable.name, "batch not retryable", "#00838f"),
+        (SummaryCount.rejected.name, "refused by Postman", "#ad1457"),
+        (SummaryCount.conflict.name, "row changed, not retried", "#ef6c00"),
         ("skip:otp", "skipped: OTP", "#90a4ae"),
         ("skip:retry_limit", "skipped: retry limit", "#b0bec5"),
         ("skip:permanent_error", "skipped: permanent error", "#607d8b"),
@@ -114,20 +114,9 @@ struct ReportView {
     ]
 
     static func value(of key: String, in c: RunSummary.Campaign) -> Int {
-        switch key {
-        case "succeeded": return c.succeeded
-        case "failed": return c.failed
-        case "pending": return c.pending
-        case "exhausted": return c.exhausted
-        case "reconciled": return c.reconciled
-        case "not_found": return c.notFound
-        case "batch_not_retryable": return c.batchNotRetryable
-        case "rejected": return c.rejected
-        case "conflict": return c.conflict
-        default:
-            guard key.hasPrefix("skip:") else { return 0 }
-            return c.skippedByReason[String(key.dropFirst(5))] ?? 0
-        }
+        if let count = SummaryCount(name: key) { return count.value(in: c) }
+        guard key.hasPrefix("skip:") else { return 0 }
+        return c.skippedByReason[String(key.dropFirst(5))] ?? 0
     }
 
     static func otherCount(_ c: some OutcomeTally) -> Int {
@@ -147,14 +136,14 @@ struct ReportView {
         status = s.status
         startedAt = s.startedAt.replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: " UTC")
         durationText =
-            (s.status == "completed" || s.status == "failed" ? "took " : "running for ")
+            (RunStatus(rawValue: s.status)?.isUnfinished == false ? "took " : "running for ")
             + (report.durationSeconds.map(Format.duration) ?? "–")
         agencyTable = Sanitize.text(report.agencyTable)
         resumed = report.processes > 1
         processes = report.processes
         lastError = Sanitize.text(report.lastError ?? "")
         hasLastError = !lastError.isEmpty
-        notFinished = s.status == "running" || s.status == "interrupted"
+        notFinished = RunStatus(rawValue: s.status)?.isUnfinished ?? false
         generatedAt = ISO8601DateFormatter().string(from: report.generatedAt)
 
         tiles = Self.tiles(report)

@@ -1,6 +1,6 @@
 import Foundation
 import LibPQ
-import RetryJob
+import RetryJournal
 
 /// `postman-retry runs`: past runs, newest first, each with the counts `RunSummary` reads back.
 public struct RunHistory: Sendable, Encodable {
@@ -26,21 +26,14 @@ public struct RunHistory: Sendable, Encodable {
     public var runs: [Entry]
 
     public static func load(db: PGConnection, limit: Int = 20) async throws -> RunHistory {
-        let rows = try await db.query(
-            """
-            SELECT run_id, attempts, last_error,
-                   EXTRACT(EPOCH FROM (COALESCE(finished_at, now()) - started_at))::float8 AS duration
-            FROM \(qualified: [Migrator.schema, "runs"]) ORDER BY run_id DESC LIMIT \(limit)
-            """)
         var entries: [Entry] = []
-        for row in rows {
-            let id: Int64 = try row.decode("run_id")
-            let summary = try await RunSummary.load(db: db, runId: id)
+        for row in try await HistoryReads.recentRuns(db: db, limit: limit) {
+            let summary = try await RunSummary.load(db: db, runId: row.runId)
             entries.append(
                 Entry(
                     runId: summary.runId, status: summary.status, startedAt: summary.startedAt,
-                    finishedAt: summary.finishedAt, durationSeconds: try row.optional("duration"),
-                    processes: try row.decode("attempts"), lastError: try row.optional("last_error"),
+                    finishedAt: summary.finishedAt, durationSeconds: row.durationSeconds,
+                    processes: row.attempts, lastError: row.lastError,
                     counts: summary.counts, apiCalls: summary.apiCalls))
         }
         return RunHistory(runs: entries)

@@ -1,4 +1,4 @@
-import RetryJob
+import RetryJournal
 
 /// The summary `postman-retry run` prints when it ends (`--format text`; with `--format json` it
 /// prints `RunSummary` itself).

@@ -5,6 +5,7 @@ import LibPQ
 import Logging
 import RetryConfig
 import RetryJob
+import RetryJournal
 import RetrySettings
 
 @main

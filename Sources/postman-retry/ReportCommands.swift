@@ -4,6 +4,7 @@ import LibPQ
 import Logging
 import RetryConfig
 import RetryJob
+import RetryJournal
 import RetryReport
 import RetrySettings
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatch
+import RetryJournal
 import RetrySettings
 import Synchronization
 import Foundation

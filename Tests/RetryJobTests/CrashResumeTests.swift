@@ -5,6 +5,7 @@ import LibPQ
 import PostmanSimulator
 import RetryCore
 import RetryJob
+import RetryJournal
 import RetrySettings
 import SampleData
 import Testing

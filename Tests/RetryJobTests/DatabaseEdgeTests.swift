@@ -4,6 +4,7 @@ import LibPQ
 import PostgresTestSupport
 import PostmanSimulator
 import RetryJob
+import RetryJournal
 import Testing
 
 /// How agencies reach PostgreSQL (issue 14): through a transaction-pooling PgBouncer, over connections

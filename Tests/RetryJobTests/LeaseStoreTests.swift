@@ -2,6 +2,7 @@ import Foundation
 import LibPQ
 import PostgresTestSupport
 @testable import RetryJob
+import RetryJournal
 import RetrySettings
 import Testing
 

@@ -1,6 +1,7 @@
 import LibPQ
 import PostgresTestSupport
 import RetryJob
+import RetryJournal
 import Testing
 
 @Suite struct MigratorTests {

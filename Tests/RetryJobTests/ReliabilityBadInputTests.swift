@@ -6,6 +6,7 @@ import LibPQ
 import PostgresTestSupport
 import PostmanSimulator
 import RetryCore
+import RetryJournal
 import RetrySettings
 import SampleData
 import Testing

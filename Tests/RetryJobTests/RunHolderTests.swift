@@ -3,6 +3,7 @@ import LibPQ
 import Logging
 import PostgresTestSupport
 @testable import RetryJob
+@testable import RetryJournal  // RunStore.write, to show a fenced write fails
 import RetrySettings
 import Testing
 

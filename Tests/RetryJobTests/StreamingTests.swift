@@ -5,6 +5,7 @@ import PostmanSimulator
 import RetryConfig
 import RetryCore
 import RetryJob
+import RetryJournal
 import RetrySettings
 import Synchronization
 import Testing

@@ -4,6 +4,7 @@ import LibPQ
 import PostmanSimulator
 import RetryCore
 import RetryJob
+import RetryJournal
 import Testing
 
 /// `run --worker`: several processes share one run through campaign leases in PostgreSQL.

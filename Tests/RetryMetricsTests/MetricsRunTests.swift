@@ -4,6 +4,7 @@ import LibPQ
 import PostgresTestSupport
 import PostmanSimulator
 import RetryJob
+import RetryJournal
 import RetryMetrics
 import Synchronization
 import Testing

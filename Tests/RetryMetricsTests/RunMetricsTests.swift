@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RetryJob
+import RetryJournal
 import RetryMetrics
 import Testing
 

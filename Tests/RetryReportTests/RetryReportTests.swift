@@ -4,6 +4,7 @@ import LibPQ
 import PostmanSimulator
 import RetryCore
 import RetryJob
+import RetryJournal
 import RetryReport
 import RetrySettings
 import SampleData

@@ -1,5 +1,6 @@
 import Foundation
 import RetryJob
+import RetryJournal
 import RetryReport
 import Testing
 

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostmanAPI
 import RetryCore
+import RetryJournal
 import RetrySettings
 
 /// Choosing the next request: reads before retries, list sweeps or single reads by cost.

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostmanAPI
 import RetryCore
+import RetryJournal
 import RetrySettings
 
 /// Making outcomes durable: flushes to the journal, failures and the worker's end.

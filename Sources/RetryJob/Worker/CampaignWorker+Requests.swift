@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostmanAPI
 import RetryCore
+import RetryJournal
 import RetrySettings
 
 /// Sending one request and reading its answer: retries, reads, pages, whole-batch calls.

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostmanAPI
 import RetryCore
+import RetryJournal
 import RetrySettings
 
 /// Waves of intents (about one second of budget each) and quiet hours.

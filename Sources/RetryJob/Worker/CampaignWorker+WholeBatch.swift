@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostmanAPI
 import RetryCore
+import RetryJournal
 import RetrySettings
 
 /// Whole-batch retries: reading a batch, deciding whole or singles, committing and calling it (issue 15).

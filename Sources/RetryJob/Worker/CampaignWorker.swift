@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostmanAPI
 import RetryCore
+import RetryJournal
 import RetrySettings
 import Synchronization
 
@@ -183,15 +184,15 @@ actor CampaignWorker {
             retryCount: item.snapRetryCount, baseRetryCount: item.baseRetryCount, batchId: item.batchId,
             recipient: item.recipientMasked)
         let durable: MessageLifecycle.Durable
-        switch item.state {
-        case "selected": durable = .selected
-        case "intent": durable = .intent(witness: item.attemptsBefore, intentAt: item.intentAt?.timeIntervalSince1970)
-        case "accepted":
+        switch item.journalState {
+        case .selected: durable = .selected
+        case .intent: durable = .intent(witness: item.attemptsBefore, intentAt: item.intentAt?.timeIntervalSince1970)
+        case .accepted:
             durable = .accepted(
                 acceptedAt: (item.acceptedAt ?? Date()).timeIntervalSince1970,
                 deadline: (item.pollDeadline ?? Date()).timeIntervalSince1970, lastStatus: item.lastStatus,
                 witness: item.attemptsBefore)
-        default: return nil
+        case .done: return nil
         }
         return MessageLifecycle(restoring: durable, row: row, policy: policy, at: wall)
     }

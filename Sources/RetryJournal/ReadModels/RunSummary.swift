@@ -123,61 +123,26 @@ public struct RunSummary: Sendable, Codable, Equatable {
     }
 
     public static func load(db: PGConnection, runId: Int64) async throws -> RunSummary {
-        let schema = Migrator.schema
-        let run = try await db.query(
-            """
-            SELECT to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS started,
-                   to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS finished, status,
-                   api_retry_calls, api_poll_calls, api_rate_limited, api_batch_retry_calls, deferred_by_quiet_hours
-            FROM \(qualified: [schema, "runs"]) WHERE run_id = \(runId)
-            """)[0]
+        let run = try await SummaryReads.run(db: db, runId: runId)
         var counts = Counts()
         var campaigns: [String: Campaign] = [:]
         var writeConflicts = 0
-        let rows = try await db.query(
-            """
-            SELECT campaign_id, origin, outcome, result, write_state, count(*) AS n
-            FROM \(qualified: [schema, "journal"]) WHERE run_id = \(runId)
-            GROUP BY 1, 2, 3, 4, 5
-            """)
-        for row in rows {
-            let n: Int = try row.decode("n")
-            let campaign: String = try row.decode("campaign_id")
-            let origin: String = try row.decode("origin")
-            let outcome: String? = try row.optional("outcome")
-            let result: String? = try row.optional("result")
-            if try row.decode("write_state", as: String.self) == "conflict" { writeConflicts += n }
-            counts.add(origin: origin, outcome: outcome, result: result, n: n)
-            campaigns[campaign, default: Campaign(campaignId: campaign)].add(origin: origin, outcome: outcome, result: result, n: n)
+        for group in try await SummaryReads.outcomeGroups(db: db, runId: runId) {
+            if group.writeState == .conflict { writeConflicts += group.n }
+            counts.add(origin: group.origin, outcome: group.outcome, result: group.result, n: group.n)
+            campaigns[group.campaignId, default: Campaign(campaignId: group.campaignId)].add(
+                origin: group.origin, outcome: group.outcome, result: group.result, n: group.n)
         }
-        let skips = try await db.query(
-            "SELECT campaign_id, reason, count FROM \(qualified: [schema, "skips"]) WHERE run_id = \(runId)")
-        for row in skips {
-            let n: Int = try row.decode("count")
-            let campaign: String = try row.decode("campaign_id")
-            let reason: String = try row.decode("reason")
-            counts.addSkipped(reason: reason, n: n)
-            campaigns[campaign, default: Campaign(campaignId: campaign)].addSkipped(reason: reason, n: n)
+        for skip in try await SummaryReads.skips(db: db, runId: runId) {
+            counts.addSkipped(reason: skip.reason, n: skip.n)
+            campaigns[skip.campaignId, default: Campaign(campaignId: skip.campaignId)].addSkipped(reason: skip.reason, n: skip.n)
         }
-        let batchCalls = try await db.query(
-            """
-            SELECT campaign_id, batch_id, members, http_status, postman_code,
-                   to_char(intent_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at
-            FROM \(qualified: [schema, "batch_calls"]) WHERE run_id = \(runId) ORDER BY intent_at, batch_id
-            """
-        ).map { row in
-            BatchCall(
-                campaignId: try row.decode("campaign_id"), batchId: try row.decode("batch_id"), members: try row.decode("members"),
-                at: try row.decode("at"), httpStatus: try row.optional("http_status"), postmanCode: try row.optional("postman_code"))
-        }
+        let batchCalls = try await SummaryReads.batchCalls(db: db, runId: runId)
         return RunSummary(
-            runId: String(runId), startedAt: try run.decode("started"), finishedAt: try run.optional("finished"),
-            status: try run.decode("status"), counts: counts,
-            apiCalls: APICalls(
-                retry: try run.decode("api_retry_calls"), poll: try run.decode("api_poll_calls"),
-                rateLimited: try run.decode("api_rate_limited"), batchRetry: try run.decode("api_batch_retry_calls")),
-            campaigns: campaigns.values.sorted { $0.campaignId < $1.campaignId }, writeConflicts: writeConflicts,
-            deferredByQuietHours: try run.decode("deferred_by_quiet_hours"), batchCalls: batchCalls.isEmpty ? nil : batchCalls)
+            runId: String(runId), startedAt: run.startedAt, finishedAt: run.finishedAt, status: run.status, counts: counts,
+            apiCalls: run.apiCalls, campaigns: campaigns.values.sorted { $0.campaignId < $1.campaignId },
+            writeConflicts: writeConflicts, deferredByQuietHours: run.deferredByQuietHours,
+            batchCalls: batchCalls.isEmpty ? nil : batchCalls)
     }
 }
 
@@ -202,27 +167,27 @@ public protocol OutcomeTally {
 
 extension OutcomeTally {
     /// Counts `n` journal rows of one (origin, outcome, result).
-    mutating func add(origin: String, outcome: String?, result: String?, n: Int) {
-        if origin == "carried_over" {
+    mutating func add(origin: JournalOrigin, outcome: JournalOutcome?, result: JournalResult?, n: Int) {
+        if origin == .carriedOver {
             carriedOver += n
             return
         }
         selected += n
         switch outcome {
-        case "retried":
+        case .retried:
             retried += n
             switch result {
-            case "succeeded": succeeded += n
-            case "failed": failed += n
-            default: pending += n  // accepted and not final yet counts as pending
+            case .succeeded: succeeded += n
+            case .failed: failed += n
+            case .pending, nil: pending += n  // accepted and not final yet counts as pending
             }
-        case "exhausted": exhausted += n
-        case "not_found": notFound += n
-        case "reconciled": reconciled += n
-        case "batch_not_retryable": batchNotRetryable += n
-        case "rejected": rejected += n
-        case "conflict": conflict += n
-        default: break  // not settled yet (an interrupted run)
+        case .exhausted: exhausted += n
+        case .notFound: notFound += n
+        case .reconciled: reconciled += n
+        case .batchNotRetryable: batchNotRetryable += n
+        case .rejected: rejected += n
+        case .conflict: conflict += n
+        case nil: break  // not settled yet (an interrupted run)
         }
     }
 

@@ -22,7 +22,7 @@ public struct Migrator: Sendable {
     /// Advisory lock key for migrations ("pmrm").
     static let lockKey: Int64 = 0x706D_726D
 
-    /// The files, in order. They live in Sources/RetryJob/Migrations (also reachable as sql/migrations)
+    /// The files, in order. They live in Sources/RetryJournal/Migrations (also reachable as sql/migrations)
     /// and are compiled into the binary, so a deployed executable needs no files beside it.
     public static let all: [Migration] = [
         file(1, "V001__bookkeeping.sql", PackageResources.V001__bookkeeping_sql),

@@ -1,0 +1,103 @@
+import Foundation
+import LibPQ
+import RetryCore
+import RetrySettings
+
+/// A message the engine works, as loaded from the journal.
+public struct JournalItem: Sendable {
+    public var messageId: String
+    public var campaignId: String
+    public var batchId: String?
+    public var recipientMasked: String
+    public var snapRetryCount: Int
+    /// The row's retry_count before this job's retry (equals the snapshot until a pending write-back).
+    public var baseRetryCount: Int
+    public var attemptsBefore: Int?
+    public var journalState: JournalState
+    public var intentAt: Date?
+    public var acceptedAt: Date?
+    public var pollDeadline: Date?
+    public var lastStatus: String?
+}
+
+/// How a message ended in this run, ready to be recorded (and written back when `update` is set).
+/// `outcome` and `result` are the raw values of `JournalOutcome` and `JournalResult`, as the engine
+/// hands them over.
+public struct Settlement: Sendable {
+    public var messageId: String
+    public var outcome: String
+    public var result: String?
+    public var update: RowUpdate?
+    public var lastStatus: String?
+    public var postmanRetries: Int?
+    public var newestError: String?
+    public var httpStatus: Int?
+    public var postmanCode: String?
+    public var postmanMessage: String?
+    public var unknownStatus: String?
+    public var acceptedAt: Date?
+
+    public init(
+        messageId: String, outcome: String, result: String? = nil, update: RowUpdate? = nil, lastStatus: String? = nil,
+        postmanRetries: Int? = nil, newestError: String? = nil, httpStatus: Int? = nil, postmanCode: String? = nil,
+        postmanMessage: String? = nil, unknownStatus: String? = nil, acceptedAt: Date? = nil
+    ) {
+        self.messageId = messageId
+        self.outcome = outcome
+        self.result = result
+        self.update = update
+        self.lastStatus = lastStatus
+        self.postmanRetries = postmanRetries
+        self.newestError = newestError
+        self.httpStatus = httpStatus
+        self.postmanCode = postmanCode
+        self.postmanMessage = postmanMessage
+        self.unknownStatus = unknownStatus
+        self.acceptedAt = acceptedAt
+    }
+}
+
+/// The run's writes to the journal, by concern: the run record (RunStore+RunRecord), selection and
+/// carry-over (+Selection), intents and Postman's answers (+Intents), settlement and write-back
+/// (+Settlement). Statements that complete a step run in one transaction with the write-back they
+/// belong to.
+public struct RunStore: Sendable {
+    public let db: PGConnection
+    public let table: AgencyTable
+    /// `run --worker`: every journal write of a campaign first checks, in its own transaction, that this
+    /// worker still holds the campaign's lease (nil: a plain run, which holds the run lock instead).
+    public var fence: LeaseFence?
+    /// Every journal write first checks, in its own transaction, that this process still holds the run
+    /// (`run_holders`); nil only where nothing is held (tests of the store alone, `plan`).
+    public var holder: HolderFence?
+
+    public init(db: PGConnection, table: AgencyTable, fence: LeaseFence? = nil, holder: HolderFence? = nil) {
+        self.db = db
+        self.table = table
+        self.fence = fence
+        self.holder = holder
+    }
+
+    /// Every transaction on the journal: fenced by this process's hold on the run (`RunHolder`) and, for a
+    /// worker's campaign, by the campaign's lease, so a process that lost either can change nothing the
+    /// new holder relies on.
+    @discardableResult
+    func write<T: Sendable>(_ body: @Sendable (isolated PGConnection) throws -> T) async throws -> T {
+        let fence = self.fence
+        let holder = self.holder
+        return try await db.withTransaction { db in
+            if let holder { try HolderStore.check(holder, db) }
+            if let fence { try LeaseStore.check(fence, db) }
+            return try body(db)
+        }
+    }
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        return encoder
+    }
+}
