@@ -3,7 +3,7 @@
 SWIFT ?= swift
 PG := scripts/pg-throwaway.sh run --
 
-.PHONY: build release test test-deps test-unit test-reliability demo bench clean report-screenshot
+.PHONY: build release test test-deps test-unit test-reliability demo bench clean report-screenshot format lint
 
 build:
 	$(SWIFT) build
@@ -13,8 +13,18 @@ release:
 
 # Installs what the suite needs when it is missing (Debian packages, PyPI), then builds the executables
 # too: the crash tests run the real postman-retry binary.
-test: test-deps build
+test: test-deps lint build
 	$(PG) $(SWIFT) test
+
+# swift-format (part of the Swift 6 toolchain) with the settings in .swift-format: `make format` rewrites,
+# `make lint` (run by `make test`) fails on any difference or rule warning.
+FORMATTED := Package.swift Sources Tests
+format:
+	$(SWIFT) format format --in-place --recursive --parallel $(FORMATTED)
+
+lint:
+	@$(SWIFT) format --version >/dev/null 2>&1 || { echo "lint: swift-format is missing from this toolchain (Swift 6 ships it)"; exit 1; }
+	$(SWIFT) format lint --strict --recursive --parallel $(FORMATTED)
 
 test-deps:
 	bash scripts/install-test-deps.sh

@@ -4,7 +4,7 @@ import PackageDescription
 // Settings shared by every Swift target (Swift 6 language mode is the default for tools 6.x).
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
-    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("MemberImportVisibility")
 ]
 
 let package = Package(
@@ -13,7 +13,7 @@ let package = Package(
     products: [
         .executable(name: "postman-retry", targets: ["postman-retry"]),
         .executable(name: "postman-sim", targets: ["postman-sim"]),
-        .library(name: "LibPQ", targets: ["LibPQ"]),
+        .library(name: "LibPQ", targets: ["LibPQ"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -33,7 +33,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),  // MetricNameDescriptor
         // Property-based tests of the message lifecycle (random event sequences, crashes at every step).
-        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0")
     ],
     targets: [
         // The system libpq (apt: libpq-dev), included by name through pkg-config.
@@ -52,7 +52,7 @@ let package = Package(
             name: "LibPQ",
             dependencies: [
                 "CLibPQ", "CivilTime",
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log")
             ],
             swiftSettings: swiftSettings
         ),
@@ -72,7 +72,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log")
             ],
             swiftSettings: swiftSettings
         ),
@@ -83,7 +83,7 @@ let package = Package(
                 "CivilTime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio")
             ],
             swiftSettings: swiftSettings
         ),
@@ -93,7 +93,7 @@ let package = Package(
                 "PostmanSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log")
             ],
             swiftSettings: swiftSettings
         ),
@@ -111,7 +111,7 @@ let package = Package(
             name: "RetryJournal",
             dependencies: [
                 "LibPQ", "RetryCore", "RetrySettings",
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log")
             ],
             resources: [
                 .embedInCode("Migrations/V001__bookkeeping.sql"),
@@ -120,7 +120,7 @@ let package = Package(
                 .embedInCode("Migrations/V004__campaign_leases.sql"),
                 .embedInCode("Migrations/V005__engine2_witness.sql"),
                 .embedInCode("Migrations/V006__whole_batch_calls.sql"),
-                .embedInCode("Migrations/V007__run_holders.sql"),
+                .embedInCode("Migrations/V007__run_holders.sql")
             ],
             swiftSettings: swiftSettings
         ),
@@ -131,7 +131,7 @@ let package = Package(
                 "LibPQ", "RetryCore", "PostmanAPI", "RetrySettings", "RetryJournal",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio")
             ],
             // The crash hook (POSTMAN_RETRY_CRASH_AT) is compiled into debug builds only, the ones the tests
             // run; `swift build -c release` has none (issue 14).
@@ -144,7 +144,7 @@ let package = Package(
             dependencies: [
                 "RetrySettings", "RetryCore", "LibPQ", "PostmanAPI",
                 .product(name: "TOMLKit", package: "TOMLKit"),
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log")
             ],
             swiftSettings: swiftSettings
         ),
@@ -153,7 +153,7 @@ let package = Package(
             name: "RetryReport",
             dependencies: [
                 "RetryJournal", "RetrySettings", "LibPQ", "RetryCore",
-                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Mustache", package: "swift-mustache")
             ],
             swiftSettings: swiftSettings
         ),
@@ -168,18 +168,19 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log")
             ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "postman-retry",
             dependencies: [
-                "CProcessHardening", "RetryJob", "RetryJournal", "RetrySettings", "RetryCore", "LibPQ", "RetryConfig", "RetryReport", "RetryMetrics",
+                "CProcessHardening", "RetryJob", "RetryJournal", "RetrySettings", "RetryCore", "LibPQ", "RetryConfig",
+                "RetryReport", "RetryMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle")
             ],
             swiftSettings: swiftSettings
         ),
@@ -195,7 +196,7 @@ let package = Package(
             name: "retry-bench",
             dependencies: [
                 "LibPQ", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log")
             ],
             swiftSettings: swiftSettings
         ),
@@ -210,8 +211,9 @@ let package = Package(
         .target(
             name: "EngineTestSupport",
             dependencies: [
-                "RetryJob", "RetryJournal", "RetrySettings", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
-                .product(name: "Logging", package: "swift-log"),
+                "RetryJob", "RetryJournal", "RetrySettings", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport",
+                "SampleData",
+                .product(name: "Logging", package: "swift-log")
             ],
             swiftSettings: swiftSettings
         ),
@@ -220,8 +222,9 @@ let package = Package(
         .testTarget(
             name: "RetryReportTests",
             dependencies: [
-                "RetryReport", "RetryJob", "RetryJournal", "RetrySettings", "LibPQ", "RetryCore", "PostmanSimulator", "PostgresTestSupport", "SampleData",
-                "EngineTestSupport",
+                "RetryReport", "RetryJob", "RetryJournal", "RetrySettings", "LibPQ", "RetryCore", "PostmanSimulator",
+                "PostgresTestSupport", "SampleData",
+                "EngineTestSupport"
             ],
             swiftSettings: swiftSettings
         ),
@@ -235,7 +238,7 @@ let package = Package(
             dependencies: [
                 "PostmanSimulator", "PostmanAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client")
             ],
             swiftSettings: swiftSettings
         ),
@@ -247,12 +250,13 @@ let package = Package(
         .testTarget(
             name: "RetryMetricsTests",
             dependencies: [
-                "RetryMetrics", "RetryJob", "RetryJournal", "RetrySettings", "RetryCore", "LibPQ", "PostmanSimulator", "PostgresTestSupport", "SampleData",
+                "RetryMetrics", "RetryJob", "RetryJournal", "RetrySettings", "RetryCore", "LibPQ", "PostmanSimulator",
+                "PostgresTestSupport", "SampleData",
                 "EngineTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log")
             ],
             swiftSettings: swiftSettings
         ),
@@ -261,11 +265,12 @@ let package = Package(
         .testTarget(
             name: "RetryJobTests",
             dependencies: [
-                "RetryJob", "RetryJournal", "RetrySettings", "LibPQ", "RetryCore", "PostmanAPI", "PostmanSimulator", "PostgresTestSupport",
+                "RetryJob", "RetryJournal", "RetrySettings", "LibPQ", "RetryCore", "PostmanAPI", "PostmanSimulator",
+                "PostgresTestSupport",
                 "SampleData", "RetryConfig", "EngineTestSupport",
-                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird")
             ],
             swiftSettings: swiftSettings
-        ),
+        )
     ]
 )

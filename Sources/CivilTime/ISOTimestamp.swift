@@ -158,7 +158,9 @@ public enum ISOTime {
         let second = (msOfDay / 1000) % 60
         let ms = msOfDay % 1000
         let offsetMinutes = abs(offsetSeconds) / 60
-        let zone = offsetSeconds == 0 ? "Z" : "\(offsetSeconds < 0 ? "-" : "+")\(pad(offsetMinutes / 60, 2)):\(pad(offsetMinutes % 60, 2))"
+        let zone =
+            offsetSeconds == 0
+            ? "Z" : "\(offsetSeconds < 0 ? "-" : "+")\(pad(offsetMinutes / 60, 2)):\(pad(offsetMinutes % 60, 2))"
         return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(ms, 3))" + zone
     }
 

@@ -46,7 +46,8 @@ public struct EngineWorld: Sendable {
             campaignPrefix: campaignPrefix, staleShare: staleShare, history: history)
         adjust(&data)
         try await db.copyIn(
-            PGQuery(unsafeSQL: "COPY outbound_messages (\(SampleData.copyColumns.joined(separator: ", "))) FROM STDIN (FORMAT csv)"),
+            PGQuery(
+                unsafeSQL: "COPY outbound_messages (\(SampleData.copyColumns.joined(separator: ", "))) FROM STDIN (FORMAT csv)"),
             rows: data.rows.map(\.copyFields))
         _ = try await Migrator().migrate(db)
         var simOptions = options ?? SimulatorOptions()
@@ -86,7 +87,8 @@ public struct EngineWorld: Sendable {
     public func run(_ settings: RunSettings) async throws -> RunResult {
         let holdDB = try await PGConnection.connect(PGConfiguration(url: url), logger: Self.quietLogger)
         do {
-            let result = try await RetryRun(settings: settings, logger: Self.quietLogger, environment: [:]).run(db: db, holdDB: holdDB)
+            let result = try await RetryRun(settings: settings, logger: Self.quietLogger, environment: [:]).run(
+                db: db, holdDB: holdDB)
             await holdDB.close()
             return result
         } catch {

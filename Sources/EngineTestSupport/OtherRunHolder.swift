@@ -17,7 +17,8 @@ public final class OtherRunHolder: Sendable {
     }
 
     /// `exclusive`: a plain run (false: a `run --worker`).
-    public static func start(url: String, exclusive: Bool = true, name: String = "test:other-run") async throws -> OtherRunHolder {
+    public static func start(url: String, exclusive: Bool = true, name: String = "test:other-run") async throws -> OtherRunHolder
+    {
         let db = try await PGConnection.connect(PGConfiguration(url: url), logger: Logger(label: "other-run"))
         let holderId = "\(name)#\(UInt64.random(in: .min ... .max))"
         let ttl: Duration = .seconds(5)

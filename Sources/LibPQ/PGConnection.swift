@@ -81,8 +81,8 @@ public actor PGConnection {
         let keys = pairs.map { strdup($0.0) }
         let values = pairs.map { strdup($0.1) }
         defer {
-            keys.forEach { free($0) }
-            values.forEach { free($0) }
+            for key in keys { free(key) }
+            for value in values { free(value) }
         }
         let keyPointers: [UnsafePointer<CChar>?] = keys.map { UnsafePointer($0) } + [nil]
         let valuePointers: [UnsafePointer<CChar>?] = values.map { UnsafePointer($0) } + [nil]
@@ -94,7 +94,8 @@ public actor PGConnection {
             PQfinish(conn)
             throw PGError(.connectionFailed, message.isEmpty ? "could not connect" : message)
         }
-        let plain = { (text: String) in !text.isEmpty && text.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." } }
+        let plain = { (text: String) in !text.isEmpty && text.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." }
+        }
         for (name, value) in configuration.transactionSettings.sorted(by: { $0.key < $1.key }) {
             guard plain(name), plain(value) else {
                 PQfinish(conn)
@@ -174,7 +175,8 @@ public actor PGConnection {
                 continue
             }
             if parameter.utf8.contains(0) {
-                throw PGError(.misuse, "parameter $\(index + 1) contains a NUL byte, which PostgreSQL text cannot hold",
+                throw PGError(
+                    .misuse, "parameter $\(index + 1) contains a NUL byte, which PostgreSQL text cannot hold",
                     query: sql)
             }
             offsets.append(arena.count)

@@ -66,8 +66,10 @@ public struct PGError: Error, Sendable, CustomStringConvertible, CustomDebugStri
         case .server:
             guard let state = sqlState else { return false }
             if state.errorClass == "08" { return true }
-            return [.serializationFailure, .deadlockDetected, .adminShutdown, .crashShutdown, .cannotConnectNow,
-                .tooManyConnections].contains(state)
+            return [
+                .serializationFailure, .deadlockDetected, .adminShutdown, .crashShutdown, .cannotConnectNow,
+                .tooManyConnections
+            ].contains(state)
         default: return false
         }
     }

@@ -39,7 +39,9 @@ public enum TestDatabase {
     }
 
     /// A connection to a new empty database.
-    public static func connect(prefix: String = "t", server: String = "", encoding: Encoding = .utf8) async throws -> (PGConnection, String) {
+    public static func connect(prefix: String = "t", server: String = "", encoding: Encoding = .utf8) async throws -> (
+        PGConnection, String
+    ) {
         let url = try await create(prefix: prefix, server: server, encoding: encoding)
         return (try await PGConnection.connect(PGConfiguration(url: url), logger: logger), url)
     }

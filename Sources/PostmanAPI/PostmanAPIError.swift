@@ -56,7 +56,7 @@ public struct PostmanAPIError: Error, Sendable, CustomStringConvertible, CustomD
     /// key is whitelisted for. The live service answers some of them with 400, not 401
     /// (postman-v2-api.md, fact 10), so the code decides, whatever the status.
     public static let credentialRefusalCodes: Set<String> = [
-        "invalid_api_key_provided", "invalid_ip_address_error", "invalid_ip_address_used", "authentication_required",
+        "invalid_api_key_provided", "invalid_ip_address_error", "invalid_ip_address_used", "authentication_required"
     ]
 
     /// True when Postman refused the key or the source IP (CONTRACT.md section 4): a 401 or 403, or any

@@ -71,7 +71,8 @@ public struct PostmanClient: Sendable {
     public func listBatchMessages(
         campaignId: String, batchId: String, limit: Int, after: String?, apiKey: String
     ) async throws -> PostmanPage {
-        let path = "/campaigns/\(PathSegment.encode(campaignId))/batch/\(PathSegment.encode(batchId))/messages"
+        let path =
+            "/campaigns/\(PathSegment.encode(campaignId))/batch/\(PathSegment.encode(batchId))/messages"
             + Self.query(limit: limit, after: after)
         return try await page(path: path, apiKey: apiKey)
     }
@@ -131,14 +132,15 @@ public struct PostmanClient: Sendable {
             throw error
         } catch {
             let mapped = Self.transportError(error, apiKey: apiKey)
-            logger.debug("postman call failed", metadata: ["method": "\(method.rawValue)", "path": "\(path)", "error": "\(mapped)"])
+            logger.debug(
+                "postman call failed", metadata: ["method": "\(method.rawValue)", "path": "\(path)", "error": "\(mapped)"])
             throw mapped
         }
         logger.debug(
             "postman call",
             metadata: [
                 "method": "\(method.rawValue)", "path": "\(path)", "status": "\(status)",
-                "elapsed": "\(ContinuousClock.now - started)",
+                "elapsed": "\(ContinuousClock.now - started)"
             ]
         )
         if status == expect { return (status, body) }

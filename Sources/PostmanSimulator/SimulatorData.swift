@@ -173,7 +173,9 @@ public struct SimulatorData: Codable, Sendable, Equatable {
     public func validate() throws {
         var campaignIds = Set<String>()
         for campaign in campaigns {
-            guard campaignIds.insert(campaign.id).inserted else { throw SimulatorDataError("duplicate campaign id \(campaign.id)") }
+            guard campaignIds.insert(campaign.id).inserted else {
+                throw SimulatorDataError("duplicate campaign id \(campaign.id)")
+            }
             if let limit = campaign.rateLimit, limit < 1 {
                 throw SimulatorDataError("campaign \(campaign.id): rate_limit must be at least 1")
             }

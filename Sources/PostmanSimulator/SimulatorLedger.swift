@@ -43,7 +43,9 @@ public struct SimulatorLedger: Codable, Sendable, Equatable {
     /// Per campaign: most requests that arrived (any answer) inside one sliding 1-second window.
     public var maxRequestsIn1s: [String: Int]
 
-    public init(requests: [Request] = [], acceptedRetries: [String: Int] = [:], rateLimited: Int = 0, maxRequestsIn1s: [String: Int] = [:]) {
+    public init(
+        requests: [Request] = [], acceptedRetries: [String: Int] = [:], rateLimited: Int = 0, maxRequestsIn1s: [String: Int] = [:]
+    ) {
         self.requests = requests
         self.acceptedRetries = acceptedRetries
         self.rateLimited = rateLimited

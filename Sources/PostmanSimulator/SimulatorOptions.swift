@@ -36,7 +36,7 @@ public struct SimulatorOptions: Sendable {
         "failure:delivery_unknown_error": 0.04,
         "failure:server_unknown_error": 0.03,
         "failure:recipient_invalid": 0.03,
-        "failure:content_invalid": 0.02,
+        "failure:content_invalid": 0.02
     ]
 
     public init() {}

@@ -163,7 +163,8 @@ public final class SimulatorServer: Sendable {
             do {
                 try core.load(SimulatorData.decode(from: Data(buffer.readableBytesView)))
             } catch {
-                let body = JSON.object([("error", .object([("code", .string("invalid_data")), ("message", .string("\(error)"))]))])
+                let body = JSON.object([("error", .object([("code", .string("invalid_data")), ("message", .string("\(error)"))]))]
+                )
                 return makeResponse(status: 400, body: body.serialized(), extraHeaders: [])
             }
             return makeResponse(status: 200, body: #"{"ok":true}"#, extraHeaders: [])
@@ -176,7 +177,8 @@ public final class SimulatorServer: Sendable {
             let data = try encoder.encode(core.ledger())
             return makeResponse(status: 200, body: String(decoding: data, as: UTF8.self), extraHeaders: [])
         default:
-            return makeResponse(status: 404, body: #"{"error":{"code":"not_found","message":"Unknown admin endpoint"}}"#, extraHeaders: [])
+            return makeResponse(
+                status: 404, body: #"{"error":{"code":"not_found","message":"Unknown admin endpoint"}}"#, extraHeaders: [])
         }
     }
 

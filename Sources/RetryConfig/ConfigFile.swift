@@ -23,7 +23,8 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         let noun = problems.count == 1 ? "problem" : "problems"
-        return "config file \(path) has \(problems.count) \(noun):\n" + problems.map { "  \(path): \($0)" }.joined(separator: "\n")
+        return "config file \(path) has \(problems.count) \(noun):\n"
+            + problems.map { "  \(path): \($0)" }.joined(separator: "\n")
     }
 
     public var jobError: JobError { JobError(.usage, description) }
@@ -88,7 +89,8 @@ public struct ConfigFile: Sendable {
         } catch let error as TOMLParseError {
             throw ConfigError(
                 path: path,
-                problems: [ConfigProblem(line: error.source.begin.line, key: "", message: "not valid TOML: \(error.description)")])
+                problems: [ConfigProblem(line: error.source.begin.line, key: "", message: "not valid TOML: \(error.description)")]
+            )
         }
         var reader = ConfigReader(locator: TOMLLocator(text))
         let file = reader.read(root, path: path)
@@ -105,7 +107,7 @@ enum ConfigKeys {
     static let table = ["schema", "name", "columns"]
     static let columns = [
         "key", "message_id", "campaign_id", "batch_id", "recipient", "status", "retry_count", "error_code", "created_at",
-        "updated_at",
+        "updated_at"
     ]
     static let otp = ["column", "campaigns"]
     static let campaign = ["rate_limit", "api_key_env"]
@@ -127,8 +129,8 @@ struct ConfigReader {
     mutating func rejectUnknown(_ table: TOMLTable, at path: [String], allowed: [String]) {
         for key in table.keys where !allowed.contains(key) {
             let hint = suggestion(for: key, among: allowed).map { "; did you mean '\($0)'?" } ?? ""
-            let where_ = path.isEmpty ? "at the top level" : "in [\(path.joined(separator: "."))]"
-            problem(path + [key], "unknown key \(where_)\(hint) (known: \(allowed.joined(separator: ", ")))")
+            let location = path.isEmpty ? "at the top level" : "in [\(path.joined(separator: "."))]"
+            problem(path + [key], "unknown key \(location)\(hint) (known: \(allowed.joined(separator: ", ")))")
         }
     }
 
@@ -329,7 +331,11 @@ struct ConfigReader {
             if name.isEmpty { problem(at + ["name"], "must not be empty") } else { mapping.table = name }
         }
         if let schema = string(table, "schema", at: at) {
-            if schema.isEmpty { problem(at + ["schema"], "must not be empty (leave it out for the search path)") } else { mapping.schema = schema }
+            if schema.isEmpty {
+                problem(at + ["schema"], "must not be empty (leave it out for the search path)")
+            } else {
+                mapping.schema = schema
+            }
         }
         guard let columns = subtable(table, "columns", at: at) else { return mapping }
         let cat = at + ["columns"]
@@ -361,7 +367,7 @@ struct ConfigReader {
         // would make its compare-and-set meaningless.
         let written = [
             ("status", mapping.status), ("retry_count", mapping.retryCount), ("error_code", mapping.errorCode),
-            ("updated_at", mapping.updatedAt),
+            ("updated_at", mapping.updatedAt)
         ]
         for (index, (key, name)) in written.enumerated() {
             if let other = written[..<index].first(where: { $0.1 == name }) {
@@ -374,7 +380,8 @@ struct ConfigReader {
     mutating func readQuietHours(_ quiet: TOMLTable) -> QuietHours? {
         let at = ["quiet_hours"]
         rejectUnknown(quiet, at: at, allowed: ConfigKeys.quietHours)
-        var start: Int?, end: Int?
+        var start: Int?
+        var end: Int?
         for key in ["start", "end"] {
             guard let text = string(quiet, key, at: at) else {
                 if quiet[key] == nil { problem(at + [key], "is required when [quiet_hours] is present (e.g. \"22:00\")") }
@@ -417,6 +424,8 @@ struct ConfigReader {
 
     static func isEnvironmentName(_ name: String) -> Bool {
         guard let first = name.unicodeScalars.first, !("0"..."9").contains(first) else { return false }
-        return name.unicodeScalars.allSatisfy { ("A"..."Z").contains($0) || ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" }
+        return name.unicodeScalars.allSatisfy {
+            ("A"..."Z").contains($0) || ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_"
+        }
     }
 }

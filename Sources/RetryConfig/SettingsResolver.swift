@@ -79,7 +79,8 @@ public enum SettingsResolver {
         }
 
         let databaseURL = pick(
-            "database", flag: flags.databaseURL.map { Optional($0) }, env: environment["DATABASE_URL"].map { Optional($0) }, file: String??.none,
+            "database", flag: flags.databaseURL.map { Optional($0) }, env: environment["DATABASE_URL"].map { Optional($0) },
+            file: String??.none,
             default: nil as String?, show: { $0.map(redactedDatabaseURL) ?? "libpq defaults (PG* variables, ~/.pgpass)" })
         let apiURL = pick(
             "api_url", flag: flags.apiURL, env: environment["POSTMAN_API_URL"], file: config?.apiURL, default: defaultAPIURL,
@@ -93,12 +94,16 @@ public enum SettingsResolver {
             "poll_timeout", flag: pollFlag, file: config?.pollTimeout, default: SettingDefaults.pollTimeout, show: formatDuration)
         if let rate = flags.rateLimit, rate < 1 { throw JobError(.usage, "--rate-limit must be at least 1, not \(rate)") }
         if let rate = flags.rateLimit, rate > maxRateLimit { throw JobError(.usage, "--rate-limit " + rateLimitTooHigh(rate)) }
-        let rateLimit = pick("rate_limit", flag: flags.rateLimit, file: config?.rateLimit, default: SettingDefaults.rateLimit, show: { "\($0) requests/s per campaign" })
+        let rateLimit = pick(
+            "rate_limit", flag: flags.rateLimit, file: config?.rateLimit, default: SettingDefaults.rateLimit,
+            show: { "\($0) requests/s per campaign" })
         if let limit = flags.limit, limit < 0 { throw JobError(.usage, "--limit must not be negative, not \(limit)") }
         let limit = pick(
-            "limit", flag: flags.limit.map { Optional($0) }, file: config?.limit.map { Optional($0) }, default: nil as Int?, show: { $0.map(String.init) ?? "none" })
+            "limit", flag: flags.limit.map { Optional($0) }, file: config?.limit.map { Optional($0) }, default: nil as Int?,
+            show: { $0.map(String.init) ?? "none" })
         let requestTimeout = pick(
-            "request_timeout", flag: Duration?.none, file: config?.requestTimeout, default: SettingDefaults.requestTimeout, show: formatDuration)
+            "request_timeout", flag: Duration?.none, file: config?.requestTimeout, default: SettingDefaults.requestTimeout,
+            show: formatDuration)
 
         // Per-campaign rates: a flag wins over the file for its campaign.
         var campaignRates: [String: Int] = [:]
@@ -116,10 +121,12 @@ public enum SettingsResolver {
             rateSources[parts[0]] = .flag
         }
         for id in campaignRates.keys.sorted() {
-            shown.append(ShownSetting(name: "rate_limit[\(id)]", value: "\(campaignRates[id]!) requests/s", source: rateSources[id]!))
+            shown.append(
+                ShownSetting(name: "rate_limit[\(id)]", value: "\(campaignRates[id]!) requests/s", source: rateSources[id]!))
         }
 
-        let table = pick("table", flag: AgencyTable?.none, file: config?.table, default: AgencyTable.reference, show: describeTable)
+        let table = pick(
+            "table", flag: AgencyTable?.none, file: config?.table, default: AgencyTable.reference, show: describeTable)
         let otpCampaigns = pick(
             "otp.campaigns", flag: [String]?.none, file: config?.otpCampaigns, default: [],
             show: { $0.isEmpty ? "none" : $0.joined(separator: ", ") })
@@ -144,9 +151,10 @@ public enum SettingsResolver {
             if let variable = campaign.apiKeyVariable { keyVariables[id] = variable }
         }
         let apiKeys = APIKeys(environment: environment, campaignVariables: keyVariables)
-        shown.append(contentsOf: apiKeys.shown(campaigns: Set(keyVariables.keys).union(flags.campaigns)).map {
-            ShownSetting(name: "api_key[\($0.campaign)]", value: $0.text, source: .environment)
-        })
+        shown.append(
+            contentsOf: apiKeys.shown(campaigns: Set(keyVariables.keys).union(flags.campaigns)).map {
+                ShownSetting(name: "api_key[\($0.campaign)]", value: $0.text, source: .environment)
+            })
 
         let network = try resolveNetwork(flags, environment: environment, config: config, apiURL: apiURL, shown: &shown)
 
@@ -170,7 +178,9 @@ public enum SettingsResolver {
         shown: inout [ShownSetting]
     ) throws -> NetworkSettings {
         func env(_ names: [String]) -> (name: String, value: String)? {
-            for name in names { if let value = environment[name], !value.trimmingCharacters(in: .whitespaces).isEmpty { return (name, value) } }
+            for name in names {
+                if let value = environment[name], !value.trimmingCharacters(in: .whitespaces).isEmpty { return (name, value) }
+            }
             return nil
         }
         let https = URL(string: apiURL)?.scheme?.lowercased() != "http"

@@ -47,8 +47,10 @@ public struct TableCheck: Sendable {
         let t = table
         var columns: [(String, String, Kind, Bool)] = [
             ("key", t.key, .key, false), ("message_id", t.messageId, .text, false), ("campaign_id", t.campaignId, .text, false),
-            ("recipient", t.recipient, .text, false), ("status", t.status, .text, true), ("retry_count", t.retryCount, .count, true),
-            ("error_code", t.errorCode, .text, true), ("created_at", t.createdAt, .time, false), ("updated_at", t.updatedAt, .time, true),
+            ("recipient", t.recipient, .text, false), ("status", t.status, .text, true),
+            ("retry_count", t.retryCount, .count, true),
+            ("error_code", t.errorCode, .text, true), ("created_at", t.createdAt, .time, false),
+            ("updated_at", t.updatedAt, .time, true)
         ]
         if let batch = t.batchId { columns.append(("batch_id", batch, .text, false)) }
         if let otp = t.isOtp { columns.append(("otp.column", otp, .flag, false)) }
@@ -86,7 +88,9 @@ public struct TableCheck: Sendable {
             """)
         var columns: [String: (type: String, shown: String, generated: Bool)] = [:]
         for row in rows {
-            columns[try row.decode("name")] = (try row.decode("type"), try row.decode("shown"), try row.decode("generated", as: String.self) != "")
+            columns[try row.decode("name")] = (
+                try row.decode("type"), try row.decode("shown"), try row.decode("generated", as: String.self) != ""
+            )
         }
         for mapped in mappedColumns {
             guard let column = columns[mapped.column] else {
@@ -134,7 +138,8 @@ public struct TableCheck: Sendable {
                 "CREATE INDEX CONCURRENTLY \(indexName) ON \(tableSQL) (\(try await db.escapeIdentifier(table.createdAt)), "
                 + "\(try await db.escapeIdentifier(table.key))) WHERE \(try await db.escapeIdentifier(table.status)) = 'failure';"
             result.notes.append(
-                "no partial index on (\(table.createdAt), …) WHERE \(table.status) = 'failure': the selection will scan the table")
+                "no partial index on (\(table.createdAt), …) WHERE \(table.status) = 'failure': the selection will scan the table"
+            )
         }
         return result
     }

@@ -51,7 +51,7 @@ public enum ErrorCatalog {
         ErrorCodeInfo(
             code: "server_unknown_error", type: "server_error", meaning: "Unknown Postman (server-side) error.",
             worthRetrying: .maybe, charged: false,
-            action: "Retry later if retries are left; not billed. Check status.postman.gov.sg for incidents."),
+            action: "Retry later if retries are left; not billed. Check status.postman.gov.sg for incidents.")
     ]
 
     /// Postman API answers (HTTP 400) that end a message's retry in a run.
@@ -68,7 +68,7 @@ public enum ErrorCatalog {
         ErrorCodeInfo(
             code: "batch_not_found_or_is_not_retryable", type: "api_error",
             meaning: "The batch does not exist or is still processing.", worthRetrying: .maybe, charged: nil,
-            action: "Wait for the batch to finish; a later run retries its messages."),
+            action: "Wait for the batch to finish; a later run retries its messages.")
     ]
 
     private static let byCode: [String: ErrorCodeInfo] = Dictionary(

@@ -1,7 +1,7 @@
 /// Postman's `latestStatus` values and what they mean for the job (CONTRACT.md section 3).
 public enum PostmanStatus {
     public static let known: Set<String> = [
-        "created", "enqueued", "sending", "sent", "sent_to_telco", "success", "failure",
+        "created", "enqueued", "sending", "sent", "sent_to_telco", "success", "failure"
     ]
 
     /// `success` and `failure` are final; `sent_to_telco` is final for recipients outside Singapore.

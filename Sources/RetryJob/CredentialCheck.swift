@@ -47,7 +47,9 @@ public enum CredentialCheck {
         }
     }
 
-    static func run(settings: RunSettings, campaigns: [String], logger: Logger) async throws -> [(campaign: String, verdict: Verdict)] {
+    static func run(settings: RunSettings, campaigns: [String], logger: Logger) async throws -> [(
+        campaign: String, verdict: Verdict
+    )] {
         try await RetryRun.withHTTPClient(settings: settings, logger: logger) { httpClient in
             let client = PostmanClient(
                 baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: logger)

@@ -24,9 +24,15 @@ public struct Plan: Sendable, Codable {
         public var minimumSeconds: Double
 
         enum CodingKeys: String, CodingKey {
-            case campaignId = "campaign_id", selected, carriedOver = "carried_over", skipped
-            case rateLimit = "rate_limit", readsBeforeRetry = "reads_before_retry", wholeBatches = "whole_batches"
-            case apiCalls = "api_calls", minimumSeconds = "minimum_seconds"
+            case campaignId = "campaign_id"
+            case selected
+            case carriedOver = "carried_over"
+            case skipped
+            case rateLimit = "rate_limit"
+            case readsBeforeRetry = "reads_before_retry"
+            case wholeBatches = "whole_batches"
+            case apiCalls = "api_calls"
+            case minimumSeconds = "minimum_seconds"
         }
     }
 
@@ -35,7 +41,11 @@ public struct Plan: Sendable, Codable {
         public var members: Int
         /// Single retries the batch call would save (members - 1).
         public var callsSaved: Int
-        enum CodingKeys: String, CodingKey { case batchId = "batch_id", members, callsSaved = "calls_saved" }
+        enum CodingKeys: String, CodingKey {
+            case batchId = "batch_id"
+            case members
+            case callsSaved = "calls_saved"
+        }
     }
 
     public var campaigns: [Campaign]
@@ -49,8 +59,11 @@ public struct Plan: Sendable, Codable {
     public var minimumWallSeconds: Double
 
     enum CodingKeys: String, CodingKey {
-        case campaigns, selected, skipped, carriedOver = "carried_over", skippedByReason = "skipped_by_reason"
-        case apiCalls = "api_calls", minimumWallSeconds = "minimum_wall_seconds"
+        case campaigns, selected, skipped
+        case carriedOver = "carried_over"
+        case skippedByReason = "skipped_by_reason"
+        case apiCalls = "api_calls"
+        case minimumWallSeconds = "minimum_wall_seconds"
     }
 
     public static func compute(db: PGConnection, settings: RunSettings, now: Date = Date()) async throws -> Plan {
@@ -58,10 +71,13 @@ public struct Plan: Sendable, Codable {
         var selectedByBatch: [String: [String: Int]] = [:]
         let counts = try await selector.scan(db, rules: settings.rules) { rows, _ in
             for row in rows {
-                if let batch = row.batchId, let campaign = row.campaignId { selectedByBatch[campaign, default: [:]][batch, default: 0] += 1 }
+                if let batch = row.batchId, let campaign = row.campaignId {
+                    selectedByBatch[campaign, default: [:]][batch, default: 0] += 1
+                }
             }
         }
-        let candidates = settings.wholeBatchRetries
+        let candidates =
+            settings.wholeBatchRetries
             ? try await wholeBatchCandidates(db: db, table: settings.table, selectedByBatch: selectedByBatch) : [:]
         let store = RunStore(db: db, table: settings.table)
         var carried: [String: Int] = [:]
@@ -118,7 +134,8 @@ public struct Plan: Sendable, Codable {
                 let batch: String = try row.decode("batch")
                 let failed: Int = try row.decode("n")
                 guard let selected = big[batch], selected == failed else { continue }
-                result[campaign, default: []].append(WholeBatchCandidate(batchId: batch, members: selected, callsSaved: selected - 1))
+                result[campaign, default: []].append(
+                    WholeBatchCandidate(batchId: batch, members: selected, callsSaved: selected - 1))
             }
             result[campaign]?.sort { $0.batchId < $1.batchId }
         }
@@ -132,13 +149,16 @@ public struct Plan: Sendable, Codable {
         lines.append(
             (["campaign", "selected", "carried"] + reasons + ["tps", "calls", "min_s"]).joined(separator: "\t"))
         for c in campaigns {
-            let cells = [c.campaignId, String(c.selected), String(c.carriedOver)]
+            let cells =
+                [c.campaignId, String(c.selected), String(c.carriedOver)]
                 + reasons.map { String(c.skipped[$0] ?? 0) }
                 + [String(c.rateLimit), String(c.apiCalls), String(format: "%.1f", c.minimumSeconds)]
             lines.append(cells.joined(separator: "\t"))
         }
         for c in campaigns {
-            if c.selected > 0 { lines.append("\(c.campaignId): Postman's state read by \(c.readsBeforeRetry) before the first retry") }
+            if c.selected > 0 {
+                lines.append("\(c.campaignId): Postman's state read by \(c.readsBeforeRetry) before the first retry")
+            }
             for batch in c.wholeBatches {
                 lines.append(
                     "\(c.campaignId): batch \(batch.batchId) may go whole: \(batch.members) members in one call, \(batch.callsSaved) calls saved "

@@ -44,7 +44,7 @@ final class ProgressReporter: @unchecked Sendable {
                     metadata: [
                         "campaign": "\(c.campaign)", SummaryCount.retried.name: "\(c.retried)", "final": "\(c.settled)",
                         "awaiting_outcome": "\(c.awaitingOutcome)", "to_send": "\(c.toSend)",
-                        "rate": "\(String(format: "%.1f", rate))", "eta_s": "\(Int(eta))",
+                        "rate": "\(String(format: "%.1f", rate))", "eta_s": "\(Int(eta))"
                     ])
             }
         }

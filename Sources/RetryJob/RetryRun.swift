@@ -91,7 +91,10 @@ public struct RetryRun: Sendable {
     static func requireMigrations(_ db: PGConnection) async throws {
         let missing = try await Migrator().pending(db)
         guard missing.isEmpty else {
-            throw JobError(.usage, "the postman_retry schema is not up to date (missing \(missing.joined(separator: ", "))); run `postman-retry migrate` first")
+            throw JobError(
+                .usage,
+                "the postman_retry schema is not up to date (missing \(missing.joined(separator: ", "))); run `postman-retry migrate` first"
+            )
         }
     }
 
@@ -141,10 +144,13 @@ public struct RetryRun: Sendable {
         let summary = try await RunSummary.load(db: db, runId: run.id)
         log.info(
             "run \(status.rawValue)",
-            metadata: [SummaryCount.retried.name: "\(summary.counts.retried)", SummaryCount.selected.name: "\(summary.counts.selected)"])
+            metadata: [
+                SummaryCount.retried.name: "\(summary.counts.retried)", SummaryCount.selected.name: "\(summary.counts.selected)"
+            ])
         var message = stop?.message
         if summary.deferredByQuietHours > 0, let quiet = settings.quietHours {
-            let note = "quiet hours (\(quiet)): \(summary.deferredByQuietHours) selected messages were not sent and are left for the next run"
+            let note =
+                "quiet hours (\(quiet)): \(summary.deferredByQuietHours) selected messages were not sent and are left for the next run"
             message = message.map { $0 + "; " + note } ?? note
         }
         return RunResult(
@@ -162,7 +168,8 @@ public struct RetryRun: Sendable {
             selected, malformed in
             for row in malformed {
                 logger.warning(
-                    "malformed row skipped", metadata: ["row": "\(row.key)", "field": "\(row.field)", "problem": "\(row.problem)"])
+                    "malformed row skipped", metadata: ["row": "\(row.key)", "field": "\(row.field)", "problem": "\(row.problem)"]
+                )
             }
             try await store.recordSelected(run: run.id, rows: selected, malformed: malformed)
         }

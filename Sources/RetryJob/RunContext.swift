@@ -124,20 +124,24 @@ final class CrashPoints: Sendable {
         let spec = environment["POSTMAN_RETRY_CRASH_AT"] ?? ""
         var targets: [String: Int] = [:]
         #if POSTMAN_RETRY_TEST_HOOKS
-        if !spec.isEmpty, environment["POSTMAN_RETRY_TEST_HOOKS"] == Self.armingValue {
-            warn("postman-retry: WARNING: TEST CRASH HOOK ARMED (POSTMAN_RETRY_CRASH_AT=\(spec)): this process will SIGKILL itself on purpose; never set POSTMAN_RETRY_TEST_HOOKS outside the tests")
-            for item in spec.split(separator: ",") {
-                let parts = item.split(separator: ":")
-                guard let name = parts.first else { continue }
-                targets[String(name)] = parts.count > 1 ? Int(parts[1]) ?? 1 : 1
+            if !spec.isEmpty, environment["POSTMAN_RETRY_TEST_HOOKS"] == Self.armingValue {
+                warn(
+                    "postman-retry: WARNING: TEST CRASH HOOK ARMED (POSTMAN_RETRY_CRASH_AT=\(spec)): this process will SIGKILL itself on purpose; never set POSTMAN_RETRY_TEST_HOOKS outside the tests"
+                )
+                for item in spec.split(separator: ",") {
+                    let parts = item.split(separator: ":")
+                    guard let name = parts.first else { continue }
+                    targets[String(name)] = parts.count > 1 ? Int(parts[1]) ?? 1 : 1
+                }
+            } else if !spec.isEmpty {
+                warn(
+                    "postman-retry: warning: POSTMAN_RETRY_CRASH_AT is ignored (a test hook, armed only with POSTMAN_RETRY_TEST_HOOKS=\(Self.armingValue))"
+                )
             }
-        } else if !spec.isEmpty {
-            warn("postman-retry: warning: POSTMAN_RETRY_CRASH_AT is ignored (a test hook, armed only with POSTMAN_RETRY_TEST_HOOKS=\(Self.armingValue))")
-        }
         #else
-        if !spec.isEmpty {
-            warn("postman-retry: warning: POSTMAN_RETRY_CRASH_AT is ignored: this build has no test hooks")
-        }
+            if !spec.isEmpty {
+                warn("postman-retry: warning: POSTMAN_RETRY_CRASH_AT is ignored: this build has no test hooks")
+            }
         #endif
         self.targets = targets
     }

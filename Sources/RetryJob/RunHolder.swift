@@ -104,7 +104,8 @@ final class RunHolder: Sendable {
             case .taken(let expired):
                 for previous in expired {
                     logger.notice(
-                        "took the place of a run that stopped renewing its hold (it was killed)", metadata: ["previous": "\(previous.workerId)"])
+                        "took the place of a run that stopped renewing its hold (it was killed)",
+                        metadata: ["previous": "\(previous.workerId)"])
                 }
                 return RunHolder(db: db, holderId: holderId, workerId: workerId, mode: mode, renewedAt: started)
             case .held(let conflicts, let expired):
@@ -119,8 +120,11 @@ final class RunHolder: Sendable {
                 if alive != nil || leftNormally || ContinuousClock.now >= giveUpAt {
                     throw refusal(conflicts, mode: mode)
                 }
-                for conflict in conflicts where firstSeen[conflict.holderId] == nil { firstSeen[conflict.holderId] = conflict.beats }
-                logger.debug("waiting to see whether the holder of the run is alive", metadata: ["holders": "\(present.sorted())"])
+                for conflict in conflicts where firstSeen[conflict.holderId] == nil {
+                    firstSeen[conflict.holderId] = conflict.beats
+                }
+                logger.debug(
+                    "waiting to see whether the holder of the run is alive", metadata: ["holders": "\(present.sorted())"])
                 try await Task.sleep(for: .milliseconds(150))
             }
         }
@@ -146,7 +150,8 @@ final class RunHolder: Sendable {
         case (.exclusive, false):
             return JobError(
                 .temporary,
-                "a shared run holds the lock: \(conflicts.count) `run --worker` process(es) (\(conflicts.map(\.workerId).sorted().joined(separator: ", "))); try again later")
+                "a shared run holds the lock: \(conflicts.count) `run --worker` process(es) (\(conflicts.map(\.workerId).sorted().joined(separator: ", "))); try again later"
+            )
         }
     }
 
@@ -202,14 +207,18 @@ final class RunHolder: Sendable {
                 // The connection itself is gone (terminated, failover): it will not come back, and a
                 // waiting run may take our place once the row expires. Stop now rather than after
                 // `giveUpAfter` (which `lostReason` judges by the time since the last renewal).
-                if let failure = error as? PGError, failure.kind == .connectionLost
-                    || [.adminShutdown, .crashShutdown].contains(failure.sqlState) || failure.sqlState?.errorClass == "08"
+                if let failure = error as? PGError,
+                    failure.kind == .connectionLost
+                        || [.adminShutdown, .crashShutdown].contains(failure.sqlState) || failure.sqlState?.errorClass == "08"
                 {
                     lost.withLock { $0 = "the connection that renews this run's hold was lost: \(failure)" }
                     logger.error("run hold connection lost; stopping", metadata: ["error": "\(failure)"])
                     return
                 }
-                if !warned { logger.warning("run hold heartbeat failed; sending pauses until it is renewed", metadata: ["error": "\(error)"]) }
+                if !warned {
+                    logger.warning(
+                        "run hold heartbeat failed; sending pauses until it is renewed", metadata: ["error": "\(error)"])
+                }
                 warned = true
             }
             try? await Task.sleep(for: Self.heartbeatInterval)

@@ -127,7 +127,8 @@ public struct RetryWorker: Sendable {
                         state.extend(kept, until: now + worker.leaseTTL - worker.safetyMargin)
                         let lost = Set(held).subtracting(kept).map(\.campaign)
                         if !lost.isEmpty {
-                            context.stop(.leaseLost("the lease of \(lost.sorted().joined(separator: ", ")) expired and was taken over"))
+                            context.stop(
+                                .leaseLost("the lease of \(lost.sorted().joined(separator: ", ")) expired and was taken over"))
                         }
                     } catch {
                         // The lease guard stops sending before the leases can expire; give up after one TTL.
@@ -150,7 +151,8 @@ public struct RetryWorker: Sendable {
                             state.claimed(held, validUntil: now + worker.leaseTTL - worker.safetyMargin)
                             if let previous = claim.takenFrom {
                                 log.notice(
-                                    "took over an expired lease", metadata: ["campaign": "\(claim.campaign)", "from": "\(previous)"])
+                                    "took over an expired lease",
+                                    metadata: ["campaign": "\(claim.campaign)", "from": "\(previous)"])
                             }
                             group.addTask {
                                 await work(held, key: keys[held.campaign], context: context, leases: leases, state: state)
@@ -164,8 +166,13 @@ public struct RetryWorker: Sendable {
                                 // Alone on the run, nobody else will settle them: leave them to the next
                                 // run rather than loop (it should not happen).
                                 let open = try await store.openCount(run: run.id)
-                                log.error("messages still open after the campaigns ended; the run is left for the next one", metadata: ["open": "\(open)"])
-                                context.stop(.database("\(open) messages were still open when the workers ended; the next run resumes them", transient: true))
+                                log.error(
+                                    "messages still open after the campaigns ended; the run is left for the next one",
+                                    metadata: ["open": "\(open)"])
+                                context.stop(
+                                    .database(
+                                        "\(open) messages were still open when the workers ended; the next run resumes them",
+                                        transient: true))
                                 continue
                             }
                             log.warning("every lease is done but the journal has open messages; working them again")
@@ -247,7 +254,8 @@ public struct RetryWorker: Sendable {
                 let campaignWorker = CampaignWorker(
                     campaign: campaign, apiKey: key, context: context, first: first, chunkSize: chunkSize,
                     messagesInTable: counts[campaign] ?? first.items.count,
-                    notBefore: max(.now + .seconds(1), context.holder?.firstSendAllowed ?? .now), leaseValid: { (context.holder?.mayStillSend() ?? true) && state.mayStillSend(held) },
+                    notBefore: max(.now + .seconds(1), context.holder?.firstSendAllowed ?? .now),
+                    leaseValid: { (context.holder?.mayStillSend() ?? true) && state.mayStillSend(held) },
                     // Alone on the run, the hold's fence (in every journal write) is enough: nobody can take a
                     // campaign lease without first taking the hold. Without a lease fence the plain run's
                     // campaigns share one journal write per flush (`JournalBatcher`).

@@ -42,7 +42,8 @@ public struct RunMetrics: Sendable {
     }
 
     static let help: [String: String] = [
-        Name.exitStatus: "Exit status of the latest run (0 completed, 64 usage, 69 Postman unreachable, 75 temporary or interrupted, 77 key refused, 1 other).",
+        Name.exitStatus:
+            "Exit status of the latest run (0 completed, 64 usage, 69 Postman unreachable, 75 temporary or interrupted, 77 key refused, 1 other).",
         Name.duration: "Wall time of the latest run in seconds.",
         Name.runId: "Journal id of the latest run (postman-retry report --run ID).",
         Name.messages: "Messages of the latest run by outcome, as in summary.json counts.",
@@ -51,7 +52,7 @@ public struct RunMetrics: Sendable {
         Name.apiCalls: "HTTP requests the latest run sent to Postman, by kind (every attempt, 429s included).",
         Name.rateLimited: "Requests of the latest run that Postman answered 429.",
         Name.campaignMessages: "Messages of the latest run by campaign and outcome.",
-        Name.lastSuccess: "Unix time at which the latest completed run finished.",
+        Name.lastSuccess: "Unix time at which the latest completed run finished."
     ]
 
     /// The metrics in Prometheus text exposition format (version 0.0.4), via swift-metrics and

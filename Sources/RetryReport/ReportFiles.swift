@@ -15,8 +15,12 @@ struct SummaryDocument: Encodable {
         var peakPerSecond: Int
         var secondsWithRequests: Int
         enum CodingKeys: String, CodingKey {
-            case campaignId = "campaign_id", rateLimit = "rate_limit", requests, rateLimited = "rate_limited"
-            case peakPerSecond = "peak_per_second", secondsWithRequests = "seconds_with_requests"
+            case campaignId = "campaign_id"
+            case rateLimit = "rate_limit"
+            case requests
+            case rateLimited = "rate_limited"
+            case peakPerSecond = "peak_per_second"
+            case secondsWithRequests = "seconds_with_requests"
         }
     }
     struct TimeToOutcome: Encodable {
@@ -25,7 +29,10 @@ struct SummaryDocument: Encodable {
         var p90Seconds: Double?
         var maxSeconds: Double?
         enum CodingKeys: String, CodingKey {
-            case count, medianSeconds = "median_seconds", p90Seconds = "p90_seconds", maxSeconds = "max_seconds"
+            case count
+            case medianSeconds = "median_seconds"
+            case p90Seconds = "p90_seconds"
+            case maxSeconds = "max_seconds"
         }
     }
     struct Cost: Encodable {
@@ -41,24 +48,41 @@ struct SummaryDocument: Encodable {
         var gst: Double
         var total: Double
         enum CodingKeys: String, CodingKey {
-            case currency, segmentsPerMessage = "segments_per_message", localPerSegment = "local_per_segment"
-            case foreignPerSegment = "foreign_per_segment", gstRate = "gst_rate", localMessages = "local_messages"
-            case foreignMessages = "foreign_messages", notChargedMessages = "not_charged_messages", subtotal, gst, total
+            case currency
+            case segmentsPerMessage = "segments_per_message"
+            case localPerSegment = "local_per_segment"
+            case foreignPerSegment = "foreign_per_segment"
+            case gstRate = "gst_rate"
+            case localMessages = "local_messages"
+            case foreignMessages = "foreign_messages"
+            case notChargedMessages = "not_charged_messages"
+            case subtotal, gst, total
         }
     }
     struct Previous: Encodable {
         var runId: String
         var counts: RunSummary.Counts
         var failedChange: Int
-        enum CodingKeys: String, CodingKey { case runId = "run_id", counts, failedChange = "failed_change" }
+        enum CodingKeys: String, CodingKey {
+            case runId = "run_id"
+            case counts
+            case failedChange = "failed_change"
+        }
     }
     struct Unknown: Encodable {
         var campaignId: String, messageId: String, status: String
-        enum CodingKeys: String, CodingKey { case campaignId = "campaign_id", messageId = "message_id", status }
+        enum CodingKeys: String, CodingKey {
+            case campaignId = "campaign_id"
+            case messageId = "message_id"
+            case status
+        }
     }
     struct Malformed: Encodable {
         var rowKey: String, field: String, problem: String
-        enum CodingKeys: String, CodingKey { case rowKey = "row_key", field, problem }
+        enum CodingKeys: String, CodingKey {
+            case rowKey = "row_key"
+            case field, problem
+        }
     }
 
     // CONTRACT.md section 5
@@ -87,12 +111,27 @@ struct SummaryDocument: Encodable {
     var batchCalls: [RunSummary.BatchCall]?
 
     enum CodingKeys: String, CodingKey {
-        case runId = "run_id", startedAt = "started_at", finishedAt = "finished_at", status, counts
-        case apiCalls = "api_calls", campaigns, writeConflicts = "write_conflicts", durationSeconds = "duration_seconds"
-        case processes, failedByCode = "failed_by_code", rejectedByCode = "rejected_by_code"
-        case needsAttention = "needs_attention", needsAttentionByCategory = "needs_attention_by_category", rates
-        case timeToOutcome = "time_to_outcome", cost, previousRun = "previous_run", unknownStatuses = "unknown_statuses"
-        case malformedRows = "malformed_rows", generatedAt = "generated_at", batchCalls = "batch_calls"
+        case runId = "run_id"
+        case startedAt = "started_at"
+        case finishedAt = "finished_at"
+        case status, counts
+        case apiCalls = "api_calls"
+        case campaigns
+        case writeConflicts = "write_conflicts"
+        case durationSeconds = "duration_seconds"
+        case processes
+        case failedByCode = "failed_by_code"
+        case rejectedByCode = "rejected_by_code"
+        case needsAttention = "needs_attention"
+        case needsAttentionByCategory = "needs_attention_by_category"
+        case rates
+        case timeToOutcome = "time_to_outcome"
+        case cost
+        case previousRun = "previous_run"
+        case unknownStatuses = "unknown_statuses"
+        case malformedRows = "malformed_rows"
+        case generatedAt = "generated_at"
+        case batchCalls = "batch_calls"
     }
 
     // Explicit so that a missing finished_at or previous run is written as null, not left out.
@@ -149,7 +188,8 @@ struct SummaryDocument: Encodable {
             guard !sorted.isEmpty else { return nil }
             return (sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * q).rounded()))] * 1000).rounded() / 1000
         }
-        timeToOutcome = TimeToOutcome(count: sorted.count, medianSeconds: quantile(0.5), p90Seconds: quantile(0.9), maxSeconds: quantile(1))
+        timeToOutcome = TimeToOutcome(
+            count: sorted.count, medianSeconds: quantile(0.5), p90Seconds: quantile(0.9), maxSeconds: quantile(1))
         let cost = report.cost
         self.cost = Cost(
             currency: cost.model.currency, segmentsPerMessage: cost.model.segmentsPerMessage,
@@ -162,7 +202,9 @@ struct SummaryDocument: Encodable {
         previousRun = report.previous.map {
             Previous(runId: $0.runId, counts: $0.counts, failedChange: s.counts.failed - $0.counts.failed)
         }
-        unknownStatuses = report.unknownStatuses.map { Unknown(campaignId: $0.campaignId, messageId: $0.messageId, status: $0.status) }
+        unknownStatuses = report.unknownStatuses.map {
+            Unknown(campaignId: $0.campaignId, messageId: $0.messageId, status: $0.status)
+        }
         malformedRows = report.malformed.map { Malformed(rowKey: $0.rowKey, field: $0.field, problem: $0.problem) }
         generatedAt = ISO8601DateFormatter().string(from: report.generatedAt)
     }
@@ -191,7 +233,7 @@ public struct ReportFiles: Sendable {
     /// One row per message that needs a person (the header is always there).
     static let csvHeader = [
         "category", "campaign_id", "message_id", "batch_id", "row_key", "recipient", "code", "meaning",
-        "worth_retrying", "retry_count", "written_back", "detail", "suggested_action",
+        "worth_retrying", "retry_count", "written_back", "detail", "suggested_action"
     ]
 
     static func failuresCSV(_ report: RunReport) -> String {
@@ -200,7 +242,7 @@ public struct ReportFiles: Sendable {
             out += CSV.record([
                 row.category.rawValue, row.campaignId, row.messageId, row.batchId, row.rowKey, row.recipientMasked,
                 row.code, row.meaning, row.worthRetrying, row.retryCount.map(String.init) ?? "",
-                row.writtenBack ? "yes" : "no", row.detail, row.suggestedAction,
+                row.writtenBack ? "yes" : "no", row.detail, row.suggestedAction
             ])
         }
         return out
@@ -226,7 +268,7 @@ public struct ReportFiles: Sendable {
         try fm.createDirectory(at: directory, withIntermediateDirectories: true)
         let contents: [(String, Data)] = [
             ("summary.json", json), ("failures.csv", Data(csv.utf8)), ("summary.md", Data(markdown.utf8)),
-            ("summary.html", Data(html.utf8)),
+            ("summary.html", Data(html.utf8))
         ]
         for (name, data) in contents {
             let final = directory.appendingPathComponent(name)

@@ -63,7 +63,7 @@ extension ReportView {
 
     static let outcomeBuckets: [(upTo: Double, label: String)] = [
         (2, "under 2 s"), (5, "2–5 s"), (10, "5–10 s"), (30, "10–30 s"), (60, "30 s–1 min"), (120, "1–2 min"),
-        (300, "2–5 min"), (600, "5–10 min"), (1800, "10–30 min"), (.infinity, "30 min or more"),
+        (300, "2–5 min"), (600, "5–10 min"), (1800, "10–30 min"), (.infinity, "30 min or more")
     ]
 
     static func outcome(_ sorted: [Double]) -> Outcome? {
@@ -75,7 +75,9 @@ extension ReportView {
         let last = counts.lastIndex { $0 > 0 } ?? 0
         let most = counts.max() ?? 1
         let buckets = (first...last).map { index in
-            Bucket(range: outcomeBuckets[index].label, barWidth: number(Double(counts[index]) / Double(most) * 100), count: counts[index])
+            Bucket(
+                range: outcomeBuckets[index].label, barWidth: number(Double(counts[index]) / Double(most) * 100),
+                count: counts[index])
         }
         func quantile(_ q: Double) -> Double { sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * q).rounded()))] }
         return Outcome(

@@ -26,7 +26,10 @@ struct ReportView {
     }
     struct Bucket { var range: String, barWidth: String, count: Int }
     struct Outcome { var count: Int, median: String, p90: String, slowest: String, buckets: [Bucket] }
-    struct Code { var code: String, count: Int, meaning: String, worth: String, worthShort: String, worthClass: String, charged: String, last: Bool }
+    struct Code {
+        var code: String, count: Int, meaning: String, worth: String, worthShort: String, worthClass: String, charged: String,
+            last: Bool
+    }
     struct Rejected { var code: String, count: Int }
     struct CostLine { var what: String, messages: String, price: String, amount: String }
     struct Cost {
@@ -110,7 +113,7 @@ struct ReportView {
         ("skip:retry_limit", "skipped: retry limit", "#b0bec5"),
         ("skip:permanent_error", "skipped: permanent error", "#607d8b"),
         ("skip:unknown_error_code", "skipped: unknown code", "#cfd8dc"),
-        ("skip:malformed", "skipped: malformed row", "#37474f"),
+        ("skip:malformed", "skipped: malformed row", "#37474f")
     ]
 
     static func value(of key: String, in c: RunSummary.Campaign) -> Int {
@@ -175,7 +178,9 @@ struct ReportView {
         outcome = Self.outcome(report.secondsToOutcome)
         codes = Self.codes(report.failedByCode)
         hasCodes = !codes.isEmpty
-        rejected = report.rejectedByCode.sorted { $0.value > $1.value }.map { Rejected(code: Sanitize.text($0.key), count: $0.value) }
+        rejected = report.rejectedByCode.sorted { $0.value > $1.value }.map {
+            Rejected(code: Sanitize.text($0.key), count: $0.value)
+        }
         hasRejected = !rejected.isEmpty
         cost = Self.cost(report.cost)
         comparison = report.previous.map { Self.comparison(s, previous: $0) }
@@ -190,7 +195,9 @@ struct ReportView {
         attentionMore = attentionTotal > Self.attentionShown
         attentionMoreCount = max(0, attentionTotal - Self.attentionShown)
         unknownStatuses = report.unknownStatuses.map {
-            Unknown(campaignId: Sanitize.text($0.campaignId), messageId: Sanitize.text($0.messageId), status: Sanitize.text($0.status))
+            Unknown(
+                campaignId: Sanitize.text($0.campaignId), messageId: Sanitize.text($0.messageId), status: Sanitize.text($0.status)
+            )
         }
         hasUnknownStatuses = !unknownStatuses.isEmpty
     }
@@ -211,7 +218,7 @@ struct ReportView {
             Tile(value: Format.count(attentionTotal), caption: "need a person", tileClass: attentionTotal > 0 ? "bad" : "good"),
             Tile(
                 value: CostEstimate.format(report.cost.total),
-                caption: "estimated cost, \(report.cost.model.currency) incl. GST", tileClass: ""),
+                caption: "estimated cost, \(report.cost.model.currency) incl. GST", tileClass: "")
         ]
     }
 
@@ -262,7 +269,8 @@ struct ReportView {
 
     static func batchCallLine(_ call: RunSummary.BatchCall) -> String {
         "Batch \(Sanitize.text(call.batchId)) of \(Sanitize.text(call.campaignId)): \(Format.count(call.members)) members in one call at \(call.at)"
-            + (call.httpStatus.map { ", answered \($0)" } ?? ", answer unknown") + (call.postmanCode.map { " \(Sanitize.text($0))" } ?? "")
+            + (call.httpStatus.map { ", answered \($0)" } ?? ", answer unknown")
+            + (call.postmanCode.map { " \(Sanitize.text($0))" } ?? "")
     }
 
     static func peakText(_ rates: [RunReport.CampaignRate]) -> String {
@@ -289,7 +297,8 @@ struct ReportView {
             }
             return Code(
                 code: entry.key.isEmpty ? "(no code)" : Sanitize.text(entry.key), count: entry.value, meaning: info.meaning,
-                worth: worth, worthShort: info.worthRetrying == .unknown ? "unknown code" : "worth retrying: \(info.worthRetrying.rawValue)",
+                worth: worth,
+                worthShort: info.worthRetrying == .unknown ? "unknown code" : "worth retrying: \(info.worthRetrying.rawValue)",
                 worthClass: info.worthRetrying.rawValue, charged: info.charged.map { $0 ? "yes" : "no" } ?? "–",
                 last: index == failedCodes.count - 1)
         }
@@ -313,7 +322,7 @@ struct ReportView {
                     amount: CostEstimate.format(cost.foreignAmount)),
                 CostLine(
                     what: "not billed (" + model.freeCodes.sorted().joined(separator: ", ") + ")",
-                    messages: Format.count(cost.notCharged), price: "0", amount: "0.00"),
+                    messages: Format.count(cost.notCharged), price: "0", amount: "0.00")
             ],
             subtotal: CostEstimate.format(cost.subtotal), gst: CostEstimate.format(cost.gst),
             gstRate: CostEstimate.format(model.gstRate * 100, scale: 0) + "%", total: CostEstimate.format(cost.total),
@@ -339,7 +348,8 @@ struct ReportView {
         let rate = { (part: Int, whole: Int) in Format.percent(part, of: whole) }
         let failureDelta = c.failed - p.failed
         let direction =
-            failureDelta > 0 ? "up by \(Format.count(failureDelta))" : failureDelta < 0 ? "down by \(Format.count(-failureDelta))" : "unchanged"
+            failureDelta > 0
+            ? "up by \(Format.count(failureDelta))" : failureDelta < 0 ? "down by \(Format.count(-failureDelta))" : "unchanged"
         return Comparison(
             previousId: previous.runId,
             headline:
@@ -353,8 +363,10 @@ struct ReportView {
                 row("pending", c.pending, p.pending, upIsBad: true),
                 row("exhausted", c.exhausted, p.exhausted, upIsBad: true),
                 row("skipped", c.skipped, p.skipped, upIsBad: nil),
-                row("API calls", s.apiCalls.retry + s.apiCalls.poll, previous.apiCalls.retry + previous.apiCalls.poll, upIsBad: nil),
-                row("answered 429", s.apiCalls.rateLimited, previous.apiCalls.rateLimited, upIsBad: true),
+                row(
+                    "API calls", s.apiCalls.retry + s.apiCalls.poll, previous.apiCalls.retry + previous.apiCalls.poll,
+                    upIsBad: nil),
+                row("answered 429", s.apiCalls.rateLimited, previous.apiCalls.rateLimited, upIsBad: true)
             ])
     }
 

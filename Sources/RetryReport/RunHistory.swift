@@ -17,8 +17,14 @@ public struct RunHistory: Sendable, Encodable {
         public var apiCalls: RunSummary.APICalls
 
         enum CodingKeys: String, CodingKey {
-            case runId = "run_id", status, startedAt = "started_at", finishedAt = "finished_at"
-            case durationSeconds = "duration_seconds", processes, lastError = "last_error", counts
+            case runId = "run_id"
+            case status
+            case startedAt = "started_at"
+            case finishedAt = "finished_at"
+            case durationSeconds = "duration_seconds"
+            case processes
+            case lastError = "last_error"
+            case counts
             case apiCalls = "api_calls"
         }
     }
@@ -44,7 +50,7 @@ public struct RunHistory: Sendable, Encodable {
         guard !runs.isEmpty else { return "no runs yet" }
         let header = [
             "RUN", "STARTED (UTC)", "DURATION", "STATUS", "SELECTED", "RETRIED", "SUCCEEDED", "FAILED", "PENDING",
-            "EXHAUSTED", "OTHER", "SKIPPED", "CARRIED", "CALLS",
+            "EXHAUSTED", "OTHER", "SKIPPED", "CARRIED", "CALLS"
         ]
         var table = [header]
         for run in runs {
@@ -55,7 +61,7 @@ public struct RunHistory: Sendable, Encodable {
                 run.durationSeconds.map(Format.duration) ?? "-",
                 run.status + (run.processes > 1 ? " (\(run.processes)×)" : ""), "\(c.selected)", "\(c.retried)",
                 "\(c.succeeded)", "\(c.failed)", "\(c.pending)", "\(c.exhausted)", "\(other)", "\(c.skipped)",
-                "\(c.carriedOver)", "\(run.apiCalls.retry + run.apiCalls.poll)",
+                "\(c.carriedOver)", "\(run.apiCalls.retry + run.apiCalls.poll)"
             ])
         }
         let widths = header.indices.map { column in table.map { $0[column].count }.max() ?? 0 }

@@ -62,7 +62,7 @@ public struct JobError: Error, CustomStringConvertible, Sendable {
     /// SQLSTATE reached the job (a failed PQconnectdb has no result to read one from).
     static let refusedConnectionPhrases = [
         "password authentication failed", "authentication failed", "does not exist", "no pg_hba.conf entry",
-        "pg_hba.conf rejects connection", "no password supplied", "permission denied for database",
+        "pg_hba.conf rejects connection", "no password supplied", "permission denied for database"
     ]
 
     /// True when PostgreSQL refused the credentials or the database: waiting will not fix it.

@@ -11,7 +11,10 @@ public struct RunScope: Sendable, Codable, Equatable {
     public var maxAgeSeconds: Double
     public var limit: Int?
 
-    public init(campaigns: [String] = [], since: Date? = nil, until: Date? = nil, maxAgeSeconds: Double = SettingDefaults.maxAge.seconds, limit: Int? = nil) {
+    public init(
+        campaigns: [String] = [], since: Date? = nil, until: Date? = nil, maxAgeSeconds: Double = SettingDefaults.maxAge.seconds,
+        limit: Int? = nil
+    ) {
         self.campaigns = campaigns
         self.since = since
         self.until = until
@@ -131,7 +134,9 @@ public struct APIKeys: Sendable, CustomStringConvertible {
     /// Where each campaign's key comes from, never the key itself (`config show`).
     public func shown(campaigns: Set<String>) -> [(campaign: String, text: String)] {
         var lines: [(String, String)] = []
-        if let shared = environment["POSTMAN_API_KEY"], !shared.isEmpty { lines.append(("*", "POSTMAN_API_KEY is set (redacted)")) }
+        if let shared = environment["POSTMAN_API_KEY"], !shared.isEmpty {
+            lines.append(("*", "POSTMAN_API_KEY is set (redacted)"))
+        }
         for campaign in campaigns.sorted() {
             if let variable = variable(for: campaign) {
                 lines.append((campaign, "from \(variable) (redacted)"))
@@ -148,7 +153,7 @@ public struct APIKeys: Sendable, CustomStringConvertible {
     /// `key_test_` for the test environment. Keys with neither prefix are used as they are.
     public static let environmentPrefixes: [(prefix: String, apiURL: String, name: String)] = [
         ("key_live_", SettingDefaults.apiURL, "production"),
-        ("key_test_", SettingDefaults.testAPIURL, "test environment"),
+        ("key_test_", SettingDefaults.testAPIURL, "test environment")
     ]
 
     /// Every variable holding a key (for any campaign) whose prefix names another environment than

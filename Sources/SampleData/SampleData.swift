@@ -28,8 +28,10 @@ public struct SampleData: Sendable {
 
         /// The reference table's columns, in `copyColumns` order, as COPY text.
         public var copyFields: [String?] {
-            [campaignId, messageId, batchId, recipient, isOtp ? "t" : "f", status, String(retryCount), errorCode,
-             Self.iso(createdAt), Self.iso(createdAt)]
+            [
+                campaignId, messageId, batchId, recipient, isOtp ? "t" : "f", status, String(retryCount), errorCode,
+                Self.iso(createdAt), Self.iso(createdAt)
+            ]
         }
 
         /// Whole seconds, UTC (a formatter per row made a million rows take minutes).
@@ -40,7 +42,7 @@ public struct SampleData: Sendable {
 
     public static let copyColumns = [
         "campaign_id", "message_id", "batch_id", "recipient", "is_otp", "status", "retry_count", "error_code",
-        "created_at", "updated_at",
+        "created_at", "updated_at"
     ]
 
     public var rows: [Row]
@@ -49,7 +51,7 @@ public struct SampleData: Sendable {
     /// The stale mix of production tables: the table lags Postman, or Postman already shows the
     /// message final, at 3 retries, unknown, or in a batch that is not retryable.
     public static let staleKinds: [Kind] = [
-        .tableLagsPostman, .alreadyChangedInPostman, .postmanAtLimit, .unknownToPostman, .batchNotRetryable,
+        .tableLagsPostman, .alreadyChangedInPostman, .postmanAtLimit, .unknownToPostman, .batchNotRetryable
     ]
 
     /// `mixed` puts one of every kind in each campaign (then fills with ordinary retries);
@@ -83,7 +85,8 @@ public struct SampleData: Sendable {
                 let id = "message_\(campaign)_\(m + 1)"
                 let created = now.addingTimeInterval(kind == .stale ? -5 * 86400 : -Double(3600 + (messagesPerCampaign - m) * 2))
                 let local = kind != .foreignSentToTelco
-                let recipient = local ? "65\(80_000_000 + Int(rng.next() % 9_999_999))" : "44\(7_000_000_000 + Int(rng.next() % 99_999_999))"
+                let recipient =
+                    local ? "65\(80_000_000 + Int(rng.next() % 9_999_999))" : "44\(7_000_000_000 + Int(rng.next() % 99_999_999))"
                 var row = Row(
                     campaignId: campaign, messageId: id, batchId: m % 3 == 0 ? goodBatch : nil, recipient: recipient,
                     isOtp: false, status: "failure", retryCount: 0, errorCode: "recipient_unavailable", createdAt: created,

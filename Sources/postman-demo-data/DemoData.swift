@@ -16,7 +16,10 @@ struct DemoData: ParsableCommand {
     @Option(help: "Seed: the same seed gives the same data.") var seed: UInt64 = 1
     @Flag(help: "Every message is an ordinary failure (no OTP, exhausted, malformed … cases).") var plain = false
     @Option(help: "Rate limit written into the simulator data for every campaign.") var rateLimit: Int?
-    @Option(help: "Share (0-1) of messages from the stale mix: table lags Postman, Postman already final, at 3 retries, unknown, batch blocked.")
+    @Option(
+        help:
+            "Share (0-1) of messages from the stale mix: table lags Postman, Postman already final, at 3 retries, unknown, batch blocked."
+    )
     var staleShare = 0.0
     @Option(help: "Older messages per campaign that only the simulator holds (out of every run's scope).") var history = 0
     @Option(help: "Where to write the CSV rows.") var rows: String
@@ -34,7 +37,10 @@ struct DemoData: ParsableCommand {
                 first = false
                 guard let field else { continue }
                 // Foundation's replacingOccurrences goes through ICU: most of a million rows' time.
-                csv += "\"" + (field.contains("\"") ? field.split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\"\"") : field) + "\""
+                csv +=
+                    "\""
+                    + (field.contains("\"")
+                        ? field.split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\"\"") : field) + "\""
             }
             csv += "\n"
         }

@@ -51,7 +51,10 @@ struct ConfigCheck: AsyncParsableCommand {
     @Flag(help: "Also ask Postman, with one read per campaign, whether it accepts each campaign's key from here.")
     var checkKeys = false
 
-    @Option(name: .customLong("campaign"), help: "With --check-keys: the campaigns to check (repeatable; default: those of the config file, else those in the table).")
+    @Option(
+        name: .customLong("campaign"),
+        help:
+            "With --check-keys: the campaigns to check (repeatable; default: those of the config file, else those in the table).")
     var campaigns: [String] = []
 
     @Option(help: "With --check-keys: Postman API base URL (else POSTMAN_API_URL, else the config file).")
@@ -87,7 +90,9 @@ struct ConfigCheck: AsyncParsableCommand {
         var toCheck = campaigns
         if checkKeys, toCheck.isEmpty {
             toCheck = (resolved.config?.campaigns ?? [:]).keys.sorted()
-            if toCheck.isEmpty, result.problems.isEmpty { toCheck = try await CredentialCheck.campaigns(in: resolved.run.table, db: db, limit: 100) }
+            if toCheck.isEmpty, result.problems.isEmpty {
+                toCheck = try await CredentialCheck.campaigns(in: resolved.run.table, db: db, limit: 100)
+            }
         }
         for note in result.notes { print("note: \(note)") }
         if let index = result.suggestedIndex { print("to add it:\n  \(index)") }
@@ -100,13 +105,15 @@ struct ConfigCheck: AsyncParsableCommand {
             let noun = problems.count == 1 ? "problem" : "problems"
             throw JobError(
                 .usage,
-                "\(problems.count) \(noun) with \(resolved.run.table.displayName):\n" + problems.map { "  - \($0)" }.joined(separator: "\n"))
+                "\(problems.count) \(noun) with \(resolved.run.table.displayName):\n"
+                    + problems.map { "  - \($0)" }.joined(separator: "\n"))
         }
         print("table \(resolved.run.table.displayName): every mapped column exists with a type the job can use")
         if checkKeys { try await checkKeysWithPostman(resolved.run, campaigns: toCheck, db: db, logger: logger) }
     }
 
-    private func checkKeysWithPostman(_ settings: RunSettings, campaigns: [String], db: PGConnection, logger: Logger) async throws {
+    private func checkKeysWithPostman(_ settings: RunSettings, campaigns: [String], db: PGConnection, logger: Logger) async throws
+    {
         guard !campaigns.isEmpty else {
             print("keys: no campaign to check (name one with --campaign)")
             return
@@ -129,7 +136,8 @@ struct ConfigCheck: AsyncParsableCommand {
         if !refused.isEmpty {
             throw JobError(
                 .noPermission,
-                "Postman refused the key or this machine's source IP for \(refused.joined(separator: ", ")): check the key and the IP whitelist")
+                "Postman refused the key or this machine's source IP for \(refused.joined(separator: ", ")): check the key and the IP whitelist"
+            )
         }
         if !missing.isEmpty { throw JobError(.usage, "no API key for \(missing.joined(separator: ", "))") }
     }

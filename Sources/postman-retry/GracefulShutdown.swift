@@ -27,7 +27,9 @@ func withGracefulShutdown(logger: Logger, _ body: @escaping @Sendable (StopFlag)
     let group = ServiceGroup(
         configuration: .init(
             services: [
-                .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
+                .init(
+                    service: service, successTerminationBehavior: .gracefullyShutdownGroup,
+                    failureTerminationBehavior: .gracefullyShutdownGroup)
             ],
             gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: groupLogger))
     try await group.run()
@@ -56,7 +58,9 @@ private final class OneShotService: Service {
                 guard stop.set() else { return }
                 DispatchQueue.global().asyncAfter(deadline: .now() + forcedExitAfter) {
                     FileHandle.standardError.write(
-                        Data("postman-retry: still busy \(Int(forcedExitAfter)) s after the signal; exiting now, the next run resumes\n".utf8))
+                        Data(
+                            "postman-retry: still busy \(Int(forcedExitAfter)) s after the signal; exiting now, the next run resumes\n"
+                                .utf8))
                     exit(ExitStatus.temporary.rawValue)
                 }
             }

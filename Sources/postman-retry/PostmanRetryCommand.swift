@@ -78,6 +78,8 @@ struct GlobalOptions: ParsableArguments {
     }
 }
 
+// Log levels are flag values; neither swift-log nor swift-argument-parser declares it.
+// swift-format-ignore: AvoidRetroactiveConformances
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// Runs a command body and turns failures into the contract's exit codes with a one-line message.

@@ -76,7 +76,8 @@ struct Report: AsyncParsableCommand {
     func run() async throws {
         let logger = global.makeLogger()
         try await runReportingExit {
-            let resolved = try SettingsResolver.resolve(global.commandLineValues, environment: ProcessInfo.processInfo.environment)
+            let resolved = try SettingsResolver.resolve(
+                global.commandLineValues, environment: ProcessInfo.processInfo.environment)
             let written = try await withConnection(global, logger: logger) { db in
                 let missing = try await Migrator().pending(db)
                 guard missing.isEmpty else {

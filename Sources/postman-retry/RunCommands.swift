@@ -1,15 +1,15 @@
 import ArgumentParser
 import Dispatch
-import RetryJournal
-import RetrySettings
-import Synchronization
 import Foundation
 import LibPQ
 import Logging
 import RetryConfig
 import RetryCore
 import RetryJob
+import RetryJournal
 import RetryReport
+import RetrySettings
+import Synchronization
 
 /// Scope and pacing options shared by `plan` and `run` (CONTRACT.md section 5). Options without a
 /// value given fall back to the environment, then the config file, then the default.
@@ -23,7 +23,10 @@ struct ScopeOptions: ParsableArguments {
     @Option(help: "Only rows created before this time (ISO 8601, or YYYY-MM-DD as Singapore midnight).")
     var until: String?
 
-    @Option(help: "Only rows younger than this (e.g. 72h, 30m, 2d). Default: \(SettingsResolver.formatDuration(SettingDefaults.maxAge)).")
+    @Option(
+        help:
+            "Only rows younger than this (e.g. 72h, 30m, 2d). Default: \(SettingsResolver.formatDuration(SettingDefaults.maxAge))."
+    )
     var maxAge: String?
 
     @Option(help: "Retry at most this many messages (oldest first).")
@@ -35,13 +38,19 @@ struct ScopeOptions: ParsableArguments {
     @Option(name: .customLong("campaign-rate"), help: "Rate limit of one campaign: ID=TPS (repeatable).")
     var campaignRates: [String] = []
 
-    @Option(help: "How long to poll a retried message for its outcome (e.g. 30m). Default: \(SettingsResolver.formatDuration(SettingDefaults.pollTimeout)).")
+    @Option(
+        help:
+            "How long to poll a retried message for its outcome (e.g. 30m). Default: \(SettingsResolver.formatDuration(SettingDefaults.pollTimeout))."
+    )
     var pollTimeout: String?
 
     @Option(help: "Postman API base URL (else POSTMAN_API_URL, else the config file).")
     var apiURL: String?
 
-    @Option(help: "Extra CA certificates (PEM) to trust for Postman's TLS certificate, on top of the system's (else SSL_CERT_FILE, else the config file).")
+    @Option(
+        help:
+            "Extra CA certificates (PEM) to trust for Postman's TLS certificate, on top of the system's (else SSL_CERT_FILE, else the config file)."
+    )
     var caFile: String?
 
     @Option(help: "Output format: text or json.")
@@ -155,7 +164,9 @@ struct Run: AsyncParsableCommand {
         }
     }
 
-    private func run(settings: RunSettings, cost: CostModel, db: PGConnection, stop: StopFlag, environment: [String: String], logger: Logger) async throws {
+    private func run(
+        settings: RunSettings, cost: CostModel, db: PGConnection, stop: StopFlag, environment: [String: String], logger: Logger
+    ) async throws {
         try await TableCheck.requireFit(settings.table, db: db)
         let live = isatty(STDERR_FILENO) == 1 && global.logFormat != .json
         let job = RetryRun(settings: settings, logger: logger, environment: environment, liveProgress: live)
@@ -163,13 +174,16 @@ struct Run: AsyncParsableCommand {
             // The run's hold and the workers' leases are renewed on a connection of their own, so a
             // slow journal statement never delays a heartbeat. Heartbeats must fail fast rather than
             // hang: a process that cannot renew stops sending within a second (docs/operations.md).
-            try await withConnection(global, logger: logger, configure: { configuration in
-                configuration.applicationName = "postman-retry heartbeat"
-                // SET LOCAL, not a session setting: through a transaction pool a session timeout would
-                // land on a shared server connection and cut other clients' statements (the journal's too).
-                configuration.transactionSettings["statement_timeout"] = "5000"
-                configuration.networkTimeoutMilliseconds = 5_000
-            }) { leaseDB in
+            try await withConnection(
+                global, logger: logger,
+                configure: { configuration in
+                    configuration.applicationName = "postman-retry heartbeat"
+                    // SET LOCAL, not a session setting: through a transaction pool a session timeout would
+                    // land on a shared server connection and cut other clients' statements (the journal's too).
+                    configuration.transactionSettings["statement_timeout"] = "5000"
+                    configuration.networkTimeoutMilliseconds = 5_000
+                }
+            ) { leaseDB in
                 guard worker else { return try await job.run(db: db, holdDB: leaseDB, stopRequested: { stop.isSet }) }
                 let workerSettings = WorkerSettings(
                     workerId: workerId, leaseTTL: leaseTtl.flatMap(parseDuration) ?? .seconds(15),

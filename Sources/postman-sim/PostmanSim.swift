@@ -9,7 +9,8 @@ struct PostmanSim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "postman-sim",
         abstract: "Simulates the Postman v2 SMS API endpoints that postman-retry uses.",
-        discussion: "Prints `listening on HOST:PORT` as the first line of stdout once it accepts connections. See docs/simulator.md."
+        discussion:
+            "Prints `listening on HOST:PORT` as the first line of stdout once it accepts connections. See docs/simulator.md."
     )
 
     @Option(help: "Port to listen on; 0 picks a free port (read it from the first line of stdout).")
@@ -33,15 +34,20 @@ struct PostmanSim: AsyncParsableCommand {
     @Option(name: .customLong("time-scale"), help: "Delivery latencies are divided by this (10 = ten times faster).")
     var timeScale: Double = 1
 
-    @Option(name: .customLong("latency-min"), help: "Shortest delivery latency after an accepted retry, seconds (before --time-scale).")
+    @Option(
+        name: .customLong("latency-min"),
+        help: "Shortest delivery latency after an accepted retry, seconds (before --time-scale).")
     var latencyMin: Double = 0.2
 
-    @Option(name: .customLong("latency-max"), help: "Longest delivery latency after an accepted retry, seconds (before --time-scale).")
+    @Option(
+        name: .customLong("latency-max"), help: "Longest delivery latency after an accepted retry, seconds (before --time-scale)."
+    )
     var latencyMax: Double = 2.0
 
     @Option(
         name: .customLong("outcome-weights"),
-        help: "Weights of drawn outcomes for messages without an outcomes script, e.g. 'success=0.7,failure:recipient_unavailable=0.2,stuck=0.1'."
+        help:
+            "Weights of drawn outcomes for messages without an outcomes script, e.g. 'success=0.7,failure:recipient_unavailable=0.2,stuck=0.1'."
     )
     var outcomeWeights: String?
 
@@ -60,22 +66,30 @@ struct PostmanSim: AsyncParsableCommand {
     @Option(name: .customLong("fault-5xx-before"), help: "Rate (0-1) of 503 answers given before doing anything.")
     var fault5xxBefore: Double = 0
 
-    @Option(name: .customLong("fault-5xx-after-accept"), help: "Rate (0-1) of accepted retries answered 500 (the retry still counts).")
+    @Option(
+        name: .customLong("fault-5xx-after-accept"), help: "Rate (0-1) of accepted retries answered 500 (the retry still counts)."
+    )
     var fault5xxAfterAccept: Double = 0
 
-    @Option(name: .customLong("fault-slow"), help: "Rate (0-1) of answers held back --fault-slow-seconds (after the request took effect).")
+    @Option(
+        name: .customLong("fault-slow"),
+        help: "Rate (0-1) of answers held back --fault-slow-seconds (after the request took effect).")
     var faultSlow: Double = 0
 
     @Option(name: .customLong("fault-slow-seconds"), help: "How long a slow answer is held back, seconds (not scaled).")
     var faultSlowSeconds: Double = 15
 
-    @Option(name: .customLong("fault-drop"), help: "Rate (0-1) of connections closed without an answer (after the request took effect).")
+    @Option(
+        name: .customLong("fault-drop"),
+        help: "Rate (0-1) of connections closed without an answer (after the request took effect).")
     var faultDrop: Double = 0
 
     @Option(name: .customLong("fault-malformed"), help: "Rate (0-1) of 200/201 answers whose JSON body is cut short.")
     var faultMalformed: Double = 0
 
-    @Option(name: .customLong("log-level"), help: "Server log level on stderr (trace, debug, info, notice, warning, error, critical).")
+    @Option(
+        name: .customLong("log-level"), help: "Server log level on stderr (trace, debug, info, notice, warning, error, critical)."
+    )
     var logLevel: String = "error"
 
     func validate() throws {
@@ -85,13 +99,15 @@ struct PostmanSim: AsyncParsableCommand {
         guard latencyMin >= 0, latencyMax >= latencyMin else { throw ValidationError("need 0 <= --latency-min <= --latency-max") }
         for (name, rate) in [
             ("--fault-5xx-before", fault5xxBefore), ("--fault-5xx-after-accept", fault5xxAfterAccept),
-            ("--fault-slow", faultSlow), ("--fault-drop", faultDrop), ("--fault-malformed", faultMalformed),
+            ("--fault-slow", faultSlow), ("--fault-drop", faultDrop), ("--fault-malformed", faultMalformed)
         ] where !(0...1).contains(rate) {
             throw ValidationError("\(name) must be between 0 and 1")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         _ = try parsePairs(backgroundRates, flag: "--background-rate")
-        if let outcomeWeights { _ = try parsePairs(outcomeWeights.split(separator: ",").map(String.init), flag: "--outcome-weights") }
+        if let outcomeWeights {
+            _ = try parsePairs(outcomeWeights.split(separator: ",").map(String.init), flag: "--outcome-weights")
+        }
     }
 
     func run() async throws {
@@ -103,7 +119,8 @@ struct PostmanSim: AsyncParsableCommand {
         options.latencyMin = latencyMin
         options.latencyMax = latencyMax
         if let outcomeWeights {
-            options.outcomeWeights = try parsePairs(outcomeWeights.split(separator: ",").map(String.init), flag: "--outcome-weights")
+            options.outcomeWeights = try parsePairs(
+                outcomeWeights.split(separator: ",").map(String.init), flag: "--outcome-weights")
         }
         options.retryAfterSeconds = retryAfter
         options.ipWhitelistFailureCampaigns = Set(ipFailCampaigns)
@@ -123,7 +140,8 @@ struct PostmanSim: AsyncParsableCommand {
             throw ValidationError("cannot load --data \(data ?? ""): \(error)")
         }
 
-        let finalLedger = try await SimulatorServer.runService(data: simData, options: options, host: host, port: port) { host, port in
+        let finalLedger = try await SimulatorServer.runService(data: simData, options: options, host: host, port: port) {
+            host, port in
             // The contract: this is the first line of stdout, written unbuffered so a parent can read the port.
             FileHandle.standardOutput.write(Data("listening on \(host):\(port)\n".utf8))
         }

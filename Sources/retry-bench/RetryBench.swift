@@ -52,8 +52,10 @@ struct WriteBack: AsyncParsableCommand {
         }
         let seconds = (ContinuousClock.now - start).components
         let elapsed = Double(seconds.seconds) + Double(seconds.attoseconds) / 1e18
-        print(String(format: "wrapper: %d rows updated in %.3f s = %.0f rows/s (chunks of %d)", updated, elapsed,
-            Double(updated) / elapsed, chunk))
+        print(
+            String(
+                format: "wrapper: %d rows updated in %.3f s = %.0f rows/s (chunks of %d)", updated, elapsed,
+                Double(updated) / elapsed, chunk))
         await db.close()
     }
 }
@@ -77,7 +79,7 @@ struct FillCandidates: AsyncParsableCommand {
             batch.append([
                 "campaign-\(i % 10 + 1)", "bench_\(i)", nil, "6590\(String(format: "%06d", i % 1_000_000))",
                 i % 10 == 0 ? "t" : "f", "failure", String(i % 4), i % 7 == 0 ? "recipient_invalid" : "recipient_unavailable",
-                created, created,
+                created, created
             ])
             if batch.count == 50_000 {
                 loaded += try await db.copyIn(Self.copy, rows: batch)

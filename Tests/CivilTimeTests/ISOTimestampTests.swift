@@ -10,7 +10,7 @@ import Testing
         for text in [
             "2026-11-21T20:00:00+08:00", "2026-11-21T12:00:00Z", "2026-11-21T12:00:00z", "2026-11-21 12:00:00+00",
             "2026-11-21t20:00:00+0800", "2026-11-21T20:00:00+08", "2026-11-21T04:00:00-08:00", "2026-11-21T20:00+08:00",
-            "2026-11-21 12:00:00",  // PostgreSQL's timestamp without time zone: UTC
+            "2026-11-21 12:00:00"  // PostgreSQL's timestamp without time zone: UTC
         ] {
             #expect(ISOTime.parse(text) == reference, "\(text)")
         }
@@ -55,7 +55,7 @@ import Testing
             "2026-00-10T00:00:00Z", "2026-11-00T00:00:00Z", "2026-11-21T24:00:00Z", "2026-11-21T12:60:00Z",
             "2026-11-21T12:00:61Z", "2026/11/21 12:00:00Z", "2026-11-21X12:00:00Z", "2026-11-21T12:00:00Z ",
             " 2026-11-21T12:00:00Z", "2026-11-21T12:00:00+08:00x", "2026-11-21T12:00:00 BC", "10000-01-01T00:00:00Z",
-            "２０２６-11-21T12:00:00Z", "2026-11-21T12:00:00.5.5Z",
+            "２０２６-11-21T12:00:00Z", "2026-11-21T12:00:00.5.5Z"
         ] {
             #expect(ISOTime.parse(text) == nil, "\(text)")
             #expect(ISOTime.parseMilliseconds(text) == nil, "\(text)")
@@ -67,7 +67,9 @@ import Testing
     }
 
     @Test func formatUTCRoundTrips() {
-        for text in ["2026-11-21 12:00:00+00", "2026-11-21T20:00:00.5+08:00", "1999-12-31 23:59:59.999999Z", "1960-06-15T03:04:05.25Z"] {
+        for text in [
+            "2026-11-21 12:00:00+00", "2026-11-21T20:00:00.5+08:00", "1999-12-31 23:59:59.999999Z", "1960-06-15T03:04:05.25Z"
+        ] {
             let date = ISOTime.parse(text)
             #expect(date != nil)
             if let date { #expect(ISOTime.parse(ISOTime.formatUTC(date)) == date, "\(text)") }

@@ -82,13 +82,14 @@ import Testing
         let root = try Self.systemRoot()
         defer { try? FileManager.default.removeItem(at: root) }
         // verify exits 0 on unknown keys and bad values, so any output at all is a failure.
-        let verify = try await Self.run("systemd-analyze", ["verify", "--root=\(root.path)", "postman-retry.service", "postman-retry.timer"])
+        let verify = try await Self.run(
+            "systemd-analyze", ["verify", "--root=\(root.path)", "postman-retry.service", "postman-retry.timer"])
         #expect(verify.status == 0 && verify.text.isEmpty, "\(verify.text)")
 
         // The same check catches a mistake, in the unit or the drop-in (so the empty output above means something).
         for (file, from, to, reported) in [
             ("postman-retry.service", "KillMode=mixed", "KillMode=mixd", "mixd"),
-            ("postman-retry.service.d/metrics.conf", "ReadWritePaths=", "ReadWritePath=", "Unknown key 'ReadWritePath'"),
+            ("postman-retry.service.d/metrics.conf", "ReadWritePaths=", "ReadWritePath=", "Unknown key 'ReadWritePath'")
         ] {
             let unit = root.appendingPathComponent("etc/systemd/system/\(file)")
             let original = try String(contentsOf: unit, encoding: .utf8)
@@ -101,7 +102,8 @@ import Testing
 
     @Test func theServiceIsHardened() async throws {
         let output = try await Self.run(
-            "systemd-analyze", ["security", "--offline=true", Self.deploy.appendingPathComponent("systemd/postman-retry.service").path])
+            "systemd-analyze",
+            ["security", "--offline=true", Self.deploy.appendingPathComponent("systemd/postman-retry.service").path])
         let score = output.text.firstMatch(of: /Overall exposure level for \S+: (\d+\.\d+)/).flatMap { Double($0.1) }
         // systemd rates 0-10, lower is better; <= 2 is its "OK" band. Measured 1.3 when written.
         #expect(try #require(score, "\(output.text)") <= 2.0)
@@ -143,7 +145,9 @@ import Testing
     /// Against the oldest Kubernetes with every field used (podFailurePolicy is GA in 1.31) and a recent one.
     @Test(arguments: ["1.31.0", "1.35.0"])
     func theManifestsMatchKubernetesSchemas(version: String) async throws {
-        let manifests = ["cronjob.yaml", "cronjob-workers.yaml", "configmap.yaml"].map { Self.deploy.appendingPathComponent("kubernetes/\($0)").path }
+        let manifests = ["cronjob.yaml", "cronjob-workers.yaml", "configmap.yaml"].map {
+            Self.deploy.appendingPathComponent("kubernetes/\($0)").path
+        }
         let output = try await Self.run("kubernetes-validate", ["--strict", "--kubernetes-version", version] + manifests)
         #expect(output.status == 0, "\(output.text)")
         #expect(output.text.components(separatedBy: "passed for resource").count == 4, "\(output.text)")

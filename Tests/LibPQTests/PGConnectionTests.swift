@@ -32,7 +32,8 @@ import Testing
         let db = try await PGConnection.connect(
             PGConfiguration(url: url + " options='-c search_path=agency -c statement_timeout=1234'"), logger: TestDatabase.logger)
         let row = try await db.query(
-            "SELECT current_setting('search_path') AS path, current_setting('statement_timeout') AS timeout, current_setting('TimeZone') AS zone")[0]
+            "SELECT current_setting('search_path') AS path, current_setting('statement_timeout') AS timeout, current_setting('TimeZone') AS zone"
+        )[0]
         #expect(try row.decode("path", as: String.self) == "agency")
         #expect(try row.decode("timeout", as: String.self) == "1234ms")
         #expect(try row.decode("zone", as: String.self) == "UTC")
@@ -119,7 +120,7 @@ import Testing
         let rows: [[String?]] = [
             ["héllo, wörld", "日本語 \"quoted\""],
             ["multi\nline\r\nfield", nil],
-            ["", "🚀"],
+            ["", "🚀"]
         ]
         let loaded = try await db.copyIn("COPY c (a, b) FROM STDIN (FORMAT csv)", rows: rows)
         #expect(loaded == 3)
@@ -178,8 +179,9 @@ import Testing
         let hostile = "a\"; DROP TABLE x; --"
         try await db.execute("CREATE TABLE \(identifier: hostile) (\(identifier: "we\"ird col") int)")
         try await db.execute("INSERT INTO \(identifier: hostile) VALUES (\(7))")
-        #expect(try await db.execute("SELECT \(identifier: "we\"ird col") AS v FROM \(identifier: hostile)")[0]
-            .decode("v", as: Int.self) == 7)
+        #expect(
+            try await db.execute("SELECT \(identifier: "we\"ird col") AS v FROM \(identifier: hostile)")[0]
+                .decode("v", as: Int.self) == 7)
         // x is still there
         #expect(try await db.execute("SELECT to_regclass('x') IS NOT NULL AS present")[0].decode("present", as: Bool.self))
     }

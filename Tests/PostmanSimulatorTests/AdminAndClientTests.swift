@@ -5,9 +5,10 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
-@testable import PostmanAPI
 import PostmanSimulator
 import Testing
+
+@testable import PostmanAPI
 
 @Suite("Admin endpoints and ledger", .serialized)
 struct AdminTests {
@@ -53,7 +54,9 @@ struct AdminTests {
             let loaded = try await rawRequest(admin + "/load", method: .POST, body: Data(Self.contractExample.utf8))
             #expect(loaded.status == 200)
             #expect(await server.ledger().requests.isEmpty)
-            let notFound = await expectAPIError { try await client.getMessage(campaignId: "c1", messageId: "old", apiKey: Fixture.key("c1")) }
+            let notFound = await expectAPIError {
+                try await client.getMessage(campaignId: "c1", messageId: "old", apiKey: Fixture.key("c1"))
+            }
             #expect(notFound?.kind == .http(status: 401))  // the new data has another key for c1
             _ = try await client.retryMessage(campaignId: "c1", messageId: "message_1", apiKey: "key-c1")
             #expect(await server.ledger().acceptedRetries == ["message_1": 1])
@@ -70,7 +73,8 @@ struct AdminTests {
             // In-process: load replaces the data; tryLoad refuses bad data and changes nothing.
             await server.load(data)
             #expect(try await client.getMessage(campaignId: "c1", messageId: "old", apiKey: Fixture.key("c1")).id == "old")
-            let duplicate = SimulatorData(campaigns: [Fixture.campaign("c1")], messages: [Fixture.failed("x"), Fixture.failed("x")])
+            let duplicate = SimulatorData(
+                campaigns: [Fixture.campaign("c1")], messages: [Fixture.failed("x"), Fixture.failed("x")])
             await #expect(throws: SimulatorDataError.self) { try await server.tryLoad(duplicate) }
             #expect(try await client.getMessage(campaignId: "c1", messageId: "old", apiKey: Fixture.key("c1")).id == "old")
         }
@@ -106,9 +110,15 @@ struct ClientTests {
         let single: [String: Any] = [
             "id": "m", "latestStatus": "failure", "recipient": 6_591_234_567, "unknownField": ["x": 1],
             "attempts": [
-                ["status": "failure", "createdAt": "2026-11-21T10:30:00+08:00", "error": ["type": "delivery_error", "code": "recipient_unavailable"]],
-                ["status": "failure", "createdAt": "2026-11-21T10:57:00+08:00", "error": ["type": "server_error", "code": "server_unknown_error"]],
-            ],
+                [
+                    "status": "failure", "createdAt": "2026-11-21T10:30:00+08:00",
+                    "error": ["type": "delivery_error", "code": "recipient_unavailable"]
+                ],
+                [
+                    "status": "failure", "createdAt": "2026-11-21T10:57:00+08:00",
+                    "error": ["type": "server_error", "code": "server_unknown_error"]
+                ]
+            ]
         ]
         let m = try #require(Decode.message(single))
         #expect(m.recipient == "6591234567")
@@ -119,8 +129,11 @@ struct ClientTests {
             "id": "m", "latestStatus": "success", "numAttempts": 3,
             "messageAttempts": [
                 ["status": "success", "createdAt": "2026-11-21T11:00:00+08:00", "errorType": NSNull(), "errorCode": NSNull()],
-                ["status": "failure", "createdAt": "2026-11-21T10:00:00+08:00", "errorType": "delivery_error", "errorCode": "routing_error"],
-            ],
+                [
+                    "status": "failure", "createdAt": "2026-11-21T10:00:00+08:00", "errorType": "delivery_error",
+                    "errorCode": "routing_error"
+                ]
+            ]
         ]
         let b = try #require(Decode.message(batch))
         #expect(b.attempts?.count == 2)
@@ -139,29 +152,39 @@ struct ClientTests {
     func errorShapes() async throws {
         try await withStub { baseURL in
             let client = PostmanClient(baseURL: baseURL, requestTimeout: .seconds(5))
-            let newFormat = await expectAPIError { try await client.getMessage(campaignId: "c", messageId: "new", apiKey: "SECRET-KEY-123") }
+            let newFormat = await expectAPIError {
+                try await client.getMessage(campaignId: "c", messageId: "new", apiKey: "SECRET-KEY-123")
+            }
             #expect(newFormat?.code == "parameter_invalid")
             #expect(newFormat?.message == "bad limit")
             #expect(newFormat?.requestID == "err_1")
             #expect(newFormat?.isRetryable == false)
 
-            let legacy = await expectAPIError { try await client.getMessage(campaignId: "c", messageId: "legacy", apiKey: "SECRET-KEY-123") }
+            let legacy = await expectAPIError {
+                try await client.getMessage(campaignId: "c", messageId: "legacy", apiKey: "SECRET-KEY-123")
+            }
             #expect(legacy?.kind == .http(status: 400))
             #expect(legacy?.code == nil)
             #expect(legacy?.message == "Bad Request")
 
-            let html = await expectAPIError { try await client.getMessage(campaignId: "c", messageId: "html", apiKey: "SECRET-KEY-123") }
+            let html = await expectAPIError {
+                try await client.getMessage(campaignId: "c", messageId: "html", apiKey: "SECRET-KEY-123")
+            }
             #expect(html?.kind == .http(status: 502))
             #expect(html?.code == nil)
             #expect(html?.isRetryable == true)
             #expect(html?.mayHaveReachedServer == true)
 
-            let limited = await expectAPIError { try await client.getMessage(campaignId: "c", messageId: "limited", apiKey: "SECRET-KEY-123") }
+            let limited = await expectAPIError {
+                try await client.getMessage(campaignId: "c", messageId: "limited", apiKey: "SECRET-KEY-123")
+            }
             #expect(limited?.code == "too_many_requests")
             #expect(limited?.retryAfter == .seconds(3))
             #expect(limited?.isRetryable == true)
 
-            let forbidden = await expectAPIError { try await client.getMessage(campaignId: "c", messageId: "echo", apiKey: "SECRET-KEY-123") }
+            let forbidden = await expectAPIError {
+                try await client.getMessage(campaignId: "c", messageId: "echo", apiKey: "SECRET-KEY-123")
+            }
             #expect(forbidden?.kind == .http(status: 403))
             #expect(forbidden?.isRetryable == false)
             for error in [newFormat, legacy, html, limited, forbidden].compactMap({ $0 }) {
@@ -174,7 +197,9 @@ struct ClientTests {
             guard case .accepted(let none) = garbage else { return }
             #expect(none == nil)
 
-            let unexpected = await expectAPIError { try await client.retryMessage(campaignId: "c", messageId: "ok200", apiKey: "k") }
+            let unexpected = await expectAPIError {
+                try await client.retryMessage(campaignId: "c", messageId: "ok200", apiKey: "k")
+            }
             #expect(unexpected?.kind == .badResponse(status: 200))  // not the documented 201
             #expect(unexpected?.mayHaveReachedServer == true)
         }
@@ -196,7 +221,9 @@ struct ClientTests {
         let port = server.port
         await server.stop()
         let client = PostmanClient(baseURL: "http://127.0.0.1:\(port)/api/v2", requestTimeout: .seconds(1))
-        let error = await expectAPIError { try await client.getMessage(campaignId: "c", messageId: "m", apiKey: "SECRET-KEY-123") }
+        let error = await expectAPIError {
+            try await client.getMessage(campaignId: "c", messageId: "m", apiKey: "SECRET-KEY-123")
+        }
         #expect(error?.kind == .connection)  // refused: AHC retries the connect until the deadline, then reports ECONNREFUSED
         #expect(error?.mayHaveReachedServer == false)
         #expect(error?.isRetryable == true)
@@ -232,10 +259,15 @@ struct ClientTests {
                 Response(status: status, headers: extra, body: .init(byteBuffer: ByteBuffer(string: text)))
             }
             switch path.split(separator: "/").dropFirst(3).first ?? "" {
-            case "new": return reply(.badRequest, #"{"error":{"code":"parameter_invalid","message":"bad limit","type":"invalid_request_error","id":"err_1"}}"#)
+            case "new":
+                return reply(
+                    .badRequest,
+                    #"{"error":{"code":"parameter_invalid","message":"bad limit","type":"invalid_request_error","id":"err_1"}}"#)
             case "legacy": return reply(.badRequest, #"{"message":"Bad Request","statusCode":400}"#)
             case "html": return reply(.badGateway, "<html><body>502 Bad Gateway</body></html>")
-            case "limited": return reply(.tooManyRequests, #"{"error":{"code":"too_many_requests","message":"slow down"}}"#, [.retryAfter: "3"])
+            case "limited":
+                return reply(
+                    .tooManyRequests, #"{"error":{"code":"too_many_requests","message":"slow down"}}"#, [.retryAfter: "3"])
             case "echo":
                 // A misbehaving server echoing the Authorization header back.
                 let auth = request.headers[.authorization] ?? ""

@@ -1,8 +1,9 @@
 import AsyncHTTPClient
 import Foundation
 import PostmanAPI
-@testable import PostmanSimulator
 import Testing
+
+@testable import PostmanSimulator
 
 @Suite("Authentication and rate limits", .serialized)
 struct AuthAndRateLimitTests {
@@ -18,17 +19,23 @@ struct AuthAndRateLimitTests {
             #expect(legacy["message"] as? String == "Unauthorized")
             #expect(legacy["statusCode"] as? Int == 401)
 
-            let wrong = await expectAPIError { try await client.getMessage(campaignId: "c1", messageId: "m1", apiKey: "not-the-key") }
+            let wrong = await expectAPIError {
+                try await client.getMessage(campaignId: "c1", messageId: "m1", apiKey: "not-the-key")
+            }
             #expect(wrong?.kind == .http(status: 401))
             #expect(wrong?.code == "invalid_api_key_provided")
             #expect(wrong?.isRetryable == false)
             #expect(wrong?.mayHaveReachedServer == false)
 
             // A key of another campaign is wrong for this one.
-            let other = await expectAPIError { try await client.getMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c_ip")) }
+            let other = await expectAPIError {
+                try await client.getMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c_ip"))
+            }
             #expect(other?.code == "invalid_api_key_provided")
 
-            let ip = await expectAPIError { try await client.retryMessage(campaignId: "c_ip", messageId: "m1", apiKey: Fixture.key("c_ip")) }
+            let ip = await expectAPIError {
+                try await client.retryMessage(campaignId: "c_ip", messageId: "m1", apiKey: Fixture.key("c_ip"))
+            }
             #expect(ip?.code == "invalid_ip_address_error")
             #expect(ip?.kind == .http(status: 401))
 
@@ -62,7 +69,9 @@ struct AuthAndRateLimitTests {
                 span = (arrivals.max() ?? 0) - (arrivals.min() ?? 0)
             }
             let other = try await client.getMessage(campaignId: "c2", messageId: "m2", apiKey: Fixture.key("c2"))
-            try #require(span < 0.9, "the eleven arrived over \(span) s, too slow for a one-second window (\(ContinuousClock.now - started))")
+            try #require(
+                span < 0.9,
+                "the eleven arrived over \(span) s, too slow for a one-second window (\(ContinuousClock.now - started))")
             let limited = results.compactMap { $0 }
             #expect(limited.count == 1)
             #expect(limited.first?.kind == .http(status: 429))

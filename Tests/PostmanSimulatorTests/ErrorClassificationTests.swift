@@ -1,6 +1,7 @@
 import Foundation
-@testable import PostmanAPI
 import Testing
+
+@testable import PostmanAPI
 
 /// Issue 14: how Postman's refusals and the edge's answers are classified, whatever the HTTP status.
 @Suite("Refusal codes and edge errors")
@@ -12,7 +13,8 @@ struct ErrorClassificationTests {
 
     @Test("The key and source-IP codes are a credential refusal whatever the 4xx status; 401 and 403 always are")
     func credentialRefusals() {
-        for code in ["invalid_api_key_provided", "invalid_ip_address_error", "invalid_ip_address_used", "authentication_required"] {
+        for code in ["invalid_api_key_provided", "invalid_ip_address_error", "invalid_ip_address_used", "authentication_required"]
+        {
             for status in [400, 401, 403, 404, 422] {
                 #expect(Self.error(status, code: code).isCredentialRefusal, "\(status) \(code)")
             }

@@ -1,7 +1,8 @@
 import Foundation
-@testable import PostmanAPI
 import PostmanSimulator
 import Testing
+
+@testable import PostmanAPI
 
 /// The job's direct decoder (issue 17) must make of every body exactly what the tolerant `Decode` makes
 /// of it, and give up (nil) rather than guess whenever the body is not plain, well-typed JSON.
@@ -32,7 +33,7 @@ struct FastDecodeTests {
         #"{"id":"m4","latestStatus":"created","batches":null,"error":null,"numAttempts":null}"#,
         // Not a message (no id): both say nil.
         #"{"latestStatus":"failure"}"#,
-        #"{}"#,
+        #"{}"#
     ]
 
     @Test("Plain message bodies: the fast path answers, with Decode's result", arguments: plainMessages)
@@ -55,7 +56,7 @@ struct FastDecodeTests {
         #"{"id":"m","latestStatus":"failure"} trailing"#,
         #"{"id":"m","latestStatus":"fail"#,
         #"["id"]"#,
-        "",
+        ""
     ]
 
     @Test("Unusual bodies: the fast path gives up, and the client still gets Decode's result", arguments: unusualMessages)
@@ -78,7 +79,8 @@ struct FastDecodeTests {
         let items = (0..<50).map { n in
             #"{"id":"message_\#(n)","campaignId":"c1","recipient":"659\#(n)","latestStatus":"\#(n % 3 == 0 ? "success" : "failure")","createdAt":"2026-11-21T10:00:00+08:00","attempts":[{"status":"failure","createdAt":"2026-11-21T10:0\#(n % 10):00+08:00","error":{"type":"delivery_error","code":"recipient_unavailable"}}],"batches":[]}"#
         }
-        let json = #"{"data":[\#(items.joined(separator: ",")),{"latestStatus":"x"},42],"pageData":{"hasNextPage":true,"endCursor":"YWJj\/ZA==","hasPreviousPage":false,"startCursor":null}}"#
+        let json =
+            #"{"data":[\#(items.joined(separator: ",")),{"latestStatus":"x"},42],"pageData":{"hasNextPage":true,"endCursor":"YWJj\/ZA==","hasPreviousPage":false,"startCursor":null}}"#
         let fast = try #require(FastDecode.page(Data(json.utf8)), "the fast path gave up on a plain page")
         let slow = slowPage(json)
         #expect(samePage(fast, slow))
@@ -92,7 +94,7 @@ struct FastDecodeTests {
         #expect(slowPage(noData) == nil)
         for json in [
             #"{"data":[],"pageData":{"hasNextPage":"true"}}"#, #"{"data":[],"pageData":{"hasNextPage":1}}"#,
-            #"{"data":[{"id":5,"latestStatus":"failure"}]}"#, #"{"data":{},"pageData":null}"#,
+            #"{"data":[{"id":5,"latestStatus":"failure"}]}"#, #"{"data":{},"pageData":null}"#
         ] {
             #expect(FastDecode.page(Data(json.utf8)) == nil, "\(json)")
         }

@@ -33,7 +33,9 @@ struct FaultAndTimingTests {
         options.faults.error5xxAfterAccept = 1
         let data = SimulatorData(campaigns: [Fixture.campaign("c1")], messages: [Fixture.failed("m1", outcomes: ["success@10"])])
         try await withSimulator(data, options: options) { server, client in
-            let error = await expectAPIError { try await client.retryMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c1")) }
+            let error = await expectAPIError {
+                try await client.retryMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c1"))
+            }
             #expect(error?.kind == .http(status: 500))
             #expect(error?.mayHaveReachedServer == true)
             let message = try await client.getMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c1"))
@@ -52,7 +54,9 @@ struct FaultAndTimingTests {
             guard case .accepted(let message) = result else { return }
             #expect(message == nil)
             #expect(await server.ledger().acceptedRetries == ["m1": 1])
-            let get = await expectAPIError { try await client.getMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c1")) }
+            let get = await expectAPIError {
+                try await client.getMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c1"))
+            }
             #expect(get?.kind == .badResponse(status: 200))
             #expect(get?.isRetryable == true)
             #expect(get?.mayHaveReachedServer == true)
@@ -65,7 +69,9 @@ struct FaultAndTimingTests {
         options.faults.dropConnection = 1
         let data = SimulatorData(campaigns: [Fixture.campaign("c1")], messages: [Fixture.failed("m1", outcomes: ["success@10"])])
         try await withSimulator(data, options: options, requestTimeout: .seconds(5)) { server, client in
-            let error = await expectAPIError { try await client.retryMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c1")) }
+            let error = await expectAPIError {
+                try await client.retryMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c1"))
+            }
             #expect(error?.kind == .connection)
             #expect(error?.mayHaveReachedServer == true)
             let ledger = await server.ledger()
@@ -82,7 +88,9 @@ struct FaultAndTimingTests {
         let data = SimulatorData(campaigns: [Fixture.campaign("c1")], messages: [Fixture.failed("m1")])
         try await withSimulator(data, options: options, requestTimeout: .milliseconds(300)) { _, client in
             let started = ContinuousClock.now
-            let error = await expectAPIError { try await client.getMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c1")) }
+            let error = await expectAPIError {
+                try await client.getMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c1"))
+            }
             #expect(error?.kind == .timeout)
             #expect(error?.mayHaveReachedServer == true)
             #expect(ContinuousClock.now - started < .milliseconds(1400))
@@ -154,7 +162,8 @@ struct FaultAndTimingTests {
             // 0.2 s still sees every step (0.8 s, once, saw only three)
             let deadline = ContinuousClock.now + .seconds(8)
             while seen.last != "success", ContinuousClock.now < deadline {
-                let status = try await client.getMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c1")).latestStatus
+                let status = try await client.getMessage(campaignId: "c1", messageId: "m1", apiKey: Fixture.key("c1"))
+                    .latestStatus
                 if seen.last != status { seen.append(status) }
                 try await Task.sleep(for: .milliseconds(40))
             }
@@ -173,13 +182,16 @@ struct FaultAndTimingTests {
             messages: [
                 Fixture.failed("foreign", recipient: "14155550100", outcomes: ["success@0"]),
                 Fixture.failed("stuck", outcomes: ["stuck@0.05"]),
-                Fixture.failed("script", outcomes: ["failure:message_expired@0", "failure:routing_error@0"]),
+                Fixture.failed("script", outcomes: ["failure:message_expired@0", "failure:routing_error@0"])
             ])
         try await withSimulator(data) { _, client in
             let key = Fixture.key("c1")
-            for id in ["foreign", "stuck", "script"] { _ = try await client.retryMessage(campaignId: "c1", messageId: id, apiKey: key) }
+            for id in ["foreign", "stuck", "script"] {
+                _ = try await client.retryMessage(campaignId: "c1", messageId: id, apiKey: key)
+            }
             try await Task.sleep(for: .milliseconds(300))
-            #expect(try await client.getMessage(campaignId: "c1", messageId: "foreign", apiKey: key).latestStatus == "sent_to_telco")
+            #expect(
+                try await client.getMessage(campaignId: "c1", messageId: "foreign", apiKey: key).latestStatus == "sent_to_telco")
             #expect(try await client.getMessage(campaignId: "c1", messageId: "stuck", apiKey: key).latestStatus == "sent")
             var codes: [String?] = []
             codes.append(try await client.getMessage(campaignId: "c1", messageId: "script", apiKey: key).newestErrorCode)

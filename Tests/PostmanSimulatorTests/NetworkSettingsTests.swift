@@ -1,6 +1,7 @@
 import Foundation
-@testable import PostmanAPI
 import Testing
+
+@testable import PostmanAPI
 
 /// Issue 14: the proxy settings (HTTPS_PROXY with credentials, NO_PROXY) and the CA file, parsed.
 @Suite("Proxy and CA settings")

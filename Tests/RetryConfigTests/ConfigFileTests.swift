@@ -120,7 +120,9 @@ struct ConfigFileTests {
         #expect(byKey["quiet_hours.time_zone"]?.message.contains("'Nowhere/Atlantis' is not a time zone") == true)
         #expect(byKey["quiet_hours.time_zone"]?.line == 19)
         #expect(found.count == 6, "every problem at once: \(found)")
-        #expect(problems("[quiet_hours]\nstart = \"22:00\"\nend = \"07:00\"\ntime_zone = \"\"\n").first?.key == "quiet_hours.time_zone")
+        #expect(
+            problems("[quiet_hours]\nstart = \"22:00\"\nend = \"07:00\"\ntime_zone = \"\"\n").first?.key
+                == "quiet_hours.time_zone")
         #expect(problems("[postman]\nrate_limit = 1000\n").isEmpty, "the ceiling itself is taken")
     }
 
@@ -238,8 +240,9 @@ struct SettingsPrecedenceTests {
     @Test func absurdRateFlagsAreUsageErrors() {
         for (rate, campaignRates, wording) in [
             (0, [String](), "--rate-limit must be at least 1"), (-5, [], "--rate-limit must be at least 1"),
-            (1_000_000_000, [], "--rate-limit must be at most 1000"), (nil, ["c1=1001"], "--campaign-rate c1: must be at most 1000"),
-            (nil, ["c1=-5"], "is not ID=TPS"), (nil, ["c1=1e9"], "is not ID=TPS"),
+            (1_000_000_000, [], "--rate-limit must be at most 1000"),
+            (nil, ["c1=1001"], "--campaign-rate c1: must be at most 1000"),
+            (nil, ["c1=-5"], "is not ID=TPS"), (nil, ["c1=1e9"], "is not ID=TPS")
         ] as [(Int?, [String], String)] {
             var flags = CommandLineValues()
             flags.rateLimit = rate

@@ -14,7 +14,9 @@ import Testing
         try await db.query("SELECT current_setting(\(name)) AS v").first!.decode("v")
     }
 
-    @Test("A connection opened by the job has synchronous_commit on, though the server and the database say off; the user's options stay")
+    @Test(
+        "A connection opened by the job has synchronous_commit on, though the server and the database say off; the user's options stay"
+    )
     func synchronousCommitOn() async throws {
         let url = try await TestDatabase.create(prefix: "synccommit")
         let name = String(url.split(separator: "=").last!)
@@ -86,7 +88,8 @@ import Testing
 
     static func checkPasswords(_ cluster: PasswordCluster) async throws {
         await expectRefused(cluster.conninfo(password: "wrong"), .usage, naming: "password authentication failed")
-        let db = try await JobDatabase.connect(PGConfiguration(url: cluster.conninfo(password: cluster.password)), logger: TestDatabase.logger)
+        let db = try await JobDatabase.connect(
+            PGConfiguration(url: cluster.conninfo(password: cluster.password)), logger: TestDatabase.logger)
         #expect(try await setting(db, "synchronous_commit") == "on")
         await db.close()
     }
@@ -100,7 +103,7 @@ import Testing
             #"connection to server on socket "/tmp/.s.PGSQL.5432" failed: FATAL:  password authentication failed for user "job""#,
             #"connection to server at "db" (10.0.0.5), port 5432 failed: FATAL:  database "agency" does not exist"#,
             #"connection to server at "db", port 5432 failed: FATAL:  no pg_hba.conf entry for host "10.0.0.9", user "job""#,
-            #"connection to server at "db", port 5432 failed: fe_sendauth: no password supplied"#,
+            #"connection to server at "db", port 5432 failed: fe_sendauth: no password supplied"#
         ] {
             #expect(JobError.connectionFailure(PGError(.connectionFailed, message)).status == .usage, "\(message)")
         }
@@ -108,7 +111,7 @@ import Testing
             #"connection to server at "db" (10.0.0.5), port 5432 failed: Connection refused"#,
             #"connection to server at "db", port 5432 failed: timeout expired"#,
             #"connection to server at "db", port 5432 failed: FATAL:  the database system is starting up"#,
-            #"connection to server at "db", port 5432 failed: FATAL:  sorry, too many clients already"#,
+            #"connection to server at "db", port 5432 failed: FATAL:  sorry, too many clients already"#
         ] {
             #expect(JobError.connectionFailure(PGError(.connectionFailed, message)).status == .temporary, "\(message)")
         }
@@ -131,7 +134,9 @@ struct PasswordCluster {
     func conninfo(password: String) -> String { "host=\(directory) port=\(port) dbname=postgres user=job password=\(password)" }
 
     static func start() async throws -> PasswordCluster {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("postman-retry-pw-\(UUID().uuidString.prefix(8))").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "postman-retry-pw-\(UUID().uuidString.prefix(8))"
+        ).path
         let output = try await shell(["bash", script, "start", directory])
         guard let portLine = output.split(separator: "\n").first(where: { $0.hasPrefix("export PGPORT=") }) else {
             throw JobError(.failure, "pg-throwaway.sh start printed no port: \(output)")
@@ -177,9 +182,10 @@ struct PasswordCluster {
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         // bash closes every descriptor above 2 before it runs the command (glibc's closefrom action
         // is not visible to Swift).
-        let closeAll = #"for fd in $(ls /proc/$$/fd); do if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi; done 2>/dev/null; exec "$@""#
+        let closeAll =
+            #"for fd in $(ls /proc/$$/fd); do if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi; done 2>/dev/null; exec "$@""#
         let argv = (["/usr/bin/env", "bash", "-c", closeAll, "close-fds"] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        defer { for argument in argv { free(argument) } }
         var pid: pid_t = 0
         let spawned = posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, environ)
         guard spawned == 0 else { throw JobError(.failure, "posix_spawn failed: \(spawned)") }

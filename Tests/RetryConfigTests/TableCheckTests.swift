@@ -34,7 +34,10 @@ struct TableCheckTests {
         let result = try await TableCheck(table: .reference).run(db)
         #expect(result.ok)
         let index = try #require(result.suggestedIndex)
-        #expect(index == #"CREATE INDEX CONCURRENTLY "outbound_messages_failed_idx" ON "outbound_messages" ("created_at", "id") WHERE "status" = 'failure';"#)
+        #expect(
+            index
+                == #"CREATE INDEX CONCURRENTLY "outbound_messages_failed_idx" ON "outbound_messages" ("created_at", "id") WHERE "status" = 'failure';"#
+        )
         // The printed statement works.
         try await db.execute(PGQuery(unsafeSQL: index.replacingOccurrences(of: "CONCURRENTLY ", with: "")))
         #expect(try await TableCheck(table: .reference).run(db).suggestedIndex == nil)
@@ -66,7 +69,10 @@ struct TableCheckTests {
         let (db, _) = try await TestDatabase.connect(prefix: "cfgcheck")
         let file = try ConfigFile.parse("[table]\nschema = \"Ops\"\nname = \"Messages\"\n")
         let result = try await TableCheck(table: try #require(file.table)).run(db)
-        #expect(result.problems == ["table Ops.Messages does not exist (or is not on the search path of this connection); set [table] name and schema in the config file"])
+        #expect(
+            result.problems == [
+                "table Ops.Messages does not exist (or is not on the search path of this connection); set [table] name and schema in the config file"
+            ])
         await db.close()
     }
 }

@@ -231,7 +231,9 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
             #expect(resolution != nil, "no outcome recorded, phase \(harness.machine.phase)")
             guard let resolution else { return }
             // retried exactly when our retry was accepted
-            #expect((resolution.outcome == .retried) == (harness.postman.ourAccepted == 1), "\(resolution) ours \(harness.postman.ourAccepted)")
+            #expect(
+                (resolution.outcome == .retried) == (harness.postman.ourAccepted == 1),
+                "\(resolution) ours \(harness.postman.ourAccepted)")
             #expect((resolution.result != nil) == (resolution.outcome == .retried))
             if let count = resolution.update?.retryCount {
                 #expect(count <= 3 && count >= row.retryCount)
@@ -278,7 +280,9 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
     let row = MessageLifecycle.Row(retryCount: 1, recipient: "65****2222")
 
     /// A message Postman showed in `failure` with `attempts`, its intent committed and its call answered.
-    func called(attempts: Int, answer: MessageLifecycle.RetryAnswer, at: Double = 1) -> (MessageLifecycle, [MessageLifecycle.Output]) {
+    func called(attempts: Int, answer: MessageLifecycle.RetryAnswer, at: Double = 1) -> (
+        MessageLifecycle, [MessageLifecycle.Output]
+    ) {
         var m = MessageLifecycle(row: row, policy: policy)
         _ = m.handle(.viewed(PostmanView(latestStatus: "failure", attempts: attempts), fromPage: true, at: 0))
         _ = m.handle(.intentCommitted)
@@ -307,14 +311,20 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
     @Test func aPendingRetryOnALaggingRowCarriesPostmansCount() {
         var (m, _) = called(attempts: 3, answer: .accepted(latestStatus: "created"), at: 1)
         let out = m.handle(.tick(at: 32))
-        #expect(out == [.resolved(MessageLifecycle.Resolution(
-            outcome: .retried, result: .pending, update: RowUpdate(status: "created", retryCount: 3, errorCode: .some(nil)),
-            lastStatus: "created", postmanRetries: 3, acceptedAt: 1))])
+        #expect(
+            out == [
+                .resolved(
+                    MessageLifecycle.Resolution(
+                        outcome: .retried, result: .pending,
+                        update: RowUpdate(status: "created", retryCount: 3, errorCode: .some(nil)),
+                        lastStatus: "created", postmanRetries: 3, acceptedAt: 1))
+            ])
     }
 
     @Test func postmanStateBeforeAnyCallSettlesStaleRowsWithoutACall() {
         func outcome(_ view: PostmanView) -> MessageLifecycle.Outcome? {
-            var m = MessageLifecycle(row: MessageLifecycle.Row(retryCount: 0, batchId: "b", recipient: "65****1111"), policy: policy)
+            var m = MessageLifecycle(
+                row: MessageLifecycle.Row(retryCount: 0, batchId: "b", recipient: "65****1111"), policy: policy)
             for output in m.handle(.viewed(view, fromPage: true, at: 0)) {
                 if case .resolved(let r) = output { return r.outcome }
             }
@@ -322,7 +332,8 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
         }
         #expect(outcome(PostmanView(latestStatus: "success", attempts: 2)) == .reconciled)
         #expect(outcome(PostmanView(latestStatus: "failure", attempts: 4)) == .exhausted)
-        #expect(outcome(PostmanView(latestStatus: "failure", attempts: 1, batchStatus: "messages_processing")) == .batchNotRetryable)
+        #expect(
+            outcome(PostmanView(latestStatus: "failure", attempts: 1, batchStatus: "messages_processing")) == .batchNotRetryable)
         #expect(outcome(PostmanView(latestStatus: "failure", attempts: 1, batchStatus: "messages_enqueuing_failed")) == nil)
         var absent = MessageLifecycle(row: row, policy: policy)
         _ = absent.handle(.absentFromList(at: 0))

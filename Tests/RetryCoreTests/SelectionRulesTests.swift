@@ -28,7 +28,7 @@ import Testing
         #expect(ErrorPolicy.default.permanent == ["recipient_invalid", "content_invalid"])
         #expect(
             ErrorPolicy.default.retryable == [
-                "recipient_unavailable", "routing_error", "message_expired", "delivery_unknown_error", "server_unknown_error",
+                "recipient_unavailable", "routing_error", "message_expired", "delivery_unknown_error", "server_unknown_error"
             ])
         #expect(!ErrorPolicy.default.retryUnknown)
         for info in ErrorCatalog.deliveryErrors {
@@ -41,7 +41,7 @@ import Testing
         let rules = SelectionRules()
         for (candidate, field) in [
             (row(messageId: ""), "message_id"), (row(messageId: ".."), "message_id"), (row(campaign: ""), "campaign_id"),
-            (row(count: -1), "retry_count"), (row(count: nil), "retry_count"), (row(otp: nil), "is_otp"),
+            (row(count: -1), "retry_count"), (row(count: nil), "retry_count"), (row(otp: nil), "is_otp")
         ] {
             guard case .skipped(.malformed, let named, _) = rules.classify(candidate) else {
                 Issue.record("\(candidate) should be malformed")
@@ -67,7 +67,7 @@ import Testing
         for (candidate, field) in [
             (row(messageId: String(repeating: "m", count: limit + 1)), "message_id"),
             (row(messageId: String(repeating: "📱", count: limit / 4 + 1)), "message_id"),  // bytes, not characters
-            (row(campaign: String(repeating: "c", count: 10_000)), "campaign_id"),
+            (row(campaign: String(repeating: "c", count: 10_000)), "campaign_id")
         ] {
             guard case .skipped(.malformed, let named, let problem) = rules.classify(candidate) else {
                 Issue.record("an over-long \(field) should be malformed")
@@ -78,8 +78,14 @@ import Testing
         }
         var batch = row()
         batch.batchId = String(repeating: "b", count: limit + 1)
-        #expect(rules.classify(batch) == .skipped(.malformed, field: "batch_id", problem: "is \(limit + 1) bytes long; ids of more than \(limit) bytes are not taken"))
-        #expect(rules.classify(row(messageId: "it's \"quoted\"\nwith 📱 and %2F")) == .selected, "odd characters are encoded, not rejected")
+        #expect(
+            rules.classify(batch)
+                == .skipped(
+                    .malformed, field: "batch_id",
+                    problem: "is \(limit + 1) bytes long; ids of more than \(limit) bytes are not taken"))
+        #expect(
+            rules.classify(row(messageId: "it's \"quoted\"\nwith 📱 and %2F")) == .selected,
+            "odd characters are encoded, not rejected")
     }
 
     @Test func finalityFollowsTheRecipient() {

@@ -68,7 +68,8 @@ import Testing
             #"SELECT "postmanId" AS id, "Delivery State" AS status, retries, last_error FROM "Agency Data"."Outbound SMS""#)
         {
             states[try row.decode("id")] = .init(
-                status: try row.decode("status"), retryCount: try row.decode("retries"), errorCode: try row.optional("last_error"))
+                status: try row.decode("status"), retryCount: try row.decode("retries"), errorCode: try row.optional("last_error")
+            )
         }
         return states
     }
@@ -113,10 +114,12 @@ import Testing
             #expect(Self.sameOutcome(state, other), "\(id): reference \(state), second table \(other)")
         }
         // The job wrote only its four columns: the reference table is untouched, extra columns kept.
-        let untouched: Int = try await second.db.query("SELECT count(*) AS n FROM outbound_messages WHERE retry_count > 0 AND status = 'success'")[0].decode("n")
+        let untouched: Int = try await second.db.query(
+            "SELECT count(*) AS n FROM outbound_messages WHERE retry_count > 0 AND status = 'success'")[0].decode("n")
         #expect(untouched == 0)
         let notes: Int = try await second.db.query(
-            #"SELECT count(*) AS n FROM "Agency Data"."Outbound SMS" WHERE notes LIKE 'note <b>%' AND department = 7"#)[0].decode("n")
+            #"SELECT count(*) AS n FROM "Agency Data"."Outbound SMS" WHERE notes LIKE 'note <b>%' AND department = 7"#)[0].decode(
+                "n")
         #expect(notes == secondTable.count)
         let ledger = await second.sim.ledger()
         #expect(ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
@@ -177,7 +180,8 @@ import Testing
         #expect((5...15).contains(retried), "\(first.summary.counts)")
         #expect(first.summary.deferredByQuietHours == 25 - retried, "every message is either retried or deferred")
         #expect(first.summary.counts.selected == retried)
-        #expect(first.summary.counts.succeeded + first.summary.counts.failed == retried, "polling went on after quiet hours began")
+        #expect(
+            first.summary.counts.succeeded + first.summary.counts.failed == retried, "polling went on after quiet hours began")
         #expect(first.summary.counts.addsUp)
         #expect(first.message?.contains("quiet hours") == true)
         var ledger = await fixture.sim.ledger()
@@ -196,7 +200,9 @@ import Testing
         #expect(ledger.acceptedRetries.count == 25)
         let after = try await fixture.table()
         for (id, state) in after {
-            #expect(ledger.acceptedRetries[id] == state.retryCount, "\(id): table \(state), Postman \(ledger.acceptedRetries[id] ?? 0)")
+            #expect(
+                ledger.acceptedRetries[id] == state.retryCount,
+                "\(id): table \(state), Postman \(ledger.acceptedRetries[id] ?? 0)")
         }
         await fixture.stop()
     }
@@ -213,7 +219,8 @@ import Testing
         #expect(finished.exitStatus == .completed)
         #expect(finished.summary.deferredByQuietHours == 1)
         #expect(await fixture.sim.ledger().acceptedRetries.isEmpty)
-        let open: Int = try await fixture.db.query("SELECT count(*) AS n FROM postman_retry.journal WHERE state <> 'done'")[0].decode("n")
+        let open: Int = try await fixture.db.query("SELECT count(*) AS n FROM postman_retry.journal WHERE state <> 'done'")[0]
+            .decode("n")
         #expect(open == 0)
         await fixture.stop()
     }

@@ -13,7 +13,9 @@ import Testing
             var environment = ["POSTMAN_RETRY_CRASH_AT": "after-intent:1"]
             environment["POSTMAN_RETRY_TEST_HOOKS"] = value
             let exit = try await CrashResumeTests.runBinary(fixture, environment)
-            #expect(!exit.killed && exit.status == 0, "TEST_HOOKS=\(value ?? "unset"): exit \(exit.status), killed \(exit.killed): \(exit.stderr)")
+            #expect(
+                !exit.killed && exit.status == 0,
+                "TEST_HOOKS=\(value ?? "unset"): exit \(exit.status), killed \(exit.killed): \(exit.stderr)")
             #expect(exit.stderr.contains("POSTMAN_RETRY_CRASH_AT is ignored"), "\(exit.stderr)")
         }
         await fixture.stop()

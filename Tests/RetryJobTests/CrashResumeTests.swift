@@ -1,5 +1,5 @@
-import EngineTestSupport
 import Dispatch
+import EngineTestSupport
 import Foundation
 import LibPQ
 import PostmanSimulator
@@ -34,7 +34,9 @@ import Testing
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["run", "--poll-timeout", pollTimeout, "--log-level", logLevel, "--database-url", databaseURL ?? fixture.url] + arguments
+        process.arguments =
+            ["run", "--poll-timeout", pollTimeout, "--log-level", logLevel, "--database-url", databaseURL ?? fixture.url]
+            + arguments
         var environment = ProcessInfo.processInfo.environment.filter { $0.key.hasPrefix("PG") || $0.key == "PATH" }
         environment.merge(fixture.keysEnvironment) { $1 }
         environment["POSTMAN_API_URL"] = fixture.sim.baseURL
@@ -62,7 +64,9 @@ import Testing
         }
     }
 
-    static func runBinary(_ fixture: EngineFixture, _ extra: [String: String] = [:], pollTimeout: String = "3s") async throws -> Exit {
+    static func runBinary(_ fixture: EngineFixture, _ extra: [String: String] = [:], pollTimeout: String = "3s") async throws
+        -> Exit
+    {
         let (process, errors) = try launch(fixture, extra, pollTimeout: pollTimeout)
         return await wait(process, errors)
     }
@@ -93,12 +97,13 @@ import Testing
 
     @Test(arguments: [
         "after-intent:1", "after-intent:2", "before-retry-call:5", "after-retry-call:2", "after-retry-call:9",
-        "after-record-accepted:1", "before-write-back:2", "after-write-back:1",
+        "after-record-accepted:1", "before-write-back:2", "after-write-back:1"
     ])
     func killedAtAChosenPointThenRerunConvergesToTheSameTable(point: String) async throws {
         let expected = try await Self.reference()
         let fixture = try await EngineFixture.make(seed: 21)
-        let crashed = try await Self.runBinary(fixture, ["POSTMAN_RETRY_CRASH_AT": point, "POSTMAN_RETRY_TEST_HOOKS": "I_AM_A_TEST"])
+        let crashed = try await Self.runBinary(
+            fixture, ["POSTMAN_RETRY_CRASH_AT": point, "POSTMAN_RETRY_TEST_HOOKS": "I_AM_A_TEST"])
         #expect(crashed.killed && crashed.status == SIGKILL, "the crash point \(point) was not reached: \(crashed.stderr)")
         let resumed = try await Self.runBinary(fixture)
         #expect(resumed.status == 0, "\(resumed.stderr)")

@@ -26,28 +26,30 @@ import Testing
         static func start() async throws -> Bouncer {
             let pgbouncer = try NetworkLab.tool("pgbouncer", package: "pgbouncer")
             let environment = ProcessInfo.processInfo.environment
-            guard let host = environment["PGHOST"], let serverPort = environment["PGPORT"] else { throw NetworkLab.Failed(description: "PGHOST and PGPORT are not set: run the tests through `make test`") }
+            guard let host = environment["PGHOST"], let serverPort = environment["PGPORT"] else {
+                throw NetworkLab.Failed(description: "PGHOST and PGPORT are not set: run the tests through `make test`")
+            }
             let directory = try NetworkLab.directory("pgbouncer")
             let port = try NetworkLab.freePort()
             let d = directory.path
             try "\"postgres\" \"\"\n".write(to: directory.appendingPathComponent("users.txt"), atomically: true, encoding: .utf8)
             try """
-                [databases]
-                * = host=\(host) port=\(serverPort)
-                [pgbouncer]
-                listen_addr = 127.0.0.1
-                listen_port = \(port)
-                unix_socket_dir =
-                auth_type = trust
-                auth_file = \(d)/users.txt
-                pool_mode = transaction
-                default_pool_size = 2
-                max_client_conn = 200
-                logfile = \(d)/pgbouncer.log
-                pidfile = \(d)/pgbouncer.pid
-                ignore_startup_parameters = extra_float_digits,options
+            [databases]
+            * = host=\(host) port=\(serverPort)
+            [pgbouncer]
+            listen_addr = 127.0.0.1
+            listen_port = \(port)
+            unix_socket_dir =
+            auth_type = trust
+            auth_file = \(d)/users.txt
+            pool_mode = transaction
+            default_pool_size = 2
+            max_client_conn = 200
+            logfile = \(d)/pgbouncer.log
+            pidfile = \(d)/pgbouncer.pid
+            ignore_startup_parameters = extra_float_digits,options
 
-                """.write(to: directory.appendingPathComponent("pgbouncer.ini"), atomically: true, encoding: .utf8)
+            """.write(to: directory.appendingPathComponent("pgbouncer.ini"), atomically: true, encoding: .utf8)
             var arguments = [directory.appendingPathComponent("pgbouncer.ini").path]
             // PgBouncer will not run as root; it switches to the cluster's owner instead.
             if getuid() == 0 {
@@ -94,7 +96,8 @@ import Testing
         #expect(holders == 0, "every run gave its hold up")
         Reliability.record(
             "PgBouncer (transaction mode, 2 server connections): two runs at once exit \(exits.map(\.status).sorted()), "
-                + "the run after them \(thirdExit.status); \(summary.counts.retried) retried, 429s \(await fixture.sim.ledger().rateLimited)")
+                + "the run after them \(thirdExit.status); \(summary.counts.retried) retried, 429s \(await fixture.sim.ledger().rateLimited)"
+        )
         await fixture.stop()
     }
 
@@ -143,7 +146,9 @@ import Testing
         let rerunExit = await Binary.wait(rerun.0, rerun.1)
         #expect(rerunExit.status == 0, "\(rerunExit.stderr.suffix(1500))")
         _ = try await Reliability.checkConverged(fixture)
-        Reliability.record("heartbeat connection terminated: exit \(exit.status), \(late.count) requests after 1 s, rerun exit \(rerunExit.status)")
+        Reliability.record(
+            "heartbeat connection terminated: exit \(exit.status), \(late.count) requests after 1 s, rerun exit \(rerunExit.status)"
+        )
         await fixture.stop()
     }
 
@@ -171,7 +176,9 @@ import Testing
         let db = try await PGConnection.connect(PGConfiguration(url: fixture.url), logger: EngineFixture.quietLogger)
         let summary = try await Reliability.checkConverged(fixture, db: db)
         #expect(summary.counts.retried == 100, "every retry Postman accepted is in the table, none repeated")
-        Reliability.record("pg_ctl restart -m immediate (fsync on, synchronous_commit off) right after the first accepted retry: exit \(exit.status), rerun exit \(rerunExit.status)")
+        Reliability.record(
+            "pg_ctl restart -m immediate (fsync on, synchronous_commit off) right after the first accepted retry: exit \(exit.status), rerun exit \(rerunExit.status)"
+        )
         await db.close()
         await fixture.db.close()
         await fixture.sim.stop()

@@ -55,9 +55,13 @@ import Testing
         let summary = try await Reliability.checkConverged(fixture)
         let lagging = fixture.data.rows.filter { $0.kind == .tableLagsPostman }.count
         let inBatchCalls = (result.summary.batchCalls ?? []).map(\.members).reduce(0, +)
-        #expect(result.summary.apiCalls.retry + inBatchCalls == lagging, "only the lagging rows, which Postman would retry, get a call")
+        #expect(
+            result.summary.apiCalls.retry + inBatchCalls == lagging,
+            "only the lagging rows, which Postman would retry, get a call")
         #expect(summary.counts.retried == lagging)
-        let pages = await fixture.sim.ledger().requests.filter { $0.path.hasSuffix("/messages") || $0.path.contains("/messages?") }
+        let pages = await fixture.sim.ledger().requests.filter {
+            $0.path.hasSuffix("/messages") || $0.path.contains("/messages?")
+        }
         #expect(!pages.isEmpty, "Postman's state came from its list pages")
         await fixture.stop()
     }
@@ -100,7 +104,8 @@ import Testing
         let first = try await fixture.run(fixture.settings(pollTimeout: .seconds(2)))
         #expect(first.summary.counts.pending == 2 && first.summary.counts.retried == 4)
         try await fixture.db.copyIn(
-            PGQuery(unsafeSQL: "COPY outbound_messages (\(SampleData.copyColumns.joined(separator: ", "))) FROM STDIN (FORMAT csv)"),
+            PGQuery(
+                unsafeSQL: "COPY outbound_messages (\(SampleData.copyColumns.joined(separator: ", "))) FROM STDIN (FORMAT csv)"),
             rows: later.map(\.copyFields))
         var settings = fixture.settings(pollTimeout: .seconds(2))
         settings.scope.limit = 3

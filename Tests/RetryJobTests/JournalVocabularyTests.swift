@@ -27,7 +27,8 @@ import Testing
 
     @Test func everySummaryCountIsASummaryJSONKey() throws {
         // A campaign's entry carries every count under the same keys as the totals.
-        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(RunSummary.Campaign(campaignId: "c"))) as? [String: Any]
+        let json =
+            try JSONSerialization.jsonObject(with: JSONEncoder().encode(RunSummary.Campaign(campaignId: "c"))) as? [String: Any]
         let keys = Set(try #require(json).keys).subtracting(["campaign_id", "skipped_by_reason"])
         #expect(Set(SummaryCount.allCases.map(\.name)) == keys)
         #expect(SummaryCount.allCases.allSatisfy { SummaryCount(name: $0.name) == $0 })

@@ -1,10 +1,11 @@
 import Foundation
 import LibPQ
 import PostgresTestSupport
-@testable import RetryJob
 import RetryJournal
 import RetrySettings
 import Testing
+
+@testable import RetryJob
 
 /// The lease table's rules, on a real PostgreSQL: one holder per campaign, takeover only after expiry,
 /// a renewal that notices a takeover.
@@ -44,7 +45,8 @@ import Testing
         #expect(try await workerA.renew([heldA], ttl: .seconds(30)) == [heldA])
 
         // A stops renewing: once its lease has expired, B takes it over, at a new epoch.
-        _ = try await db.query("UPDATE postman_retry.campaign_leases SET expires_at = now() - interval '1 second' WHERE worker_id = 'A'")
+        _ = try await db.query(
+            "UPDATE postman_retry.campaign_leases SET expires_at = now() - interval '1 second' WHERE worker_id = 'A'")
         let takeover = try #require(try await workerB.claim(ttl: .seconds(30)))
         #expect(takeover.campaign == "a" && takeover.takenFrom == "A" && takeover.epoch == 2)
         #expect(try await workerA.renew([heldA], ttl: .seconds(30)).isEmpty, "A's heartbeat sees it lost the lease")

@@ -65,7 +65,9 @@ import Testing
         return Lab(directory: directory, certificates: certificates, front: front)
     }
 
-    @Test("A certificate signed by a CA the job does not trust: exit 69 at once, naming the certificate and the host; nothing sent or counted")
+    @Test(
+        "A certificate signed by a CA the job does not trust: exit 69 at once, naming the certificate and the host; nothing sent or counted"
+    )
     func untrustedCertificateStopsAtOnce() async throws {
         let (fixture, lab, _) = try await Self.world("tls-untrusted")
         defer { lab.stop() }
@@ -85,10 +87,11 @@ import Testing
         await fixture.stop()
     }
 
-    @Test("--ca-file, or SSL_CERT_FILE, with the private CA: the same run over TLS completes, every request through the TLS front")
+    @Test(
+        "--ca-file, or SSL_CERT_FILE, with the private CA: the same run over TLS completes, every request through the TLS front")
     func caFileMakesItWork() async throws {
         for (name, environment, arguments) in [
-            ("flag", [String: String](), true), ("SSL_CERT_FILE", ["SSL_CERT_FILE": ""], false),
+            ("flag", [String: String](), true), ("SSL_CERT_FILE", ["SSL_CERT_FILE": ""], false)
         ] {
             let (fixture, lab, _) = try await Self.world("tls-cafile")
             defer { lab.stop() }
@@ -150,7 +153,7 @@ import Testing
             fixture,
             [
                 "POSTMAN_API_URL": Self.tlsURL(lab.front.goodPort), "HTTPS_PROXY": "http://127.0.0.1:\(proxy.port)",
-                "NO_PROXY": "intranet.example, .gov.sg,localhost",
+                "NO_PROXY": "intranet.example, .gov.sg,localhost"
             ], arguments: ["--ca-file", lab.certificates.caFile.path])
         await Self.expectCompletedThroughFront(exit, fixture, lab)
         #expect(!proxy.logText.contains("CONNECT localhost"), "NO_PROXY ignored: \(proxy.logText)")
@@ -166,13 +169,18 @@ import Testing
         defer { proxy.stop() }
         let (exit, _) = try await Self.run(
             fixture,
-            ["POSTMAN_API_URL": Self.tlsURL(lab.front.goodPort), "HTTPS_PROXY": "http://agency:\(password)@127.0.0.1:\(proxy.port)"],
+            [
+                "POSTMAN_API_URL": Self.tlsURL(lab.front.goodPort),
+                "HTTPS_PROXY": "http://agency:\(password)@127.0.0.1:\(proxy.port)"
+            ],
             arguments: ["--ca-file", lab.certificates.caFile.path, "--log-format", "json"], logLevel: "debug")
         #expect(exit.status == 0, "exit \(exit.status): \(exit.stderr.suffix(2000))")
         #expect(proxy.connects(to: "localhost:\(lab.front.goodPort)") >= 2)
         #expect(!proxy.logText.contains("Proxy Authentication Required"), "\(proxy.logText)")
         #expect(!exit.stderr.contains(password), "the proxy password was logged")
-        #expect(exit.stderr.contains("agency:*****@127.0.0.1:\(proxy.port)"), "the proxy is named, redacted: \(exit.stderr.prefix(3000))")
+        #expect(
+            exit.stderr.contains("agency:*****@127.0.0.1:\(proxy.port)"),
+            "the proxy is named, redacted: \(exit.stderr.prefix(3000))")
         await fixture.stop()
     }
 
@@ -184,11 +192,11 @@ import Testing
         defer { proxy.stop() }
         let config = lab.directory.appendingPathComponent("postman-retry.toml")
         try """
-            [postman]
-            proxy = "http://127.0.0.1:\(proxy.port)"
-            no_proxy = ["intranet.example"]
-            ca_file = "ca.pem"
-            """.write(to: config, atomically: true, encoding: .utf8)
+        [postman]
+        proxy = "http://127.0.0.1:\(proxy.port)"
+        no_proxy = ["intranet.example"]
+        ca_file = "ca.pem"
+        """.write(to: config, atomically: true, encoding: .utf8)
         let (exit, _) = try await Self.run(
             fixture, ["POSTMAN_API_URL": Self.tlsURL(lab.front.goodPort), "POSTMAN_RETRY_CONFIG": config.path])
         await Self.expectCompletedThroughFront(exit, fixture, lab)
@@ -212,7 +220,9 @@ import Testing
 
 /// `config check --check-keys`: one read per campaign tells whether Postman accepts each key from here.
 @Suite struct CredentialCheckTests {
-    static func check(_ fixture: EngineFixture, keys: [String: String], arguments: [String] = []) async throws -> SpawnedBinary.Exit {
+    static func check(_ fixture: EngineFixture, keys: [String: String], arguments: [String] = []) async throws
+        -> SpawnedBinary.Exit
+    {
         var environment = ProcessInfo.processInfo.environment.filter { $0.key.hasPrefix("PG") || $0.key == "PATH" }
         environment.merge(keys) { $1 }
         environment["POSTMAN_API_URL"] = fixture.sim.baseURL
@@ -229,12 +239,14 @@ import Testing
         #expect(good.stdout.contains("campaign campaign-1: key accepted"), "\(good.stdout)")
         #expect(good.stdout.contains("campaign campaign-2: key accepted"), "\(good.stdout)")
         let reads = await fixture.sim.ledger().requests
-        #expect(reads.count == 2 && reads.allSatisfy { $0.method == "GET" && $0.path.hasSuffix("/messages") }, "\(reads.map(\.path))")
+        #expect(
+            reads.count == 2 && reads.allSatisfy { $0.method == "GET" && $0.path.hasSuffix("/messages") }, "\(reads.map(\.path))")
 
         var keys = fixture.keysEnvironment
         let wrong = try #require(keys.keys.sorted().last)
         keys[wrong] = "sim-not-the-right-one"
-        let refused = try await Self.check(fixture, keys: keys, arguments: ["--campaign", "campaign-1", "--campaign", "campaign-2"])
+        let refused = try await Self.check(
+            fixture, keys: keys, arguments: ["--campaign", "campaign-1", "--campaign", "campaign-2"])
         #expect(refused.status == 77, "\(refused.stdout)\(refused.stderr)")
         #expect(refused.stdout.contains("campaign campaign-2: REFUSED"), "\(refused.stdout)")
         #expect(refused.stderr.contains("campaign-2") && !refused.stderr.contains("not-the-right-one"), "\(refused.stderr)")

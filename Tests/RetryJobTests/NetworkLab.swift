@@ -31,7 +31,8 @@ enum NetworkLab {
 
     /// A fresh directory for one test's files.
     static func directory(_ name: String) throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("postman-retry-\(name)-\(UUID().uuidString.prefix(8))")
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "postman-retry-\(name)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }
@@ -61,7 +62,9 @@ enum NetworkLab {
                     continuation.resume(returning: text)
                 } else {
                     continuation.resume(
-                        throwing: Failed(description: "\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)"))
+                        throwing: Failed(
+                            description:
+                                "\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)"))
                 }
             }
         }
@@ -101,7 +104,9 @@ enum NetworkLab {
             address.sin_port = in_port_t(UInt16(port).bigEndian)
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
             let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
             close(fd)
             if connected == 0 { return }
@@ -152,22 +157,25 @@ enum NetworkLab {
             openssl,
             ["req", "-x509"] + curve + [
                 "-keyout", "ca.key", "-out", "ca.pem", "-days", "3", "-subj", "/CN=postman-retry test CA",
-                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"
             ], in: directory)
         for (name, names) in [("server", "DNS:localhost,IP:127.0.0.1"), ("wrong", "DNS:wrong.example")] {
-            try await run(openssl, ["req"] + curve + ["-keyout", "\(name).key", "-out", "\(name).csr", "-subj", "/CN=\(name)"], in: directory)
+            try await run(
+                openssl, ["req"] + curve + ["-keyout", "\(name).key", "-out", "\(name).csr", "-subj", "/CN=\(name)"],
+                in: directory)
             try "subjectAltName=\(names)\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
                 .write(to: directory.appendingPathComponent("\(name).ext"), atomically: true, encoding: .utf8)
             try await run(
                 openssl,
                 [
                     "x509", "-req", "-in", "\(name).csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                    "-out", "\(name).pem", "-days", "2", "-extfile", "\(name).ext",
+                    "-out", "\(name).pem", "-days", "2", "-extfile", "\(name).ext"
                 ], in: directory)
         }
         return Certificates(
             caFile: directory.appendingPathComponent("ca.pem"), serverCert: directory.appendingPathComponent("server.pem"),
-            serverKey: directory.appendingPathComponent("server.key"), wrongHostCert: directory.appendingPathComponent("wrong.pem"),
+            serverKey: directory.appendingPathComponent("server.key"),
+            wrongHostCert: directory.appendingPathComponent("wrong.pem"),
             wrongHostKey: directory.appendingPathComponent("wrong.key"))
     }
 
@@ -231,7 +239,9 @@ enum NetworkLab {
             stop(process)
             throw error
         }
-        return TLSFront(process: process, goodPort: good, wrongHostPort: wrong, accessLog: directory.appendingPathComponent("nginx-access.log"))
+        return TLSFront(
+            process: process, goodPort: good, wrongHostPort: wrong,
+            accessLog: directory.appendingPathComponent("nginx-access.log"))
     }
 
     // MARK: - tinyproxy

@@ -1,5 +1,5 @@
-import EngineTestSupport
 import Dispatch
+import EngineTestSupport
 import Foundation
 import Glibc
 import LibPQ
@@ -31,7 +31,9 @@ struct SpawnedBinary {
 
     /// Starts `executable` with exactly `environment`. `user` (only when the tests run as root): run
     /// it as that user, through setpriv, which execs the program in place, so `pid` is the program's.
-    static func start(_ executable: String, _ arguments: [String], environment: [String: String], user: uid_t? = nil) throws -> SpawnedBinary {
+    static func start(_ executable: String, _ arguments: [String], environment: [String: String], user: uid_t? = nil) throws
+        -> SpawnedBinary
+    {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw JobError(.failure, "\(executable) is missing: build it first (`make test` does)")
         }
@@ -44,8 +46,8 @@ struct SpawnedBinary {
         var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         var cEnvironment: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
-            cArguments.forEach { free($0) }
-            cEnvironment.forEach { free($0) }
+            for argument in cArguments { free(argument) }
+            for variable in cEnvironment { free(variable) }
         }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -146,14 +148,20 @@ extension ReliabilityTests {
         """
 
     static func badRows() -> [BadRow] {
-        let c = "'campaign-1'", now = "now() - interval '1 hour'", failure = "'failure'"
-        func row(_ note: String, key: String? = nil, id: String? = nil, campaign: String? = nil, batch: String = "NULL",
-                 phone: String = "'6598765432'", otp: String = "false", state: String? = nil, tries: String = "0",
-                 err: String = "'recipient_unavailable'", created: String? = nil, _ expect: BadRow.Expect) -> BadRow {
+        let c = "'campaign-1'"
+        let now = "now() - interval '1 hour'"
+        let failure = "'failure'"
+        func row(
+            _ note: String, key: String? = nil, id: String? = nil, campaign: String? = nil, batch: String = "NULL",
+            phone: String = "'6598765432'", otp: String = "false", state: String? = nil, tries: String = "0",
+            err: String = "'recipient_unavailable'", created: String? = nil, _ expect: BadRow.Expect
+        ) -> BadRow {
             BadRow(
                 note: note,
-                values: [key ?? "'\(note)'", id ?? "'\(note)'", campaign ?? c, batch, phone, otp, state ?? failure, tries, err,
-                         created ?? now, "now()"],
+                values: [
+                    key ?? "'\(note)'", id ?? "'\(note)'", campaign ?? c, batch, phone, otp, state ?? failure, tries, err,
+                    created ?? now, "now()"
+                ],
                 expect: expect)
         }
         return [
@@ -166,7 +174,9 @@ extension ReliabilityTests {
             row("bad-07", tries: "-9223372036854775808", .malformed(key: "bad-07", field: "retry_count")),
             row("bad-08", otp: "NULL", .malformed(key: "bad-08", field: "is_otp")),
             row("bad-09", key: "NULL", .malformed(key: "NULL", field: "key")),
-            row("bad-10", key: "pg_temp.long(10000)", id: "NULL", .malformed(key: "(its 10,000-character key, cut)", field: "message_id")),
+            row(
+                "bad-10", key: "pg_temp.long(10000)", id: "NULL",
+                .malformed(key: "(its 10,000-character key, cut)", field: "message_id")),
             row("bad-11", id: "pg_temp.long(10000)", .malformed(key: "bad-11", field: "message_id")),
             row("bad-12", campaign: "pg_temp.long(10000)", .malformed(key: "bad-12", field: "campaign_id")),
             row("bad-13", id: "pg_temp.bytes('6261642d3133ff')", .malformed(key: "bad-13", field: "message_id")),
@@ -187,13 +197,14 @@ extension ReliabilityTests {
             row("bad-28", state: "'ｆａｉｌｕｒｅ'", .notLookedAt),
             row("bad-29", state: "pg_temp.bytes('6661696c757265ff')", .notLookedAt),
             row("bad-30", state: "pg_temp.long(10000)", .notLookedAt),
-            row("bad-31", created: "NULL", .notLookedAt),
+            row("bad-31", created: "NULL", .notLookedAt)
         ]
     }
 
     /// Good rows with ids no reference table of ours has held: every one a real message, retried.
     static let oddIds = [
-        "it's \"quoted\"", "two\nlines", "emoji 📱✅ id", "slash/../%2F?#x", String(repeating: "é", count: SelectionRules.maxIdBytes / 2),
+        "it's \"quoted\"", "two\nlines", "emoji 📱✅ id", "slash/../%2F?#x",
+        String(repeating: "é", count: SelectionRules.maxIdBytes / 2)
     ]
 
     @Test func badInputInALooseConfigMappedTableIsNamedAndSkippedWhileTheGoodRowsAreRetriedAsInACleanTable() async throws {
@@ -228,19 +239,25 @@ extension ReliabilityTests {
         try await db.copyIn(
             #"COPY "Loose SMS" (note, "Row Key", msg_id, campaign, batch, phone, otp, "State", tries, err, created, modified) FROM STDIN (FORMAT csv)"#,
             rows: data.rows.enumerated().map { index, row in
-                ["good", String(format: "good-%05d", index), row.messageId, row.campaignId, row.batchId, row.recipient,
-                 row.isOtp ? "t" : "f", row.status, String(row.retryCount), row.errorCode, PGTimestamp.format(row.createdAt),
-                 PGTimestamp.format(row.createdAt)]
+                [
+                    "good", String(format: "good-%05d", index), row.messageId, row.campaignId, row.batchId, row.recipient,
+                    row.isOtp ? "t" : "f", row.status, String(row.retryCount), row.errorCode, PGTimestamp.format(row.createdAt),
+                    PGTimestamp.format(row.createdAt)
+                ]
             })
         // A NULL recipient and a NULL updated_at are odd but usable: Postman knows the recipient, and
         // compare-and-set treats NULL as a value. Those rows are retried like the others.
         try await db.execute(#"UPDATE "Loose SMS" SET phone = NULL WHERE "Row Key" = 'good-00001'"#)
         try await db.execute(#"UPDATE "Loose SMS" SET modified = NULL WHERE "Row Key" = 'good-00002'"#)
-        let inserts = bad.map { row in "('" + row.note + "', " + row.values.joined(separator: ", ") + ")" }.joined(separator: ",\n")
+        let inserts = bad.map { row in "('" + row.note + "', " + row.values.joined(separator: ", ") + ")" }.joined(
+            separator: ",\n")
         try await db.executeScript(PGQuery(unsafeSQL: Self.helpersSQL + "\nINSERT INTO \"Loose SMS\" VALUES\n" + inserts + ";"))
         _ = try await Migrator().migrate(db)
-        let snapshotSQL: PGQuery = #"SELECT note, encode(convert_to(l::text, 'SQL_ASCII'), 'hex') AS bytes FROM "Loose SMS" l WHERE note <> 'good'"#
-        let before = try await db.query(snapshotSQL).map { (try $0.decode("note", as: String.self), try $0.decode("bytes", as: String.self)) }
+        let snapshotSQL: PGQuery =
+            #"SELECT note, encode(convert_to(l::text, 'SQL_ASCII'), 'hex') AS bytes FROM "Loose SMS" l WHERE note <> 'good'"#
+        let before = try await db.query(snapshotSQL).map {
+            (try $0.decode("note", as: String.self), try $0.decode("bytes", as: String.self))
+        }
         #expect(before.count == bad.count)
 
         var options = SimulatorOptions()
@@ -248,9 +265,12 @@ extension ReliabilityTests {
         options.timeScale = 20
         let sim = try await SimulatorServer.start(data: data.simulator, options: options)
         let fixture = EngineFixture(db: db, url: url, sim: sim, data: data)
-        let config = FileManager.default.temporaryDirectory.appendingPathComponent("loose-\(UUID().uuidString.prefix(8)).toml").path
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("loose-\(UUID().uuidString.prefix(8)).toml")
+            .path
         try Self.looseConfig.write(toFile: config, atomically: true, encoding: .utf8)
-        let reportDir = FileManager.default.temporaryDirectory.appendingPathComponent("loose-report-\(UUID().uuidString.prefix(8))").path
+        let reportDir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "loose-report-\(UUID().uuidString.prefix(8))"
+        ).path
         defer {
             try? FileManager.default.removeItem(atPath: config)
             try? FileManager.default.removeItem(atPath: reportDir)
@@ -260,8 +280,10 @@ extension ReliabilityTests {
         environment["POSTMAN_API_URL"] = sim.baseURL
         let process = try SpawnedBinary.start(
             Binary.binary,
-            ["run", "--config", config, "--database-url", url, "--poll-timeout", "10s", "--log-format", "json",
-             "--log-level", "info", "--report-dir", reportDir, "--format", "json"],
+            [
+                "run", "--config", config, "--database-url", url, "--poll-timeout", "10s", "--log-format", "json",
+                "--log-level", "info", "--report-dir", reportDir, "--format", "json"
+            ],
             environment: environment)
         let exit = await process.wait()
 
@@ -279,23 +301,30 @@ extension ReliabilityTests {
             guard let got = goodStates[id], let want = cleanTable[id] else { return true }
             return !AgencyConfigTests.sameOutcome(got, want)
         }
-        #expect(differing.isEmpty, "good rows unlike the clean table's: \(differing.map { "\($0.prefix(40)): \(goodStates[$0]?.description ?? "-") vs \(cleanTable[$0]?.description ?? "-")" })")
+        #expect(
+            differing.isEmpty,
+            "good rows unlike the clean table's: \(differing.map { "\($0.prefix(40)): \(goodStates[$0]?.description ?? "-") vs \(cleanTable[$0]?.description ?? "-")" })"
+        )
         #expect(goodStates.values.allSatisfy { $0.retryCount == 1 }, "every good row was retried once")
 
         // The bad rows are byte for byte as they were.
-        let after = try await db.query(snapshotSQL).map { (try $0.decode("note", as: String.self), try $0.decode("bytes", as: String.self)) }
+        let after = try await db.query(snapshotSQL).map {
+            (try $0.decode("note", as: String.self), try $0.decode("bytes", as: String.self))
+        }
         let changed = Dictionary(uniqueKeysWithValues: before).filter { note, bytes in
             Dictionary(uniqueKeysWithValues: after)[note] != bytes
         }
         #expect(changed.isEmpty, "bad rows written: \(changed.keys.sorted())")
 
         // Each malformed row is named by key and field: in a warning, and in the run's record.
-        let longKey: String = try await db.query(#"SELECT "Row Key" AS key FROM "Loose SMS" WHERE note = 'bad-10'"#)[0].decode("key")
+        let longKey: String = try await db.query(#"SELECT "Row Key" AS key FROM "Loose SMS" WHERE note = 'bad-10'"#)[0].decode(
+            "key")
         #expect(longKey.count == 10_000)
-        let expectedNames = Set(bad.compactMap { row -> String? in
-            guard case .malformed(let key, let field) = row.expect else { return nil }
-            return "\(row.note == "bad-10" ? Selector.keyForDisplay(longKey) : key) / \(field)"
-        })
+        let expectedNames = Set(
+            bad.compactMap { row -> String? in
+                guard case .malformed(let key, let field) = row.expect else { return nil }
+                return "\(row.note == "bad-10" ? Selector.keyForDisplay(longKey) : key) / \(field)"
+            })
         var warned = Set<String>()
         for line in exit.stderr.split(separator: "\n") {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String],
@@ -304,22 +333,27 @@ extension ReliabilityTests {
             else { continue }
             warned.insert("\(key) / \(field)")
         }
-        #expect(warned == expectedNames, "missing: \(expectedNames.subtracting(warned).sorted()); unexpected: \(warned.subtracting(expectedNames).sorted())")
-        let recorded = Set(try await db.query("SELECT row_key, field FROM postman_retry.malformed_rows").map {
-            "\(try $0.decode("row_key", as: String.self)) / \(try $0.decode("field", as: String.self))"
-        })
+        #expect(
+            warned == expectedNames,
+            "missing: \(expectedNames.subtracting(warned).sorted()); unexpected: \(warned.subtracting(expectedNames).sorted())")
+        let recorded = Set(
+            try await db.query("SELECT row_key, field FROM postman_retry.malformed_rows").map {
+                "\(try $0.decode("row_key", as: String.self)) / \(try $0.decode("field", as: String.self))"
+            })
         #expect(recorded == expectedNames)
 
         // The counts: every good row selected, every bad row in scope skipped for its reason, adding up.
         let summary = try await Reliability.checkConvergedLoose(fixture)
         let counts = summary.counts
-        let expectedSkips = Dictionary(grouping: bad.compactMap { row -> String? in
-            switch row.expect {
-            case .malformed: return SkipReason.malformed.rawValue
-            case .skipped(let reason): return reason.rawValue
-            case .notLookedAt: return nil
-            }
-        }, by: { $0 }).mapValues(\.count)
+        let expectedSkips = Dictionary(
+            grouping: bad.compactMap { row -> String? in
+                switch row.expect {
+                case .malformed: return SkipReason.malformed.rawValue
+                case .skipped(let reason): return reason.rawValue
+                case .notLookedAt: return nil
+                }
+            }, by: { $0 }
+        ).mapValues(\.count)
         #expect(counts.selected == goodIds.count && counts.retried == goodIds.count, "\(counts)")
         #expect(counts.skippedByReason.filter { $0.value > 0 } == expectedSkips, "\(counts.skippedByReason)")
         #expect(counts.addsUp)
@@ -350,21 +384,22 @@ extension ReliabilityTests {
     /// Hostile config values through the real binary: one clear line per key at fault, exit 64,
     /// before anything is read or sent (the database URL leads nowhere, and is never tried).
     @Test func hostileConfigValuesExit64NamingEveryKey() async throws {
-        let config = FileManager.default.temporaryDirectory.appendingPathComponent("hostile-\(UUID().uuidString.prefix(8)).toml").path
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("hostile-\(UUID().uuidString.prefix(8)).toml")
+            .path
         try """
-            [postman]
-            rate_limit = 0
-            [table]
-            name = ""
-            [campaigns.c1]
-            rate_limit = 1000000000
-            [campaigns.c2]
-            rate_limit = -5
-            [quiet_hours]
-            start = "22:00"
-            end = "07:00"
-            time_zone = "Nowhere/Atlantis"
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        [postman]
+        rate_limit = 0
+        [table]
+        name = ""
+        [campaigns.c1]
+        rate_limit = 1000000000
+        [campaigns.c2]
+        rate_limit = -5
+        [quiet_hours]
+        start = "22:00"
+        end = "07:00"
+        time_zone = "Nowhere/Atlantis"
+        """.write(toFile: config, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: config) }
         var results: [String] = []
         for command in ["run", "plan"] {
@@ -375,21 +410,28 @@ extension ReliabilityTests {
             #expect(exit.status == 64, "\(command): \(exit.stderr)")
             for (key, wording) in [
                 ("line 2: postman.rate_limit", "must be at least 1, not 0"), ("line 4: table.name", "must not be empty"),
-                ("line 6: campaigns.c1.rate_limit", "must be at most 1000"), ("line 8: campaigns.c2.rate_limit", "must be at least 1, not -5"),
-                ("line 12: quiet_hours.time_zone", "'Nowhere/Atlantis' is not a time zone"),
+                ("line 6: campaigns.c1.rate_limit", "must be at most 1000"),
+                ("line 8: campaigns.c2.rate_limit", "must be at least 1, not -5"),
+                ("line 12: quiet_hours.time_zone", "'Nowhere/Atlantis' is not a time zone")
             ] {
                 #expect(exit.stderr.contains("\(key): \(wording)"), "\(command) does not name \(key): \(exit.stderr)")
             }
             #expect(!exit.stderr.contains("PostgreSQL"), "the database was not tried")
             results.append("\(command) exit \(exit.status)")
         }
-        Reliability.record("hostile config (rate limits 0, -5 and 1,000,000,000, empty table name, unknown time zone): \(results.joined(separator: ", ")), every key named with its line")
+        Reliability.record(
+            "hostile config (rate limits 0, -5 and 1,000,000,000, empty table name, unknown time zone): \(results.joined(separator: ", ")), every key named with its line"
+        )
     }
 
     static func failedMessage(_ id: String, recipient: String) -> SimulatorData.Message {
         .init(
             id: id, campaignId: "campaign-1", recipient: recipient, latestStatus: "failure",
-            attempts: [.init(status: "failure", errorType: "delivery_error", errorCode: "recipient_unavailable", createdAt: "2026-11-30T20:00:00+08:00")],
+            attempts: [
+                .init(
+                    status: "failure", errorType: "delivery_error", errorCode: "recipient_unavailable",
+                    createdAt: "2026-11-30T20:00:00+08:00")
+            ],
             outcomes: ["success"])
     }
 
@@ -470,7 +512,9 @@ extension ReliabilityTests {
 extension Reliability {
     /// `checkConverged` for a loose table: no retry twice, the limits kept, the run completed with
     /// counts that add up. (The reference table's retry-count check does not apply.)
-    static func checkConvergedLoose(_ fixture: EngineFixture, sourceLocation: SourceLocation = #_sourceLocation) async throws -> RunSummary {
+    static func checkConvergedLoose(_ fixture: EngineFixture, sourceLocation: SourceLocation = #_sourceLocation) async throws
+        -> RunSummary
+    {
         let ledger = await fixture.sim.ledger()
         #expect(ledger.acceptedRetries.values.allSatisfy { $0 == 1 }, "retried twice", sourceLocation: sourceLocation)
         #expect(ledger.rateLimited == 0, sourceLocation: sourceLocation)

@@ -1,5 +1,5 @@
-import EngineTestSupport
 import Dispatch
+import EngineTestSupport
 import Foundation
 import LibPQ
 import PostmanSimulator
@@ -33,7 +33,8 @@ enum Reliability {
     /// What must hold after any scenario, once a run has completed: no message retried twice (or more
     /// than 3 times in all), the table's retry count equal to Postman's, the counts adding up.
     static func checkConverged(
-        _ fixture: EngineFixture, db: PGConnection? = nil, allow429: Bool = false, sourceLocation: SourceLocation = #_sourceLocation
+        _ fixture: EngineFixture, db: PGConnection? = nil, allow429: Bool = false,
+        sourceLocation: SourceLocation = #_sourceLocation
     ) async throws -> RunSummary {
         let db = db ?? fixture.db
         let ledger = await fixture.sim.ledger()
@@ -42,10 +43,13 @@ enum Reliability {
         if !allow429 { #expect(ledger.rateLimited == 0, "429s from the job's own pacing", sourceLocation: sourceLocation) }
         let limits = Dictionary(uniqueKeysWithValues: fixture.data.simulator.campaigns.map { ($0.id, $0.rateLimit ?? 10) })
         for (campaign, busiest) in ledger.maxRequestsIn1s {
-            #expect(busiest <= limits[campaign] ?? 10, "\(campaign): \(busiest) requests in one second", sourceLocation: sourceLocation)
+            #expect(
+                busiest <= limits[campaign] ?? 10, "\(campaign): \(busiest) requests in one second",
+                sourceLocation: sourceLocation)
         }
         var mismatched: [String] = []
-        let postmanBefore = Dictionary(fixture.data.simulator.messages.map { ($0.id, $0.retries) }, uniquingKeysWith: { a, _ in a })
+        let postmanBefore = Dictionary(
+            fixture.data.simulator.messages.map { ($0.id, $0.retries) }, uniquingKeysWith: { a, _ in a })
         for row in try await db.query("SELECT message_id, retry_count FROM outbound_messages") {
             let id: String = try row.decode("message_id")
             let count: Int = try row.decode("retry_count")
@@ -126,7 +130,8 @@ enum Reliability {
 
         let fixture = try await EngineFixture.make(campaigns: campaigns, messages: messages, seed: 41, staleShare: 0.3)
         var rng = SplitMix64(seed: 7)
-        var killed = 0, launches = 0
+        var killed = 0
+        var launches = 0
         let began = ContinuousClock.now
         while launches < kills + 10 {
             launches += 1
@@ -155,7 +160,9 @@ enum Reliability {
             "random kills: \(campaigns * messages) messages in \(campaigns) campaigns, \(killed) SIGKILLs over \(launches) launches; "
                 + "\(mismatches.count) rows differ from the uninterrupted run; accepted retries \(ledger.acceptedRetries.count), "
                 + "max per message \(ledger.acceptedRetries.values.max() ?? 0); 429s \(ledger.rateLimited); "
-                + String(format: "uninterrupted %.1f s, killed-and-resumed %.1f s", cleanSeconds, (ContinuousClock.now - began).seconds))
+                + String(
+                    format: "uninterrupted %.1f s, killed-and-resumed %.1f s", cleanSeconds, (ContinuousClock.now - began).seconds
+                ))
         await fixture.stop()
     }
 
@@ -177,7 +184,9 @@ enum Reliability {
         #expect(rerun.status == 0, "\(rerun.stderr)")
         let summary = try await Reliability.checkConverged(fixture)
         #expect(summary.counts.retried == 120)
-        Reliability.record("pg_terminate_backend mid-run: exit \(exit.status), rerun exit \(rerun.status), \(summary.counts.retried) retried once each")
+        Reliability.record(
+            "pg_terminate_backend mid-run: exit \(exit.status), rerun exit \(rerun.status), \(summary.counts.retried) retried once each"
+        )
         await fixture.stop()
     }
 
@@ -254,7 +263,9 @@ enum Reliability {
         Reliability.record(
             "API faults at \(Int(rate * 100))%: \(2 * messages) messages, \(ledger.requests.count) requests, \(ledger.rateLimited) 429s, "
                 + "\(summary.counts.succeeded + summary.counts.failed) final, \(summary.counts.pending) pending, "
-                + String(format: "max accepted per message %d, %.1f s", ledger.acceptedRetries.values.max() ?? 0, (ContinuousClock.now - started).seconds))
+                + String(
+                    format: "max accepted per message %d, %.1f s", ledger.acceptedRetries.values.max() ?? 0,
+                    (ContinuousClock.now - started).seconds))
         await fixture.stop()
     }
 
@@ -301,7 +312,8 @@ enum Reliability {
         _ = try await Reliability.checkConverged(fixture)
         let runs: Int = try await fixture.db.query("SELECT count(*) AS n FROM postman_retry.runs")[0].decode("n")
         #expect(runs == 1, "each signalled run was resumed")
-        Reliability.record(String(format: "signals: %d SIGTERM/SIGINT, slowest exit %.2f s, then a clean resume", signalled, slowest))
+        Reliability.record(
+            String(format: "signals: %d SIGTERM/SIGINT, slowest exit %.2f s, then a clean resume", signalled, slowest))
         await fixture.stop()
     }
 
@@ -367,7 +379,7 @@ enum Reliability {
         defer { try? FileManager.default.removeItem(atPath: file) }
         let arguments = ["/bin/sh", "-c", "(\(command)) >\(file) 2>&1 </dev/null"]
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        defer { for argument in argv { free(argument) } }
         var pid: pid_t = 0
         guard posix_spawn(&pid, "/bin/sh", nil, nil, &argv, environ) == 0 else { return "posix_spawn failed" }
         var status: Int32 = 0
@@ -403,7 +415,8 @@ struct PrivateCluster {
     func restart(immediate: Bool = false) async throws {
         let output = await ReliabilityTests.run(
             "as=; [ \"$(id -u)\" = 0 ] && as='runuser -u postgres --'; "
-                + "$as \(pgBin)/pg_ctl -D \(dir)/data -m \(immediate ? "immediate" : "fast") -w restart -l \(dir)/server.log >/dev/null 2>&1; echo rc=$?")
+                + "$as \(pgBin)/pg_ctl -D \(dir)/data -m \(immediate ? "immediate" : "fast") -w restart -l \(dir)/server.log >/dev/null 2>&1; echo rc=$?"
+        )
         guard output.contains("rc=0") else { throw JobError(.failure, "pg_ctl restart failed: \(output)") }
     }
 

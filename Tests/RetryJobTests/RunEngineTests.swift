@@ -50,9 +50,10 @@ import Testing
         #expect(ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
         #expect(ledger.rateLimited == 0)
         // What Postman already shows final, exhausted, unknown or blocked costs no retry call.
-        let noCall = Set(fixture.data.rows.filter {
-            [.alreadyChangedInPostman, .postmanAtLimit, .unknownToPostman, .batchNotRetryable].contains($0.kind)
-        }.map(\.messageId))
+        let noCall = Set(
+            fixture.data.rows.filter {
+                [.alreadyChangedInPostman, .postmanAtLimit, .unknownToPostman, .batchNotRetryable].contains($0.kind)
+            }.map(\.messageId))
         let retryPaths = ledger.requests.filter { $0.method == "POST" }.map(\.path)
         for id in noCall { #expect(!retryPaths.contains { $0.contains("/messages/\(id)/retry") }, "\(id) was sent a retry") }
         #expect(retryPaths.count == result.summary.counts.retried, "one retry call per retried message")
@@ -178,7 +179,9 @@ import Testing
         #expect(second.runId != first.runId)
         #expect(second.summary.counts.carriedOver == 3 && second.summary.counts.selected == 0)
         let final = try await fixture.table()
-        #expect(final.values.allSatisfy { $0 == .init(status: "success", retryCount: 1, errorCode: nil) }, "\(final) \(second.summary)")
+        #expect(
+            final.values.allSatisfy { $0 == .init(status: "success", retryCount: 1, errorCode: nil) },
+            "\(final) \(second.summary)")
         #expect(await fixture.sim.ledger().acceptedRetries.values.allSatisfy { $0 == 1 })
         await fixture.stop()
     }

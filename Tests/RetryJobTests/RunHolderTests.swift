@@ -2,10 +2,11 @@ import Foundation
 import LibPQ
 import Logging
 import PostgresTestSupport
-@testable import RetryJob
-@testable import RetryJournal  // RunStore.write, to show a fenced write fails
 import RetrySettings
 import Testing
+
+@testable import RetryJob
+@testable import RetryJournal  // RunStore.write, to show a fenced write fails
 
 /// The run's hold (`postman_retry.run_holders`) on a real PostgreSQL: who may take it, when a silent
 /// holder is replaced, and what a holder that expired can still do.
@@ -57,7 +58,10 @@ import Testing
             #expect(error.status == .temporary)
             #expect(error.message.contains("2 `run --worker` process(es) (w1, w2)"), "\(error.message)")
         }
-        for beat in beats { beat.cancel(); _ = await beat.value }
+        for beat in beats {
+            beat.cancel()
+            _ = await beat.value
+        }
         await w1.release()
         await w2.release()
         await db.close()
@@ -73,7 +77,9 @@ import Testing
         let next = try await RunHolder.acquire(db: second, workerId: "rerun", mode: .exclusive, logger: Self.logger)
         let waited = ContinuousClock.now - started
         #expect(waited >= .seconds(1), "the rerun waited for the row to expire (\(waited))")
-        let rows: [String] = try await second.query("SELECT worker_id FROM postman_retry.run_holders").map { try $0.decode("worker_id") }
+        let rows: [String] = try await second.query("SELECT worker_id FROM postman_retry.run_holders").map {
+            try $0.decode("worker_id")
+        }
         #expect(rows == ["rerun"])
         // The first request of the new holder waits a second and the guard window past the take.
         #expect(next.firstSendAllowed - ContinuousClock.now > .seconds(1.5))

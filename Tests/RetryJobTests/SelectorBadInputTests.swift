@@ -63,7 +63,9 @@ import Testing
             }
             #expect(seen == Self.order, "page size \(pageSize)")
             #expect(verdicts["k1"] == .selected && verdicts["k7"] == .selected)
-            for (key, field) in [("k2", "message_id"), ("k3\u{FFFD}", "key"), ("k4", "campaign_id"), ("k5", "recipient"), ("NULL", "key")] {
+            for (key, field) in [
+                ("k2", "message_id"), ("k3\u{FFFD}", "key"), ("k4", "campaign_id"), ("k5", "recipient"), ("NULL", "key")
+            ] {
                 guard case .skipped(.malformed, let named, let problem) = verdicts[key] else {
                     Issue.record("\(key) should be malformed, is \(String(describing: verdicts[key]))")
                     continue

@@ -17,7 +17,9 @@ import Testing
         return (exit, Date().timeIntervalSince(started))
     }
 
-    @Test("A key_live_ key with another API URL, or key_test_ with another than the test environment's: exit 64 before any call, naming the variable, never the key")
+    @Test(
+        "A key_live_ key with another API URL, or key_test_ with another than the test environment's: exit 64 before any call, naming the variable, never the key"
+    )
     func keyPrefixMustMatchTheEnvironment() async throws {
         let fixture = try await EngineFixture.make(databasePrefix: "key_prefix", campaigns: 1, messages: 4)
         let campaign = fixture.data.simulator.campaigns[0].id
@@ -44,7 +46,7 @@ import Testing
         let port = base["PGPORT"] ?? "5432"
         for (url, expected) in [
             ("host=\(host) port=\(port) dbname=no_such_database_\(UInt32.random(in: 1...99999))", "does not exist"),
-            ("host=\(host) port=\(port) dbname=postgres user=no_such_role_\(UInt32.random(in: 1...99999))", "does not exist"),
+            ("host=\(host) port=\(port) dbname=postgres user=no_such_role_\(UInt32.random(in: 1...99999))", "does not exist")
         ] {
             let (exit, _) = try await Self.run(fixture, [:], databaseURL: url)
             #expect(exit.status == 64, "\(url): exit \(exit.status): \(exit.stderr)")

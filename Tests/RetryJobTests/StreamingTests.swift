@@ -73,7 +73,8 @@ import Testing
         #expect(retried > 0 && retried < 20, "\(result.summary.counts)")
         #expect(result.summary.deferredByQuietHours == 40 - retried, "every message is either retried or deferred")
         #expect(await fixture.sim.ledger().acceptedRetries.count == retried, "nothing was sent after quiet hours began")
-        let open: Int = try await fixture.db.query("SELECT count(*) AS n FROM postman_retry.journal WHERE state <> 'done'")[0].decode("n")
+        let open: Int = try await fixture.db.query("SELECT count(*) AS n FROM postman_retry.journal WHERE state <> 'done'")[0]
+            .decode("n")
         #expect(open == 0)
         #expect(result.peakLifecyclesPerCampaign <= 8 + 4 + 8)
         await fixture.stop()

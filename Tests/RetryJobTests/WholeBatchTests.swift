@@ -19,7 +19,7 @@ import Testing
             let campaign = data.simulator.campaigns[0].id
             data.simulator.batches = [
                 .init(id: "incident", campaignId: campaign, status: "messages_enqueued"),
-                .init(id: "mixed", campaignId: campaign, status: "messages_enqueued"),
+                .init(id: "mixed", campaignId: campaign, status: "messages_enqueued")
             ]
             for i in data.rows.indices {
                 let batch = i < members ? "incident" : "mixed"

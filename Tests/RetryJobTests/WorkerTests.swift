@@ -35,7 +35,8 @@ import Testing
         var launched: [(Process, Pipe)] = []
         for name in names {
             launched.append(
-                try Binary.launch(fixture, arguments: Self.worker(name), logLevel: "info", pollTimeout: Reliability.full ? "60s" : "15s"))
+                try Binary.launch(
+                    fixture, arguments: Self.worker(name), logLevel: "info", pollTimeout: Reliability.full ? "60s" : "15s"))
         }
         // Kill w2 while it holds a lease on a campaign it has not finished.
         let holding = try await Self.eventually {
@@ -64,12 +65,14 @@ import Testing
         #expect(ledger.acceptedRetries.count == summary.counts.retried)
         // Every campaign was worked by at least one of the workers, and each worker worked some.
         let holders: [String] = try await fixture.db.query(
-            "SELECT DISTINCT worker_id FROM postman_retry.campaign_leases WHERE worker_id IS NOT NULL").map { try $0.decode("worker_id") }
+            "SELECT DISTINCT worker_id FROM postman_retry.campaign_leases WHERE worker_id IS NOT NULL"
+        ).map { try $0.decode("worker_id") }
         #expect(Set(holders).isSubset(of: Set(names)) && holders.count >= 2, "\(holders)")
         Reliability.record(
             "3 workers on \(campaigns * messages) messages in \(campaigns) campaigns, w2 killed holding a lease: exits w1 \(exits["w1"]?.status ?? -1), w3 \(exits["w3"]?.status ?? -1); "
                 + "\(takeovers) takeover(s); \(ledger.acceptedRetries.count) accepted retries, max per message "
-                + "\(ledger.acceptedRetries.values.max() ?? 0); busiest campaign second \(ledger.maxRequestsIn1s.values.max() ?? 0); 429s \(ledger.rateLimited)")
+                + "\(ledger.acceptedRetries.values.max() ?? 0); busiest campaign second \(ledger.maxRequestsIn1s.values.max() ?? 0); 429s \(ledger.rateLimited)"
+        )
         await fixture.stop()
     }
 
@@ -128,7 +131,9 @@ import Testing
         let exit = await Binary.wait(process, errors)
         #expect(exit.status == 0, "\(exit.stderr)")
         #expect(await fixture.sim.ledger().requests.isEmpty)
-        let statuses: [String] = try await fixture.db.query("SELECT status FROM postman_retry.runs").map { try $0.decode("status") }
+        let statuses: [String] = try await fixture.db.query("SELECT status FROM postman_retry.runs").map {
+            try $0.decode("status")
+        }
         #expect(statuses == ["completed"])
         await fixture.stop()
     }

@@ -93,7 +93,7 @@ import Testing
         #expect(second.status == 75, "\(second.stderr)")
         for locked in [
             try await PrometheusText.parse(try String(contentsOfFile: file, encoding: .utf8)),
-            try await Self.pushed(gateway),
+            try await Self.pushed(gateway)
         ] {
             #expect(locked.value(RunMetrics.Name.exitStatus) == 75)
             #expect(locked.value(RunMetrics.Name.lastSuccess) == lastSuccess)
@@ -167,7 +167,7 @@ import Testing
         let fixture = try await MetricsFixture.make(campaigns: 1, messages: 2, seed: 33)
         for arguments in [
             ["--pushgateway", "ftp://gateway:9091"], ["--pushgateway", "gateway:9091"],
-            ["--metrics-file", "/no/such/directory/postman_retry.prom"],
+            ["--metrics-file", "/no/such/directory/postman_retry.prom"]
         ] {
             let exit = try await fixture.run(arguments)
             #expect(exit.status == 64, "\(arguments): \(exit.stderr)")

@@ -100,8 +100,11 @@ import Testing
     }
 
     @Test func thePushURLNamesTheJobUnderAnyBase() throws {
-        #expect(MetricsPublisher.pushURL(try #require(URL(string: "http://gw:9091"))) == "http://gw:9091/metrics/job/postman_retry")
-        #expect(MetricsPublisher.pushURL(try #require(URL(string: "https://mon.example/pgw/"))) == "https://mon.example/pgw/metrics/job/postman_retry")
+        #expect(
+            MetricsPublisher.pushURL(try #require(URL(string: "http://gw:9091"))) == "http://gw:9091/metrics/job/postman_retry")
+        #expect(
+            MetricsPublisher.pushURL(try #require(URL(string: "https://mon.example/pgw/")))
+                == "https://mon.example/pgw/metrics/job/postman_retry")
         let grouped = "http://gw:9091/metrics/job/postman_retry/agency/moh"
         #expect(MetricsPublisher.pushURL(try #require(URL(string: grouped))) == grouped)
     }

@@ -1,5 +1,5 @@
-import EngineTestSupport
 import AsyncHTTPClient
+import EngineTestSupport
 import Foundation
 import LibPQ
 import PostgresTestSupport
@@ -11,7 +11,6 @@ import SampleData
 /// The shared engine world (Sources/EngineTestSupport), kept small, run through the real binary.
 struct MetricsFixture: EngineWorldFixture {
     let world: EngineWorld
-
 
     static func make(campaigns: Int = 2, messages: Int = 8, seed: UInt64 = 31) async throws -> MetricsFixture {
         MetricsFixture(
@@ -133,7 +132,9 @@ enum PrometheusText {
         let output = try await Tool.run("python3", ["-c", parser], input: text)
         guard output.status == 0 else {
             throw ParseFailure(
-                description: "prometheus_client could not parse the metrics (pip install prometheus-client; .ci/run does): \(output.stderr)")
+                description:
+                    "prometheus_client could not parse the metrics (pip install prometheus-client; .ci/run does): \(output.stderr)"
+            )
         }
         return try JSONDecoder().decode([Sample].self, from: Data(output.stdout.utf8))
     }

@@ -15,7 +15,6 @@ struct ReportFixture: EngineWorldFixture {
     let world: EngineWorld
     let directory: URL
 
-
     static func make(
         campaigns: Int = 2, messages: Int = 18, mixed: Bool = true, seed: UInt64 = 11, prefix: String = "campaign",
         adjust: (inout SampleData) -> Void = { _ in }
@@ -52,7 +51,10 @@ struct ReportFixture: EngineWorldFixture {
                     """))
     }
 
-    enum TouchStep: String { case afterSelection = "sel", afterAccepted = "acc" }
+    enum TouchStep: String {
+        case afterSelection = "sel"
+        case afterAccepted = "acc"
+    }
 
     /// Writes the report of `runId` and reads the four files back.
     func writeReport(runId: Int64) async throws -> Files {

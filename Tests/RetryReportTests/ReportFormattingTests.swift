@@ -62,7 +62,9 @@ import Testing
 
     @Test func aLongRunIsDrawnInSlicesShowingTheBusiestSecond() {
         var seconds: [RunReport.Second] = []
-        for offset in 0..<3000 { seconds.append(.init(offset: offset, requests: offset == 1234 ? 9 : 4, rateLimited: offset == 2000 ? 1 : 0)) }
+        for offset in 0..<3000 {
+            seconds.append(.init(offset: offset, requests: offset == 1234 ? 9 : 4, rateLimited: offset == 2000 ? 1 : 0))
+        }
         let chart = ReportView.rateChart(.init(campaignId: "c", rateLimit: 10, seconds: seconds))
         let points = chart.points.split(separator: " ")
         #expect(points.count <= 2 * ReportView.Chart.maxColumns)
@@ -81,7 +83,7 @@ import Testing
         #expect(validator.validate([String: Any]()).contains("$: missing run_id"))
         let wrong: [String: Any] = [
             "run_id": 1, "status": "done", "needs_attention_by_category": ["surprise": 1],
-            "counts": ["selected": -1],
+            "counts": ["selected": -1]
         ]
         let problems = validator.validate(wrong)
         #expect(problems.contains { $0.hasPrefix("$.run_id: not") })

@@ -27,7 +27,7 @@ import Testing
         for (name, n) in [
             ("succeeded", c.succeeded), ("failed", c.failed), ("pending", c.pending), ("exhausted", c.exhausted),
             ("not_found", c.notFound), ("reconciled", c.reconciled), ("batch_not_retryable", c.batchNotRetryable),
-            ("conflict", c.conflict), ("write conflicts", journal.writeConflicts),
+            ("conflict", c.conflict), ("write conflicts", journal.writeConflicts)
         ] {
             #expect(n > 0, "the sample run has no \(name)")
         }
@@ -81,8 +81,10 @@ import Testing
         #expect(files.json["needs_attention"] as? Int == rows.count)
 
         // summary.html: the key tiles and the campaign table show the same numbers.
-        for (value, caption) in [(c.selected, "selected for retry"), (c.retried, "retried"), (c.failed, "failed again"),
-                                 (c.pending, "pending"), (rows.count, "need a person")] {
+        for (value, caption) in [
+            (c.selected, "selected for retry"), (c.retried, "retried"), (c.failed, "failed again"),
+            (c.pending, "pending"), (rows.count, "need a person")
+        ] {
             #expect(files.html.contains("<div class=\"value\">\(value)</div><div class=\"label\">\(caption)"), "\(caption)")
         }
         for campaign in journal.campaigns {
@@ -91,12 +93,15 @@ import Testing
             #expect(files.html.contains("\(campaign.campaignId)</bdi></td>\(cells)"), "\(campaign.campaignId) row")
         }
         // summary.md: the headline sentence and the campaign rows.
-        #expect(files.markdown.contains(
-            "**\(c.retried) retried of \(c.selected) selected: \(c.succeeded) succeeded, \(c.failed) failed again, \(c.pending) pending.**"))
+        #expect(
+            files.markdown.contains(
+                "**\(c.retried) retried of \(c.selected) selected: \(c.succeeded) succeeded, \(c.failed) failed again, \(c.pending) pending.**"
+            ))
         #expect(files.markdown.contains("Needs a person: \(rows.count)"))
         for campaign in journal.campaigns {
-            #expect(files.markdown.contains(
-                "| \(campaign.campaignId) | \(campaign.selected) | \(campaign.succeeded) | \(campaign.failed) |"))
+            #expect(
+                files.markdown.contains(
+                    "| \(campaign.campaignId) | \(campaign.selected) | \(campaign.succeeded) | \(campaign.failed) |"))
         }
         #expect(files.markdown.split(separator: "\n").count < 40, "short enough to paste into a ticket")
 
@@ -158,7 +163,9 @@ import Testing
     @Test func aKilledAndResumedRunIsOneRunAndCountsEachMessageOnce() async throws {
         let fixture = try await ReportFixture.make(seed: 21)
         let binary = BinaryRunner(fixture: fixture)
-        let killed = try await binary.run(["run", "--poll-timeout", "3s"], extra: ["POSTMAN_RETRY_CRASH_AT": "after-retry-call:9", "POSTMAN_RETRY_TEST_HOOKS": "I_AM_A_TEST"])
+        let killed = try await binary.run(
+            ["run", "--poll-timeout", "3s"],
+            extra: ["POSTMAN_RETRY_CRASH_AT": "after-retry-call:9", "POSTMAN_RETRY_TEST_HOOKS": "I_AM_A_TEST"])
         #expect(killed.killed, "the crash hook should have killed the first process: \(killed.stderr)")
         let reportDir = fixture.directory.appendingPathComponent("from-run").path
         let resumed = try await binary.run(["run", "--poll-timeout", "3s", "--report-dir", reportDir])
@@ -174,8 +181,10 @@ import Testing
         #expect(runs == 1)
         #expect(files.count("selected") == journalRows)
         let eligible = fixture.data.rows.filter {
-            [.retrySucceeds, .retryFailsAgain, .retryStuck, .foreignSentToTelco, .batchNotRetryable,
-             .alreadyChangedInPostman, .unknownToPostman, .postmanAtLimit, .tableLagsPostman].contains($0.kind)
+            [
+                .retrySucceeds, .retryFailsAgain, .retryStuck, .foreignSentToTelco, .batchNotRetryable,
+                .alreadyChangedInPostman, .unknownToPostman, .postmanAtLimit, .tableLagsPostman
+            ].contains($0.kind)
         }
         #expect(files.count("selected") == eligible.count, "each message once, though two processes worked on it")
         #expect(await fixture.sim.ledger().acceptedRetries.values.allSatisfy { $0 == 1 })

@@ -10,7 +10,9 @@ struct SchemaValidator {
         var schema = schema ?? root
         if let ref = schema["$ref"] as? String {
             let name = ref.replacingOccurrences(of: "#/$defs/", with: "")
-            guard let target = (root["$defs"] as? [String: Any])?[name] as? [String: Any] else { return ["\(path): bad $ref \(ref)"] }
+            guard let target = (root["$defs"] as? [String: Any])?[name] as? [String: Any] else {
+                return ["\(path): bad $ref \(ref)"]
+            }
             schema = target.merging(schema.filter { $0.key != "$ref" }) { a, _ in a }
         }
         var problems: [String] = []

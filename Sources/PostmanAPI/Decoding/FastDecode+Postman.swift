@@ -52,7 +52,7 @@ extension FastDecode.Reader {
     private static let wantedKeys = [
         "id", "latestStatus", "campaignId", "recipient", "createdAt", "updatedAt", "attempts", "messageAttempts",
         "numAttempts", "batches", "status", "error", "errorType", "errorCode", "type", "code", "data", "pageData",
-        "hasNextPage", "endCursor", "hasPreviousPage", "startCursor",
+        "hasNextPage", "endCursor", "hasPreviousPage", "startCursor"
     ]
 
     private static func once(_ seen: inout UInt32, _ key: String) throws {

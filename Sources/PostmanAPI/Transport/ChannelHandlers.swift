@@ -11,7 +11,9 @@ final class TLSHandshakeWatcher: ChannelInboundHandler, RemovableChannelHandler 
 
     init(promise: EventLoopPromise<Void>) { self.promise = promise }
 
-    static func install(on channel: any Channel, context: NIOSSLContext, serverName: String?, promise: EventLoopPromise<Void>) throws {
+    static func install(on channel: any Channel, context: NIOSSLContext, serverName: String?, promise: EventLoopPromise<Void>)
+        throws
+    {
         let tls = try NIOSSLClientHandler(context: context, serverHostname: serverName)
         try channel.pipeline.syncOperations.addHandler(tls)
         try channel.pipeline.syncOperations.addHandler(TLSHandshakeWatcher(promise: promise))
@@ -73,7 +75,9 @@ final class ConnectTunnelHandler: ChannelInboundHandler, RemovableChannelHandler
         var buffer = unwrapInboundIn(data)
         received += buffer.readString(length: buffer.readableBytes) ?? ""
         guard let end = received.range(of: "\r\n\r\n") else {
-            if received.utf8.count > 16 * 1024 { fail(context, NetworkSettings.ProxyRefusedTunnel(statusLine: "oversized answer")) }
+            if received.utf8.count > 16 * 1024 {
+                fail(context, NetworkSettings.ProxyRefusedTunnel(statusLine: "oversized answer"))
+            }
             return
         }
         let statusLine = String(received[..<end.lowerBound].prefix(while: { $0 != "\r" }))

@@ -48,7 +48,8 @@ extension NetworkSettings {
         let via = proxy(for: url)
         do {
             try await Self.handshake(host: host, port: port, context: context, proxy: via, timeout: timeout)
-            logger.debug("TLS certificate of Postman checked", metadata: ["host": "\(host)", "proxy": "\(via.map { "\($0)" } ?? "none")"])
+            logger.debug(
+                "TLS certificate of Postman checked", metadata: ["host": "\(host)", "proxy": "\(via.map { "\($0)" } ?? "none")"])
         } catch let rejected as CertificateRejected {
             throw rejected
         } catch {
@@ -95,7 +96,10 @@ extension NetworkSettings {
                             ConnectTunnelHandler(
                                 target: "\(serverName ?? (host.contains(":") ? "[\(host)]" : host)):\(port)",
                                 authorization: proxy.authorizationHeader,
-                                then: { try TLSHandshakeWatcher.install(on: channel, context: context, serverName: serverName, promise: promise) },
+                                then: {
+                                    try TLSHandshakeWatcher.install(
+                                        on: channel, context: context, serverName: serverName, promise: promise)
+                                },
                                 promise: promise))
                     } else {
                         try TLSHandshakeWatcher.install(on: channel, context: context, serverName: serverName, promise: promise)

@@ -52,7 +52,8 @@ public struct NetworkSettings: Sendable {
                 throw NetworkSettingsError(setting: "CA file \(path)", problem: "is not a PEM file of certificates (\(error))")
             }
             guard !loaded.isEmpty else {
-                throw NetworkSettingsError(setting: "CA file \(path)", problem: "holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+                throw NetworkSettingsError(
+                    setting: "CA file \(path)", problem: "holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
             }
             certificates.append(contentsOf: loaded)
         }

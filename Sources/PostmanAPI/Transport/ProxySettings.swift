@@ -123,9 +123,10 @@ public struct NoProxy: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        (matchesAll ? ["*"] : []) + entries.map { entry in
-            let host = entry.host.contains(":") ? "[\(entry.host)]" : entry.host
-            return entry.port.map { "\(host):\($0)" } ?? host
-        }.joined(separator: ",")
+        (matchesAll ? ["*"] : [])
+            + entries.map { entry in
+                let host = entry.host.contains(":") ? "[\(entry.host)]" : entry.host
+                return entry.port.map { "\(host):\($0)" } ?? host
+            }.joined(separator: ",")
     }
 }

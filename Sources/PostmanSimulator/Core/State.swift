@@ -34,8 +34,11 @@ struct State: Sendable {
     mutating func reload(data: SimulatorData, nowT: Double) {
         self.data = data
         apiKeys = Dictionary(data.campaigns.map { ($0.id, $0.apiKey) }, uniquingKeysWith: { a, _ in a })
-        rateLimits = Dictionary(data.campaigns.compactMap { c in c.rateLimit.map { (c.id, $0) } }, uniquingKeysWith: { a, _ in a })
-        batches = Dictionary(data.batches.map { ($0.id, BatchState(id: $0.id, campaignId: $0.campaignId, status: $0.status)) }, uniquingKeysWith: { a, _ in a })
+        rateLimits = Dictionary(
+            data.campaigns.compactMap { c in c.rateLimit.map { (c.id, $0) } }, uniquingKeysWith: { a, _ in a })
+        batches = Dictionary(
+            data.batches.map { ($0.id, BatchState(id: $0.id, campaignId: $0.campaignId, status: $0.status)) },
+            uniquingKeysWith: { a, _ in a })
         messages = [:]
         messages.reserveCapacity(data.messages.count)
         for (index, m) in data.messages.enumerated() {
@@ -79,7 +82,9 @@ struct State: Sendable {
         while history.count < retries + 1 {
             let oldest = history[0]
             history.insert(
-                .init(status: "failure", errorType: oldest.errorType, errorCode: oldest.errorCode, createdAtMs: oldest.createdAtMs - 60_000),
+                .init(
+                    status: "failure", errorType: oldest.errorType, errorCode: oldest.errorCode,
+                    createdAtMs: oldest.createdAtMs - 60_000),
                 at: 0
             )
         }

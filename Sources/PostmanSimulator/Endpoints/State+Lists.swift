@@ -7,7 +7,8 @@ extension State {
         var limit = 100  // `limit` is optional in the new docs; the legacy 1...1000 bound is enforced
         if let raw = params["limit"] {
             guard let l = Int(raw), (1...1000).contains(l) else {
-                return error(400, "parameter_invalid", "limit must be an integer between 1 and 1000", type: "invalid_request_error")
+                return error(
+                    400, "parameter_invalid", "limit must be an integer between 1 and 1000", type: "invalid_request_error")
             }
             limit = l
         }
@@ -38,19 +39,23 @@ extension State {
         let last = page.last.map { Self.encodeCursor(messages[$0]!) }
         let body = JSON.object([
             ("data", .array(items)),
-            ("pageData", .object([
-                ("hasNextPage", .bool(end < ids.count)),
-                ("hasPreviousPage", .bool(start > 0)),
-                ("startCursor", .optional(first)),
-                ("endCursor", .optional(last)),
-            ])),
+            (
+                "pageData",
+                .object([
+                    ("hasNextPage", .bool(end < ids.count)),
+                    ("hasPreviousPage", .bool(start > 0)),
+                    ("startCursor", .optional(first)),
+                    ("endCursor", .optional(last))
+                ])
+            )
         ])
         return SimResponse(status: 200, body: body.serialized())
     }
 
     /// First index whose element does not satisfy `isBefore` (elements satisfying it form a prefix).
     static func lowerBound(_ ids: [String], count: Int, isBefore: (String) -> Bool) -> Int {
-        var lo = 0, hi = count
+        var lo = 0
+        var hi = count
         while lo < hi {
             let mid = (lo + hi) / 2
             if isBefore(ids[mid]) { lo = mid + 1 } else { hi = mid }

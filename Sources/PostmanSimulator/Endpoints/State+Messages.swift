@@ -19,7 +19,9 @@ extension State {
             return error(400, "batch_not_found_or_is_not_retryable", "Batch not found or is not retryable", type: "domain_error")
         }
         guard m.retriesUsed < 3 else {
-            return error(400, "too_many_message_attempts_error", "Message has reached the maximum number of attempts of 3", type: "domain_error")
+            return error(
+                400, "too_many_message_attempts_error", "Message has reached the maximum number of attempts of 3",
+                type: "domain_error")
         }
         accept(&m, t: t, nowMs: nowMs)
         messages[messageId] = m

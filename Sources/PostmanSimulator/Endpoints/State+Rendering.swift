@@ -18,10 +18,13 @@ extension State {
         let attempts: [JSON] = views.enumerated().map { k, v in
             let attemptId = "attempt_\(m.id)_\(attemptCount - k)"
             let failed = v.status == "failure"
-            let type: String? = k < m.accepted.count
-                ? v.errorCode.map(errorType(forCode:)) : (historyErrorTypes[k - m.accepted.count] ?? v.errorCode.map(errorType(forCode:)))
+            let type: String? =
+                k < m.accepted.count
+                ? v.errorCode.map(errorType(forCode:))
+                : (historyErrorTypes[k - m.accepted.count] ?? v.errorCode.map(errorType(forCode:)))
             let delivered = v.status == "success" ? JSON.string(SimTime.format(millis: v.updatedAtMs)) : .null
-            let sentAt = ["created", "enqueued", "sending"].contains(v.status) ? JSON.null : .string(SimTime.format(millis: v.createdAtMs))
+            let sentAt =
+                ["created", "enqueued", "sending"].contains(v.status) ? JSON.null : .string(SimTime.format(millis: v.createdAtMs))
             if batchStyle {
                 return .object([
                     ("id", .string(attemptId)),
@@ -33,7 +36,7 @@ extension State {
                     ("updatedAt", .string(SimTime.format(millis: v.updatedAtMs))),
                     ("sentAt", sentAt),
                     ("deliveredAt", delivered),
-                    ("metadata", .object([])),
+                    ("metadata", .object([]))
                 ])
             }
             var fields: [(String, JSON)] = [
@@ -41,7 +44,7 @@ extension State {
                 ("status", .string(v.status)),
                 ("createdAt", .string(SimTime.format(millis: v.createdAtMs))),
                 ("sentAt", sentAt),
-                ("deliveredAt", delivered),
+                ("deliveredAt", delivered)
             ]
             if failed, type != nil || v.errorCode != nil {
                 fields.append(("error", .object([("type", .optional(type)), ("code", .optional(v.errorCode))])))
@@ -50,11 +53,12 @@ extension State {
         }
         var batchesJSON: [JSON] = []
         if let batchId = m.batchId {
-            batchesJSON.append(.object([
-                ("id", .string(batchId)),
-                ("status", .optional(batches[batchId]?.status)),
-                ("campaignId", .string(m.campaignId)),
-            ]))
+            batchesJSON.append(
+                .object([
+                    ("id", .string(batchId)),
+                    ("status", .optional(batches[batchId]?.status)),
+                    ("campaignId", .string(m.campaignId))
+                ]))
         }
         var fields: [(String, JSON)] = [
             ("createdAt", .string(SimTime.format(millis: m.createdAtMs))),
@@ -68,7 +72,7 @@ extension State {
             ("templateBodyId", .string("template_body_sim")),
             ("campaignId", .string(m.campaignId)),
             ("creatorId", .string("user_sim")),
-            ("batches", .array(batchesJSON)),
+            ("batches", .array(batchesJSON))
         ]
         if batchStyle {
             fields.append(("messageAttempts", .array(attempts)))

@@ -19,16 +19,20 @@ extension State {
         return response
     }
 
-    private mutating func respond(_ request: SimRequest, campaignId: String?, route: Route, t: Double, nowMs: Int64) -> SimResponse {
+    private mutating func respond(_ request: SimRequest, campaignId: String?, route: Route, t: Double, nowMs: Int64)
+        -> SimResponse
+    {
         guard let campaignId else {
             return error(404, "not_found", "Not found", type: "not_found_error")
         }
         // 1. Rate limit: every request to the campaign path counts, whatever it is or whoever sends it.
-        var window = windows[campaignId] ?? CampaignWindow(
-            limit: rateLimits[campaignId] ?? options.defaultRateLimit,
-            backgroundRate: options.backgroundTraffic[campaignId] ?? 0,
-            startT: loadedAtT
-        )
+        var window =
+            windows[campaignId]
+            ?? CampaignWindow(
+                limit: rateLimits[campaignId] ?? options.defaultRateLimit,
+                backgroundRate: options.backgroundTraffic[campaignId] ?? 0,
+                startT: loadedAtT
+            )
         window.catchUpBackground(to: t)
         window.recordArrival(t)
         let admitted = window.admit(t)
@@ -40,8 +44,11 @@ extension State {
         }
         // 2. Fault draws: always five, so the sequence only depends on how many requests were admitted.
         let f = options.faults
-        let drawBefore = faultRNG.unit(), drawAfter = faultRNG.unit(), drawSlow = faultRNG.unit()
-        let drawDrop = faultRNG.unit(), drawMalformed = faultRNG.unit()
+        let drawBefore = faultRNG.unit()
+        let drawAfter = faultRNG.unit()
+        let drawSlow = faultRNG.unit()
+        let drawDrop = faultRNG.unit()
+        let drawMalformed = faultRNG.unit()
         if drawBefore < f.error5xxBefore {
             return error(503, "service_unavailable", "Service temporarily unavailable (simulated)", type: "server_error")
         }
@@ -103,7 +110,10 @@ extension State {
         var g = SplitMix64(seed: options.seed &+ errorCounter)
         let id = "err_" + String(g.next(), radix: 16)
         let body = JSON.object([
-            ("error", .object([("code", .string(code)), ("message", .string(message)), ("type", .string(type)), ("id", .string(id))]))
+            (
+                "error",
+                .object([("code", .string(code)), ("message", .string(message)), ("type", .string(type)), ("id", .string(id))])
+            )
         ])
         return SimResponse(status: status, body: body.serialized())
     }

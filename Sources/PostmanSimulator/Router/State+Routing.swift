@@ -52,7 +52,9 @@ func percentDecode(_ s: String) -> String? {
     var it = Array(s.utf8)[...]
     while let b = it.popFirst() {
         if b == UInt8(ascii: "%") {
-            guard it.count >= 2, let hi = hexValue(it[it.startIndex]), let lo = hexValue(it[it.startIndex + 1]) else { return nil }
+            guard it.count >= 2, let hi = hexValue(it[it.startIndex]), let lo = hexValue(it[it.startIndex + 1]) else {
+                return nil
+            }
             bytes.append(hi << 4 | lo)
             it = it.dropFirst(2)
         } else {

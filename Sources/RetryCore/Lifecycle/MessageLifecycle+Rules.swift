@@ -4,7 +4,7 @@
 extension MessageLifecycle {
     /// Refusal codes that mean the key or the source IP was refused, whatever the HTTP status.
     public static let credentialRefusalCodes: Set<String> = [
-        "invalid_api_key_provided", "invalid_ip_address_error", "invalid_ip_address_used", "authentication_required",
+        "invalid_api_key_provided", "invalid_ip_address_error", "invalid_ip_address_used", "authentication_required"
     ]
 
     public static func credentialRefusal(status: Int, code: String?) -> String? {
@@ -29,12 +29,14 @@ extension MessageLifecycle {
                 phase = .confirming(refusals: 0)
                 return outputs
             }
-            return outputs + resolve(
-                .rejected, message: "Postman showed no attempt history, so a lost answer could not be settled; not retried",
-                view: view)
+            return outputs
+                + resolve(
+                    .rejected, message: "Postman showed no attempt history, so a lost answer could not be settled; not retried",
+                    view: view)
         }
         if attempts - 1 >= SelectionRules.retryLimit {
-            return outputs + resolve(.exhausted, update: FinalState.exhausted, code: "too_many_message_attempts_error", view: view)
+            return outputs
+                + resolve(.exhausted, update: FinalState.exhausted, code: "too_many_message_attempts_error", view: view)
         }
         if let status = view.batchStatus, !Self.retryableBatchStatuses.contains(status) {
             if let batch = row.batchId { outputs.append(.batchBlocked(batch)) }
@@ -127,9 +129,10 @@ extension MessageLifecycle {
             let update = FinalState.afterAcceptedRetry(
                 rowRetryCount: row.baseRetryCount, postmanRetries: postmanRetries, lastStatus: status,
                 newestError: view.newestError, final: true)
-            return outputs + resolve(
-                .retried, result: PostmanStatus.isSuccess(status) ? .succeeded : .failed, update: update, view: view,
-                acceptedAt: a.acceptedAt)
+            return outputs
+                + resolve(
+                    .retried, result: PostmanStatus.isSuccess(status) ? .succeeded : .failed, update: update, view: view,
+                    acceptedAt: a.acceptedAt)
         }
         a.polls += 1
         a.wantSingle = false

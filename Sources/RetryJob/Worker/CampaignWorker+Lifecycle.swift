@@ -29,7 +29,8 @@ extension CampaignWorker {
             case .batchBlocked(let batch):
                 blocked.append(batch)
             case .unknownStatus(let status):
-                logger.warning("unknown Postman status; treated as in flight", metadata: ["message": "\(id)", "status": "\(status)"])
+                logger.warning(
+                    "unknown Postman status; treated as in flight", metadata: ["message": "\(id)", "status": "\(status)"])
                 stats.unknownStatuses[id] = status
             }
         }
@@ -137,7 +138,8 @@ extension CampaignWorker {
             }
             context.noteLifecycles(machines.count)
             logger.debug(
-                "next chunk of the journal read", metadata: ["messages": "\(chunk.items.count)", "in_memory": "\(machines.count)"])
+                "next chunk of the journal read", metadata: ["messages": "\(chunk.items.count)", "in_memory": "\(machines.count)"]
+            )
         } catch {
             fail(error)
         }

@@ -173,7 +173,9 @@ extension CampaignWorker {
             // The list's order is not documented: many messages not seen after the remembered cursor means it
             // does not mark where this run's messages begin. The next sweep starts from the beginning.
             startCursor = nil
-            logger.debug("list sweep from a remembered cursor missed messages; next sweep from the start", metadata: ["missed": "\(missing.count)"])
+            logger.debug(
+                "list sweep from a remembered cursor missed messages; next sweep from the start",
+                metadata: ["missed": "\(missing.count)"])
             return
         }
         // Those the list did not show are read one by one.

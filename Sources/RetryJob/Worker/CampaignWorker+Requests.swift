@@ -71,7 +71,8 @@ extension CampaignWorker {
                 } else if case .badResponse(let status) = failure.kind, noteBadBody(id) {
                     // The same message object unreadable again and again: named, and ended by its lifecycle
                     // (never retried blind), not read forever.
-                    logger.warning("Postman's message object cannot be read", metadata: ["message": "\(id)", "error": "\(failure)"])
+                    logger.warning(
+                        "Postman's message object cannot be read", metadata: ["message": "\(id)", "error": "\(failure)"])
                     apply(id, .readRefused(status: status, code: "unreadable_message_object", at: wallNow))
                 } else if !handleTransient(failure), let status = failure.httpStatus {
                     answered()
@@ -91,7 +92,9 @@ extension CampaignWorker {
                 if handleTransient(failure) {
                     batchReadQueue.append(batch)
                 } else {
-                    if let status = failure.httpStatus, let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code) {
+                    if let status = failure.httpStatus,
+                        let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code)
+                    {
                         context.stop(.refused(stop))
                     }
                     decideSingles(batch, why: "the batch's list answered \(failure)")
@@ -113,12 +116,17 @@ extension CampaignWorker {
                 result = .failure(Self.apiError(error))
             }
             let answer = batchAnswer(result)
-            if case .rateLimited = answer {} else if case .notSent = answer {} else {
+            if case .rateLimited = answer {
+            } else if case .notSent = answer {
+            } else {
                 batchChecks[batch] = .singles  // whatever its members need now goes by single retries
                 let failure = if case .failure(let error) = result { error } else { nil as PostmanAPIError? }
                 logger.info(
-                    "whole-batch retry", metadata: ["batch": "\(batch)", "members": "\(members.count)",
-                                                   "answer": "\(failure.map { "\($0)" } ?? "201")"])
+                    "whole-batch retry",
+                    metadata: [
+                        "batch": "\(batch)", "members": "\(members.count)",
+                        "answer": "\(failure.map { "\($0)" } ?? "201")"
+                    ])
                 let status = failure?.httpStatus ?? 201
                 let code = failure?.code
                 do { try await store.recordBatchAnswer(campaign: campaign, batch: batch, httpStatus: status, code: code) } catch {
@@ -137,7 +145,9 @@ extension CampaignWorker {
                 let failure = Self.apiError(error)
                 sweepPageInFlight = false
                 if !handleTransient(failure) {
-                    if let status = failure.httpStatus, let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code) {
+                    if let status = failure.httpStatus,
+                        let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code)
+                    {
                         context.stop(.refused(stop))
                     }
                     // The list endpoint refused (4xx): those who wanted a look are read singly.
@@ -226,7 +236,8 @@ extension CampaignWorker {
     func noteFailure(_ error: PostmanAPIError) {
         consecutiveFailures += 1
         stats.transientErrors += 1
-        backoffUntil = max(backoffUntil, now + backoff.delay(attempt: consecutiveFailures, unit: Double.random(in: 0..<1, using: &rng)))
+        backoffUntil = max(
+            backoffUntil, now + backoff.delay(attempt: consecutiveFailures, unit: Double.random(in: 0..<1, using: &rng)))
         logger.debug("transient Postman error; backing off", metadata: ["error": "\(error)"])
         if now - lastAnswer > context.settings.unreachableAfter.seconds {
             context.stop(.unreachable("no answer for \(Int(now - lastAnswer)) s; last error: \(error)"))

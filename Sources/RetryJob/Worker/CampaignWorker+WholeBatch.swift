@@ -48,7 +48,9 @@ extension CampaignWorker {
     func onBatchPage(_ batch: String, _ page: PostmanPage) {
         batchReadInFlight.remove(batch)
         guard case .reading(_, var members) = batchChecks[batch] else { return }
-        for message in page.messages { members.append(WholeBatch.Member(id: message.id, view: view(of: message, id: message.id))) }
+        for message in page.messages {
+            members.append(WholeBatch.Member(id: message.id, view: view(of: message, id: message.id)))
+        }
         if page.skippedItems > 0 {
             decideSingles(batch, why: "the batch's list had unreadable items")
             return

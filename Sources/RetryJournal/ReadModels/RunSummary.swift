@@ -12,7 +12,9 @@ public struct RunSummary: Sendable, Codable, Equatable {
 
         enum CodingKeys: String, CodingKey {
             case selected, retried, succeeded, failed, pending, exhausted, reconciled, rejected, conflict, skipped
-            case notFound = "not_found", batchNotRetryable = "batch_not_retryable", carriedOver = "carried_over"
+            case notFound = "not_found"
+            case batchNotRetryable = "batch_not_retryable"
+            case carriedOver = "carried_over"
             case skippedByReason = "skipped_by_reason"
         }
     }
@@ -21,7 +23,11 @@ public struct RunSummary: Sendable, Codable, Equatable {
         public var retry = 0, poll = 0, rateLimited = 0
         /// Whole-batch retry requests; in the JSON only for a run that made any (CONTRACT.md section 5).
         public var batchRetry = 0
-        enum CodingKeys: String, CodingKey { case retry, poll, rateLimited = "rate_limited", batchRetry = "batch_retry" }
+        enum CodingKeys: String, CodingKey {
+            case retry, poll
+            case rateLimited = "rate_limited"
+            case batchRetry = "batch_retry"
+        }
 
         public init(retry: Int = 0, poll: Int = 0, rateLimited: Int = 0, batchRetry: Int = 0) {
             self.retry = retry
@@ -56,7 +62,10 @@ public struct RunSummary: Sendable, Codable, Equatable {
         public var httpStatus: Int?
         public var postmanCode: String?
         enum CodingKeys: String, CodingKey {
-            case campaignId = "campaign_id", batchId = "batch_id", members, at, httpStatus = "http_status"
+            case campaignId = "campaign_id"
+            case batchId = "batch_id"
+            case members, at
+            case httpStatus = "http_status"
             case postmanCode = "postman_code"
         }
     }
@@ -95,9 +104,12 @@ public struct RunSummary: Sendable, Codable, Equatable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case campaignId = "campaign_id", selected, retried, succeeded, failed
+            case campaignId = "campaign_id"
+            case selected, retried, succeeded, failed
             case pending, exhausted, reconciled, rejected, conflict, skipped
-            case notFound = "not_found", batchNotRetryable = "batch_not_retryable", carriedOver = "carried_over"
+            case notFound = "not_found"
+            case batchNotRetryable = "batch_not_retryable"
+            case carriedOver = "carried_over"
             case skippedByReason = "skipped_by_reason"
         }
     }
@@ -117,9 +129,15 @@ public struct RunSummary: Sendable, Codable, Equatable {
     public var batchCalls: [BatchCall]? = nil
 
     enum CodingKeys: String, CodingKey {
-        case runId = "run_id", startedAt = "started_at", finishedAt = "finished_at", status, counts
-        case apiCalls = "api_calls", campaigns, writeConflicts = "write_conflicts"
-        case deferredByQuietHours = "deferred_by_quiet_hours", batchCalls = "batch_calls"
+        case runId = "run_id"
+        case startedAt = "started_at"
+        case finishedAt = "finished_at"
+        case status, counts
+        case apiCalls = "api_calls"
+        case campaigns
+        case writeConflicts = "write_conflicts"
+        case deferredByQuietHours = "deferred_by_quiet_hours"
+        case batchCalls = "batch_calls"
     }
 
     public static func load(db: PGConnection, runId: Int64) async throws -> RunSummary {

@@ -79,8 +79,10 @@ enum SummaryReads {
             """
         ).map { row in
             RunSummary.BatchCall(
-                campaignId: try row.decode("campaign_id"), batchId: try row.decode("batch_id"), members: try row.decode("members"),
-                at: try row.decode("at"), httpStatus: try row.optional("http_status"), postmanCode: try row.optional("postman_code"))
+                campaignId: try row.decode("campaign_id"), batchId: try row.decode("batch_id"),
+                members: try row.decode("members"),
+                at: try row.decode("at"), httpStatus: try row.optional("http_status"),
+                postmanCode: try row.optional("postman_code"))
         }
     }
 }

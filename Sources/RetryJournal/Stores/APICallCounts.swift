@@ -52,7 +52,9 @@ public struct RequestTimeline: Sendable {
     /// A request counted but not sent after all (a stop seen at the last moment).
     public mutating func cancelRequest(at date: Date = Date()) {
         let second = Self.second(date)
-        if let count = seconds[second]?.requests, count > 0 { seconds[second]!.requests -= 1 } else {
+        if let count = seconds[second]?.requests, count > 0 {
+            seconds[second]!.requests -= 1
+        } else {
             seconds[second - 1]?.requests -= 1
         }
     }

@@ -67,7 +67,9 @@ public enum HolderStore {
             """)
     }
 
-    public static func insert(_ db: isolated PGConnection, holderId: String, workerId: String, exclusive: Bool, ttl: Duration) throws {
+    public static func insert(_ db: isolated PGConnection, holderId: String, workerId: String, exclusive: Bool, ttl: Duration)
+        throws
+    {
         try db.execute(
             """
             INSERT INTO \(fragment: Schema.runHolders) (holder_id, worker_id, exclusive, expires_at)
@@ -77,7 +79,9 @@ public enum HolderStore {
 
     /// One heartbeat. False when the row is gone or has expired: it is never revived (another run may
     /// have taken its place), unless `evenIfExpired` (a test's stand-in for another live run).
-    public static func renew(_ db: isolated PGConnection, holderId: String, ttl: Duration, evenIfExpired: Bool = false) throws -> Bool {
+    public static func renew(_ db: isolated PGConnection, holderId: String, ttl: Duration, evenIfExpired: Bool = false) throws
+        -> Bool
+    {
         // A heartbeat lost in a PostgreSQL crash costs nothing: no need to wait for the disk.
         _ = try db.execute("SELECT set_config('synchronous_commit', 'off', true)")
         return try !db.execute(

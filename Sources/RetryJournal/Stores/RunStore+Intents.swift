@@ -13,7 +13,9 @@ extension RunStore {
         -> (intents: Set<String>, conflicts: Set<String>)
     {
         let table = self.table
-        return try await write { db in try Self.commitIntents(db, table: table, run: run, messageIds: messageIds, witnesses: witnesses) }
+        return try await write { db in
+            try Self.commitIntents(db, table: table, run: run, messageIds: messageIds, witnesses: witnesses)
+        }
     }
 
     static func commitIntents(
@@ -30,7 +32,8 @@ extension RunStore {
             """
         if let batch = t.batchId { sameRow.append(" AND \(fragment: t.column(batch))::text IS NOT DISTINCT FROM j.batch_id") }
         if let otp = t.isOtp {
-            sameRow.append(" AND (j.snap_is_otp IS NULL OR \(fragment: t.column(otp))::boolean IS NOT DISTINCT FROM j.snap_is_otp)")
+            sameRow.append(
+                " AND (j.snap_is_otp IS NULL OR \(fragment: t.column(otp))::boolean IS NOT DISTINCT FROM j.snap_is_otp)")
         }
         let notSent: [JournalState] = [.selected, .intent]
         let ready = try db.execute(

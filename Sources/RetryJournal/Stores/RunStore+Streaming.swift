@@ -90,7 +90,8 @@ extension RunStore {
         if rows.count >= limit, rows.count > 0 {
             let last = rows[rows.count - 1]
             next = ItemCursor(
-                createdAt: try last.decode("cursor_at"), rowKey: try last.decode("row_key"), messageId: try last.decode("message_id"))
+                createdAt: try last.decode("cursor_at"), rowKey: try last.decode("row_key"),
+                messageId: try last.decode("message_id"))
         }
         return ItemChunk(items: try items(rows), next: next, remaining: nil)
     }
