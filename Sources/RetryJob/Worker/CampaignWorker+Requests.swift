@@ -179,11 +179,7 @@ extension CampaignWorker {
     func retryAnswer(_ error: PostmanAPIError) -> MessageLifecycle.RetryAnswer {
         switch error.kind {
         case .http(429):
-            answered()
-            calls.rateLimited += 1
-            timeline.rateLimited()
-            pacer.recordRateLimited(at: now)
-            honourRetryAfter(error)
+            noteRateLimited(error)
             return .rateLimited
         case .http(let status) where status < 500:
             answered()
@@ -192,6 +188,16 @@ extension CampaignWorker {
             noteFailure(error)
             return error.mayHaveReachedServer ? .lost : .notSent
         }
+    }
+
+    /// A 429: Postman answered (so the connection is fine), the campaign's budget is spent: counted, the
+    /// pacer cuts its rate, and Retry-After is honoured.
+    func noteRateLimited(_ error: PostmanAPIError) {
+        answered()
+        calls.rateLimited += 1
+        timeline.rateLimited()
+        pacer.recordRateLimited(at: now)
+        honourRetryAfter(error)
     }
 
     static func apiError(_ error: any Error) -> PostmanAPIError {
@@ -215,11 +221,7 @@ extension CampaignWorker {
     func handleTransient(_ error: PostmanAPIError) -> Bool {
         switch error.kind {
         case .http(429):
-            answered()
-            calls.rateLimited += 1
-            timeline.rateLimited()
-            pacer.recordRateLimited(at: now)
-            honourRetryAfter(error)
+            noteRateLimited(error)
             return true
         case .http(let status) where status < 500:
             return false
