@@ -42,10 +42,19 @@ import Testing
         var settings = fixture.settings(pollTimeout: .seconds(10))
         settings.journalChunk = 5
         settings.wholeBatchRetries = false
-        let start = ContinuousClock.now
-        // The first request goes a second after the hold; stop after about a second of sending.
+        // Stop once Postman has accepted a few retries (not after a fixed time: a loaded machine may not
+        // have sent anything yet), so the stop comes mid-stream whatever the machine's speed.
+        let stop = Flag()
+        let sim = fixture.sim
+        let watcher = Task {
+            while await sim.ledger().acceptedRetries.count < 5, !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            stop.value.store(true, ordering: .relaxed)
+        }
         let stopped = try await RetryRun(settings: settings, logger: EngineFixture.quietLogger, environment: [:])
-            .run(db: fixture.db, stopRequested: { ContinuousClock.now - start > .milliseconds(2_200) })
+            .run(db: fixture.db, stopRequested: { stop.value.load(ordering: .relaxed) })
+        watcher.cancel()
         #expect(stopped.status == "interrupted")
         let sentBefore = await fixture.sim.ledger().acceptedRetries.count
         #expect(sentBefore > 0 && sentBefore < 40, "the stop came mid-stream: \(sentBefore) retried")
@@ -79,4 +88,6 @@ import Testing
         #expect(result.peakLifecyclesPerCampaign <= 8 + 4 + 8)
         await fixture.stop()
     }
+
+    private final class Flag: Sendable { let value = Atomic<Bool>(false) }
 }
