@@ -62,6 +62,8 @@ public struct ConfigFile: Sendable {
     public var maxAge: Duration?
     public var pollTimeout: Duration?
     public var limit: Int?
+    /// `[run] whole_batch`: false retries every batch member by its own call (issue 15).
+    public var wholeBatch: Bool?
     /// The agency table, defaults filled in for columns the file does not name; nil when the file has no `[table]`.
     public var table: AgencyTable?
     public var otpCampaigns: [String]?
@@ -103,7 +105,7 @@ public struct ConfigFile: Sendable {
 enum ConfigKeys {
     static let root = ["postman", "run", "table", "otp", "campaigns", "quiet_hours", "errors", "cost"]
     static let postman = ["api_url", "rate_limit", "request_timeout", "proxy", "no_proxy", "ca_file"]
-    static let run = ["max_age", "poll_timeout", "limit"]
+    static let run = ["max_age", "poll_timeout", "limit", "whole_batch"]
     static let table = ["schema", "name", "columns"]
     static let columns = [
         "key", "message_id", "campaign_id", "batch_id", "recipient", "status", "retry_count", "error_code", "created_at",
@@ -150,6 +152,15 @@ struct ConfigReader {
             return nil
         }
         return text
+    }
+
+    mutating func bool(_ table: TOMLTable, _ key: String, at path: [String]) -> Bool? {
+        guard let value = table[key] else { return nil }
+        guard let flag = value.bool else {
+            problem(path + [key], "must be true or false, not \(value.type) (\(value.debugDescription))")
+            return nil
+        }
+        return flag
     }
 
     mutating func positiveInt(_ table: TOMLTable, _ key: String, at path: [String], allowZero: Bool = false) -> Int? {
@@ -266,6 +277,7 @@ struct ConfigReader {
             file.maxAge = duration(run, "max_age", at: at)
             file.pollTimeout = duration(run, "poll_timeout", at: at)
             file.limit = positiveInt(run, "limit", at: at, allowZero: true)
+            file.wholeBatch = bool(run, "whole_batch", at: at)
         }
 
         if let table = subtable(root, "table", at: []) {

@@ -19,6 +19,8 @@ public struct CommandLineValues: Sendable {
     public var pollTimeout: String?
     /// `--ca-file`: extra CA certificates (PEM) to trust for Postman's TLS certificate.
     public var caFile: String?
+    /// `--no-whole-batch` gives false: every batch member by its own retry call.
+    public var wholeBatch: Bool?
 
     public init() {}
 }
@@ -101,6 +103,9 @@ public enum SettingsResolver {
         let limit = pick(
             "limit", flag: flags.limit.map { Optional($0) }, file: config?.limit.map { Optional($0) }, default: nil as Int?,
             show: { $0.map(String.init) ?? "none" })
+        let wholeBatch = pick(
+            "whole_batch", flag: flags.wholeBatch, file: config?.wholeBatch, default: true,
+            show: { $0 ? "on: a batch whose retryable members are exactly the selected ones goes in one call" : "off" })
         let requestTimeout = pick(
             "request_timeout", flag: Duration?.none, file: config?.requestTimeout, default: SettingDefaults.requestTimeout,
             show: formatDuration)
@@ -161,11 +166,12 @@ public enum SettingsResolver {
         let scope = RunScope(
             campaigns: flags.campaigns, since: try flags.since.map { try parseTime($0, option: "--since") },
             until: try flags.until.map { try parseTime($0, option: "--until") }, maxAgeSeconds: maxAge.seconds, limit: limit)
-        let settings = RunSettings(
+        var settings = RunSettings(
             scope: scope, table: table, rules: SelectionRules(otpCampaigns: Set(otpCampaigns), errorPolicy: policy),
             apiURL: apiURL, apiKeys: apiKeys, defaultRateLimit: rateLimit, campaignRateLimits: campaignRates,
             pollTimeout: pollTimeout, requestTimeout: requestTimeout, quietHours: quietHours, wallClock: clock,
             network: network)
+        settings.wholeBatchRetries = wholeBatch
         return ResolvedSettings(run: settings, databaseURL: databaseURL, config: config, shown: shown, cost: cost)
     }
 

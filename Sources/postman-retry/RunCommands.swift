@@ -71,13 +71,12 @@ struct ScopeOptions: ParsableArguments {
         values.pollTimeout = pollTimeout
         values.apiURL = apiURL
         values.caFile = caFile
+        if noWholeBatch { values.wholeBatch = false }
         return values
     }
 
     func settings(_ global: GlobalOptions, environment: [String: String]) throws -> RunSettings {
-        var settings = try SettingsResolver.resolve(values(global), environment: environment).run
-        if noWholeBatch { settings.wholeBatchRetries = false }
-        return settings
+        try SettingsResolver.resolve(values(global), environment: environment).run
     }
 }
 
@@ -153,8 +152,7 @@ struct Run: AsyncParsableCommand {
             try await runReportingExit {
                 let environment = ProcessInfo.processInfo.environment
                 let resolved = try SettingsResolver.resolve(command.scope.values(command.global), environment: environment)
-                var settings = resolved.run
-                if command.scope.noWholeBatch { settings.wholeBatchRetries = false }
+                let settings = resolved.run
                 try await withConnection(command.global, logger: logger) { db in
                     try await command.run(
                         settings: settings, cost: CostModel(resolved.cost), db: db, stop: stop, environment: environment,

@@ -215,6 +215,28 @@ struct SettingsPrecedenceTests {
         }
     }
 
+    /// Issue 15: `[run] whole_batch` and `--no-whole-batch` turn whole-batch retries off; on by default.
+    @Test func wholeBatchRetriesAreOnByDefaultAndTheFileOrTheFlagTurnsThemOff() throws {
+        let wrong = ConfigFileTests().problems("[run]\nwhole_batch = \"yes\"\n")
+        #expect(wrong.first { $0.key == "run.whole_batch" }?.message.contains("true or false") == true, "\(wrong)")
+        #expect(try SettingsResolver.resolve(CommandLineValues(), environment: [:]).run.wholeBatchRetries)
+        try withConfig("[run]\nwhole_batch = false\n") { path in
+            var flags = CommandLineValues()
+            flags.configPath = path
+            let resolved = try SettingsResolver.resolve(flags, environment: [:])
+            #expect(!resolved.run.wholeBatchRetries)
+            #expect(resolved.shown.first { $0.name == "whole_batch" }?.source == .file)
+        }
+        try withConfig("[run]\nwhole_batch = true\n") { path in
+            var flags = CommandLineValues()
+            flags.configPath = path
+            flags.wholeBatch = false
+            let resolved = try SettingsResolver.resolve(flags, environment: [:])
+            #expect(!resolved.run.wholeBatchRetries, "the flag wins over the file")
+            #expect(resolved.shown.first { $0.name == "whole_batch" }?.source == .flag)
+        }
+    }
+
     @Test func theConfigPathComesFromTheEnvironmentWhenNoFlag() throws {
         try withConfig("[postman]\nrate_limit = 6\n") { path in
             let resolved = try SettingsResolver.resolve(CommandLineValues(), environment: ["POSTMAN_RETRY_CONFIG": path])
