@@ -13,73 +13,6 @@ import Testing
 
 @testable import RetryJob
 
-/// The real binary started with posix_spawn, stdout and stderr going to files (a pipe would need a
-/// reader, and a blocked reader on one of Swift's two cooperative threads starves the in-process
-/// simulator); waited for on a GCD thread.
-struct SpawnedBinary {
-    let pid: pid_t
-    let stdoutPath: String
-    let stderrPath: String
-
-    struct Exit {
-        var status: Int32
-        /// The signal that ended it, if one did.
-        var signal: Int32?
-        var stdout: String
-        var stderr: String
-    }
-
-    /// Starts `executable` with exactly `environment`. `user` (only when the tests run as root): run
-    /// it as that user, through setpriv, which execs the program in place, so `pid` is the program's.
-    static func start(_ executable: String, _ arguments: [String], environment: [String: String], user: uid_t? = nil) throws
-        -> SpawnedBinary
-    {
-        guard FileManager.default.isExecutableFile(atPath: executable) else {
-            throw JobError(.failure, "\(executable) is missing: build it first (`make test` does)")
-        }
-        let base = FileManager.default.temporaryDirectory.appendingPathComponent("spawn-\(UUID().uuidString.prefix(8))").path
-        let (out, err) = (base + ".out", base + ".err")
-        var argv = [executable] + arguments
-        if let user {
-            argv = ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--clear-groups", "--"] + argv
-        }
-        var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        var cEnvironment: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            for argument in cArguments { free(argument) }
-            for variable in cEnvironment { free(variable) }
-        }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, argv[0], &actions, nil, &cArguments, &cEnvironment)
-        guard result == 0 else { throw JobError(.failure, "posix_spawn \(argv[0]) failed: errno \(result)") }
-        return SpawnedBinary(pid: pid, stdoutPath: out, stderrPath: err)
-    }
-
-    func wait() async -> Exit {
-        await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                var status: Int32 = 0
-                while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-                let signal = status & 0x7f
-                let read = { (path: String) -> String in
-                    defer { try? FileManager.default.removeItem(atPath: path) }
-                    return (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-                }
-                continuation.resume(
-                    returning: Exit(
-                        status: signal == 0 ? (status >> 8) & 0xff : 128 + signal, signal: signal == 0 ? nil : signal,
-                        stdout: read(stdoutPath), stderr: read(stderrPath)))
-            }
-        }
-    }
-}
-
 extension ReliabilityTests {
     // MARK: Bad input
 
@@ -435,78 +368,6 @@ extension ReliabilityTests {
             outcomes: ["success"])
     }
 
-    // MARK: Secrets in core dumps
-
-    /// The process that holds the keys is not dumpable (`prctl(PR_SET_DUMPABLE, 0)`): no core file,
-    /// and another process of the same user can neither ptrace it nor read `/proc/<pid>/environ`. The
-    /// kernel shows it: a non-dumpable process's `/proc/<pid>` files belong to root. A dumpable
-    /// process of the same user with the same environment is the control: its key *can* be read.
-    @Test func theProcessIsNotDumpableSoTheSameUserCannotReadItsKey() async throws {
-        let secret = "sk-live-\(UUID().uuidString)"
-        // A listener that never answers: the binary waits in its connect for the database, for seconds.
-        let listener = try SilentListener()
-        defer { listener.close() }
-        // As root every /proc file belongs to root anyway: run both processes as `nobody` then.
-        let user: uid_t? = getuid() == 0 ? 65534 : nil
-        let expectedUid = user ?? getuid()
-        let environment = ["POSTMAN_API_KEY": secret, "PATH": "/usr/bin:/bin"]
-        let job = try SpawnedBinary.start(
-            Binary.binary, ["run", "--database-url", "host=127.0.0.1 port=\(listener.port) connect_timeout=20"],
-            environment: environment, user: user)
-        let control = try SpawnedBinary.start("/bin/sleep", ["20"], environment: environment, user: user)
-        defer {
-            kill(job.pid, SIGKILL)
-            kill(control.pid, SIGKILL)
-        }
-
-        // Running, as the expected user, and (once past its first instructions) owned by root in /proc.
-        var owner: uid_t = .max
-        let deadline = ContinuousClock.now + .seconds(5)
-        while ContinuousClock.now < deadline {
-            if Self.processName(job.pid) == "postman-retry", let uid = Self.fileOwner("/proc/\(job.pid)/environ") {
-                owner = uid
-                if owner == 0 { break }
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        #expect(Self.processName(job.pid) == "postman-retry", "the job is still waiting for its database")
-        #expect(Self.realUid(job.pid) == expectedUid)
-        #expect(owner == 0, "/proc/\(job.pid) of a non-dumpable process belongs to root, not uid \(owner)")
-        #expect(Self.fileOwner("/proc/\(control.pid)/environ") == expectedUid, "control: a dumpable process owns its /proc files")
-
-        // What another process of the same user gets from each environment.
-        let asUser = user.map { "/usr/bin/setpriv --reuid=\($0) --regid=\($0) --clear-groups -- " } ?? ""
-        let fromJob = await ReliabilityTests.run("\(asUser)cat /proc/\(job.pid)/environ | tr '\\0' '\\n'")
-        let fromControl = await ReliabilityTests.run("\(asUser)cat /proc/\(control.pid)/environ | tr '\\0' '\\n'")
-        #expect(fromControl.contains(secret), "control: the key is readable from a dumpable process (\(fromControl.prefix(200)))")
-        #expect(!fromJob.contains(secret), "the API key was read from the job's /proc/<pid>/environ")
-        #expect(fromJob.contains("Permission denied"), "\(fromJob.prefix(200))")
-
-        kill(job.pid, SIGKILL)
-        let exit = await job.wait()
-        #expect(exit.signal == SIGKILL, "the job was still running when killed: \(exit.stderr)")
-        kill(control.pid, SIGKILL)
-        _ = await control.wait()
-        Reliability.record(
-            "secrets: the job (uid \(expectedUid)) has /proc/<pid>/environ owned by uid \(owner) (0: not dumpable); the same user's read of it "
-                + (fromJob.contains(secret) ? "GOT THE KEY" : "was refused") + "; the dumpable control's key "
-                + (fromControl.contains(secret) ? "was readable" : "was not readable"))
-    }
-
-    static func processName(_ pid: pid_t) -> String? {
-        (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    static func fileOwner(_ path: String) -> uid_t? {
-        ((try? FileManager.default.attributesOfItem(atPath: path))?[.ownerAccountID] as? NSNumber).map { uid_t($0.uint32Value) }
-    }
-
-    static func realUid(_ pid: pid_t) -> uid_t? {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") })
-        else { return nil }
-        return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap { uid_t($0) }
-    }
 }
 
 extension Reliability {
@@ -526,31 +387,4 @@ extension Reliability {
         #expect(summary.status == "completed" && summary.counts.addsUp, "\(summary.counts)", sourceLocation: sourceLocation)
         return summary
     }
-}
-
-/// A TCP listener on 127.0.0.1 that never accepts: the kernel completes connections into its
-/// backlog, so a client connects and then waits for an answer that never comes.
-struct SilentListener {
-    let descriptor: Int32
-    let port: Int
-
-    init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard fd >= 0, bound == 0, listen(fd, 8) == 0 else { throw JobError(.failure, "cannot listen: errno \(errno)") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        descriptor = fd
-        port = Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    func close() { _ = Glibc.close(descriptor) }
 }
