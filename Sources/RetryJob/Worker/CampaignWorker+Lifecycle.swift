@@ -116,7 +116,10 @@ extension CampaignWorker {
                 notYetLoaded = 0
                 return
             }
-            let chunk = try await store.nextItems(run: context.run.id, campaign: campaign, after: cursor, limit: chunkSize)
+            // Topped up to one chunk, not a chunk more: memory then stays at one chunk's messages however
+            // long the campaign's selection is.
+            let room = max(1, chunkSize - openMessages)
+            let chunk = try await store.nextItems(run: context.run.id, campaign: campaign, after: cursor, limit: room)
             // A stop while the chunk was on its way: its messages stay selected for the next run.
             guard !stopping else { return }
             forgetFinished()
