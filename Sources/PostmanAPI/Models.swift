@@ -98,13 +98,16 @@ public struct PostmanPage: Sendable {
     public var startCursor: String?
     /// Items without an `id` or a `latestStatus`: skipped, so one bad item does not cost the whole page.
     public var skippedItems: Int
+    /// The ids of the items the caller did not want decoded whole (`fullyDecoding:`), in page order.
+    public var otherIds: [String]
 
     public init(
         messages: [PostmanMessage], hasNextPage: Bool, endCursor: String?,
-        hasPreviousPage: Bool = false, startCursor: String? = nil, skippedItems: Int = 0
+        hasPreviousPage: Bool = false, startCursor: String? = nil, skippedItems: Int = 0, otherIds: [String] = []
     ) {
         self.messages = messages
         self.skippedItems = skippedItems
+        self.otherIds = otherIds
         self.hasNextPage = hasNextPage
         self.endCursor = endCursor
         self.hasPreviousPage = hasPreviousPage

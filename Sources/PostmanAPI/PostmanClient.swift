@@ -61,10 +61,14 @@ public struct PostmanClient: Sendable {
         return message
     }
 
-    /// `GET /campaigns/{c}/messages?limit=&after=` → 200.
-    public func listCampaignMessages(campaignId: String, limit: Int, after: String?, apiKey: String) async throws -> PostmanPage {
+    /// `GET /campaigns/{c}/messages?limit=&after=` → 200. With `wanted`, only the messages it says yes to
+    /// are decoded whole; the page's `otherIds` holds the ids of the rest.
+    public func listCampaignMessages(
+        campaignId: String, limit: Int, after: String?, apiKey: String,
+        fullyDecoding wanted: (@Sendable (String) -> Bool)? = nil
+    ) async throws -> PostmanPage {
         let path = "/campaigns/\(PathSegment.encode(campaignId))/messages" + Self.query(limit: limit, after: after)
-        return try await page(path: path, apiKey: apiKey)
+        return try await page(path: path, apiKey: apiKey, wanted: wanted)
     }
 
     /// `GET /campaigns/{c}/batch/{b}/messages?limit=&after=` → 200.
@@ -85,10 +89,21 @@ public struct PostmanClient: Sendable {
 
     // MARK: - Plumbing
 
-    private func page(path: String, apiKey: String) async throws -> PostmanPage {
+    private func page(path: String, apiKey: String, wanted: (@Sendable (String) -> Bool)? = nil) async throws -> PostmanPage {
         let (status, body) = try await send(.GET, path: path, apiKey: apiKey, expect: 200)
-        guard let page = FastDecode.page(body) ?? Decode.object(body).flatMap(Decode.page) else {
-            throw badBody(status: status, what: "page of messages")
+        guard let page = Self.page(body, wanted: wanted) else { throw badBody(status: status, what: "page of messages") }
+        return page
+    }
+
+    /// A page: read directly from the bytes when it is plain JSON, else by the tolerant `Decode` and then
+    /// split by `wanted` (the same result either way; `FastDecode`).
+    static func page(_ body: Data, wanted: ((String) -> Bool)? = nil) -> PostmanPage? {
+        if let fast = FastDecode.page(body, fullyDecoding: wanted) { return fast }
+        guard var page = Decode.object(body).flatMap(Decode.page) else { return nil }
+        if let wanted {
+            let all = page.messages
+            page.messages = all.filter { wanted($0.id) }
+            page.otherIds = all.filter { !wanted($0.id) }.map(\.id)
         }
         return page
     }

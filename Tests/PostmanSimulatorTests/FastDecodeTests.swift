@@ -20,6 +20,7 @@ struct FastDecodeTests {
         guard let a, let b else { return a == nil && b == nil }
         return a.messages == b.messages && a.hasNextPage == b.hasNextPage && a.endCursor == b.endCursor
             && a.hasPreviousPage == b.hasPreviousPage && a.startCursor == b.startCursor && a.skippedItems == b.skippedItems
+            && a.otherIds == b.otherIds
     }
 
     static let plainMessages = [
@@ -85,6 +86,34 @@ struct FastDecodeTests {
         let slow = slowPage(json)
         #expect(samePage(fast, slow))
         #expect(fast?.messages.count == 50 && fast?.skippedItems == 2 && fast?.endCursor == "YWJj/ZA==")
+    }
+
+    @Test("A sweep's page: only wanted items are decoded whole, the others give their id, fast and slow alike")
+    func wantedItems() throws {
+        let items = (0..<20).map { n in
+            // Odd items are not wanted; one of them has a value the fast path would refuse in a wanted item.
+            let recipient = n == 7 ? "6591234567" : #""659\#(n)""#
+            return
+                #"{"id":"m\#(n)","recipient":\#(recipient),"latestStatus":"failure","attempts":[{"status":"failure","error":{"code":"x"}}]}"#
+        }
+        let extras = [#"{"id":"m98"}"#, #"{"id":"m99","latestStatus":null}"#, #"{"latestStatus":"failure"}"#]
+        let json = #"{"data":[\#((items + extras).joined(separator: ","))],"pageData":{"hasNextPage":false}}"#
+        let wanted: @Sendable (String) -> Bool = { id in Int(id.dropFirst()).map { $0 % 2 == 0 } ?? true }
+        let whole = try #require(slowPage(json))
+        let fast = try #require(FastDecode.page(Data(json.utf8), fullyDecoding: wanted), "the fast path gave up")
+        #expect(fast?.messages == whole.messages.filter { wanted($0.id) })
+        #expect(fast?.otherIds == (0..<20).filter { $0 % 2 == 1 }.map { "m\($0)" })
+        #expect(fast?.skippedItems == 3 && whole.skippedItems == 3)
+        #expect(samePage(PostmanClient.page(Data(json.utf8), wanted: wanted), fast))
+        // A wanted item the fast path refuses: the tolerant decoder answers, split the same way.
+        let refused = json.replacingOccurrences(of: #"{"id":"m2","#, with: #"{"id":"m2","numAttempts":"4","#)
+        #expect(FastDecode.page(Data(refused.utf8), fullyDecoding: wanted) == nil)
+        let slow = try #require(PostmanClient.page(Data(refused.utf8), wanted: wanted))
+        #expect(slow.otherIds == fast?.otherIds && slow.messages.map(\.id) == fast?.messages.map(\.id))
+        // Without `wanted`, every item is decoded whole, as before: the numeric recipient of m7 sends the
+        // page to the tolerant decoder, which the client then uses.
+        #expect(FastDecode.page(Data(json.utf8)) == nil)
+        #expect(PostmanClient.page(Data(json.utf8))?.messages == whole.messages)
     }
 
     @Test("Pages: no data array, odd page flags, a numeric id inside")

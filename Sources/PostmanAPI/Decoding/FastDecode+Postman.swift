@@ -137,10 +137,37 @@ extension FastDecode.Reader {
             attempts: attempts ?? messageAttempts, numAttempts: numAttempts, batches: batches)
     }
 
-    /// `Decode.page` for the object here: nil when it has no `data` array.
-    mutating func page() throws -> PostmanPage? {
+    /// The id of the message object here when `wanted` says no to it; the object is then skipped without
+    /// building its values (issue 17: most items of a sweep's page are not wanted). Otherwise nil, and the
+    /// reader is back at the object's start for `message()` (also for an object that lacks a string `id` or
+    /// `latestStatus`, which `message()` skips as `Decode` does).
+    mutating func unwantedId(_ wanted: (String) -> Bool) throws -> String? {
+        let start = i
+        var seen: UInt32 = 0
+        var id: String?
+        var hasStatus = false
+        try object { reader, key in
+            switch key {
+            case "id":
+                try Self.once(&seen, key)
+                id = try reader.optionalString()
+            case "latestStatus":
+                try Self.once(&seen, key)
+                hasStatus = try reader.optionalString() != nil
+            default: try reader.skipValue()
+            }
+        }
+        if let id, hasStatus, !wanted(id) { return id }
+        i = start
+        return nil
+    }
+
+    /// `Decode.page` for the object here: nil when it has no `data` array. With `wanted`, only the items it
+    /// says yes to are decoded whole; the others give only their id (`PostmanPage.otherIds`).
+    mutating func page(wanted: ((String) -> Bool)? = nil) throws -> PostmanPage? {
         var seen: UInt32 = 0
         var messages: [PostmanMessage]?
+        var others: [String] = []
         var skipped = 0
         var hasNextPage: Bool?
         var endCursor: String?
@@ -161,6 +188,10 @@ extension FastDecode.Reader {
                     guard reader.atObject else {
                         try reader.skipValue()
                         skipped += 1
+                        return
+                    }
+                    if let wanted, let id = try reader.unwantedId(wanted) {
+                        others.append(id)
                         return
                     }
                     if let message = try reader.message() { list.append(message) } else { skipped += 1 }
@@ -190,6 +221,6 @@ extension FastDecode.Reader {
         guard let messages else { return nil }
         return PostmanPage(
             messages: messages, hasNextPage: hasNextPage ?? false, endCursor: endCursor,
-            hasPreviousPage: hasPreviousPage ?? false, startCursor: startCursor, skippedItems: skipped)
+            hasPreviousPage: hasPreviousPage ?? false, startCursor: startCursor, skippedItems: skipped, otherIds: others)
     }
 }

@@ -29,14 +29,15 @@ enum FastDecode {
     }
 
     /// A page of a list endpoint: `.some(nil)` when the body is plain JSON but not a page (no `data`
-    /// array), nil when it must be decoded with `Decode` instead.
-    static func page(_ data: Data) -> PostmanPage?? {
+    /// array), nil when it must be decoded with `Decode` instead. With `wanted`, the items it says no to
+    /// give only their id (`PostmanPage.otherIds`).
+    static func page(_ data: Data, fullyDecoding wanted: ((String) -> Bool)? = nil) -> PostmanPage?? {
         data.withUnsafeBytes { raw -> PostmanPage?? in
             var reader = Reader(bytes: raw.bindMemory(to: UInt8.self))
             do {
                 reader.skipSpace()
                 guard reader.peek == UInt8(ascii: "{") else { return nil }
-                let page = try reader.page()
+                let page = try reader.page(wanted: wanted)
                 reader.skipSpace()
                 guard reader.atEnd else { return nil }
                 return .some(page)

@@ -151,10 +151,16 @@ extension CampaignWorker {
     /// Lifecycles that have ended (their settlements are already queued for the journal) leave memory,
     /// except members of a batch whose whole-batch decision is still to come or under way.
     func forgetFinished() {
+        // The ids first, then the removals: removing while iterating `machines` made Swift copy the whole
+        // dictionary (10 MiB at a 10,000-message chunk, seen with heaptrack), once per chunk.
+        var finished: [String] = []
         for (id, machine) in machines where machine.isOver && !busy.contains(id) {
             if let batch = batchOf[id], batchRunMembers[batch] != nil {
                 if case .singles = batchChecks[batch, default: .waiting] {} else { continue }
             }
+            finished.append(id)
+        }
+        for id in finished {
             machines[id] = nil
             batchOf[id] = nil
             badBodies[id] = nil

@@ -134,8 +134,9 @@ extension CampaignWorker {
         sweepPages += 1
         let wall = wallNow
         var ours = 0
+        // Any message of this run (wanted by this sweep or not) marks where the run's messages begin.
+        for id in page.otherIds where machines[id] != nil { ours += 1 }
         for message in page.messages {
-            // Any message of this run (wanted by this sweep or not) marks where the run's messages begin.
             if machines[message.id] != nil { ours += 1 }
             guard sweepWanted.remove(message.id) != nil else { continue }
             apply(message.id, .viewed(view(of: message, id: message.id), fromPage: true, at: wall))

@@ -137,8 +137,7 @@ extension CampaignWorker {
             for id in members { apply(id, .callAnswered(answer, at: at)) }
         case .listPage(let cursor):
             do {
-                let page = try await client.listCampaignMessages(
-                    campaignId: campaign, limit: 1000, after: cursor, apiKey: apiKey)
+                let page = try await listPage(after: cursor)
                 answered()
                 onPage(page)
             } catch {
@@ -163,6 +162,14 @@ extension CampaignWorker {
         case .retryBatch(_, let members): for id in members { busy.remove(id) }
         case .listPage, .batchPage: break
         }
+    }
+
+    /// A page of the campaign's list in which only what this sweep wants is decoded whole (a snapshot: a
+    /// sweep's wants only shrink). The snapshot ends with this call, so `onPage` changes the wants in place.
+    func listPage(after cursor: String?) async throws -> PostmanPage {
+        let wanted = sweepWanted
+        return try await context.client.listCampaignMessages(
+            campaignId: campaign, limit: 1000, after: cursor, apiKey: apiKey, fullyDecoding: { wanted.contains($0) })
     }
 
     func noteBadBody(_ id: String) -> Bool {
