@@ -117,6 +117,8 @@ public struct RetryWorker: Sendable {
                 // After a stop, heartbeats go on until the campaign workers have settled what they sent.
                 if stopping && state.held.isEmpty { break }
                 let now = ContinuousClock.now
+                // A plain run with nothing left to work looks at once: the run may be complete.
+                if worker.exclusive, state.held.isEmpty { nextClaim = min(nextClaim, now) }
 
                 if now - lastRenewal >= worker.heartbeatInterval, !state.held.isEmpty {
                     let held = state.held
@@ -158,7 +160,12 @@ public struct RetryWorker: Sendable {
                                 await work(held, key: keys[held.campaign], context: context, leases: leases, state: state)
                             }
                             continue
-                        } else if state.held.isEmpty, try await leases.openCampaigns() == 0 {
+                        }
+                        // Nothing to take now. A lease may still free up (its holder died, or a campaign was
+                        // opened again): look again later, not on every pass of this loop (a plain run of three
+                        // campaigns asked twenty times a second; issue 17).
+                        nextClaim = now + (worker.exclusive ? .seconds(1) : .milliseconds(500))
+                        if state.held.isEmpty, try await leases.openCampaigns() == 0 {
                             // Every lease is done. The journal has the last word: a message still open
                             // (it should not happen) opens its campaign's lease again.
                             if try await store.completeRunIfRunning(run: run.id) { break }
