@@ -15,7 +15,7 @@
 #   - 429s and the busiest second of any campaign (must be <= RATE).
 #
 # Usage:  CASES="100x60 300x20 3x2000" bash bench/many-campaigns.sh     (the defaults; needs PG*)
-# Env:    RATE=10  STALE=0.3  SEED=3  OUT=out/bench-many  BIN=.build/release
+# Env:    RATE=10  STALE=0.3  SEED=3  OUT=out/bench-many  BIN=.build/release  LOG_LEVEL=warning (the job's, to run.log)
 #         PROFILE=perf   run the job under `perf record -g` (writes $OUT/<case>/perf.data, then
 #                        `perf report -i ... --no-children` shows where its CPU goes)
 #         PROFILE=callgrind   run it under valgrind --tool=callgrind (slow: for small cases only)
@@ -75,7 +75,7 @@ run_case() {
     sim_cpu0=$(cpu_of $sim)
     pg_cpu0=$(pg_cpu)
     "${wrap[@]}" /usr/bin/time -f "%e %M %U %S" -o "$dir/time.txt" "$BIN/postman-retry" run --rate-limit "$RATE" \
-        --log-level warning --format json >"$dir/summary.json" 2>"$dir/run.log" || echo "many-campaigns: $1 exited $?" >&2
+        --log-level "${LOG_LEVEL:-warning}" --format json >"$dir/summary.json" 2>"$dir/run.log" || echo "many-campaigns: $1 exited $?" >&2
     sim_cpu1=$(cpu_of $sim)
     pg_cpu1=$(pg_cpu)
     kill $sim && wait $sim 2>/dev/null || true

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Where a profiled run's CPU goes, by category: reads `perf script` output (samples with call graphs,
 from `PROFILE=perf bash bench/many-campaigns.sh`) and files each sample under the first category whose
-pattern appears anywhere in its stack (the order below decides for stacks that hold several).
+pattern appears anywhere in its stack (the order below decides for stacks that hold several). The job's own
+code comes before the HTTP client: with NIO's event loops as Swift concurrency's executor, every stack of the
+job runs under NIOPosix frames.
 
 Usage: perf script -i out/bench-many/100x60/perf.data | python3 bench/perf-categories.py [REQUESTS [CPU_SECONDS]]
 With the number of requests and the job's user+sys seconds, prints microseconds per request too."""
@@ -13,10 +15,10 @@ CATEGORIES = [
     ("JSON: parsing Postman's answers", r"JSONParser|JSONSerialization|JSONDecoder|JSONEncoder|PostmanAPI6Decode|FastDecode|NSNumber|__NSDictionary|_NSCF"),
     ("dates: Foundation Date and ISO 8601", r"ISO8601|DateFormatter|Calendar|TimeZone|ICU|libicu|10FoundationE4Date|Date\b"),
     ("logging", r"\$s7Logging|LogHandler"),
-    ("HTTP client: AsyncHTTPClient, NIO, sockets", r"AsyncHTTPClient|NIOPosix|NIOCore|NIOHTTP1|NIOSSL|epoll|sendmsg|recvmsg|tcp_|__sys_sendto|__sys_recvfrom|sock_"),
     ("message lifecycles (RetryCore)", r"9RetryCore"),
     ("campaign worker: loop, scans, queues", r"14CampaignWorker"),
     ("selection, start-up and the rest of RetryJob", r"8RetryJob"),
+    ("HTTP client: AsyncHTTPClient, NIO, sockets", r"AsyncHTTPClient|NIOPosix|NIOCore|NIOHTTP1|NIOSSL|epoll|sendmsg|recvmsg|tcp_|__sys_sendto|__sys_recvfrom|sock_"),
     ("Swift concurrency runtime: actor hops, task switches", r"swift_task|swift_job_run|swift_continuation|_dispatch_|libswift_Concurrency"),
 ]
 patterns = [(name, re.compile(p)) for name, p in CATEGORIES]
