@@ -10,6 +10,7 @@
 # Fast and not crash-safe (fsync off) unless PG_THROWAWAY_DURABLE=1: then fsync and full-page writes are on,
 # and synchronous_commit stays off as the server's default, as some agencies set it (the job must make
 # its own commits durable).
+# PG_THROWAWAY_OPTIONS adds server settings (e.g. "-c shared_preload_libraries=pg_stat_statements" for a profile).
 set -euo pipefail
 
 find_bin() {
@@ -48,7 +49,7 @@ start() {
     as_owner "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; exit 1; }
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses='' -c unix_socket_directories='$dir' -p $port -c max_connections=200 $durability" \
+        -o "-c listen_addresses='' -c unix_socket_directories='$dir' -p $port -c max_connections=200 $durability ${PG_THROWAWAY_OPTIONS:-}" \
         start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     cat >"$dir/env" <<ENV
 export PGHOST='$dir'

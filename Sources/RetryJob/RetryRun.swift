@@ -111,6 +111,7 @@ public struct RetryRun: Sendable {
         if !run.selectionDone {
             try await select(run: run, store: store, db: db, now: now)
         }
+        try await store.refreshStatistics()
         return run
     }
 
