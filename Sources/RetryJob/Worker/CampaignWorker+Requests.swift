@@ -155,7 +155,15 @@ extension CampaignWorker {
             }
         }
         inFlight -= 1
-        viewsChanged = true
+        switch action {
+        case .retry, .retryBatch:
+            // Every answer to a call reached the lifecycles, and `place` marked what fell due: no scan of
+            // every waiting message for each retry (issue 17).
+            break
+        case .read, .listPage, .batchPage:
+            // A read that failed on the way leaves its message wanting a look without a new event.
+            viewsChanged = true
+        }
         ring()
         switch action {
         case .retry(let id), .read(let id): busy.remove(id)
