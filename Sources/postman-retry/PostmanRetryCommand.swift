@@ -33,8 +33,13 @@ struct PostmanRetryCommand: AsyncParsableCommand {
         // Swift concurrency's jobs run on NIO's event loops, where the HTTP client's I/O already is: a
         // request no longer hops between the concurrency pool's threads and NIO's (issue 17: thread
         // wake-ups were a quarter of the job's CPU). POSTMAN_RETRY_NIO_EXECUTOR=0 keeps the default pool
-        // (for side-by-side benchmarks).
-        if ProcessInfo.processInfo.environment["POSTMAN_RETRY_NIO_EXECUTOR"] != "0" {
+        // (for side-by-side benchmarks). Half the cores as event loops: the job mostly waits on its rate
+        // budget and shares the machine (on two cores one loop cost 10-25% less CPU per request than two,
+        // docs/benchmarks.md); POSTMAN_RETRY_EVENT_LOOPS=N sets the number.
+        let environment = ProcessInfo.processInfo.environment
+        let loops = environment["POSTMAN_RETRY_EVENT_LOOPS"].flatMap(Int.init) ?? (System.coreCount / 2)
+        NIOSingletons.groupLoopCountSuggestion = max(1, loops)
+        if environment["POSTMAN_RETRY_NIO_EXECUTOR"] != "0" {
             NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         }
         if cprocess_make_nondumpable() != 0 {
