@@ -9,7 +9,9 @@ import RetrySettings
 extension CampaignWorker {
     func flush() async {
         defer { flushing = false }
-        lastFlush = now
+        let wall = wallNow
+        let nextBoundary = ((wall / Self.flushInterval).rounded(.down) + 1) * Self.flushInterval
+        flushDue = now + (nextBoundary - wall)
         let acceptedNow = accepted
         let settledNow = settled
         var callsNow = calls
