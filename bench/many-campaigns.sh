@@ -56,6 +56,8 @@ run_case() {
         -c "\\copy outbound_messages ($(head -1 "$dir/rows.csv")) FROM '$dir/rows.csv' WITH (FORMAT csv, HEADER true)"
     psql -qX -c "VACUUM ANALYZE outbound_messages"
 
+    local sim_started job_started
+    sim_started=$(date +%s.%N)
     "$BIN/postman-sim" --port 0 --data "$dir/simulator.json" --seed "$SEED" --time-scale 1 --ledger "$dir/ledger.json" \
         >"$dir/sim.out" 2>"$dir/sim.log" &
     local sim=$!
@@ -73,6 +75,7 @@ run_case() {
     esac
     local sim_cpu0 pg_cpu0 sim_cpu1 pg_cpu1
     sim_cpu0=$(cpu_of $sim)
+    job_started=$(date +%s.%N)
     pg_cpu0=$(pg_cpu)
     "${wrap[@]}" /usr/bin/time -f "%e %M %U %S" -o "$dir/time.txt" "$BIN/postman-retry" run --rate-limit "$RATE" \
         --log-level "${LOG_LEVEL:-warning}" --format json >"$dir/summary.json" 2>"$dir/run.log" || echo "many-campaigns: $1 exited $?" >&2
@@ -85,10 +88,13 @@ run_case() {
     [ -f out/bench-sim-load/wrk-cpu.txt ] && wrk=$(cat out/bench-sim-load/wrk-cpu.txt)
 
     STALE=$STALE python3 - "$dir" "$RATE" "$campaigns" "$messages" "$(python3 -c "print($sim_cpu1 - $sim_cpu0)")" \
-        "$(python3 -c "print($pg_cpu1 - $pg_cpu0)")" "$wrk" "$PROFILE" <<'PY'
+        "$(python3 -c "print($pg_cpu1 - $pg_cpu0)")" "$wrk" "$PROFILE" \
+        "$(python3 -c "print($job_started - $sim_started)")" <<'PY'
 import json, math, os, sys, collections, statistics
 d, rate, campaigns, messages = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 sim_cpu, pg_cpu, wrk, profile = float(sys.argv[5]), float(sys.argv[6]), sys.argv[7], sys.argv[8]
+# The simulator's clock (its ledger's t) started about when it was launched: the job's start on that clock.
+job_start = float(sys.argv[9])
 ledger = json.load(open(f"{d}/ledger.json")); summary = json.load(open(f"{d}/summary.json"))
 plan = json.load(open(f"{d}/plan.json"))
 wall, rss_kb, user, system = open(f"{d}/time.txt").read().split()[-4:]
@@ -126,6 +132,11 @@ print(f"  job CPU: {cpu:.2f} s user+sys for {requests} requests = {1e6*cpu/max(1
 print(f"  peak RSS of the job: {int(rss_kb)/1024:.1f} MiB")
 print(f"  wall {wall:.1f} s; minimum for the calls made {minimum_calls:.1f} s: ratio {wall/minimum_calls:.3f}; "
       f"messages/rate + 1 s = {minimum_messages:.1f} s: ratio {wall/minimum_messages:.3f}; plan's minimum {plan['minimum_wall_seconds']:.1f} s")
+first_request = min(r["t"] for r in ledger["requests"]) - job_start
+last_request = max(r["t"] for r in ledger["requests"]) - job_start
+last_retry = max((t for ts in retries.values() for t in ts), default=job_start) - job_start
+print(f"  where the wall time went (about: the simulator's clock from its launch): first request {first_request:.1f} s "
+      f"after the job started, last retry call {last_retry:.1f} s, last request {last_request:.1f} s, exit {wall:.1f} s")
 u = sorted(use.values())
 print(f"  budget use while active: min {100*u[0]:.1f}%  median {100*statistics.median(u):.1f}%  max {100*u[-1]:.1f}%; "
       f"campaigns under 95%: {sum(1 for x in u if x < 0.95)} of {len(u)}")
@@ -139,7 +150,8 @@ print(f"  API calls: {summary['api_calls']}; per retried message: "
 json.dump({"case": f"{campaigns}x{messages}", "cpu_us_per_request": round(1e6*cpu/max(1,requests)),
            "sim_cpu_us_per_request": round(1e6*sim_cpu/max(1,requests)), "pg_cpu_us_per_request": round(1e6*pg_cpu/max(1,requests)),
            "requests": requests, "peak_rss_mib": round(int(rss_kb)/1024, 1), "wall": wall,
-           "wall_over_minimum_for_calls": round(wall/minimum_calls, 3), "wall_over_messages_minimum": round(wall/minimum_messages, 3),
+           "wall_over_minimum_for_calls": round(wall/minimum_calls, 3), "first_request_s": round(first_request, 2),
+           "last_retry_s": round(last_retry, 2), "last_request_s": round(last_request, 2), "wall_over_messages_minimum": round(wall/minimum_messages, 3),
            "budget_use_min": round(u[0], 3), "budget_use_median": round(statistics.median(u), 3),
            "campaigns_under_95": sum(1 for x in u if x < 0.95),
            "sending_use_min": round(w[0], 3), "sending_use_median": round(statistics.median(w), 3), "rate_limited": ledger["rate_limited"], "busiest": busiest},
