@@ -75,8 +75,8 @@ run_case() {
     esac
     local sim_cpu0 pg_cpu0 sim_cpu1 pg_cpu1
     sim_cpu0=$(cpu_of $sim)
-    job_started=$(date +%s.%N)
     pg_cpu0=$(pg_cpu)
+    job_started=$(date +%s.%N)
     "${wrap[@]}" /usr/bin/time -f "%e %M %U %S" -o "$dir/time.txt" "$BIN/postman-retry" run --rate-limit "$RATE" \
         --log-level "${LOG_LEVEL:-warning}" --format json >"$dir/summary.json" 2>"$dir/run.log" || echo "many-campaigns: $1 exited $?" >&2
     sim_cpu1=$(cpu_of $sim)
