@@ -405,9 +405,15 @@ actor CampaignWorker {
         guard wall >= nextPollDeadline else { return }
         var soonest = Double.infinity
         var due: [String] = []
-        for id in wantsView where !busy.contains(id) {
+        for id in wantsView {
             guard case .awaiting(let awaiting) = machines[id]?.phase else { continue }
-            if wall >= awaiting.deadline { due.append(id) } else { soonest = min(soonest, awaiting.deadline) }
+            // A message being read keeps its deadline in view: a read that fails on the way does not
+            // `place` it again, and it must still end as pending when its deadline passes.
+            if wall >= awaiting.deadline, !busy.contains(id) {
+                due.append(id)
+            } else {
+                soonest = min(soonest, awaiting.deadline)
+            }
         }
         nextPollDeadline = soonest
         for id in due { apply(id, .tick(at: wall)) }
