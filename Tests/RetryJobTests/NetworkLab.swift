@@ -129,13 +129,22 @@ enum NetworkLab {
     }
 
     /// Ends a server this test started, and reaps it.
+    /// SIGTERM now; the wait for the exit (and SIGKILL after 5 s) happens on a Dispatch thread. The wait
+    /// could block one of Swift's two cooperative threads for up to 5 s (it runs in `defer`), and the
+    /// in-process runs of other suites need those threads for their hold's heartbeats.
     static func stop(_ process: Process) {
         guard process.isRunning else { return }
         process.terminate()
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning, Date() < deadline { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        let watched = WatchedProcess(process: process)
+        DispatchQueue.global().async {
+            let deadline = Date().addingTimeInterval(5)
+            while watched.process.isRunning, Date() < deadline { usleep(20_000) }
+            if watched.process.isRunning { kill(watched.process.processIdentifier, SIGKILL) }
+        }
     }
+
+    /// A process handed to the Dispatch thread that reaps it (only that thread looks at it from then on).
+    struct WatchedProcess: @unchecked Sendable { let process: Process }
 
     // MARK: - Certificates
 
