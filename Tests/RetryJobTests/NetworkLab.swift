@@ -129,9 +129,11 @@ enum NetworkLab {
     }
 
     /// Ends a server this test started, and reaps it.
-    /// SIGTERM now; the wait for the exit (and SIGKILL after 5 s) happens on a Dispatch thread. The wait
-    /// could block one of Swift's two cooperative threads for up to 5 s (it runs in `defer`), and the
-    /// in-process runs of other suites need those threads for their hold's heartbeats.
+    /// SIGTERM now; the wait for the exit (and SIGKILL after 5 s) happens on a Dispatch thread. Waiting here
+    /// blocked one of Swift's two cooperative threads (it runs in `defer`) for the whole 5 s after each
+    /// PgBouncer test (`isRunning` did not turn false in time; the PgBouncer tests took 22 s, now 12-16 s).
+    /// With the other thread busy too, every in-process run of the suite missed its heartbeats and lost its
+    /// hold (exit 75; seen in two of five full runs on 2026-12-06).
     static func stop(_ process: Process) {
         guard process.isRunning else { return }
         process.terminate()
