@@ -102,8 +102,10 @@ public struct PostmanClient: Sendable {
         guard var page = Decode.object(body).flatMap(Decode.page) else { return nil }
         if let wanted {
             let all = page.messages
-            page.messages = all.filter { wanted($0.id) }
-            page.otherIds = all.filter { !wanted($0.id) }.map(\.id)
+            page.messages = []
+            for message in all {
+                if wanted(message.id) { page.messages.append(message) } else { page.otherIds.append(message.id) }
+            }
         }
         return page
     }

@@ -155,21 +155,18 @@ extension CampaignWorker {
             }
         }
         inFlight -= 1
+        // Every answer to a call reached the lifecycles, and `place` marked what fell due: no scan of every
+        // waiting message for each retry (issue 17). A read that failed on the way leaves its message wanting
+        // a look without a new event, so reads and pages mark the views changed.
         switch action {
-        case .retry, .retryBatch:
-            // Every answer to a call reached the lifecycles, and `place` marked what fell due: no scan of
-            // every waiting message for each retry (issue 17).
-            break
-        case .read, .listPage, .batchPage:
-            // A read that failed on the way leaves its message wanting a look without a new event.
+        case .retry(let id): busy.remove(id)
+        case .retryBatch(_, let members): for id in members { busy.remove(id) }
+        case .read(let id):
+            busy.remove(id)
             viewsChanged = true
+        case .listPage, .batchPage: viewsChanged = true
         }
         ring()
-        switch action {
-        case .retry(let id), .read(let id): busy.remove(id)
-        case .retryBatch(_, let members): for id in members { busy.remove(id) }
-        case .listPage, .batchPage: break
-        }
     }
 
     /// A page of the campaign's list in which only what this sweep wants is decoded whole (a snapshot: a

@@ -397,8 +397,8 @@ actor CampaignWorker {
     }
 
     /// Awaited outcomes whose poll deadline has passed end as pending. Only those get the event: a tick
-    /// to each of 2,000 awaited messages four times a second was a tenth of the job's CPU, and each
-    /// one made the next read scan every waiting message again (issue 17).
+    /// went to each of 2,000 awaited messages four times a second, and each one made the next read scan
+    /// every waiting message again (issue 17).
     func tick() {
         lastTick = now
         let wall = wallNow
