@@ -153,7 +153,11 @@ import Testing
             task.cancel()
             let result = await task.result
             if case .failure(let error) = result, error is CancellationError, tries < 3 { continue }
-            #expect(ContinuousClock.now - start < .seconds(1))
+            // A loaded machine can deliver the cancelled statement's error a little late (a clean-clone run saw
+            // 1.05 s); a cancel that does not work takes the whole 10 s every time. So a late try is tried again.
+            let elapsed = ContinuousClock.now - start
+            if elapsed >= .seconds(1), tries < 3 { continue }
+            #expect(elapsed < .seconds(1))
             guard case .failure(let error) = result, let pgError = error as? PGError else {
                 Issue.record("a cancelled statement must throw a PGError, got \(result)")
                 return
