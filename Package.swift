@@ -227,7 +227,7 @@ let package = Package(
             dependencies: [
                 "RetryReport", "RetryJob", "RetryJournal", "RetrySettings", "LibPQ", "RetryCore", "PostmanSimulator",
                 "PostgresTestSupport", "SampleData",
-                "EngineTestSupport"
+                "EngineTestSupport", .product(name: "Mustache", package: "swift-mustache")
             ],
             swiftSettings: swiftSettings
         ),

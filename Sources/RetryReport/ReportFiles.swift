@@ -220,7 +220,7 @@ public struct ReportFiles: Sendable {
     public var csv: String
 
     public init(_ report: RunReport) throws {
-        let view = ReportView(report)
+        let view = MustacheTree.make(ReportView(report))
         _ = MarkdownContentType.registered
         html = try MustacheTemplate(string: Templates.html).render(view)
         markdown = Self.tidyMarkdown(try MustacheTemplate(string: Templates.markdown).render(view))

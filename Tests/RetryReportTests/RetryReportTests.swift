@@ -1,14 +1,16 @@
 import EngineTestSupport
 import Foundation
 import LibPQ
+import Mustache
 import PostmanSimulator
 import RetryCore
 import RetryJob
 import RetryJournal
-import RetryReport
 import RetrySettings
 import SampleData
 import Testing
+
+@testable import RetryReport
 
 /// Reports of real runs: the engine against a real PostgreSQL and the simulator over HTTP, then the
 /// four files read back and checked against the journal.
@@ -226,6 +228,18 @@ import Testing
         #expect(files.count("carried_over") == first.summary.counts.pending)
         let listing = try await RunHistory.load(db: fixture.db)
         #expect(listing.runs.map(\.runId) == [String(second.runId), String(first.runId)], "newest first")
+
+        // The view goes to Mustache as dictionaries (MustacheTree, for speed): the same text as the
+        // view's own structs, which Mustache reads by reflection, in both templates.
+        let report = try await RunReport.load(db: fixture.db, runId: second.runId)
+        let view = ReportView(report)
+        #expect(report.attention.count > 0 && view.comparison != nil, "the report should have rows and a comparison")
+        for template in [Templates.html, Templates.markdown] {
+            let byReflection = try MustacheTemplate(string: template).render(view)
+            let byTree = try MustacheTemplate(string: template).render(MustacheTree.make(view))
+            #expect(byTree == byReflection)
+            #expect(byTree.count > 500, "the template rendered next to nothing")
+        }
         await fixture.stop()
     }
 }
