@@ -20,6 +20,11 @@ import Testing
     @Test func arraysBecomeLiterals() {
         let values: [String?] = ["a\"b", nil, "c\\d", ""]
         #expect(values.pgText == #"{"a\"b",NULL,"c\\d",""}"#)
+        // Multi-byte text passes through whole; only the ASCII quote and backslash are escaped.
+        let wide = ["é\"中", "😀\\", "שלום"]
+        #expect(wide.pgText == #"{"é\"中","😀\\","שלום"}"#)
+        #expect([Int]().pgText == "{}")
+        #expect([1, -2].pgText == #"{"1","-2"}"#)
     }
 
     @Test func timestampsRoundTripThroughText() {
