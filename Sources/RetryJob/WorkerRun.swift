@@ -194,7 +194,7 @@ public struct RetryWorker: Sendable {
                     for campaignWorker in state.active { snapshots.append(await campaignWorker.progress()) }
                     reporter.report(snapshots)
                 }
-                try? await Task.sleep(for: .milliseconds(50))
+                try? await LoopTimer.sleep(for: .milliseconds(50))
             }
             await group.waitForAll()
             reporter.finish()
@@ -227,7 +227,7 @@ public struct RetryWorker: Sendable {
     ) async throws -> RunRecord {
         while !(try await holder.tryBeginSetup()) {
             if stopRequested() { throw JobError(.temporary, "stopped by a signal while waiting to join the run") }
-            try await Task.sleep(for: .milliseconds(100))
+            try await LoopTimer.sleep(for: .milliseconds(100))
         }
         do {
             let run = try await job.open(store: store, db: db)

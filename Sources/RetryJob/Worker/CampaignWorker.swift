@@ -292,7 +292,7 @@ actor CampaignWorker {
                     let giveUp = t - stopSeenAt! > stopGrace || context.stopReason != .signal
                     if inFlight == 0 && !refilling && (giveUp || !hasUnsettled) { break }
                     if giveUp {
-                        try? await Task.sleep(for: .milliseconds(20))
+                        try? await LoopTimer.sleep(for: .milliseconds(20))
                         continue
                     }
                 } else if isFinished {
@@ -305,7 +305,7 @@ actor CampaignWorker {
                 }
                 if !leaseValid() {
                     // The heartbeat is late: wait for it rather than risk sending next to a new holder.
-                    try? await Task.sleep(for: .milliseconds(20))
+                    try? await LoopTimer.sleep(for: .milliseconds(20))
                     continue
                 }
                 let slot = max(pacer.earliestSend(now: t), backoffUntil, notBefore)
