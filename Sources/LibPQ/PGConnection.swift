@@ -40,8 +40,11 @@ public actor PGConnection {
     // nonisolated(unsafe): only touched inside the actor, and in deinit, which has exclusive access.
     private nonisolated(unsafe) var handle: OpaquePointer?
     private let canceller = QueryCanceller()
-    /// What `withTransaction` sends to begin: BEGIN and the configuration's `SET LOCAL`s.
-    private var beginScript = "BEGIN"
+    /// Why the connection was closed from inside (a pipeline that broke off), if it was.
+    private var lostReason: String?
+    /// What `withTransaction` sends to begin: BEGIN and the configuration's `SET LOCAL`s, one statement
+    /// each (`pipelinedTransaction` sends them one by one: the extended protocol takes one statement a time).
+    private var beginStatements = ["BEGIN"]
     private nonisolated(unsafe) var noticeSink: Unmanaged<NoticeSink>?
     public let logger: Logger
 
@@ -101,7 +104,7 @@ public actor PGConnection {
                 PQfinish(conn)
                 throw PGError(.misuse, "transaction setting \(name) = \(value): only letters, digits, _ and . are allowed")
             }
-            beginScript += "; SET LOCAL \(name) TO '\(value)'"
+            beginStatements.append("SET LOCAL \(name) TO '\(value)'")
         }
         handle = conn
         var settings = "SET DateStyle = ISO; SET TimeZone = 'UTC'; SET IntervalStyle = iso_8601"
@@ -164,8 +167,22 @@ public actor PGConnection {
     public func execute(_ query: PGQuery) throws -> PGRows {
         let conn = try liveHandle()
         let sql = try query.render(identifier: escapeIdentifier)
-        let parameters = query.parameters
-        // One NUL-terminated arena for every text parameter: libpq ignores lengths for text format.
+        let start = ContinuousClock.now
+        let result = try Self.withParameterPointers(query.parameters, sql: sql) { count, values in
+            PQexecParams(conn, sql, count, nil, values, nil, nil, 0)
+        }
+        let rows = try consume(result, conn: conn, sql: sql)
+        logger.trace(
+            "statement done",
+            metadata: ["db.statement": "\(sql)", "db.rows": "\(rows.count)", "db.duration": "\(ContinuousClock.now - start)"])
+        return rows
+    }
+
+    /// Calls `body` with text parameters as libpq wants them: one NUL-terminated arena for all of them
+    /// (libpq ignores lengths for text format), nil for SQL NULL.
+    private static func withParameterPointers<T>(
+        _ parameters: [String?], sql: String, _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> T
+    ) throws -> T {
         var arena: [UInt8] = []
         var offsets: [Int?] = []
         offsets.reserveCapacity(parameters.count)
@@ -183,22 +200,14 @@ public actor PGConnection {
             arena.append(contentsOf: parameter.utf8)
             arena.append(0)
         }
-        let start = ContinuousClock.now
-        let result: OpaquePointer? = arena.withUnsafeBufferPointer { buffer in
+        return arena.withUnsafeBufferPointer { buffer in
             let base = UnsafeRawPointer(buffer.baseAddress)
             let values: [UnsafePointer<CChar>?] = offsets.map { offset in
                 guard let offset, let base else { return nil }
                 return base.advanced(by: offset).assumingMemoryBound(to: CChar.self)
             }
-            return values.withUnsafeBufferPointer { valuePointers in
-                PQexecParams(conn, sql, Int32(parameters.count), nil, valuePointers.baseAddress, nil, nil, 0)
-            }
+            return values.withUnsafeBufferPointer { body(Int32(parameters.count), $0.baseAddress) }
         }
-        let rows = try consume(result, conn: conn, sql: sql)
-        logger.trace(
-            "statement done",
-            metadata: ["db.statement": "\(sql)", "db.rows": "\(rows.count)", "db.duration": "\(ContinuousClock.now - start)"])
-        return rows
     }
 
     /// Runs a script of several statements without parameters (migrations). The first failing
@@ -215,24 +224,116 @@ public actor PGConnection {
     public func withTransaction<Result: Sendable>(
         _ body: @Sendable (isolated PGConnection) throws -> Result
     ) throws -> Result {
-        try executeScript(PGQuery(unsafeSQL: beginScript))
+        try executeScript(PGQuery(unsafeSQL: beginStatements.joined(separator: "; ")))
         do {
             let value = try body(self)
             try execute("COMMIT")
             return value
         } catch {
-            if handle != nil, isOpen {
-                do {
-                    try execute("ROLLBACK")
-                } catch let rollbackError {
-                    if var original = error as? PGError {
-                        original.rollbackFailure = String(describing: rollbackError)
-                        throw original
+            try rollback(after: error)
+        }
+    }
+
+    /// Runs `statements` in one transaction in two round trips instead of one per statement (issue 17:
+    /// every wake-up of this thread and of the server costs both CPU). BEGIN, the configuration's
+    /// `SET LOCAL`s and the statements go out at once in libpq's pipeline mode; the server runs them in
+    /// order and stops at the first that fails. `decide` then reads their rows (a fence that finds its
+    /// row gone throws there), and COMMIT follows; when a statement failed or `decide` throws, ROLLBACK
+    /// follows instead and the error is rethrown, so nothing of the statements is kept.
+    ///
+    /// The connection stays in blocking mode: libpq reads the server's answers into its buffer whenever
+    /// it cannot send (pqSendSome), so a long pipeline cannot deadlock on full socket buffers.
+    public func pipelinedTransaction<Result: Sendable>(
+        _ statements: [PGQuery], then decide: ([PGRows]) throws -> Result
+    ) throws -> Result {
+        let conn = try liveHandle()
+        let queries = beginStatements.map { PGQuery(unsafeSQL: $0) } + statements
+        let rendered = try queries.map { (sql: try $0.render(identifier: escapeIdentifier), parameters: $0.parameters) }
+        guard PQenterPipelineMode(conn) == 1 else { throw connectionError(conn, sql: rendered[0].sql) }
+        var rows: [PGRows] = []
+        var failure: PGError?
+        var syncSent = false
+        do {
+            for (sql, parameters) in rendered {
+                let sent = try Self.withParameterPointers(parameters, sql: sql) { count, values in
+                    PQsendQueryParams(conn, sql, count, nil, values, nil, nil, 0)
+                }
+                guard sent == 1 else { throw connectionError(conn, sql: sql) }
+            }
+            guard PQpipelineSync(conn) == 1 else { throw connectionError(conn, sql: rendered[rendered.count - 1].sql) }
+            syncSent = true
+            for (sql, _) in rendered {
+                guard let result = PQgetResult(conn) else { throw connectionError(conn, sql: sql) }
+                if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
+                    PQclear(result)
+                } else {
+                    do {
+                        rows.append(try consume(result, conn: conn, sql: sql))
+                    } catch let error as PGError {
+                        failure = failure ?? error
                     }
                 }
+                // Each statement's results end with a NULL.
+                while let extra = PQgetResult(conn) { PQclear(extra) }
             }
+            guard let sync = PQgetResult(conn) else { throw connectionError(conn, sql: "(pipeline sync)") }
+            let synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC
+            PQclear(sync)
+            guard synced, PQexitPipelineMode(conn) == 1 else { throw connectionError(conn, sql: "(pipeline sync)") }
+        } catch {
+            leavePipeline(conn, syncSent: syncSent)
             throw error
         }
+        do {
+            if let failure { throw failure }
+            let value = try decide(Array(rows.dropFirst(beginStatements.count)))
+            try execute("COMMIT")
+            return value
+        } catch {
+            try rollback(after: error)
+        }
+    }
+
+    /// ROLLBACK after `error` (when the connection still works), then `error` again, with any rollback
+    /// failure attached to it.
+    private func rollback(after error: any Error) throws -> Never {
+        if handle != nil, isOpen {
+            do {
+                try execute("ROLLBACK")
+            } catch let rollbackError {
+                if var original = error as? PGError {
+                    original.rollbackFailure = String(describing: rollbackError)
+                    throw original
+                }
+            }
+        }
+        throw error
+    }
+
+    /// After a pipeline broke off: reads what is left up to its sync and leaves pipeline mode. A
+    /// connection that cannot get back to idle (lost, or left mid-pipeline) is closed and remembered as
+    /// lost: every later call fails as a connection loss (transient, exit 75), never half-way through a
+    /// pipeline and never as a misuse.
+    private func leavePipeline(_ conn: OpaquePointer, syncSent: Bool) {
+        guard PQpipelineStatus(conn) != PQ_PIPELINE_OFF else { return }
+        // Without a sync the server would wait for more of the pipeline, and so would we.
+        if PQstatus(conn) == CONNECTION_OK, syncSent || PQpipelineSync(conn) == 1 {
+            var ends = 0
+            while PQstatus(conn) == CONNECTION_OK, ends < 2 {
+                guard let result = PQgetResult(conn) else {
+                    ends += 1
+                    continue
+                }
+                ends = 0
+                let synced = PQresultStatus(result) == PGRES_PIPELINE_SYNC
+                PQclear(result)
+                if synced { break }
+            }
+            if PQexitPipelineMode(conn) == 1 { return }
+        }
+        let message = String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines()
+        close()
+        lostReason = message.isEmpty ? "the connection broke off in the middle of a pipeline" : message
     }
 
     // MARK: - COPY
@@ -305,7 +406,10 @@ public actor PGConnection {
     // MARK: - Helpers
 
     private func liveHandle() throws -> OpaquePointer {
-        guard let conn = handle else { throw PGError(.misuse, "the connection is closed") }
+        guard let conn = handle else {
+            if let lostReason { throw PGError(.connectionLost, lostReason) }
+            throw PGError(.misuse, "the connection is closed")
+        }
         return conn
     }
 

@@ -125,7 +125,7 @@ final class RunHolder: Sendable {
                 }
                 logger.debug(
                     "waiting to see whether the holder of the run is alive", metadata: ["holders": "\(present.sorted())"])
-                try await Task.sleep(for: .milliseconds(150))
+                try await LoopTimer.sleep(for: .milliseconds(150))
             }
         }
     }
@@ -163,7 +163,7 @@ final class RunHolder: Sendable {
         renewing.store(true, ordering: .relaxed)
         defer { renewing.store(false, ordering: .relaxed) }
         let holderId = self.holderId
-        let kept = try await db.withTransaction { db in try HolderStore.renew(db, holderId: holderId, ttl: Self.ttl) }
+        let kept = try await HolderStore.renew(on: db, holderId: holderId, ttl: Self.ttl)
         if kept {
             lastRenewal.withLock { $0 = max($0, started) }
         } else {
@@ -221,7 +221,7 @@ final class RunHolder: Sendable {
                 }
                 warned = true
             }
-            try? await Task.sleep(for: Self.heartbeatInterval)
+            try? await LoopTimer.sleep(for: Self.heartbeatInterval)
         }
     }
 

@@ -82,16 +82,32 @@ public enum HolderStore {
     public static func renew(_ db: isolated PGConnection, holderId: String, ttl: Duration, evenIfExpired: Bool = false) throws
         -> Bool
     {
-        // A heartbeat lost in a PostgreSQL crash costs nothing: no need to wait for the disk.
-        _ = try db.execute("SELECT set_config('synchronous_commit', 'off', true)")
-        return try !db.execute(
+        var kept = false
+        for statement in renewStatements(holderId: holderId, ttl: ttl, evenIfExpired: evenIfExpired) {
+            kept = try !db.execute(statement).isEmpty
+        }
+        return kept
+    }
+
+    /// `renew` in one pipelined transaction (four times a second: two round trips instead of four).
+    public static func renew(on db: PGConnection, holderId: String, ttl: Duration) async throws -> Bool {
+        try await db.pipelinedTransaction(renewStatements(holderId: holderId, ttl: ttl, evenIfExpired: false)) { rows in
+            !rows[1].isEmpty
+        }
+    }
+
+    /// The heartbeat's statements; the second returns a row when the hold was kept.
+    private static func renewStatements(holderId: String, ttl: Duration, evenIfExpired: Bool) -> [PGQuery] {
+        [
+            // A heartbeat lost in a PostgreSQL crash costs nothing: no need to wait for the disk.
+            "SELECT set_config('synchronous_commit', 'off', true)",
             """
             UPDATE \(fragment: Schema.runHolders)
             SET heartbeat_at = now(), beats = beats + 1, expires_at = clock_timestamp() + make_interval(secs => \(ttl.seconds))
             WHERE holder_id = \(holderId) AND (\(evenIfExpired) OR expires_at >= clock_timestamp())
             RETURNING 1 AS kept
             """
-        ).isEmpty
+        ]
     }
 
     /// Gives the row up: the next run may start at once.
@@ -123,8 +139,15 @@ public enum HolderStore {
     /// `FOR KEY SHARE` keeps a run that would delete the (expired) row waiting until the write commits,
     /// and lets this process's own heartbeat through.
     public static func check(_ fence: HolderFence, _ db: isolated PGConnection) throws {
-        let rows = try db.execute(
-            "SELECT 1 AS held FROM \(fragment: Schema.runHolders) WHERE holder_id = \(fence.holderId) FOR KEY SHARE")
+        try verify(db.execute(checkQuery(fence)))
+    }
+
+    /// The fence's statement, for a pipelined write (`RunStore.writePipelined`); `verify` reads its rows.
+    static func checkQuery(_ fence: HolderFence) -> PGQuery {
+        "SELECT 1 AS held FROM \(fragment: Schema.runHolders) WHERE holder_id = \(fence.holderId) FOR KEY SHARE"
+    }
+
+    static func verify(_ rows: PGRows) throws {
         guard !rows.isEmpty else { throw HoldLost() }
     }
 }

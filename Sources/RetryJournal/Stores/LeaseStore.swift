@@ -124,13 +124,20 @@ public struct LeaseStore: Sendable {
     /// worker's at the epoch it took. `FOR KEY SHARE` keeps a takeover (which locks the row `FOR UPDATE
     /// SKIP LOCKED`) out until the write commits, while letting this worker's own heartbeat through.
     public static func check(_ fence: LeaseFence, _ db: isolated PGConnection) throws {
-        let rows = try db.execute(
-            """
-            SELECT 1 AS held FROM \(fragment: Schema.campaignLeases)
-            WHERE run_id = \(fence.run) AND campaign_id = \(fence.campaign) AND worker_id = \(fence.workerId)
-              AND epoch = \(fence.epoch)
-            FOR KEY SHARE
-            """)
+        try verify(db.execute(checkQuery(fence)), fence)
+    }
+
+    /// The fence's statement, for a pipelined write (`RunStore.writePipelined`); `verify` reads its rows.
+    static func checkQuery(_ fence: LeaseFence) -> PGQuery {
+        """
+        SELECT 1 AS held FROM \(fragment: Schema.campaignLeases)
+        WHERE run_id = \(fence.run) AND campaign_id = \(fence.campaign) AND worker_id = \(fence.workerId)
+          AND epoch = \(fence.epoch)
+        FOR KEY SHARE
+        """
+    }
+
+    static func verify(_ rows: PGRows, _ fence: LeaseFence) throws {
         guard !rows.isEmpty else { throw LeaseLost(campaign: fence.campaign) }
     }
 

@@ -12,15 +12,14 @@ extension RunStore {
     public func commitIntents(run: Int64, messageIds: [String], witnesses: [Int]) async throws
         -> (intents: Set<String>, conflicts: Set<String>)
     {
-        let table = self.table
-        return try await write { db in
-            try Self.commitIntents(db, table: table, run: run, messageIds: messageIds, witnesses: witnesses)
-        }
+        let statement = Self.intentStatement(table: table, run: run, messageIds: messageIds, witnesses: witnesses)
+        return try await writePipelined([statement]) { rows in try Self.intentResult(rows[0]) }
     }
 
-    static func commitIntents(
-        _ db: isolated PGConnection, table t: AgencyTable, run: Int64, messageIds: [String], witnesses: [Int]
-    ) throws -> (intents: Set<String>, conflicts: Set<String>) {
+    /// One statement for both halves of the intent step (so that it can go in a pipeline): the unchanged
+    /// rows get their intents, and the rest of the wave, found by what the first half returned, is marked
+    /// `conflict`. The two halves touch disjoint journal rows.
+    static func intentStatement(table t: AgencyTable, run: Int64, messageIds: [String], witnesses: [Int]) -> PGQuery {
         var sameRow: PGQuery = """
             \(fragment: t.column(t.messageId)) = j.message_id
               AND \(fragment: t.column(t.status)) = j.snap_status
@@ -36,25 +35,35 @@ extension RunStore {
                 " AND (j.snap_is_otp IS NULL OR \(fragment: t.column(otp))::boolean IS NOT DISTINCT FROM j.snap_is_otp)")
         }
         let notSent: [JournalState] = [.selected, .intent]
-        let ready = try db.execute(
+        return """
+            WITH ready AS (
+                UPDATE \(fragment: Schema.journal) j
+                SET state = \(literal: JournalState.intent), intent_at = now(), attempts_before = u.witness
+                FROM unnest(\(messageIds)::text[], \(witnesses)::int[]) AS u(id, witness), \(fragment: t.tableSQL) a
+                WHERE j.run_id = \(run) AND j.message_id = u.id AND j.state IN \(literals: notSent)
+                  AND \(fragment: sameRow)
+                RETURNING j.message_id
+            ), changed AS (
+                UPDATE \(fragment: Schema.journal)
+                SET state = \(literal: JournalState.done), outcome = \(literal: JournalOutcome.conflict), final_at = now()
+                WHERE run_id = \(run) AND message_id = ANY(\(messageIds)::text[]) AND state IN \(literals: notSent)
+                  AND message_id NOT IN (SELECT message_id FROM ready)
+                RETURNING message_id
+            )
+            SELECT message_id, true AS intent FROM ready
+            UNION ALL
+            SELECT message_id, false AS intent FROM changed
             """
-            UPDATE \(fragment: Schema.journal) j
-            SET state = \(literal: JournalState.intent), intent_at = now(), attempts_before = u.witness
-            FROM unnest(\(messageIds)::text[], \(witnesses)::int[]) AS u(id, witness), \(fragment: t.tableSQL) a
-            WHERE j.run_id = \(run) AND j.message_id = u.id AND j.state IN \(literals: notSent)
-              AND \(fragment: sameRow)
-            RETURNING j.message_id
-            """)
-        let intents = Set(try ready.map { try $0.decode("message_id", as: String.self) })
-        let changed = try db.execute(
-            """
-            UPDATE \(fragment: Schema.journal) SET state = \(literal: JournalState.done), outcome = \(literal: JournalOutcome.conflict),
-                   final_at = now()
-            WHERE run_id = \(run) AND message_id = ANY(\(messageIds)::text[]) AND state IN \(literals: notSent)
-              AND NOT (message_id = ANY(\(Array(intents))::text[]))
-            RETURNING message_id
-            """)
-        let conflicts = Set(try changed.map { try $0.decode("message_id", as: String.self) })
+    }
+
+    /// The intents and the conflicts `intentStatement` returned.
+    static func intentResult(_ rows: PGRows) throws -> (intents: Set<String>, conflicts: Set<String>) {
+        var intents = Set<String>()
+        var conflicts = Set<String>()
+        for row in rows {
+            let id = try row.decode("message_id", as: String.self)
+            if try row.decode("intent", as: Bool.self) { intents.insert(id) } else { conflicts.insert(id) }
+        }
         return (intents, conflicts)
     }
 
@@ -67,7 +76,8 @@ extension RunStore {
     {
         let table = self.table
         return try await write { db in
-            let result = try Self.commitIntents(db, table: table, run: run, messageIds: messageIds, witnesses: witnesses)
+            let result = try Self.intentResult(
+                db.execute(Self.intentStatement(table: table, run: run, messageIds: messageIds, witnesses: witnesses)))
             guard result.conflicts.isEmpty, result.intents.count == messageIds.count else {
                 return (false, result.intents, result.conflicts)
             }
@@ -132,14 +142,12 @@ extension RunStore {
     /// Records accepted retries (201 seen): they are polled from now on.
     public func recordAccepted(run: Int64, messageIds: [String], acceptedAt: [Date], deadlines: [Date]) async throws {
         guard !messageIds.isEmpty else { return }
-        try await write { db in
-            try db.execute(
-                """
-                UPDATE \(fragment: Schema.journal) j SET state = \(literal: JournalState.accepted), accepted_at = u.accepted,
-                       poll_deadline = u.deadline, http_status = 201, outcome = \(literal: JournalOutcome.retried)
-                FROM unnest(\(messageIds)::text[], \(acceptedAt)::timestamptz[], \(deadlines)::timestamptz[]) AS u(id, accepted, deadline)
-                WHERE j.run_id = \(run) AND j.message_id = u.id AND j.state IN \(literals: [JournalState.intent, .selected])
-                """)
-        }
+        let accepted: PGQuery = """
+            UPDATE \(fragment: Schema.journal) j SET state = \(literal: JournalState.accepted), accepted_at = u.accepted,
+                   poll_deadline = u.deadline, http_status = 201, outcome = \(literal: JournalOutcome.retried)
+            FROM unnest(\(messageIds)::text[], \(acceptedAt)::timestamptz[], \(deadlines)::timestamptz[]) AS u(id, accepted, deadline)
+            WHERE j.run_id = \(run) AND j.message_id = u.id AND j.state IN \(literals: [JournalState.intent, .selected])
+            """
+        try await writePipelined([accepted]) { _ in }
     }
 }

@@ -36,94 +36,83 @@ extension RunStore {
         let messages: [String?] = settlements.map(\.postmanMessage)
         let unknown: [String?] = settlements.map(\.unknownStatus)
         let accepted: [String?] = settlements.map { $0.acceptedAt.map(PGTimestamp.format) }
-        return try await write { db in
-            try db.execute(
-                """
-                UPDATE \(fragment: Schema.journal) j
-                SET state = \(literal: JournalState.done), final_at = now(), outcome = u.outcome, result = u.result,
-                    write_state = u.write, target_status = u.tstatus, target_retry_count = u.tcount,
-                    target_sets_error = u.seterr, target_error_code = u.terror,
-                    last_status = COALESCE(u.last, j.last_status), postman_retries = COALESCE(u.retries, j.postman_retries),
-                    newest_error = u.newest, http_status = COALESCE(u.http, j.http_status), postman_code = u.code,
-                    postman_message = u.message, unknown_status = COALESCE(u.unknown, j.unknown_status),
-                    accepted_at = COALESCE(j.accepted_at, u.accepted)
-                FROM unnest(\(ids)::text[], \(outcomes)::text[], \(results)::text[], \(writes)::text[], \(targetStatus)::text[],
-                            \(targetCount)::int[], \(setsError)::bool[], \(targetError)::text[], \(lastStatus)::text[],
-                            \(retries)::int[], \(newest)::text[], \(http)::int[], \(codes)::text[], \(messages)::text[],
-                            \(unknown)::text[], \(accepted)::timestamptz[])
-                     AS u(id, outcome, result, write, tstatus, tcount, seterr, terror, last, retries, newest, http, code,
-                          message, unknown, accepted)
-                WHERE j.run_id = \(run) AND j.message_id = u.id
-                """)
-            let written = try db.execute(
-                """
-                WITH done AS (
-                    UPDATE \(fragment: t.tableSQL) a SET
-                        \(identifier: t.status) = COALESCE(j.target_status, \(fragment: t.column(t.status))),
-                        \(identifier: t.retryCount) = COALESCE(j.target_retry_count, \(fragment: t.column(t.retryCount))),
-                        \(identifier: t.errorCode) = CASE WHEN j.target_sets_error THEN j.target_error_code
-                                                     ELSE \(fragment: t.column(t.errorCode)) END,
-                        \(identifier: t.updatedAt) = clock_timestamp()
-                    FROM \(fragment: Schema.journal) j
-                    WHERE j.run_id = \(run) AND j.message_id = ANY(\(ids)::text[]) AND j.write_state = \(literal: WriteState.pending)
-                      AND \(fragment: t.column(t.messageId)) = j.message_id
-                      AND \(fragment: t.column(t.status)) = j.snap_status
-                      AND \(fragment: t.column(t.retryCount)) = j.snap_retry_count
-                      AND \(fragment: t.column(t.errorCode)) IS NOT DISTINCT FROM j.snap_error_code
-                      AND \(fragment: t.column(t.updatedAt)) IS NOT DISTINCT FROM j.snap_updated_at
-                    RETURNING j.message_id, \(fragment: t.column(t.status))::text AS s,
-                              \(fragment: t.column(t.retryCount))::int AS rc, \(fragment: t.column(t.errorCode))::text AS e,
-                              \(fragment: t.column(t.updatedAt)) AS u
-                )
-                UPDATE \(fragment: Schema.journal) j
-                SET write_state = \(literal: WriteState.written), written_at = now(), snap_status = d.s,
-                       snap_retry_count = d.rc, snap_error_code = d.e, snap_updated_at = d.u
-                FROM done d WHERE j.run_id = \(run) AND j.message_id = d.message_id
-                """)
-            let conflicted = try db.execute(
-                """
-                UPDATE \(fragment: Schema.journal) SET write_state = \(literal: WriteState.conflict)
-                WHERE run_id = \(run) AND message_id = ANY(\(ids)::text[]) AND write_state = \(literal: WriteState.pending)
-                RETURNING message_id
-                """)
-            try Self.addCalls(db, run: run, apiCalls)
-            return (written.affectedRows, try conflicted.map { try $0.decode("message_id", as: String.self) })
+        let statements: [PGQuery] = [
+            """
+            UPDATE \(fragment: Schema.journal) j
+            SET state = \(literal: JournalState.done), final_at = now(), outcome = u.outcome, result = u.result,
+                write_state = u.write, target_status = u.tstatus, target_retry_count = u.tcount,
+                target_sets_error = u.seterr, target_error_code = u.terror,
+                last_status = COALESCE(u.last, j.last_status), postman_retries = COALESCE(u.retries, j.postman_retries),
+                newest_error = u.newest, http_status = COALESCE(u.http, j.http_status), postman_code = u.code,
+                postman_message = u.message, unknown_status = COALESCE(u.unknown, j.unknown_status),
+                accepted_at = COALESCE(j.accepted_at, u.accepted)
+            FROM unnest(\(ids)::text[], \(outcomes)::text[], \(results)::text[], \(writes)::text[], \(targetStatus)::text[],
+                        \(targetCount)::int[], \(setsError)::bool[], \(targetError)::text[], \(lastStatus)::text[],
+                        \(retries)::int[], \(newest)::text[], \(http)::int[], \(codes)::text[], \(messages)::text[],
+                        \(unknown)::text[], \(accepted)::timestamptz[])
+                 AS u(id, outcome, result, write, tstatus, tcount, seterr, terror, last, retries, newest, http, code,
+                      message, unknown, accepted)
+            WHERE j.run_id = \(run) AND j.message_id = u.id
+            """,
+            """
+            WITH done AS (
+                UPDATE \(fragment: t.tableSQL) a SET
+                    \(identifier: t.status) = COALESCE(j.target_status, \(fragment: t.column(t.status))),
+                    \(identifier: t.retryCount) = COALESCE(j.target_retry_count, \(fragment: t.column(t.retryCount))),
+                    \(identifier: t.errorCode) = CASE WHEN j.target_sets_error THEN j.target_error_code
+                                                 ELSE \(fragment: t.column(t.errorCode)) END,
+                    \(identifier: t.updatedAt) = clock_timestamp()
+                FROM \(fragment: Schema.journal) j
+                WHERE j.run_id = \(run) AND j.message_id = ANY(\(ids)::text[]) AND j.write_state = \(literal: WriteState.pending)
+                  AND \(fragment: t.column(t.messageId)) = j.message_id
+                  AND \(fragment: t.column(t.status)) = j.snap_status
+                  AND \(fragment: t.column(t.retryCount)) = j.snap_retry_count
+                  AND \(fragment: t.column(t.errorCode)) IS NOT DISTINCT FROM j.snap_error_code
+                  AND \(fragment: t.column(t.updatedAt)) IS NOT DISTINCT FROM j.snap_updated_at
+                RETURNING j.message_id, \(fragment: t.column(t.status))::text AS s,
+                          \(fragment: t.column(t.retryCount))::int AS rc, \(fragment: t.column(t.errorCode))::text AS e,
+                          \(fragment: t.column(t.updatedAt)) AS u
+            )
+            UPDATE \(fragment: Schema.journal) j
+            SET write_state = \(literal: WriteState.written), written_at = now(), snap_status = d.s,
+                   snap_retry_count = d.rc, snap_error_code = d.e, snap_updated_at = d.u
+            FROM done d WHERE j.run_id = \(run) AND j.message_id = d.message_id
+            """,
+            """
+            UPDATE \(fragment: Schema.journal) SET write_state = \(literal: WriteState.conflict)
+            WHERE run_id = \(run) AND message_id = ANY(\(ids)::text[]) AND write_state = \(literal: WriteState.pending)
+            RETURNING message_id
+            """
+        ]
+        return try await writePipelined(statements + Self.callStatements(run: run, apiCalls)) { rows in
+            (rows[1].affectedRows, try rows[2].map { try $0.decode("message_id", as: String.self) })
         }
-    }
-
-    static func addCalls(_ db: isolated PGConnection, run: Int64, _ calls: APICallCounts) throws {
-        try addCalls(db, run: run, [calls])
     }
 
     /// The call counts of one or more campaigns: one update of the run's totals, one insert of every
     /// campaign's per-second counts (issue 17: a hundred campaigns used to write them one by one).
-    static func addCalls(_ db: isolated PGConnection, run: Int64, _ parts: [APICallCounts]) throws {
+    static func callStatements(run: Int64, _ parts: [APICallCounts]) -> [PGQuery] {
         var total = APICallCounts()
         var timelines: [RequestTimeline] = []
         for calls in parts where !calls.isEmpty {
             total.add(calls)
             if let timeline = calls.timeline { timelines.append(timeline) }
         }
-        guard !total.isEmpty else { return }
-        try db.execute(
-            """
+        guard !total.isEmpty else { return [] }
+        let totals: PGQuery = """
             UPDATE \(fragment: Schema.runs) SET api_retry_calls = api_retry_calls + \(total.retry),
                    api_poll_calls = api_poll_calls + \(total.poll), api_rate_limited = api_rate_limited + \(total.rateLimited),
                    api_batch_retry_calls = api_batch_retry_calls + \(total.batchRetry)
             WHERE run_id = \(run)
-            """)
-        try addRequestSeconds(db, run: run, timelines)
+            """
+        return [totals] + requestSecondStatements(run: run, timelines)
     }
 
-    /// Per-second request counts for the report's rate chart (V002), in the same transaction as the
-    /// call counts so the two always agree.
-    static func addRequestSeconds(_ db: isolated PGConnection, run: Int64, _ timeline: RequestTimeline) throws {
-        try addRequestSeconds(db, run: run, [timeline])
-    }
-
-    /// The per-second counts of several campaigns in one statement, and their rate limits in another. A
-    /// campaign that shows up twice is summed first (one INSERT … ON CONFLICT may not touch a row twice).
-    static func addRequestSeconds(_ db: isolated PGConnection, run: Int64, _ timelines: [RequestTimeline]) throws {
+    /// Per-second request counts for the report's rate chart (V002), in the same transaction as the call
+    /// counts so the two always agree: the counts of every campaign in one statement, and their rate
+    /// limits in another. A campaign that shows up twice is summed first (one INSERT … ON CONFLICT may not
+    /// touch a row twice).
+    static func requestSecondStatements(run: Int64, _ timelines: [RequestTimeline]) -> [PGQuery] {
         var bySecond: [String: [Int64: RequestTimeline.Second]] = [:]
         var limits: [String: Int] = [:]
         for timeline in timelines where !timeline.seconds.isEmpty {
@@ -133,7 +122,7 @@ extension RunStore {
                 bySecond[timeline.campaign, default: [:]][second, default: .init()].rateLimited += counts.rateLimited
             }
         }
-        guard !limits.isEmpty else { return }
+        guard !limits.isEmpty else { return [] }
         var campaigns: [String] = []
         var seconds: [Int64] = []
         var requests: [Int] = []
@@ -147,30 +136,29 @@ extension RunStore {
                 limited.append(counts[second]!.rateLimited)
             }
         }
-        try db.execute(
-            """
+        let counts: PGQuery = """
             INSERT INTO \(fragment: Schema.requestSeconds) (run_id, campaign_id, second, requests, rate_limited)
             SELECT \(run), u.c, to_timestamp(u.s), u.r, u.l
             FROM unnest(\(campaigns)::text[], \(seconds)::bigint[], \(requests)::int[], \(limited)::int[]) AS u(c, s, r, l)
             ON CONFLICT (run_id, campaign_id, second) DO UPDATE
                 SET requests = request_seconds.requests + EXCLUDED.requests,
                     rate_limited = request_seconds.rate_limited + EXCLUDED.rate_limited
-            """)
+            """
         let limitCampaigns = limits.keys.sorted()
         let limitValues = limitCampaigns.map { limits[$0]! }
-        try db.execute(
-            """
+        let rateLimits: PGQuery = """
             INSERT INTO \(fragment: Schema.runCampaigns) (run_id, campaign_id, rate_limit)
             SELECT \(run), u.c, u.l FROM unnest(\(limitCampaigns)::text[], \(limitValues)::int[]) AS u(c, l)
             ON CONFLICT (run_id, campaign_id) DO UPDATE SET rate_limit = EXCLUDED.rate_limit
-            """)
+            """
+        return [counts, rateLimits]
     }
 
     public func addCalls(run: Int64, _ calls: APICallCounts) async throws {
-        try await write { db in try Self.addCalls(db, run: run, calls) }
+        try await addCalls(run: run, [calls])
     }
 
     public func addCalls(run: Int64, _ calls: [APICallCounts]) async throws {
-        try await write { db in try Self.addCalls(db, run: run, calls) }
+        try await writePipelined(Self.callStatements(run: run, calls)) { _ in }
     }
 }

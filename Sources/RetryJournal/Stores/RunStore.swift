@@ -93,6 +93,28 @@ public struct RunStore: Sendable {
     }
 }
 
+extension RunStore {
+    /// `write` for statements that do not depend on each other's rows: the fences and the statements go
+    /// to the server in one pipeline, then COMMIT (two round trips instead of one per statement; issue
+    /// 17). A fence that finds its row gone throws before COMMIT, so the statements are rolled back: the
+    /// same guarantee as `write`, whose fences run first. `read` gets the statements' rows, in order.
+    func writePipelined<T: Sendable>(
+        _ statements: [PGQuery], then read: @Sendable ([PGRows]) throws -> T
+    ) async throws -> T {
+        let holder = self.holder
+        let fence = self.fence
+        var fences: [PGQuery] = []
+        if let holder { fences.append(HolderStore.checkQuery(holder)) }
+        if let fence { fences.append(LeaseStore.checkQuery(fence)) }
+        return try await db.pipelinedTransaction(fences + statements) { rows in
+            var rest = rows[...]
+            if holder != nil { try HolderStore.verify(rest.removeFirst()) }
+            if let fence { try LeaseStore.verify(rest.removeFirst(), fence) }
+            return try read(Array(rest))
+        }
+    }
+}
+
 extension JSONEncoder {
     static var sorted: JSONEncoder {
         let encoder = JSONEncoder()
