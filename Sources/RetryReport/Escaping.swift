@@ -7,6 +7,8 @@ enum Sanitize {
     /// they are replaced by U+FFFD. Right-to-left letters stay as they are (HTML isolates them).
     /// Other control characters, line breaks included, become spaces so a value stays on its line.
     static func text(_ value: String) -> String {
+        // Printable ASCII, nearly every value, has nothing to replace (a report lists thousands of them).
+        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) { return value }
         var out = String.UnicodeScalarView()
         for scalar in value.unicodeScalars {
             switch scalar.value {
@@ -57,7 +59,8 @@ enum CSV {
         if let first = text.unicodeScalars.first, ["=", "+", "-", "@", "\t", "\r"].contains(first) {
             text = "'" + text
         }
-        guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
+        let special: [UInt8] = [UInt8(ascii: ","), UInt8(ascii: "\""), UInt8(ascii: "\n"), UInt8(ascii: "\r")]
+        guard text.utf8.contains(where: special.contains) else { return text }
         return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 

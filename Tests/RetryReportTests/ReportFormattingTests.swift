@@ -16,6 +16,8 @@ import Testing
         #expect(CSV.field("@cmd") == "'@cmd")
         #expect(CSV.field("=HYPERLINK(\"x\",\"y\")") == "\"'=HYPERLINK(\"\"x\"\",\"\"y\"\")\"")
         #expect(CSV.field("two\nlines") == "two lines", "a value stays on its line")
+        #expect(CSV.field("crlf\r\nend") == "crlf  end")
+        #expect(CSV.field("é, \u{202E}x") == "\"é, \u{FFFD}x\"", "non-ASCII text still has its controls replaced")
         let parsed = try CSVReader.parse(CSV.record(["a,b", "c\"d", "=1"]) + CSV.record(["x", "", "y"]))
         #expect(parsed == [["a,b", "c\"d", "'=1"], ["x", "", "y"]])
     }
