@@ -183,18 +183,14 @@ public actor PGConnection {
     private static func withParameterPointers<T>(
         _ parameters: [String?], sql: String, _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> T
     ) throws -> T {
+        try checkParameters(parameters, sql: sql)
         var arena: [UInt8] = []
         var offsets: [Int?] = []
         offsets.reserveCapacity(parameters.count)
-        for (index, parameter) in parameters.enumerated() {
+        for parameter in parameters {
             guard let parameter else {
                 offsets.append(nil)
                 continue
-            }
-            if parameter.utf8.contains(0) {
-                throw PGError(
-                    .misuse, "parameter $\(index + 1) contains a NUL byte, which PostgreSQL text cannot hold",
-                    query: sql)
             }
             offsets.append(arena.count)
             arena.append(contentsOf: parameter.utf8)
@@ -207,6 +203,14 @@ public actor PGConnection {
                 return base.advanced(by: offset).assumingMemoryBound(to: CChar.self)
             }
             return values.withUnsafeBufferPointer { body(Int32(parameters.count), $0.baseAddress) }
+        }
+    }
+
+    /// Text parameters end at their first NUL byte in libpq: one that holds a NUL is refused, not cut.
+    private static func checkParameters(_ parameters: [String?], sql: String) throws {
+        for (index, parameter) in parameters.enumerated() where parameter?.utf8.contains(0) == true {
+            throw PGError(
+                .misuse, "parameter $\(index + 1) contains a NUL byte, which PostgreSQL text cannot hold", query: sql)
         }
     }
 
@@ -249,6 +253,9 @@ public actor PGConnection {
         let conn = try liveHandle()
         let queries = beginStatements.map { PGQuery(unsafeSQL: $0) } + statements
         let rendered = try queries.map { (sql: try $0.render(identifier: escapeIdentifier), parameters: $0.parameters) }
+        // Everything that can be refused is refused before anything is sent (a misuse half-way through
+        // the sends would leave BEGIN and the statements before it on the server).
+        for (sql, parameters) in rendered { try Self.checkParameters(parameters, sql: sql) }
         guard PQenterPipelineMode(conn) == 1 else { throw connectionError(conn, sql: rendered[0].sql) }
         var rows: [PGRows] = []
         var failure: PGError?
@@ -262,14 +269,16 @@ public actor PGConnection {
             }
             guard PQpipelineSync(conn) == 1 else { throw connectionError(conn, sql: rendered[rendered.count - 1].sql) }
             syncSent = true
-            for (sql, _) in rendered {
+            for (index, (sql, _)) in rendered.enumerated() {
                 guard let result = PQgetResult(conn) else { throw connectionError(conn, sql: sql) }
                 if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
                     PQclear(result)
                 } else {
                     do {
                         rows.append(try consume(result, conn: conn, sql: sql))
-                    } catch let error as PGError {
+                    } catch var error as PGError {
+                        let statement = index - beginStatements.count
+                        error.statementIndex = statement >= 0 ? statement : nil
                         failure = failure ?? error
                     }
                 }
@@ -282,6 +291,12 @@ public actor PGConnection {
             guard synced, PQexitPipelineMode(conn) == 1 else { throw connectionError(conn, sql: "(pipeline sync)") }
         } catch {
             leavePipeline(conn, syncSent: syncSent)
+            // Back in plain mode on a working connection, the transaction the pipeline began may still be
+            // open: it must not carry over into the connection's next statement.
+            if let conn = handle, PQtransactionStatus(conn) != PQTRANS_IDLE, (try? execute("ROLLBACK")) == nil {
+                close()
+                lostReason = "a transaction left open by a pipeline that broke off could not be rolled back"
+            }
             throw error
         }
         do {

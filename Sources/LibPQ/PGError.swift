@@ -42,6 +42,8 @@ public struct PGError: Error, Sendable, CustomStringConvertible, CustomDebugStri
     public var query: String?
     /// A failure of the ROLLBACK that followed this error; the original error is kept.
     public var rollbackFailure: String?
+    /// In a pipelined transaction: the index (in the caller's statements) of the statement that failed.
+    public var statementIndex: Int?
 
     public init(
         _ kind: Kind, _ message: String, sqlState: SQLState? = nil, detail: String? = nil, hint: String? = nil,

@@ -47,11 +47,33 @@ import Testing
         } catch let error as PGError {
             #expect(error.sqlState == .uniqueViolation)
             #expect(error.query?.contains("INSERT INTO p") == true)
+            #expect(error.statementIndex == 2, "the third of the caller's statements failed")
         }
         #expect(try await db.execute("SELECT count(*) AS n FROM p")[0].decode("n", as: Int.self) == 0)
         // The connection is back in plain mode and outside any transaction.
         try await db.execute("INSERT INTO p VALUES (\(9))")
         #expect(try await db.execute("SELECT count(*) AS n FROM p")[0].decode("n", as: Int.self) == 1)
+    }
+
+    /// A parameter libpq cannot send (a NUL byte) is refused before anything goes out: no transaction is
+    /// left open to be joined by the connection's next statement.
+    @Test func aRefusedParameterSendsNothing() async throws {
+        let (db, _) = try await TestDatabase.connect()
+        try await db.execute("CREATE TABLE p (id int, note text)")
+        do {
+            try await db.pipelinedTransaction([
+                "INSERT INTO p VALUES (\(1), \("fine"))",
+                "INSERT INTO p VALUES (\(2), \("nul \u{0} inside"))"
+            ]) { _ in }
+            Issue.record("a NUL byte must be refused")
+        } catch let error as PGError {
+            #expect(error.kind == .misuse)
+            #expect(error.message.contains("$2"), "\(error.message)")
+        }
+        // The next statement runs in a transaction of its own, and nothing of the refused one is there.
+        // (SAVEPOINT fails outside a transaction block.)
+        await #expect(throws: PGError.self) { try await db.execute("SAVEPOINT probe") }
+        #expect(try await db.execute("SELECT count(*) AS n FROM p")[0].decode("n", as: Int.self) == 0)
     }
 
     /// What the journal's fences rely on: a check whose rows say no makes `decide` throw, and the

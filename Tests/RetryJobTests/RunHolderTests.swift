@@ -104,6 +104,8 @@ import Testing
         var store = RunStore(db: db, table: .reference)
         store.holder = w1.fence
         await #expect(throws: HoldLost.self) { try await store.write { db in try db.execute("SELECT 1") } }
+        // Pipelined writes too: there the fence fails on the server, before the statements after it.
+        await #expect(throws: HoldLost.self) { try await store.addCalls(run: 1, APICallCounts(retry: 1)) }
         await w2.release()
         await db.close()
         await second.close()

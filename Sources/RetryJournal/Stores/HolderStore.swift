@@ -139,17 +139,14 @@ public enum HolderStore {
     /// `FOR KEY SHARE` keeps a run that would delete the (expired) row waiting until the write commits,
     /// and lets this process's own heartbeat through.
     public static func check(_ fence: HolderFence, _ db: isolated PGConnection) throws {
-        try verify(db.execute(checkQuery(fence)))
+        guard !(try db.execute(checkQuery(fence))).isEmpty else { throw HoldLost() }
     }
 
-    /// The fence's statement, for a pipelined write (`RunStore.writePipelined`); `verify` reads its rows.
+    /// The fence's statement: one row while the fence holds (`RunStore.writePipelined` turns none into a failure).
     static func checkQuery(_ fence: HolderFence) -> PGQuery {
         "SELECT 1 AS held FROM \(fragment: Schema.runHolders) WHERE holder_id = \(fence.holderId) FOR KEY SHARE"
     }
 
-    static func verify(_ rows: PGRows) throws {
-        guard !rows.isEmpty else { throw HoldLost() }
-    }
 }
 
 /// What a journal write checks: the row of this process's hold is still there.

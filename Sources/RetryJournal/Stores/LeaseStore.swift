@@ -124,10 +124,10 @@ public struct LeaseStore: Sendable {
     /// worker's at the epoch it took. `FOR KEY SHARE` keeps a takeover (which locks the row `FOR UPDATE
     /// SKIP LOCKED`) out until the write commits, while letting this worker's own heartbeat through.
     public static func check(_ fence: LeaseFence, _ db: isolated PGConnection) throws {
-        try verify(db.execute(checkQuery(fence)), fence)
+        guard !(try db.execute(checkQuery(fence))).isEmpty else { throw LeaseLost(campaign: fence.campaign) }
     }
 
-    /// The fence's statement, for a pipelined write (`RunStore.writePipelined`); `verify` reads its rows.
+    /// The fence's statement: one row while the fence holds (`RunStore.writePipelined` turns none into a failure).
     static func checkQuery(_ fence: LeaseFence) -> PGQuery {
         """
         SELECT 1 AS held FROM \(fragment: Schema.campaignLeases)
@@ -135,10 +135,6 @@ public struct LeaseStore: Sendable {
           AND epoch = \(fence.epoch)
         FOR KEY SHARE
         """
-    }
-
-    static func verify(_ rows: PGRows, _ fence: LeaseFence) throws {
-        guard !rows.isEmpty else { throw LeaseLost(campaign: fence.campaign) }
     }
 
     /// This worker stopped: when no other worker holds a live lease of the run, the run is recorded as

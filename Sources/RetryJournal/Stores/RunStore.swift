@@ -96,22 +96,35 @@ public struct RunStore: Sendable {
 extension RunStore {
     /// `write` for statements that do not depend on each other's rows: the fences and the statements go
     /// to the server in one pipeline, then COMMIT (two round trips instead of one per statement; issue
-    /// 17). A fence that finds its row gone throws before COMMIT, so the statements are rolled back: the
-    /// same guarantee as `write`, whose fences run first. `read` gets the statements' rows, in order.
+    /// 17). The same guarantee as `write`, whose fences run first: a fence that finds its row gone fails
+    /// on the server, so the statements after it never run (an empty result could not stop them), and
+    /// that failure is `HoldLost` or `LeaseLost`, whatever else went wrong. `read` gets the statements'
+    /// rows, in order.
     func writePipelined<T: Sendable>(
         _ statements: [PGQuery], then read: @Sendable ([PGRows]) throws -> T
     ) async throws -> T {
-        let holder = self.holder
-        let fence = self.fence
-        var fences: [PGQuery] = []
-        if let holder { fences.append(HolderStore.checkQuery(holder)) }
-        if let fence { fences.append(LeaseStore.checkQuery(fence)) }
-        return try await db.pipelinedTransaction(fences + statements) { rows in
-            var rest = rows[...]
-            if holder != nil { try HolderStore.verify(rest.removeFirst()) }
-            if let fence { try LeaseStore.verify(rest.removeFirst(), fence) }
-            return try read(Array(rest))
+        var fences: [(query: PGQuery, lost: any Error)] = []
+        if let holder { fences.append((HolderStore.checkQuery(holder), HoldLost())) }
+        if let fence { fences.append((LeaseStore.checkQuery(fence), LeaseLost(campaign: fence.campaign))) }
+        let count = fences.count
+        do {
+            return try await db.pipelinedTransaction(fences.map { Self.failingWhenEmpty($0.query) } + statements) { rows in
+                try read(Array(rows.dropFirst(count)))
+            }
+        } catch let error as PGError {
+            if let index = error.statementIndex, index < count { throw fences[index].lost }
+            throw error
         }
+    }
+
+    /// `check` (a fence's `SELECT … FOR KEY SHARE`) as a statement that fails when it finds no row. The
+    /// text is built from `count(*)`, so the planner cannot fold the cast and fail every time.
+    private static func failingWhenEmpty(_ check: PGQuery) -> PGQuery {
+        """
+        SELECT (CASE WHEN count(*) = 0 THEN \("postman-retry: this process's hold or lease is gone (")
+                || count(*) || ')' END)::int AS missing
+        FROM (\(fragment: check)) AS fence
+        """
     }
 }
 
