@@ -84,11 +84,14 @@ public struct EngineWorld: Sendable {
 
     /// A run in this process (the binary's tests launch `postman-retry` instead).
     /// Its hold's heartbeats go on a connection of their own, as the binary's do.
-    public func run(_ settings: RunSettings) async throws -> RunResult {
+    /// `stopRequested` stands for SIGTERM: polled by the run, as the binary's signal flag is.
+    public func run(_ settings: RunSettings, stopRequested: @escaping @Sendable () -> Bool = { false }) async throws
+        -> RunResult
+    {
         let holdDB = try await PGConnection.connect(PGConfiguration(url: url), logger: Self.quietLogger)
         do {
             let result = try await RetryRun(settings: settings, logger: Self.quietLogger, environment: [:]).run(
-                db: db, holdDB: holdDB)
+                db: db, holdDB: holdDB, stopRequested: stopRequested)
             await holdDB.close()
             return result
         } catch {

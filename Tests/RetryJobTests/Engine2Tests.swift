@@ -7,6 +7,7 @@ import RetryJob
 import RetryJournal
 import RetrySettings
 import SampleData
+import Synchronization
 import Testing
 
 /// The findings of the outside acceptance run (issue 13), each against the real engine, PostgreSQL and
@@ -63,6 +64,60 @@ import Testing
             $0.path.hasSuffix("/messages") || $0.path.contains("/messages?")
         }
         #expect(!pages.isEmpty, "Postman's state came from its list pages")
+        await fixture.stop()
+    }
+
+    /// A stop (SIGTERM) that comes while a list sweep is on its way: no more pages go, and the messages
+    /// the sweep still wanted are read one by one in the stop's grace. A first run is killed as it starts
+    /// its 8th retry call: 8 intents whose calls may or may not have reached Postman, which only a read
+    /// settles (as a lost answer). The rerun's first sweep must walk 9,000 messages of history (10 pages,
+    /// 0.3 s an answer) to reach them, and the stop comes on its first page. Before, those intents waited
+    /// for pages that never went and were left open for the next run.
+    @Test func aStopDuringAListSweepStillSettlesTheIntentsItWanted() async throws {
+        var options = SimulatorOptions()
+        options.seed = 64
+        options.timeScale = 20
+        options.faults.slowResponse = 1
+        options.faults.slowResponseSeconds = 0.3
+        let fixture = try await EngineFixture.make(
+            campaigns: 1, messages: 8, mixed: false, rateLimit: 20, options: options, history: 9_000
+        ) { data in
+            // No batches: one retry call a message, so the crash point counts them.
+            for i in data.rows.indices { data.rows[i].batchId = nil }
+            for i in data.simulator.messages.indices { data.simulator.messages[i].batchId = nil }
+        }
+        let campaign = fixture.data.simulator.campaigns[0].id
+        let (process, errors) = try CrashResumeTests.launch(
+            fixture, ["POSTMAN_RETRY_CRASH_AT": "before-retry-call:8", "POSTMAN_RETRY_TEST_HOOKS": "I_AM_A_TEST"],
+            arguments: ["--rate-limit", "20"])
+        let crashed = await CrashResumeTests.wait(process, errors)
+        #expect(crashed.killed, "the crash hook should have killed the first run: \(crashed.stderr.suffix(800))")
+        let beforeRerun = await fixture.sim.ledger()
+        let killedAt = beforeRerun.requests.map(\.t).max() ?? 0
+        let intents: Int = try await fixture.db.query(
+            "SELECT count(*) AS n FROM postman_retry.journal WHERE state = 'intent'")[0].decode("n")
+        #expect(intents == 8)
+
+        let stop = StopFlag()
+        let run = Task {
+            try await fixture.run(
+                fixture.settings(pollTimeout: .seconds(20), rateLimits: [campaign: 20]), stopRequested: stop.isSet)
+        }
+        @Sendable func rerunPages(_ ledger: SimulatorLedger) -> Int {
+            ledger.requests.filter { $0.method == "GET" && $0.path.hasSuffix("/messages") && $0.t > killedAt }.count
+        }
+        let sweeping = try await WorkerTests.eventually(timeout: .seconds(30)) { rerunPages(await fixture.sim.ledger()) > 0 }
+        #expect(sweeping, "the rerun should have started its sweep")
+        stop.set()
+        let result = try await run.value
+        let ledger = await fixture.sim.ledger()
+        #expect(rerunPages(ledger) < 10, "the stop came before the sweep reached the run's messages")
+        #expect(ledger.acceptedRetries == beforeRerun.acceptedRetries, "the rerun sent no retry")
+        // Each intent was settled by a read: a call that landed is accepted, one never sent went back to be
+        // selected again.
+        let open: Int = try await fixture.db.query(
+            "SELECT count(*) AS n FROM postman_retry.journal WHERE state = 'intent'")[0].decode("n")
+        #expect(open == 0, "intents left unread after the stop (exit \(result.exitStatus))")
         await fixture.stop()
     }
 
@@ -137,4 +192,11 @@ import Testing
         #expect(open == 12, "every message is left for the next run")
         await fixture.stop()
     }
+}
+
+/// A signal flag for an in-process run (what the binary's SIGTERM handler sets).
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func set() { flag.store(true, ordering: .relaxed) }
+    var isSet: @Sendable () -> Bool { { [self] in flag.load(ordering: .relaxed) } }
 }

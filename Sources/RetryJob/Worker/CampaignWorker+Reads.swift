@@ -42,10 +42,16 @@ extension CampaignWorker {
 
     /// Chooses between a list sweep and single reads, by which needs fewer calls for the looks due.
     func nextRead() -> WorkerAction? {
-        if sweepActive, !stopping {
-            guard !sweepPageInFlight else { return nil }
-            sweepPageInFlight = true
-            return .listPage(after: sweepCursor)
+        if sweepActive {
+            if !stopping {
+                guard !sweepPageInFlight else { return nil }
+                sweepPageInFlight = true
+                return .listPage(after: sweepCursor)
+            }
+            // After a stop no more pages go: the messages the sweep still wants are read one by one in
+            // the grace (a lost answer among them is settled now, not left to the next run). A page on
+            // its way still shows its own; the sweep ends when it is in.
+            if !sweepPageInFlight { endSweep() }
         }
         let wall = wallNow
         // Nothing changed and nothing falls due yet: no scan of every message (most of the job's CPU).
