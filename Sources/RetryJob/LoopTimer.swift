@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// `Task.sleep` on a timer of NIO's event loops. The job's tasks run on those loops (postman-retry's
 /// main installs them as Swift concurrency's executor), and there `Task.sleep` still went through
@@ -21,5 +22,49 @@ enum LoopTimer {
         } onCancel: {
             scheduled.cancel()
         }
+    }
+}
+
+/// A sleep on an event loop's timer that `ring()` ends early: the orchestrator's loop sleeps until its next
+/// heartbeat or claim is due, and a campaign worker that ends rings it (the run may be complete, or a
+/// lease may be taken). It used to look every 50 ms: a third of a 3 × 2,000 run's wake-ups.
+final class Doorbell: Sendable {
+    private struct State {
+        var waiter: CheckedContinuation<Void, Never>?
+        /// Rung while nobody slept: the next sleep returns at once.
+        var rung = false
+    }
+    private let state = Mutex(State())
+
+    func ring() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let waiter = state.waiter else {
+                state.rung = true
+                return nil
+            }
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+    }
+
+    func sleep(until deadline: ContinuousClock.Instant) async {
+        let (seconds, attoseconds) = (deadline - .now).components
+        let nanoseconds = max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(nanoseconds)) { [self] in
+            ring()
+        }
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { state -> Bool in
+                if state.rung {
+                    state.rung = false
+                    return true
+                }
+                state.waiter = continuation
+                return false
+            }
+            if now { continuation.resume() }
+        }
+        timer.cancel()
     }
 }

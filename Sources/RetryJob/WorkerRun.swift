@@ -104,6 +104,7 @@ public struct RetryWorker: Sendable {
         log.info(worker.exclusive ? "working" : "worker joined the run", metadata: ["campaigns": "\(campaigns.count)"])
 
         let state = WorkerState()
+        let doorbell = Doorbell()
         let started = ContinuousClock.now
         await withTaskGroup(of: Void.self) { group in
             let reporter = ProgressReporter(logger: log, live: job.liveProgress, started: started)
@@ -158,6 +159,7 @@ public struct RetryWorker: Sendable {
                             }
                             group.addTask {
                                 await work(held, key: keys[held.campaign], context: context, leases: leases, state: state)
+                                doorbell.ring()
                             }
                             continue
                         }
@@ -194,7 +196,13 @@ public struct RetryWorker: Sendable {
                     for campaignWorker in state.active { snapshots.append(await campaignWorker.progress()) }
                     reporter.report(snapshots)
                 }
-                try? await LoopTimer.sleep(for: .milliseconds(50))
+                // Until the next heartbeat or claim is due, a campaign worker ends (it rings), or a quarter
+                // second; at least 50 ms, so a failing heartbeat or claim is not retried in a hot loop. A
+                // signal is seen by the campaign workers themselves.
+                var wake = ContinuousClock.now + .milliseconds(250)
+                if !state.held.isEmpty { wake = min(wake, lastRenewal + worker.heartbeatInterval) }
+                if !stopping { wake = min(wake, nextClaim) }
+                await doorbell.sleep(until: max(wake, ContinuousClock.now + .milliseconds(50)))
             }
             await group.waitForAll()
             reporter.finish()
