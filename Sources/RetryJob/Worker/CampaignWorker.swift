@@ -352,16 +352,19 @@ actor CampaignWorker {
     var waiting: CheckedContinuation<Void, Never>?
     /// When the armed timer fires (nil: none armed).
     var armedAt: Double?
+    var armedTimer: Scheduled<Void>?
 
     func nap(until deadline: Double) async {
         let start = now
         guard deadline > start else { return }
         if armedAt.map({ $0 > deadline || $0 <= start }) ?? true {
+            // A later timer still armed would only wake the loop for nothing: it goes.
+            armedTimer?.cancel()
             armedAt = deadline
             let delay = TimeAmount.nanoseconds(Int64((deadline - start) * 1e9))
             // A timer of the event loop this runs on (the job's executor, see postman-retry's main): Task.sleep
             // went through libdispatch's timer thread, a semaphore and a wake-up of another thread each time.
-            MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: delay) { [weak self] in
+            armedTimer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: delay) { [weak self] in
                 guard let self else { return }
                 Task { await self.timerFired(deadline) }
             }
@@ -370,7 +373,10 @@ actor CampaignWorker {
     }
 
     func timerFired(_ deadline: Double) {
-        if armedAt == deadline { armedAt = nil }
+        if armedAt == deadline {
+            armedAt = nil
+            armedTimer = nil
+        }
         ring()
     }
 
