@@ -241,9 +241,9 @@ public actor PGConnection {
     /// Runs `statements` in one transaction in two round trips instead of one per statement (issue 17:
     /// every wake-up of this thread and of the server costs both CPU). BEGIN, the configuration's
     /// `SET LOCAL`s and the statements go out at once in libpq's pipeline mode; the server runs them in
-    /// order and stops at the first that fails. `decide` then reads their rows (a fence that finds its
-    /// row gone throws there), and COMMIT follows; when a statement failed or `decide` throws, ROLLBACK
-    /// follows instead and the error is rethrown, so nothing of the statements is kept.
+    /// order and stops at the first that fails (its error carries its `statementIndex`). `decide` then
+    /// reads their rows and COMMIT follows; when a statement failed or `decide` throws, ROLLBACK follows
+    /// instead and the error is rethrown, so nothing of the statements is kept.
     ///
     /// The connection stays in blocking mode: libpq reads the server's answers into its buffer whenever
     /// it cannot send (pqSendSome), so a long pipeline cannot deadlock on full socket buffers.
@@ -291,12 +291,6 @@ public actor PGConnection {
             guard synced, PQexitPipelineMode(conn) == 1 else { throw connectionError(conn, sql: "(pipeline sync)") }
         } catch {
             leavePipeline(conn, syncSent: syncSent)
-            // Back in plain mode on a working connection, the transaction the pipeline began may still be
-            // open: it must not carry over into the connection's next statement.
-            if let conn = handle, PQtransactionStatus(conn) != PQTRANS_IDLE, (try? execute("ROLLBACK")) == nil {
-                close()
-                lostReason = "a transaction left open by a pipeline that broke off could not be rolled back"
-            }
             throw error
         }
         do {
@@ -325,14 +319,16 @@ public actor PGConnection {
         throw error
     }
 
-    /// After a pipeline broke off: reads what is left up to its sync and leaves pipeline mode. A
-    /// connection that cannot get back to idle (lost, or left mid-pipeline) is closed and remembered as
-    /// lost: every later call fails as a connection loss (transient, exit 75), never half-way through a
-    /// pipeline and never as a misuse.
+    /// After a pipeline broke off: reads what is left up to its sync, leaves pipeline mode and rolls back
+    /// the transaction the pipeline began (it must not carry over into the connection's next statement).
+    /// A connection that cannot get back to idle (lost, or left mid-pipeline or mid-transaction) is closed
+    /// and remembered as lost: every later call fails as a connection loss (transient, exit 75), never
+    /// half-way through a pipeline and never as a misuse.
     private func leavePipeline(_ conn: OpaquePointer, syncSent: Bool) {
-        guard PQpipelineStatus(conn) != PQ_PIPELINE_OFF else { return }
-        // Without a sync the server would wait for more of the pipeline, and so would we.
-        if PQstatus(conn) == CONNECTION_OK, syncSent || PQpipelineSync(conn) == 1 {
+        if PQpipelineStatus(conn) == PQ_PIPELINE_OFF {
+            if PQtransactionStatus(conn) == PQTRANS_IDLE || (try? execute("ROLLBACK")) != nil { return }
+        } else if PQstatus(conn) == CONNECTION_OK, syncSent || PQpipelineSync(conn) == 1 {
+            // (Without a sync the server would wait for more of the pipeline, and so would we.)
             var ends = 0
             while PQstatus(conn) == CONNECTION_OK, ends < 2 {
                 guard let result = PQgetResult(conn) else {
@@ -344,7 +340,9 @@ public actor PGConnection {
                 PQclear(result)
                 if synced { break }
             }
-            if PQexitPipelineMode(conn) == 1 { return }
+            if PQexitPipelineMode(conn) == 1 {
+                if PQtransactionStatus(conn) == PQTRANS_IDLE || (try? execute("ROLLBACK")) != nil { return }
+            }
         }
         let message = String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines()
         close()

@@ -10,9 +10,7 @@ import Synchronization
 enum LoopTimer {
     /// Sleeps for `duration`; throws `CancellationError` when the task is cancelled, as `Task.sleep` does.
     static func sleep(for duration: Duration) async throws {
-        let (seconds, attoseconds) = duration.components
-        let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-        let scheduled = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(nanoseconds)) {}
+        let scheduled = schedule(in: duration) {}
         try await withTaskCancellationHandler {
             do {
                 try await scheduled.futureResult.get()
@@ -22,6 +20,14 @@ enum LoopTimer {
         } onCancel: {
             scheduled.cancel()
         }
+    }
+
+    /// Runs `task` on an event loop after `delay` (at once when it is not positive).
+    @discardableResult
+    static func schedule(in delay: Duration, _ task: @escaping @Sendable () -> Void) -> Scheduled<Void> {
+        let (seconds, attoseconds) = delay.components
+        let nanoseconds = max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        return MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(nanoseconds), task)
     }
 }
 
@@ -49,11 +55,7 @@ final class Doorbell: Sendable {
     }
 
     func sleep(until deadline: ContinuousClock.Instant) async {
-        let (seconds, attoseconds) = (deadline - .now).components
-        let nanoseconds = max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(nanoseconds)) { [self] in
-            ring()
-        }
+        let timer = LoopTimer.schedule(in: deadline - .now) { [self] in ring() }
         await withCheckedContinuation { continuation in
             let now = state.withLock { state -> Bool in
                 if state.rung {

@@ -1,7 +1,6 @@
 import Foundation
 import Logging
 import NIOCore
-import NIOPosix
 import PostmanAPI
 import RetryCore
 import RetryJournal
@@ -361,10 +360,9 @@ actor CampaignWorker {
             // A later timer still armed would only wake the loop for nothing: it goes.
             armedTimer?.cancel()
             armedAt = deadline
-            let delay = TimeAmount.nanoseconds(Int64((deadline - start) * 1e9))
             // A timer of the event loop this runs on (the job's executor, see postman-retry's main): Task.sleep
             // went through libdispatch's timer thread, a semaphore and a wake-up of another thread each time.
-            armedTimer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: delay) { [weak self] in
+            armedTimer = LoopTimer.schedule(in: .seconds(deadline - start)) { [weak self] in
                 guard let self else { return }
                 Task { await self.timerFired(deadline) }
             }

@@ -146,7 +146,6 @@ public enum HolderStore {
     static func checkQuery(_ fence: HolderFence) -> PGQuery {
         "SELECT 1 AS held FROM \(fragment: Schema.runHolders) WHERE holder_id = \(fence.holderId) FOR KEY SHARE"
     }
-
 }
 
 /// What a journal write checks: the row of this process's hold is still there.
