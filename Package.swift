@@ -198,7 +198,10 @@ let package = Package(
         .executableTarget(
             name: "retry-bench",
             dependencies: [
-                "LibPQ", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "LibPQ", "PostmanAPI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log")
             ],
             swiftSettings: swiftSettings

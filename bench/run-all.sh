@@ -18,3 +18,4 @@ SCRATCH_PATH=${SCRATCH_PATH:-.build} bash bench/sim-load.sh
 # The job's own CPU per request with many campaigns, next to the load tool's (issue 17): 100 x 60, 300 x 20
 # and 3 x 2,000 at 10/s per campaign, 30% stale mix.
 bash bench/many-campaigns.sh
+bash bench/client-cost.sh                                   # the HTTP path alone: what a wake-up costs (issue 17)

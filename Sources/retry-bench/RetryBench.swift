@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import LibPQ
 import Logging
+import NIOCore
+import NIOPosix
 
 /// Benchmarks that need the wrapper itself (the shell scripts in bench/ drive the rest).
 @main
@@ -9,7 +11,18 @@ struct RetryBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "retry-bench",
         abstract: "Micro-benchmarks of the libpq wrapper, run by bench/*.sh against a throwaway PostgreSQL.",
-        subcommands: [WriteBack.self, FillCandidates.self])
+        subcommands: [WriteBack.self, FillCandidates.self, ClientCost.self])
+
+    /// As the job does (PostmanRetryCommand): Swift concurrency's jobs on NIO's loops, half the cores.
+    static func main() async {
+        let environment = ProcessInfo.processInfo.environment
+        let loops = environment["POSTMAN_RETRY_EVENT_LOOPS"].flatMap(Int.init) ?? (System.coreCount / 2)
+        NIOSingletons.groupLoopCountSuggestion = max(1, loops)
+        if environment["POSTMAN_RETRY_NIO_EXECUTOR"] != "0" {
+            NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        }
+        await main(nil)
+    }
 }
 
 /// Batched compare-and-set UPDATE of N rows through the wrapper: `unnest` arrays, one statement per chunk.
