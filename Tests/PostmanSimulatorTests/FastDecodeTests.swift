@@ -116,6 +116,68 @@ struct FastDecodeTests {
         #expect(PostmanClient.page(Data(json.utf8))?.messages == whole.messages)
     }
 
+    /// A sweep's page whose unwanted items carry `text` (raw JSON string content) in a skipped field and
+    /// `keyed` as a member: what the fast path makes of it, and the client's answer.
+    private func sweepPage(text: String, keyed: String = #""note":1"#) -> (
+        fast: PostmanPage??, client: PostmanPage?, slow: PostmanPage?
+    ) {
+        let items = (0..<6).map { n in
+            #"{"id":"m\#(n)","fullMessage":"\#(text)",\#(keyed),"latestStatus":"failure","attempts":[{"status":"failure","x":["\#(text)"]}]}"#
+        }
+        let json = #"{"data":[\#(items.joined(separator: ","))],"pageData":{"hasNextPage":false}}"#
+        let wanted: @Sendable (String) -> Bool = { $0 == "m0" }
+        let slow = slowPage(json).map { page -> PostmanPage in
+            var split = page
+            split.messages = page.messages.filter { wanted($0.id) }
+            split.otherIds = page.messages.filter { !wanted($0.id) }.map(\.id)
+            return split
+        }
+        return (
+            FastDecode.page(Data(json.utf8), fullyDecoding: wanted), PostmanClient.page(Data(json.utf8), wanted: wanted), slow
+        )
+    }
+
+    @Test("Skipped strings: escapes and non-ASCII text at every offset of an 8-byte word are read past, not built")
+    func skippedStrings() throws {
+        let pieces = [#"\n"#, #"\""#, #"\\"#, #"\/"#, #"\u00e9"#, #"\ud83d\ude00"#, "é", "語", "\u{7F}", #"\t\r\b\f"#]
+        for piece in pieces {
+            for offset in 0..<10 {
+                let text = String(repeating: "a", count: offset) + piece + String(repeating: "b", count: 9 - offset)
+                let (fast, client, slow) = sweepPage(text: text)
+                let page = try #require(fast, "the fast path gave up on \(text)")
+                #expect(samePage(page, slow), "\(text)")
+                #expect(page?.otherIds == (1..<6).map { "m\($0)" }, "\(text)")
+                #expect(samePage(client, slow))
+            }
+        }
+    }
+
+    @Test("Skipped strings the fast path must refuse, as string() does: the client still gets Decode's answer")
+    func refusedSkippedStrings() {
+        // A bad escape, a lone low surrogate, a high one not followed by a low one, a raw control character.
+        for text in [#"a\x"#, #"\udc00"#, #"\ud83dx"#, #"\ud83d\u0041"#, "a\u{01}b", "tab\there"] {
+            let (fast, client, slow) = sweepPage(text: text)
+            #expect(fast == nil, "\(text)")
+            #expect(samePage(client, slow), "\(text)")
+        }
+        // An escaped key in an item that is only skipped: left to the tolerant decoder.
+        let (fast, client, slow) = sweepPage(text: "plain", keyed: #""no\u0074e":1"#)
+        #expect(fast == nil)
+        #expect(samePage(client, slow) && client?.otherIds.count == 5)
+    }
+
+    @Test("Invalid UTF-8 in a skipped string or key: given up")
+    func invalidUTF8Skipped() {
+        for template in [
+            #"{"data":[{"id":"m1","latestStatus":"failure","x":"ab"#, #"{"data":[{"id":"m1","latestStatus":"failure",""#
+        ] {
+            var body = Data(template.utf8)
+            body.append(contentsOf: [0xC3, 0x28])
+            body.append(contentsOf: Data(template.hasSuffix("ab") ? #"cd"}]}"#.utf8 : #"":1}]}"#.utf8))
+            #expect(FastDecode.page(body, fullyDecoding: { _ in false }) == nil)
+        }
+    }
+
     @Test("Pages: no data array, odd page flags, a numeric id inside")
     func oddPages() {
         let noData = #"{"pageData":{"hasNextPage":false}}"#

@@ -146,15 +146,15 @@ extension FastDecode.Reader {
         var seen: UInt32 = 0
         var id: String?
         var hasStatus = false
-        try object { reader, key in
-            switch key {
-            case "id":
-                try Self.once(&seen, key)
+        try objectWithRawKeys { reader, key in
+            if Self.key(key, is: "id") {
+                try Self.once(&seen, "id")
                 id = try reader.optionalString()
-            case "latestStatus":
-                try Self.once(&seen, key)
+            } else if Self.key(key, is: "latestStatus") {
+                try Self.once(&seen, "latestStatus")
                 hasStatus = try reader.optionalString() != nil
-            default: try reader.skipValue()
+            } else {
+                try reader.skipValue()
             }
         }
         if let id, hasStatus, !wanted(id) { return id }

@@ -79,7 +79,7 @@ extension FastDecode.Reader {
         throw Unsure()
     }
 
-    private mutating func hex4() throws -> UInt32 {
+    mutating func hex4() throws -> UInt32 {
         guard i + 4 <= bytes.count else { throw Unsure() }
         var value: UInt32 = 0
         for _ in 0..<4 {

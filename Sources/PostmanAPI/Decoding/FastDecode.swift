@@ -111,6 +111,51 @@ enum FastDecode {
             } while try next(closing: UInt8(ascii: "}"))
         }
 
+        /// `object` for members whose keys are only compared, never kept: each key is its bytes, no `String`
+        /// built (a sweep's page has some 25,000 keys). A key with an escape is left to the tolerant
+        /// decoder (unsure); Postman writes none.
+        mutating func objectWithRawKeys(_ body: (inout Reader, UnsafeBufferPointer<UInt8>) throws -> Void) throws {
+            try expect(UInt8(ascii: "{"))
+            skipSpace()
+            if peek == UInt8(ascii: "}") {
+                i += 1
+                return
+            }
+            repeat {
+                skipSpace()
+                let key = try rawKey()
+                try expect(UInt8(ascii: ":"))
+                skipSpace()
+                try body(&self, key)
+            } while try next(closing: UInt8(ascii: "}"))
+        }
+
+        /// A key's bytes between its quotes (checked as `string()` checks a string without escapes).
+        mutating func rawKey() throws -> UnsafeBufferPointer<UInt8> {
+            guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw Unsure() }
+            i += 1
+            let start = i
+            var ascii = true
+            while i < bytes.count {
+                let b = bytes[i]
+                if b == UInt8(ascii: "\"") {
+                    let key = UnsafeBufferPointer(rebasing: bytes[start..<i])
+                    i += 1
+                    if !ascii, String(validating: key, as: UTF8.self) == nil { throw Unsure() }
+                    return key
+                }
+                if b == UInt8(ascii: "\\") || b < 0x20 { throw Unsure() }
+                if b >= 0x80 { ascii = false }
+                i += 1
+            }
+            throw Unsure()
+        }
+
+        /// Whether a raw key is `name` (ASCII).
+        static func key(_ key: UnsafeBufferPointer<UInt8>, is name: StaticString) -> Bool {
+            key.count == name.utf8CodeUnitCount && memcmp(key.baseAddress!, name.utf8Start, key.count) == 0
+        }
+
         /// Iterates the items of an array (the reader is at its `[`).
         mutating func array(_ body: (inout Reader) throws -> Void) throws {
             try expect(UInt8(ascii: "["))
