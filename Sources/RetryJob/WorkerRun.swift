@@ -111,9 +111,15 @@ public struct RetryWorker: Sendable {
             var lastRenewal = ContinuousClock.now
             var nextClaim = ContinuousClock.now
             var contactLostSince: ContinuousClock.Instant?
+            var rungForStop = false
             while true {
                 if stopRequested() { context.stop(.signal) }
                 let stopping = context.stopReason != nil
+                if stopping, !rungForStop {
+                    // The campaign workers nap up to a second between their own deadlines: wake them now.
+                    rungForStop = true
+                    for campaignWorker in state.active { await campaignWorker.ring() }
+                }
                 state.dropFinished()
                 // After a stop, heartbeats go on until the campaign workers have settled what they sent.
                 if stopping && state.held.isEmpty { break }
@@ -198,7 +204,7 @@ public struct RetryWorker: Sendable {
                 }
                 // Until the next heartbeat or claim is due, a campaign worker ends (it rings), or a quarter
                 // second; at least 50 ms, so a failing heartbeat or claim is not retried in a hot loop. A
-                // signal is seen by the campaign workers themselves.
+                // stop (a signal, a lost hold) is seen here within that quarter second and rung through.
                 var wake = ContinuousClock.now + .milliseconds(250)
                 if !state.held.isEmpty { wake = min(wake, lastRenewal + worker.heartbeatInterval) }
                 if !stopping { wake = min(wake, nextClaim) }

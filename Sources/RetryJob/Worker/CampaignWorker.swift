@@ -261,7 +261,7 @@ actor CampaignWorker {
         await withDiscardingTaskGroup { group in
             while true {
                 let t = now
-                if t - lastTick >= 0.25 { tick() }
+                if t - lastTick >= 0.25 || wallNow >= nextPollDeadline { tick() }
                 // Journal writes and the next wave's intents go to the database from child tasks: a slot
                 // of the budget not used when it opens is lost for good, so the sending loop never waits
                 // on PostgreSQL. One flush and one refill at a time keep the journal's order.
@@ -299,7 +299,7 @@ actor CampaignWorker {
                 }
                 if inFlight >= maxInFlight {
                     // An answer rings the loop awake.
-                    await nap(until: t + Self.longestNap)
+                    await nap(until: t + napCap)
                     continue
                 }
                 if !leaseValid() {
@@ -310,14 +310,16 @@ actor CampaignWorker {
                 let slot = max(pacer.earliestSend(now: t), backoffUntil, notBefore)
                 if slot > t {
                     // Until the slot opens (an answer may open it sooner: it rings).
-                    await nap(until: min(slot, t + Self.longestNap))
+                    await nap(until: min(slot, t + napCap))
                     continue
                 }
                 guard let action = nextAction(at: t) else {
                     // Nothing to send. An answer, a committed wave or a batch intent rings the loop awake;
                     // else it sleeps until the next look falls due, or the next tick or flush.
+                    let wall = wallNow
                     let due = min(
-                        t + max(0.002, nextViewDue - wallNow), lastTick + 0.25, flushDue, t + Self.longestNap)
+                        t + max(0.002, nextViewDue - wall), t + max(0, nextPollDeadline - wall), flushDue,
+                        t + napCap)
                     await nap(until: max(t + 0.002, due))
                     continue
                 }
@@ -342,9 +344,13 @@ actor CampaignWorker {
 
     // MARK: - Sleeping without polling
 
-    /// The longest the loop sleeps without being rung: how soon it sees a stop or a lease that lapsed
-    /// (nothing is sent then anyway: every send checks both first).
-    static let longestNap = 0.25
+    /// The longest the loop sleeps without being rung. Every deadline of its own (a slot, a look, a poll
+    /// deadline, a flush) ends a nap sooner, answers and committed waves ring it, and the run's loop rings
+    /// it on a stop; a lease that lapsed matters only to a send, which checks it first. (It was a quarter
+    /// second: three idle campaigns woke the process twelve times a second for nothing; issue 17.)
+    static let longestNap = 1.0
+    /// After a stop the loop looks four times a second (the reads of its grace end on time).
+    var napCap: Double { stopping ? 0.25 : Self.longestNap }
     /// The loop's sleep, ended early by `ring()`. One timer at a time is armed (a later nap reuses one
     /// that fires no later than it wants): a hundred workers that each polled every few milliseconds
     /// spent most of the job's CPU on libdispatch's timers (docs/benchmarks.md, issue 17).
