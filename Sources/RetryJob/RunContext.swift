@@ -56,6 +56,10 @@ final class RunContext: Sendable {
     /// Test hook: `POSTMAN_RETRY_CRASH_AT=point:n` kills the process with SIGKILL the n-th time `point` is reached.
     let crashPoints: CrashPoints
     private let stopState = Mutex<StopReason?>(nil)
+    private let stopNoticed = Mutex<ContinuousClock.Instant?>(nil)
+    /// When the run first saw its stop (the run's loop looks four times a second; a worker napping up
+    /// to a second may see it later, and times its grace from here).
+    var stopNoticedAt: ContinuousClock.Instant? { stopNoticed.withLock { $0 } }
     /// SIGINT/SIGTERM seen by the process: consulted on every look at `stopReason`, so no retry goes out
     /// after a signal however busy the loop that polls it is.
     private let signalled: @Sendable () -> Bool
@@ -98,7 +102,9 @@ final class RunContext: Sendable {
     func stop(_ reason: StopReason) {
         stopState.withLock { current in
             switch current {
-            case nil: current = reason
+            case nil:
+                current = reason
+                stopNoticed.withLock { $0 = $0 ?? .now }
             case .signal?: if reason != .signal { current = reason }
             case .database?: if case .holdLost = reason { current = reason }
             default: break

@@ -286,7 +286,7 @@ actor CampaignWorker {
                 }
                 if stopping {
                     if !released { releaseUnsent() }
-                    stopSeenAt = stopSeenAt ?? t
+                    stopSeenAt = stopSeenAt ?? context.stopNoticedAt.map { min(t, ($0 - origin).seconds) } ?? t
                     // Settle unknown retries for a while after a signal; then leave them to the next run.
                     let giveUp = t - stopSeenAt! > stopGrace || context.stopReason != .signal
                     if inFlight == 0 && !refilling && (giveUp || !hasUnsettled) { break }
@@ -349,8 +349,10 @@ actor CampaignWorker {
     /// it on a stop; a lease that lapsed matters only to a send, which checks it first. (It was a quarter
     /// second: three idle campaigns woke the process twelve times a second for nothing; issue 17.)
     static let longestNap = 1.0
-    /// After a stop the loop looks four times a second (the reads of its grace end on time).
-    var napCap: Double { stopping ? 0.25 : Self.longestNap }
+    /// After a stop, or while requests are in flight, the loop looks four times a second: a stop the run's
+    /// loop could not ring through (blocked on the database) is then seen as soon as before, and the reads
+    /// of the grace end on time (a worker with nothing in flight has no answer to settle).
+    var napCap: Double { stopping || inFlight > 0 ? 0.25 : Self.longestNap }
     /// The loop's sleep, ended early by `ring()`. One timer at a time is armed (a later nap reuses one
     /// that fires no later than it wants): a hundred workers that each polled every few milliseconds
     /// spent most of the job's CPU on libdispatch's timers (docs/benchmarks.md, issue 17).
@@ -421,6 +423,10 @@ actor CampaignWorker {
             // `place` it again, and it must still end as pending when its deadline passes.
             if wall >= awaiting.deadline, !busy.contains(id) {
                 due.append(id)
+            } else if wall >= awaiting.deadline {
+                // Past its deadline but being read: looked at again after the read, or in a quarter second
+                // (its past deadline would make every pass of the loop scan again and nap 2 ms).
+                soonest = min(soonest, wall + 0.25)
             } else {
                 soonest = min(soonest, awaiting.deadline)
             }
