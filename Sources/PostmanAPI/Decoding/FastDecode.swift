@@ -96,25 +96,19 @@ enum FastDecode {
         /// Iterates the members of an object (the reader is at its `{`), calling `body` with each key and
         /// the reader at the member's value; `body` must consume the value.
         mutating func object(_ body: (inout Reader, String) throws -> Void) throws {
-            try expect(UInt8(ascii: "{"))
-            skipSpace()
-            if peek == UInt8(ascii: "}") {
-                i += 1
-                return
-            }
-            repeat {
-                skipSpace()
-                let key = try string()
-                try expect(UInt8(ascii: ":"))
-                skipSpace()
-                try body(&self, key)
-            } while try next(closing: UInt8(ascii: "}"))
+            try members(key: { try $0.string() }, body)
         }
 
         /// `object` for members whose keys are only compared, never kept: each key is its bytes, no `String`
         /// built (a sweep's page has some 25,000 keys). A key with an escape is left to the tolerant
         /// decoder (unsure); Postman writes none.
         mutating func objectWithRawKeys(_ body: (inout Reader, UnsafeBufferPointer<UInt8>) throws -> Void) throws {
+            try members(key: { try $0.rawKey() }, body)
+        }
+
+        private mutating func members<Key>(
+            key readKey: (inout Reader) throws -> Key, _ body: (inout Reader, Key) throws -> Void
+        ) throws {
             try expect(UInt8(ascii: "{"))
             skipSpace()
             if peek == UInt8(ascii: "}") {
@@ -123,7 +117,7 @@ enum FastDecode {
             }
             repeat {
                 skipSpace()
-                let key = try rawKey()
+                let key = try readKey(&self)
                 try expect(UInt8(ascii: ":"))
                 skipSpace()
                 try body(&self, key)
