@@ -325,10 +325,9 @@ public actor PGConnection {
     /// and remembered as lost: every later call fails as a connection loss (transient, exit 75), never
     /// half-way through a pipeline and never as a misuse.
     private func leavePipeline(_ conn: OpaquePointer, syncSent: Bool) {
-        if PQpipelineStatus(conn) == PQ_PIPELINE_OFF {
-            if PQtransactionStatus(conn) == PQTRANS_IDLE || (try? execute("ROLLBACK")) != nil { return }
-        } else if PQstatus(conn) == CONNECTION_OK, syncSent || PQpipelineSync(conn) == 1 {
-            // (Without a sync the server would wait for more of the pipeline, and so would we.)
+        var left = PQpipelineStatus(conn) == PQ_PIPELINE_OFF
+        // (Without a sync the server would wait for more of the pipeline, and so would we.)
+        if !left, PQstatus(conn) == CONNECTION_OK, syncSent || PQpipelineSync(conn) == 1 {
             var ends = 0
             while PQstatus(conn) == CONNECTION_OK, ends < 2 {
                 guard let result = PQgetResult(conn) else {
@@ -340,10 +339,9 @@ public actor PGConnection {
                 PQclear(result)
                 if synced { break }
             }
-            if PQexitPipelineMode(conn) == 1 {
-                if PQtransactionStatus(conn) == PQTRANS_IDLE || (try? execute("ROLLBACK")) != nil { return }
-            }
+            left = PQexitPipelineMode(conn) == 1
         }
+        if left, PQtransactionStatus(conn) == PQTRANS_IDLE || (try? execute("ROLLBACK")) != nil { return }
         let message = String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines()
         close()
         lostReason = message.isEmpty ? "the connection broke off in the middle of a pipeline" : message
