@@ -177,13 +177,11 @@ let package = Package(
             name: "postman-retry",
             dependencies: [
                 "CProcessHardening", "RetryJob", "RetryJournal", "RetrySettings", "RetryCore", "LibPQ", "RetryConfig",
-                "RetryReport", "RetryMetrics",
+                "RetryReport", "RetryMetrics", "PostmanAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio")
+                .product(name: "UnixSignals", package: "swift-service-lifecycle")
             ],
             swiftSettings: swiftSettings
         ),
@@ -200,8 +198,6 @@ let package = Package(
             dependencies: [
                 "LibPQ", "PostmanAPI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log")
             ],
             swiftSettings: swiftSettings

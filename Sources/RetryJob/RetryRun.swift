@@ -49,8 +49,7 @@ public struct RetryRun: Sendable {
         try await RetryWorker(job: self, worker: .plainRun()).run(db: db, leaseDB: holdDB ?? db, stopRequested: stopRequested)
     }
 
-    /// Our own client: enough connections per host that requests are never queued inside the client
-    /// (a queue there would release them in bursts), and shut down when the run ends. It goes through
+    /// Our own client (`HTTPClient.Configuration.postmanRetry`), shut down when the run ends. It goes through
     /// the proxy of `settings.network` (CONNECT for https) unless NO_PROXY exempts Postman's host, and
     /// trusts its CA files on top of the system's store. Before anything else, Postman's certificate is
     /// checked with a bare TLS handshake: one that is not trusted or not for the host stops the command
@@ -58,12 +57,7 @@ public struct RetryRun: Sendable {
     static func withHTTPClient<T: Sendable>(
         settings: RunSettings, logger: Logger, _ body: (HTTPClient) async throws -> T
     ) async throws -> T {
-        var configuration = HTTPClient.Configuration()
-        configuration.connectionPool = .init(
-            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
-        configuration.timeout = .init(connect: .seconds(5))
-        // Postman does not redirect; following one would send a second request on one pacer slot.
-        configuration.redirectConfiguration = .disallow
+        var configuration = HTTPClient.Configuration.postmanRetry
         // A key for the other environment would be refused on every call (or, worse, act on production).
         try settings.apiKeys.requireMatchingEnvironment(apiURL: settings.apiURL)
         do {

@@ -3,8 +3,7 @@ import CProcessHardening
 import Foundation
 import LibPQ
 import Logging
-import NIOCore
-import NIOPosix
+import PostmanAPI
 import RetryConfig
 import RetryJob
 import RetryJournal
@@ -30,18 +29,8 @@ struct PostmanRetryCommand: AsyncParsableCommand {
     /// the keys in it, and no other process of the same user can ptrace it or read its memory or
     /// `/proc/<pid>/environ`. Failing to do so is not a reason to refuse to run: say so and go on.
     static func main() async {
-        // Swift concurrency's jobs run on NIO's event loops, where the HTTP client's I/O already is: a
-        // request no longer hops between the concurrency pool's threads and NIO's (issue 17: thread
-        // wake-ups were a quarter of the job's CPU). POSTMAN_RETRY_NIO_EXECUTOR=0 keeps the default pool
-        // (for side-by-side benchmarks). Half the cores as event loops: the job mostly waits on its rate
-        // budget and shares the machine (on two cores one loop cost 10-25% less CPU per request than two,
-        // docs/benchmarks.md); POSTMAN_RETRY_EVENT_LOOPS=N sets the number.
-        let environment = ProcessInfo.processInfo.environment
-        let loops = environment["POSTMAN_RETRY_EVENT_LOOPS"].flatMap(Int.init) ?? (System.coreCount / 2)
-        NIOSingletons.groupLoopCountSuggestion = max(1, loops)
-        if environment["POSTMAN_RETRY_NIO_EXECUTOR"] != "0" {
-            NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-        }
+        // Swift concurrency's jobs on NIO's event loops (issue 17; the environment variables are there).
+        ProcessEventLoops.configure(environment: ProcessInfo.processInfo.environment)
         if cprocess_make_nondumpable() != 0 {
             FileHandle.standardError.write(
                 Data("postman-retry: warning: could not mark the process non-dumpable (errno \(errno))\n".utf8))

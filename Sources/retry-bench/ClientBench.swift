@@ -1,8 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
-import NIOCore
-import NIOPosix
 import PostmanAPI
 
 /// The HTTP path alone (issue 17): N reads of one message through `PostmanClient`, as the job makes them
@@ -24,9 +22,7 @@ struct ClientCost: AsyncParsableCommand {
     @Option(help: "Read list pages of this many messages instead of one message (0: one message).") var pageSize = 0
 
     func run() async throws {
-        var configuration = HTTPClient.Configuration()
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
-        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .postmanRetry)
         let client = PostmanClient(baseURL: url, httpClient: httpClient)
         // Warm up: the connection, the metadata caches.
         _ = try await client.getMessage(campaignId: campaign, messageId: message, apiKey: key)

@@ -2,25 +2,19 @@ import ArgumentParser
 import Foundation
 import LibPQ
 import Logging
-import NIOCore
-import NIOPosix
+import PostmanAPI
 
 /// Benchmarks that need the wrapper itself (the shell scripts in bench/ drive the rest).
 @main
 struct RetryBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "retry-bench",
-        abstract: "Micro-benchmarks of the libpq wrapper, run by bench/*.sh against a throwaway PostgreSQL.",
+        abstract: "Micro-benchmarks of the libpq wrapper and the Postman client, run by bench/*.sh.",
         subcommands: [WriteBack.self, FillCandidates.self, ClientCost.self])
 
-    /// As the job does (PostmanRetryCommand): Swift concurrency's jobs on NIO's loops, half the cores.
+    /// As the job does (PostmanRetryCommand): Swift concurrency's jobs on NIO's loops.
     static func main() async {
-        let environment = ProcessInfo.processInfo.environment
-        let loops = environment["POSTMAN_RETRY_EVENT_LOOPS"].flatMap(Int.init) ?? (System.coreCount / 2)
-        NIOSingletons.groupLoopCountSuggestion = max(1, loops)
-        if environment["POSTMAN_RETRY_NIO_EXECUTOR"] != "0" {
-            NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-        }
+        ProcessEventLoops.configure(environment: ProcessInfo.processInfo.environment)
         await main(nil)
     }
 }
