@@ -16,6 +16,10 @@
 #
 # Usage:  CASES="100x60 300x20 3x2000" bash bench/many-campaigns.sh     (the defaults; needs PG*)
 # Env:    RATE=10  STALE=0.3  SEED=3  OUT=out/bench-many  BIN=.build/release  LOG_LEVEL=warning (the job's, to run.log)
+#         TABLE_HISTORY=N   N rows the run must leave alone in the agency table, as an agency's table has
+#                        them: a month old (out of --max-age), delivered or failed, in 1,000 other campaigns
+#                        (so the run's own campaigns, and Postman's lists of them, are as without it): what
+#                        the job's reads of the table cost as the table grows
 #         PROFILE=perf   run the job under `perf record -g` (writes $OUT/<case>/perf.data, then
 #                        `perf report -i ... --no-children` shows where its CPU goes)
 #         PROFILE=callgrind   run it under valgrind --tool=callgrind (slow: for small cases only)
@@ -28,6 +32,7 @@ STALE=${STALE:-0.3}
 SEED=${SEED:-3}
 OUT=${OUT:-out/bench-many}
 PROFILE=${PROFILE:-}
+TABLE_HISTORY=${TABLE_HISTORY:-0}
 mkdir -p "$OUT"
 command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null; }
 
@@ -54,6 +59,16 @@ run_case() {
     psql -qX -v ON_ERROR_STOP=1 -f sql/reference-schema.sql -f sql/recommended-index.sql >/dev/null
     psql -qX -v ON_ERROR_STOP=1 \
         -c "\\copy outbound_messages ($(head -1 "$dir/rows.csv")) FROM '$dir/rows.csv' WITH (FORMAT csv, HEADER true)"
+    if [ "$TABLE_HISTORY" -gt 0 ]; then
+        psql -qX -v ON_ERROR_STOP=1 -c "INSERT INTO outbound_messages
+            (campaign_id, message_id, batch_id, recipient, is_otp, status, retry_count, error_code, created_at, updated_at)
+            SELECT 'older-' || (g % 1000), 'history_' || g, CASE WHEN g % 3 = 0 THEN 'batch-history-' || (g / 5000) END,
+                   '6580000000',
+                   g % 10 = 1, CASE WHEN g % 10 < 8 THEN 'success' ELSE 'failure' END, CASE WHEN g % 10 = 9 THEN 3 ELSE 0 END,
+                   CASE WHEN g % 10 >= 8 THEN 'recipient_unavailable' END,
+                   now() - interval '30 days' - g * interval '1 second', now() - interval '30 days'
+            FROM generate_series(1, $TABLE_HISTORY) g" >/dev/null
+    fi
     psql -qX -c "VACUUM ANALYZE outbound_messages"
 
     local sim_started job_started
