@@ -119,26 +119,37 @@ public struct Plan: Sendable, Codable {
         async throws -> [String: [WholeBatchCandidate]]
     {
         guard let batchColumn = t.batchId else { return [:] }
-        var result: [String: [WholeBatchCandidate]] = [:]
+        var pairs: [(campaign: String, batch: String, selected: Int)] = []
         for (campaign, batches) in selectedByBatch {
-            let big = batches.filter { $0.value >= WholeBatch.minimumMembers }
-            guard !big.isEmpty else { continue }
-            let rows = try await db.query(
-                """
-                SELECT \(fragment: t.column(batchColumn))::text AS batch, count(*) AS n FROM \(fragment: t.tableSQL) a
-                WHERE \(fragment: t.column(t.campaignId))::text = \(campaign) AND \(fragment: t.column(t.status)) = 'failure'
-                  AND \(fragment: t.column(batchColumn))::text = ANY(\(Array(big.keys))::text[])
-                GROUP BY 1
-                """)
-            for row in rows {
-                let batch: String = try row.decode("batch")
-                let failed: Int = try row.decode("n")
-                guard let selected = big[batch], selected == failed else { continue }
-                result[campaign, default: []].append(
-                    WholeBatchCandidate(batchId: batch, members: selected, callsSaved: selected - 1))
+            for (batch, selected) in batches where selected >= WholeBatch.minimumMembers {
+                pairs.append((campaign, batch, selected))
             }
-            result[campaign]?.sort { $0.batchId < $1.batchId }
         }
+        guard !pairs.isEmpty else { return [:] }
+        // Every campaign's batches in one statement: one pass over the failed rows, where one statement per
+        // campaign read the table once per campaign (100 campaigns on a 2,000,000-row table: 11 s of
+        // PostgreSQL's time; docs/benchmarks.md).
+        let rows = try await db.query(
+            """
+            SELECT \(fragment: t.column(t.campaignId))::text AS campaign, \(fragment: t.column(batchColumn))::text AS batch,
+                   count(*) AS n
+            FROM \(fragment: t.tableSQL) a
+            WHERE \(fragment: t.column(t.status)) = 'failure'
+              AND (\(fragment: t.column(t.campaignId))::text, \(fragment: t.column(batchColumn))::text) IN
+                  (SELECT c, b FROM unnest(\(pairs.map(\.campaign))::text[], \(pairs.map(\.batch))::text[]) AS u(c, b))
+            GROUP BY 1, 2
+            """)
+        var failedInTable: [String: [String: Int]] = [:]
+        for row in rows {
+            failedInTable[try row.decode("campaign", as: String.self), default: [:]][try row.decode("batch")] =
+                try row.decode("n", as: Int.self)
+        }
+        var result: [String: [WholeBatchCandidate]] = [:]
+        for pair in pairs where failedInTable[pair.campaign]?[pair.batch] == pair.selected {
+            result[pair.campaign, default: []].append(
+                WholeBatchCandidate(batchId: pair.batch, members: pair.selected, callsSaved: pair.selected - 1))
+        }
+        for campaign in result.keys { result[campaign]?.sort { $0.batchId < $1.batchId } }
         return result
     }
 

@@ -73,6 +73,29 @@ import Testing
         await fixture.stop()
     }
 
+    /// Every campaign's batches are counted in one statement: two campaigns with a batch of the same id are
+    /// still told apart (the second one's batch has an OTP member, so only the first may go whole).
+    @Test func planCountsTheSameBatchIdOfTwoCampaignsApart() async throws {
+        let fixture = try await EngineFixture.make(campaigns: 2, messages: 6, mixed: false, seed: 72) { data in
+            for i in data.rows.indices {
+                data.rows[i].batchId = "incident"
+                data.rows[i].errorCode = "routing_error"
+                data.rows[i].kind = .retrySucceeds
+            }
+            let second = data.simulator.campaigns[1].id
+            let otp = data.rows.lastIndex { $0.campaignId == second }!
+            data.rows[otp].isOtp = true
+            data.rows[otp].kind = .otp
+        }
+        let plan = try await Plan.compute(db: fixture.db, settings: fixture.settings())
+        let byCampaign = Dictionary(uniqueKeysWithValues: plan.campaigns.map { ($0.campaignId, $0.wholeBatches) })
+        let first = fixture.data.simulator.campaigns[0].id, second = fixture.data.simulator.campaigns[1].id
+        #expect(byCampaign[first]?.map(\.batchId) == ["incident"])
+        #expect(byCampaign[first]?.first?.members == 6)
+        #expect(byCampaign[second]?.isEmpty == true, "\(byCampaign)")
+        await fixture.stop()
+    }
+
     @Test func wholeBatchRetriesCanBeTurnedOff() async throws {
         let fixture = try await Self.incident(members: 12)
         var settings = fixture.settings(pollTimeout: .seconds(20))
