@@ -95,6 +95,11 @@ public struct RetryWorker: Sendable {
             if worker.exclusive { try await store.finishRun(run: run.id, status: .interrupted, error: "missing API keys") }
             throw error
         }
+        // How many rows each campaign has in the table (the size of a list sweep), for every campaign at
+        // once: without an index on the campaign column each count reads the whole table, and one count per
+        // campaign at its start read a 2,000,000-row table a hundred times (10 s of PostgreSQL's time, the
+        // last campaign starting that much later; docs/benchmarks.md).
+        let tableCounts = try await store.messageCounts(campaigns: campaigns.sorted())
         let client = PostmanClient(
             baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: log)
         let context = RunContext(
@@ -168,7 +173,10 @@ public struct RetryWorker: Sendable {
                                     metadata: ["campaign": "\(claim.campaign)", "from": "\(previous)"])
                             }
                             group.addTask {
-                                await work(held, key: keys[held.campaign], context: context, leases: leases, state: state)
+                                await work(
+                                    held, key: keys[held.campaign], messagesInTable: campaigns.contains(held.campaign) ? tableCounts[held.campaign] ?? 0 : nil,
+                                    context: context,
+                                    leases: leases, state: state)
                                 doorbell.ring()
                             }
                             continue
@@ -264,7 +272,8 @@ public struct RetryWorker: Sendable {
     /// Works one leased campaign to its end, then marks the lease done (unless the run is stopping).
     /// Its journal writes are fenced by the lease.
     private func work(
-        _ held: LeaseStore.Held, key: String?, context: RunContext, leases: LeaseStore, state: WorkerState
+        _ held: LeaseStore.Held, key: String?, messagesInTable: Int?, context: RunContext, leases: LeaseStore,
+        state: WorkerState
     ) async {
         let campaign = held.campaign
         defer { state.finish(held) }
@@ -278,10 +287,13 @@ public struct RetryWorker: Sendable {
                     context.stop(.database("no API key for campaign \(campaign)", transient: false))
                     return
                 }
-                let counts = try await context.store.messageCounts(campaigns: [campaign])
+                // nil: a campaign opened again since the run started, not counted with the others. The run's
+                // own open messages are a floor (rows deleted from the table are still in Postman's list).
+                var counted = messagesInTable
+                if counted == nil { counted = try await context.store.messageCounts(campaigns: [campaign])[campaign] }
                 let campaignWorker = CampaignWorker(
                     campaign: campaign, apiKey: key, context: context, first: first, chunkSize: chunkSize,
-                    messagesInTable: counts[campaign] ?? first.items.count,
+                    messagesInTable: max(counted ?? 0, first.items.count),
                     notBefore: max(.now + .seconds(1), context.holder?.firstSendAllowed ?? .now),
                     leaseValid: { (context.holder?.mayStillSend() ?? true) && state.mayStillSend(held) },
                     // Alone on the run, the hold's fence (in every journal write) is enough: nobody can take a
