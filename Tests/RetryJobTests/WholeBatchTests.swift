@@ -89,7 +89,8 @@ import Testing
         }
         let plan = try await Plan.compute(db: fixture.db, settings: fixture.settings())
         let byCampaign = Dictionary(uniqueKeysWithValues: plan.campaigns.map { ($0.campaignId, $0.wholeBatches) })
-        let first = fixture.data.simulator.campaigns[0].id, second = fixture.data.simulator.campaigns[1].id
+        let first = fixture.data.simulator.campaigns[0].id
+        let second = fixture.data.simulator.campaigns[1].id
         #expect(byCampaign[first]?.map(\.batchId) == ["incident"])
         #expect(byCampaign[first]?.first?.members == 6)
         #expect(byCampaign[second]?.isEmpty == true, "\(byCampaign)")
