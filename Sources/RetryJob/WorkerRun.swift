@@ -172,11 +172,11 @@ public struct RetryWorker: Sendable {
                                     "took over an expired lease",
                                     metadata: ["campaign": "\(claim.campaign)", "from": "\(previous)"])
                             }
+                            let counted = campaigns.contains(held.campaign) ? tableCounts[held.campaign] ?? 0 : nil
                             group.addTask {
                                 await work(
-                                    held, key: keys[held.campaign], messagesInTable: campaigns.contains(held.campaign) ? tableCounts[held.campaign] ?? 0 : nil,
-                                    context: context,
-                                    leases: leases, state: state)
+                                    held, key: keys[held.campaign], messagesInTable: counted, context: context, leases: leases,
+                                    state: state)
                                 doorbell.ring()
                             }
                             continue
