@@ -8,7 +8,11 @@ import RetrySettings
 /// Making outcomes durable: flushes to the journal, failures and the worker's end.
 extension CampaignWorker {
     func flush() async {
-        defer { flushing = false }
+        defer {
+            flushing = false
+            // The loop does not wake for a flush due while this one was on its way (it would spin): ring it.
+            if now >= flushDue { ring() }
+        }
         let wall = wallNow
         let nextBoundary = ((wall / Self.flushInterval).rounded(.down) + 1) * Self.flushInterval
         flushDue = now + (nextBoundary - wall)
