@@ -18,6 +18,9 @@ public struct RunResult: Sendable {
     /// The most messages one campaign worker held in memory at once: about one and a half journal chunks
     /// however many rows were selected.
     public var peakLifecyclesPerCampaign = 0
+    /// How many times the campaign workers' loops looked, all together: a loop that naps a few
+    /// milliseconds a pass while it waits shows here (tests hold the journal back and count).
+    public var campaignLoopPasses = 0
 }
 
 /// `postman-retry run`: takes the run lock, resumes or starts a run, selects, works every campaign

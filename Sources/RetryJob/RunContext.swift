@@ -71,6 +71,10 @@ final class RunContext: Sendable {
     func noteLifecycles(_ count: Int) { lifecyclePeak.withLock { $0 = max($0, count) } }
     var peakLifecycles: Int { lifecyclePeak.withLock { $0 } }
 
+    private let loopPassCount = Mutex(0)
+    func noteLoopPasses(_ count: Int) { loopPassCount.withLock { $0 += count } }
+    var loopPasses: Int { loopPassCount.withLock { $0 } }
+
     init(
         store: RunStore, client: PostmanClient, settings: RunSettings, run: RunRecord, logger: Logger,
         notBefore: ContinuousClock.Instant, crashPoints: CrashPoints, signalled: @escaping @Sendable () -> Bool = { false },

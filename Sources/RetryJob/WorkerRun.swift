@@ -240,6 +240,7 @@ public struct RetryWorker: Sendable {
         let status: RunStatus = stop == nil ? .completed : worker.exclusive ? .interrupted : .running
         var result = try await job.result(of: run, status: status, stop: stop, db: db, logger: log)
         result.peakLifecyclesPerCampaign = context.peakLifecycles
+        result.campaignLoopPasses = context.loopPasses
         log.info("most messages one campaign held in memory", metadata: ["messages": "\(context.peakLifecycles)"])
         return result
     }

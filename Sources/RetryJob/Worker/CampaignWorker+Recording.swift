@@ -76,6 +76,7 @@ extension CampaignWorker {
 
     /// After the loop: record what is known; unsent intents go back to `selected`.
     func finish() async {
+        context.noteLoopPasses(loopPasses)
         // An intent committed while the loop was stopping was never sent: it goes back too.
         if stopping || quietHoursBegan { releaseUnsent() }
         await flush()

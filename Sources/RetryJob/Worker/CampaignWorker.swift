@@ -62,6 +62,8 @@ actor CampaignWorker {
     var flushDue: Double = 0
     static let flushInterval = 0.5
     var flushing = false
+    /// Passes of the loop in `run()` (RunResult.campaignLoopPasses).
+    var loopPasses = 0
     var refilling = false
     var lastTick: Double = 0
     /// When the next wanted look falls due (from the latest scan).
@@ -260,6 +262,7 @@ actor CampaignWorker {
         var stopSeenAt: Double?
         await withDiscardingTaskGroup { group in
             while true {
+                loopPasses += 1
                 let t = now
                 if t - lastTick >= 0.25 || wallNow >= nextPollDeadline { tick() }
                 // Journal writes and the next wave's intents go to the database from child tasks: a slot
