@@ -95,7 +95,10 @@ struct ConfigCheck: AsyncParsableCommand {
             }
         }
         for note in result.notes { print("note: \(note)") }
-        if let index = result.suggestedIndex { print("to add it:\n  \(index)") }
+        if !result.suggestedIndexes.isEmpty {
+            print(result.suggestedIndexes.count == 1 ? "to add it:" : "to add them:")
+            for index in result.suggestedIndexes { print("  \(index)") }
+        }
         var problems = result.problems
         for (campaign, config) in (resolved.config?.campaigns ?? [:]).sorted(by: { $0.key < $1.key })
         where config.apiKeyVariable != nil && resolved.run.apiKeys.key(for: campaign) == nil {

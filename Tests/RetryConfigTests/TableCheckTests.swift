@@ -24,8 +24,10 @@ struct TableCheckTests {
         let db = try await referenceDatabase(index: true)
         let result = try await TableCheck(table: .reference).run(db)
         #expect(result.ok, "\(result.problems)")
-        #expect(result.suggestedIndex == nil)
+        #expect(result.suggestedIndexes.isEmpty)
         #expect(result.notes.contains { $0.contains("outbound_messages_failed_idx") })
+        // The reference table's message id is UNIQUE: that index serves the intents and write-backs.
+        #expect(result.notes.contains { $0.contains("through index outbound_messages_message_id_key") }, "\(result.notes)")
         await db.close()
     }
 
@@ -33,14 +35,34 @@ struct TableCheckTests {
         let db = try await referenceDatabase(index: false)
         let result = try await TableCheck(table: .reference).run(db)
         #expect(result.ok)
-        let index = try #require(result.suggestedIndex)
+        #expect(result.suggestedIndexes.count == 1, "\(result.suggestedIndexes)")
+        let index = try #require(result.suggestedIndexes.first)
         #expect(
             index
                 == #"CREATE INDEX CONCURRENTLY "outbound_messages_failed_idx" ON "outbound_messages" ("created_at", "id") WHERE "status" = 'failure';"#
         )
         // The printed statement works.
         try await db.execute(PGQuery(unsafeSQL: index.replacingOccurrences(of: "CONCURRENTLY ", with: "")))
-        #expect(try await TableCheck(table: .reference).run(db).suggestedIndex == nil)
+        #expect(try await TableCheck(table: .reference).run(db).suggestedIndexes.isEmpty)
+        await db.close()
+    }
+
+    /// A table whose message id has no index (an agency's own table may lack one): every wave's intents
+    /// and every write-back would read the whole table; the check prints the statement that adds one.
+    @Test func aMessageIdWithoutAnIndexPrintsTheStatementToAddOne() async throws {
+        let db = try await referenceDatabase(index: true)
+        try await db.execute("ALTER TABLE outbound_messages DROP CONSTRAINT outbound_messages_message_id_key")
+        // An index that starts with another column, or a partial one, does not serve the look-ups.
+        try await db.execute("CREATE INDEX by_campaign ON outbound_messages (campaign_id, message_id)")
+        try await db.execute("CREATE INDEX failed_ids ON outbound_messages (message_id) WHERE status = 'failure'")
+        let result = try await TableCheck(table: .reference).run(db)
+        #expect(result.ok)
+        #expect(result.notes.contains { $0.contains("no index on message_id") }, "\(result.notes)")
+        #expect(
+            result.suggestedIndexes
+                == [#"CREATE INDEX CONCURRENTLY "outbound_messages_message_id_idx" ON "outbound_messages" ("message_id");"#])
+        try await db.execute(PGQuery(unsafeSQL: result.suggestedIndexes[0].replacingOccurrences(of: "CONCURRENTLY ", with: "")))
+        #expect(try await TableCheck(table: .reference).run(db).suggestedIndexes.isEmpty)
         await db.close()
     }
 
