@@ -20,6 +20,8 @@
 #                        them: a month old (out of --max-age), delivered or failed, in 1,000 other campaigns
 #                        (so the run's own campaigns, and Postman's lists of them, are as without it): what
 #                        the job's reads of the table cost as the table grows
+#         JOURNAL_HISTORY=N   N journal entries of earlier, completed runs (6,000 a run, a year of nightly
+#                        runs is about 2,000,000): what the job's own bookkeeping costs as it grows
 #         PROFILE=perf   run the job under `perf record -g` (writes $OUT/<case>/perf.data, then
 #                        `perf report -i ... --no-children` shows where its CPU goes)
 #         PROFILE=callgrind   run it under valgrind --tool=callgrind (slow: for small cases only)
@@ -33,6 +35,7 @@ SEED=${SEED:-3}
 OUT=${OUT:-out/bench-many}
 PROFILE=${PROFILE:-}
 TABLE_HISTORY=${TABLE_HISTORY:-0}
+JOURNAL_HISTORY=${JOURNAL_HISTORY:-0}
 mkdir -p "$OUT"
 command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null; }
 
@@ -82,6 +85,19 @@ run_case() {
     for c in $(seq 1 "$campaigns"); do export "POSTMAN_API_KEY_CAMPAIGN_$c=key-campaign-$c"; done
 
     "$BIN/postman-retry" migrate >/dev/null
+    if [ "$JOURNAL_HISTORY" -gt 0 ]; then
+        # Earlier nightly runs, all completed: their messages succeeded or failed (nothing left to carry over).
+        psql -qX -v ON_ERROR_STOP=1 -c "INSERT INTO postman_retry.runs (status, started_at, finished_at, scope, agency_table)
+            SELECT 'completed', now() - (r || ' days')::interval, now() - (r || ' days')::interval + interval '1 minute',
+                   '{}'::jsonb, 'outbound_messages'
+            FROM generate_series(($JOURNAL_HISTORY + 5999) / 6000, 1, -1) r" \
+            -c "INSERT INTO postman_retry.journal (run_id, message_id, campaign_id, batch_id, row_key, recipient_masked,
+                   origin, state, outcome, result, write_state, snap_status, snap_retry_count, intent_at, accepted_at, final_at)
+            SELECT 1 + g / 6000, 'old_' || g, 'campaign-' || (1 + g % $campaigns), NULL, g::text, '6580****00', 'selected',
+                   'done', 'retried', CASE WHEN g % 4 = 0 THEN 'failed' ELSE 'succeeded' END, 'written', 'failure', 0,
+                   now() - interval '1 day', now() - interval '1 day', now() - interval '1 day'
+            FROM generate_series(0, $JOURNAL_HISTORY - 1) g" -c "ANALYZE postman_retry.journal" >/dev/null
+    fi
     "$BIN/postman-retry" plan --rate-limit "$RATE" --format json >"$dir/plan.json"
     local wrap=()
     case $PROFILE in
