@@ -7,15 +7,21 @@ import RetrySettings
 
 /// Making outcomes durable: flushes to the journal, failures and the worker's end.
 extension CampaignWorker {
-    func flush() async {
-        defer {
-            flushing = false
-            // The loop does not wake for a flush due while this one was on its way (it would spin): ring it.
-            if now >= flushDue { ring() }
-        }
+    /// The next flush falls on the wall clock's next half second. Set by the loop as it starts a flush, so
+    /// that the loop's nap in the same pass already aims at it.
+    func scheduleNextFlush() {
         let wall = wallNow
         let nextBoundary = ((wall / Self.flushInterval).rounded(.down) + 1) * Self.flushInterval
         flushDue = now + (nextBoundary - wall)
+    }
+
+    func flush() async {
+        defer {
+            flushing = false
+            // A flush that outlasted its interval: the next one is already due, and the loop, which does not
+            // nap towards a due time in the past (it would spin), is rung to start it.
+            if now >= flushDue { ring() }
+        }
         let acceptedNow = accepted
         let settledNow = settled
         var callsNow = calls

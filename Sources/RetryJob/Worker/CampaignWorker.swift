@@ -270,6 +270,7 @@ actor CampaignWorker {
                 // on PostgreSQL. One flush and one refill at a time keep the journal's order.
                 if !flushing, t >= flushDue || settled.count >= 200 {
                     flushing = true
+                    scheduleNextFlush()
                     group.addTask { await self.flush() }
                 }
                 if !refilling, !stopping, !quietHoursBegan, callQueue.count < max(1, waveSize / 2),
@@ -319,13 +320,13 @@ actor CampaignWorker {
                 guard let action = nextAction(at: t) else {
                     // Nothing to send. An answer, a committed wave or a batch intent rings the loop awake;
                     // else it sleeps until the next look falls due, or the next tick or flush.
-                    // A flush still on its way when the next falls due rings as it ends: its due time, then
+                    // A flush still on its way when the next falls due rings as it ends: that due time, then
                     // past, would make every pass nap 2 ms (with writes slower than the flush interval, a
                     // hundred workers woke 50,000 times a second; docs/benchmarks.md).
                     let wall = wallNow
                     let due = min(
                         t + max(0.002, nextViewDue - wall), t + max(0, nextPollDeadline - wall),
-                        flushing ? t + napCap : flushDue, t + napCap)
+                        flushDue > t ? flushDue : t + napCap, t + napCap)
                     await nap(until: max(t + 0.002, due))
                     continue
                 }
