@@ -98,8 +98,18 @@ public struct RetryWorker: Sendable {
         // How many rows each campaign has in the table (the size of a list sweep), for every campaign at
         // once: without an index on the campaign column each count reads the whole table, and one count per
         // campaign at its start read a 2,000,000-row table a hundred times (10 s of PostgreSQL's time, the
-        // last campaign starting that much later; docs/benchmarks.md).
-        let tableCounts = try await store.messageCounts(campaigns: campaigns.sorted())
+        // last campaign starting that much later; docs/benchmarks.md). A campaign taken more than a minute
+        // later (a worker with --max-campaigns, a lease taken over) is counted again, alone.
+        let tableCounts: [String: Int]
+        do {
+            tableCounts = try await store.messageCounts(campaigns: campaigns.sorted())
+        } catch {
+            if worker.exclusive {
+                try? await store.finishRun(run: run.id, status: .interrupted, error: "counting the campaigns' rows: \(error)")
+            }
+            throw error
+        }
+        let countedAt = ContinuousClock.now
         let client = PostmanClient(
             baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: log)
         let context = RunContext(
@@ -172,7 +182,9 @@ public struct RetryWorker: Sendable {
                                     "took over an expired lease",
                                     metadata: ["campaign": "\(claim.campaign)", "from": "\(previous)"])
                             }
-                            let counted = campaigns.contains(held.campaign) ? tableCounts[held.campaign] ?? 0 : nil
+                            let counted =
+                                campaigns.contains(held.campaign) && now - countedAt < .seconds(60)
+                                ? tableCounts[held.campaign] ?? 0 : nil
                             group.addTask {
                                 await work(
                                     held, key: keys[held.campaign], messagesInTable: counted, context: context, leases: leases,
@@ -288,8 +300,9 @@ public struct RetryWorker: Sendable {
                     context.stop(.database("no API key for campaign \(campaign)", transient: false))
                     return
                 }
-                // nil: a campaign opened again since the run started, not counted with the others. The run's
-                // own open messages are a floor (rows deleted from the table are still in Postman's list).
+                // nil: a campaign not counted with the others at the start (opened again since), or counted
+                // too long ago. The run's own open messages are a floor (rows deleted from the table are
+                // still in Postman's list).
                 var counted = messagesInTable
                 if counted == nil { counted = try await context.store.messageCounts(campaigns: [campaign])[campaign] }
                 let campaignWorker = CampaignWorker(
