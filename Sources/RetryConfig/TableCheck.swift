@@ -115,7 +115,7 @@ public struct TableCheck: Sendable {
             """
             SELECT i.indexrelid::regclass::text AS name, pg_get_expr(i.indpred, i.indrelid) AS predicate,
                    (SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = i.indkey[0]) AS first_column
-            FROM pg_index i WHERE i.indrelid = \(oid)::oid
+            FROM pg_index i WHERE i.indrelid = \(oid)::oid AND i.indisvalid
             """)
         var fitting: String?
         var messageIdIndex: String?
