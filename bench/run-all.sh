@@ -18,4 +18,7 @@ SCRATCH_PATH=${SCRATCH_PATH:-.build} bash bench/sim-load.sh
 # The job's own CPU per request with many campaigns, next to the load tool's (issue 17): 100 x 60, 300 x 20
 # and 3 x 2,000 at 10/s per campaign, 30% stale mix.
 bash bench/many-campaigns.sh
+# The same 100 x 60 against tables the size of an agency's: 2,000,000 older rows in the agency table, and a
+# year of nightly runs in the journal (what the job's reads of both cost as they grow).
+TABLE_HISTORY=2000000 JOURNAL_HISTORY=2000000 CASES=100x60 OUT=out/bench-many-history bash bench/many-campaigns.sh
 bash bench/client-cost.sh                                   # the HTTP path alone: what a wake-up costs (issue 17)
