@@ -39,7 +39,9 @@ import Testing
         let started = ContinuousClock.now
         let next = try await RunHolder.acquire(db: second, workerId: "next", mode: .exclusive, logger: Self.logger)
         #expect(ContinuousClock.now - started < .seconds(1), "a released hold is free at once")
-        #expect(next.mayStillSend())
+        // It holds the run (not `mayStillSend`, which also asks for a renewal in the last 0.9 s: an acquire
+        // that took 0.9 s on a loaded machine failed that in one full run).
+        #expect(next.lostReason == nil)
         await next.release()
         await db.close()
         await second.close()
