@@ -8,6 +8,8 @@ public struct TableCheck: Sendable {
     public struct Result: Sendable {
         public var problems: [String] = []
         public var notes: [String] = []
+        /// What will work but read the whole table for want of an index (`plan` and `run` log these).
+        public var slowPaths: [String] = []
         /// The `CREATE INDEX` statements to run: for the selection, and for the message id.
         public var suggestedIndexes: [String] = []
         public var ok: Bool { problems.isEmpty }
@@ -109,6 +111,30 @@ public struct TableCheck: Sendable {
             }
         }
 
+        // Each wave's intents and each write-back find their rows by message id: without an index every one
+        // of them reads the whole table (100 campaigns on a 2,000,000-row table: 4 times the wall time and
+        // 18 times PostgreSQL's CPU; docs/benchmarks.md). Read from the catalog alone (no predicate is
+        // deparsed, which would wait on a lock of the table), so `plan` and `run` look too.
+        if result.problems.isEmpty {
+            let found = try await db.query(
+                """
+                SELECT i.indexrelid::regclass::text AS name FROM pg_index i
+                JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                WHERE i.indrelid = \(oid)::oid AND i.indisvalid AND i.indpred IS NULL AND a.attname = \(table.messageId)
+                ORDER BY 1 LIMIT 1
+                """)
+            if let index = found.first {
+                result.notes.append(
+                    "intents and write-backs find their rows through index \(try index.decode("name", as: String.self))")
+            } else {
+                let indexName = try await db.escapeIdentifier(String("\(table.table)_message_id_idx".prefix(63)))
+                result.suggestedIndexes.append(
+                    "CREATE INDEX CONCURRENTLY \(indexName) ON \(qualifiedName) (\(try await db.escapeIdentifier(table.messageId)));"
+                )
+                result.slowPaths.append(
+                    "no index on \(table.messageId): every wave's intents and every write-back will scan the table")
+            }
+        }
         guard checkIndex else { return result }
         // The selection reads `status = 'failure'` rows ordered by (created_at, key).
         let indexes = try await db.query(
@@ -118,7 +144,6 @@ public struct TableCheck: Sendable {
             FROM pg_index i WHERE i.indrelid = \(oid)::oid AND i.indisvalid
             """)
         var fitting: String?
-        var messageIdIndex: String?
         for index in indexes {
             let first: String? = try index.optional("first_column")
             let predicate: String? = try index.optional("predicate")
@@ -127,41 +152,29 @@ public struct TableCheck: Sendable {
             {
                 fitting = try index.decode("name")
             }
-            if first == table.messageId, predicate == nil { messageIdIndex = try index.decode("name") }
         }
         // An index suggestion over columns that do not fit would only mislead.
         guard result.problems.isEmpty else { return result }
-        let tableSQL = try await quotedTable(db)
         if let fitting {
             result.notes.append("the selection can read through index \(fitting)")
         } else {
             let indexName = try await db.escapeIdentifier(String("\(table.table)_failed_idx".prefix(63)))
             result.suggestedIndexes.append(
-                "CREATE INDEX CONCURRENTLY \(indexName) ON \(tableSQL) (\(try await db.escapeIdentifier(table.createdAt)), "
+                "CREATE INDEX CONCURRENTLY \(indexName) ON \(qualifiedName) (\(try await db.escapeIdentifier(table.createdAt)), "
                     + "\(try await db.escapeIdentifier(table.key))) WHERE \(try await db.escapeIdentifier(table.status)) = 'failure';"
             )
-            result.notes.append(
+            result.slowPaths.append(
                 "no partial index on (\(table.createdAt), …) WHERE \(table.status) = 'failure': the selection will scan the table"
             )
-        }
-        // Each wave's intents and each write-back find their rows by message id: without an index every one
-        // of them reads the whole table (100 campaigns on a 2,000,000-row table: 4 times the wall time and
-        // 18 times PostgreSQL's CPU; docs/benchmarks.md).
-        if let messageIdIndex {
-            result.notes.append("intents and write-backs find their rows through index \(messageIdIndex)")
-        } else {
-            let indexName = try await db.escapeIdentifier(String("\(table.table)_message_id_idx".prefix(63)))
-            result.suggestedIndexes.append(
-                "CREATE INDEX CONCURRENTLY \(indexName) ON \(tableSQL) (\(try await db.escapeIdentifier(table.messageId)));")
-            result.notes.append(
-                "no index on \(table.messageId): every wave's intents and every write-back will scan the table")
         }
         return result
     }
 
     /// For `plan` and `run`: a mapping that does not fit the table is a usage error (exit 64) that
-    /// names every misfit, rather than a database error half-way through the selection.
-    public static func requireFit(_ table: AgencyTable, db: PGConnection) async throws {
+    /// names every misfit, rather than a database error half-way through the selection. Returns what will
+    /// read the whole table for want of an index (for a warning in the log).
+    @discardableResult
+    public static func requireFit(_ table: AgencyTable, db: PGConnection) async throws -> [String] {
         let result = try await TableCheck(table: table).run(db, checkIndex: false)
         guard result.ok else {
             throw JobError(
@@ -169,6 +182,7 @@ public struct TableCheck: Sendable {
                 "the table mapping does not fit \(table.displayName) (run `postman-retry config check`):\n"
                     + result.problems.map { "  - \($0)" }.joined(separator: "\n"))
         }
+        return result.slowPaths.map { "\($0) (`postman-retry config check` prints the statement that adds one)" }
     }
 
     /// The table's quoted name: passed to `to_regclass` as a parameter, and printed in the suggested index.

@@ -94,7 +94,7 @@ struct ConfigCheck: AsyncParsableCommand {
                 toCheck = try await CredentialCheck.campaigns(in: resolved.run.table, db: db, limit: 100)
             }
         }
-        for note in result.notes { print("note: \(note)") }
+        for note in result.notes + result.slowPaths { print("note: \(note)") }
         if !result.suggestedIndexes.isEmpty {
             print(result.suggestedIndexes.count == 1 ? "to add it:" : "to add them:")
             for index in result.suggestedIndexes { print("  \(index)") }
