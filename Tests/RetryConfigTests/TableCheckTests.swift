@@ -70,6 +70,91 @@ struct TableCheckTests {
         await db.close()
     }
 
+    /// The message id index of a table with quoted names in another schema, as agencies name them: a BRIN
+    /// index or one in another collation does not serve `message_id = …`, nor does an invalid index (a
+    /// failed CREATE INDEX CONCURRENTLY); a B-tree does.
+    @Test func theMessageIdIndexOfAQuotedTableMustServeEquality() async throws {
+        let (db, _) = try await TestDatabase.connect(prefix: "cfgcheck")
+        try await db.executeScript(
+            """
+            CREATE SCHEMA "Agency Data";
+            CREATE TABLE "Agency Data"."Outbound SMS" (
+                "MsgKey" text PRIMARY KEY, "postmanId" text NOT NULL, "Campaign" text NOT NULL, phone text NOT NULL,
+                "Delivery State" text NOT NULL, retries integer NOT NULL, last_error text, sent_at timestamptz NOT NULL,
+                modified timestamptz NOT NULL, batch text, otp_flag boolean NOT NULL DEFAULT false
+            );
+            CREATE INDEX by_range ON "Agency Data"."Outbound SMS" USING brin ("postmanId");
+            CREATE INDEX in_c ON "Agency Data"."Outbound SMS" ("postmanId" COLLATE "C");
+            CREATE INDEX broken ON "Agency Data"."Outbound SMS" ("postmanId");
+            UPDATE pg_index SET indisvalid = false WHERE indexrelid = '"Agency Data".broken'::regclass;
+            """)
+        let file = try ConfigFile.parse(
+            """
+            [table]
+            schema = "Agency Data"
+            name = "Outbound SMS"
+            [table.columns]
+            key = "MsgKey"
+            message_id = "postmanId"
+            campaign_id = "Campaign"
+            recipient = "phone"
+            status = "Delivery State"
+            retry_count = "retries"
+            error_code = "last_error"
+            created_at = "sent_at"
+            updated_at = "modified"
+            batch_id = "batch"
+            [otp]
+            column = "otp_flag"
+            """)
+        let table = try #require(file.table)
+        let result = try await TableCheck(table: table).run(db)
+        #expect(result.ok, "\(result.problems)")
+        #expect(result.slowPaths.contains { $0.contains("no index on postmanId") }, "\(result.slowPaths)")
+        let statement = try #require(result.suggestedIndexes.first { $0.contains("postmanId") })
+        #expect(
+            statement
+                == #"CREATE INDEX CONCURRENTLY "Outbound SMS_message_id_idx" ON "Agency Data"."Outbound SMS" ("postmanId");"#)
+        try await db.execute(PGQuery(unsafeSQL: statement.replacingOccurrences(of: "CONCURRENTLY ", with: "")))
+        let after = try await TableCheck(table: table).run(db)
+        #expect(
+            after.notes.contains { $0.contains("through index \"Agency Data\".\"Outbound SMS_message_id_idx\"") },
+            "\(after.notes)")
+        #expect(try await TableCheck.requireFit(table, db: db).isEmpty)
+        await db.close()
+    }
+
+    /// A partitioned table is read through its partitions' indexes: one on each partition counts, a
+    /// partition without one is named, and the statement printed is one PostgreSQL takes on a partitioned
+    /// table (no CONCURRENTLY).
+    @Test func aPartitionedTableIsCheckedPartitionByPartition() async throws {
+        let (db, _) = try await TestDatabase.connect(prefix: "cfgcheck")
+        try await db.executeScript(
+            """
+            CREATE TABLE outbound_messages (
+                id bigint NOT NULL, campaign_id text NOT NULL, message_id text NOT NULL, batch_id text,
+                recipient text NOT NULL, is_otp boolean NOT NULL DEFAULT false, status text NOT NULL,
+                retry_count integer NOT NULL DEFAULT 0, error_code text, created_at timestamptz NOT NULL,
+                updated_at timestamptz NOT NULL
+            ) PARTITION BY RANGE (created_at);
+            CREATE TABLE outbound_2026_11 PARTITION OF outbound_messages FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+            CREATE TABLE outbound_2026_12 PARTITION OF outbound_messages FOR VALUES FROM ('2026-12-01') TO ('2027-01-01');
+            CREATE INDEX ON outbound_2026_11 (message_id);
+            """)
+        let result = try await TableCheck(table: .reference).run(db)
+        #expect(result.ok, "\(result.problems)")
+        #expect(result.slowPaths.contains { $0.contains("in partition(s) outbound_2026_12") }, "\(result.slowPaths)")
+        #expect(
+            result.suggestedIndexes.contains(
+                #"CREATE INDEX "outbound_messages_message_id_idx" ON "outbound_messages" ("message_id");"#))
+        #expect(!result.suggestedIndexes.contains { $0.contains("CONCURRENTLY") }, "\(result.suggestedIndexes)")
+        try await db.execute("CREATE INDEX ON outbound_2026_12 (message_id)")
+        let after = try await TableCheck(table: .reference).run(db)
+        #expect(!after.slowPaths.contains { $0.contains("message_id") }, "\(after.slowPaths)")
+        #expect(after.notes.contains { $0.contains("and 1 more, one per partition") }, "\(after.notes)")
+        await db.close()
+    }
+
     @Test func everyMisfitIsListedAtOnce() async throws {
         let (db, _) = try await TestDatabase.connect(prefix: "cfgcheck")
         try await db.executeScript(
