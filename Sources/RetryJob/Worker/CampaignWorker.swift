@@ -313,8 +313,9 @@ actor CampaignWorker {
                 }
                 let slot = max(pacer.earliestSend(now: t), backoffUntil, notBefore)
                 if slot > t {
-                    // Until the slot opens (an answer may open it sooner: it rings).
-                    await nap(until: min(slot, t + napCap))
+                    // Until the slot opens (an answer may open it sooner: it rings), or the next flush is due
+                    // (a slot a backoff or the first send's wait put seconds away must not hold flushes back).
+                    await nap(until: min(slot, t + napCap, flushDue > t ? flushDue : t + napCap))
                     continue
                 }
                 guard let action = nextAction(at: t) else {
