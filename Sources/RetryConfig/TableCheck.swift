@@ -111,53 +111,9 @@ public struct TableCheck: Sendable {
             }
         }
 
-        // Each wave's intents and each write-back find their rows by message id: without an index every one
-        // of them reads the whole table (100 campaigns on a 2,000,000-row table: 4 times the wall time and
-        // 18 times PostgreSQL's CPU; docs/benchmarks.md). Read from the catalog alone (no predicate is
-        // deparsed, which would wait on a lock of the table), so `plan` and `run` look too.
-        // A partitioned table is read through its partitions' indexes (made on the parent, or on each one).
         let partitioned = kind == "p"
-        // A partitioned table takes no CREATE INDEX CONCURRENTLY; on it the statement printed blocks writes
-        // while it builds (building it CONCURRENTLY on each partition first avoids that).
-        let concurrently = partitioned ? "" : "CONCURRENTLY "
         if result.problems.isEmpty {
-            // A B-tree or hash index whose first column is the message id, in the column's collation: one
-            // that serves `message_id = …` (a GIN, GiST or BRIN index, or another collation, does not).
-            let relations = try await db.query(
-                """
-                SELECT r.relid::regclass::text AS relation,
-                       (SELECT i.indexrelid::regclass::text FROM pg_index i
-                        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                        JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
-                        WHERE i.indrelid = r.relid AND i.indisvalid AND i.indpred IS NULL AND a.attname = \(table.messageId)
-                          AND am.amname IN ('btree', 'hash') AND i.indcollation[0] = a.attcollation
-                        ORDER BY 1 LIMIT 1) AS index
-                FROM (SELECT \(oid)::oid::regclass AS relid WHERE NOT \(partitioned)::boolean
-                      UNION ALL SELECT relid FROM pg_partition_tree(\(oid)::oid::regclass) WHERE isleaf) r
-                ORDER BY 1
-                """)
-            var missing: [String] = []
-            var found: [String] = []
-            for relation in relations {
-                if let index: String = try relation.optional("index") {
-                    found.append(index)
-                } else {
-                    missing.append(try relation.decode("relation"))
-                }
-            }
-            if missing.isEmpty, let first = found.first {
-                result.notes.append(
-                    "intents and write-backs find their rows through index \(first)\(found.count > 1 ? " and \(found.count - 1) more, one per partition" : "")"
-                )
-            } else if !missing.isEmpty {
-                let indexName = try await db.escapeIdentifier(String("\(table.table)_message_id_idx".prefix(63)))
-                result.suggestedIndexes.append(
-                    "CREATE INDEX \(concurrently)\(indexName) ON \(qualifiedName) (\(try await db.escapeIdentifier(table.messageId)));"
-                )
-                result.slowPaths.append(
-                    "no index on \(table.messageId)\(partitioned ? " in partition(s) \(missing.joined(separator: ", "))" : ""): "
-                        + "every wave's intents and every write-back will scan \(partitioned ? "them" : "the table")")
-            }
+            try await checkMessageIdIndex(db, relation: oid, partitioned: partitioned, quotedName: qualifiedName, into: &result)
         }
         guard checkIndex else { return result }
         // The selection reads `status = 'failure'` rows ordered by (created_at, key).
@@ -184,7 +140,7 @@ public struct TableCheck: Sendable {
         } else {
             let indexName = try await db.escapeIdentifier(String("\(table.table)_failed_idx".prefix(63)))
             result.suggestedIndexes.append(
-                "CREATE INDEX \(concurrently)\(indexName) ON \(qualifiedName) (\(try await db.escapeIdentifier(table.createdAt)), "
+                "\(Self.createIndex(partitioned: partitioned)) \(indexName) ON \(qualifiedName) (\(try await db.escapeIdentifier(table.createdAt)), "
                     + "\(try await db.escapeIdentifier(table.key))) WHERE \(try await db.escapeIdentifier(table.status)) = 'failure';"
             )
             result.slowPaths.append(
@@ -193,6 +149,57 @@ public struct TableCheck: Sendable {
         }
         return result
     }
+
+    /// Each wave's intents and each write-back find their rows by message id: without an index every one of
+    /// them reads the whole table (100 campaigns on a 2,000,000-row table: 4 times the wall time and 18 times
+    /// PostgreSQL's CPU; docs/benchmarks.md). Looks for a valid B-tree or hash index whose first column is
+    /// the message id, in the column's collation (a GIN, GiST or BRIN index, or another collation, does not
+    /// serve `message_id = …`); on a partitioned table, on each partition (an index made on the parent
+    /// gives each one its own). Reads the catalog alone: no predicate is deparsed, which would wait on a
+    /// lock of the table, so `plan` and `run` look too.
+    private func checkMessageIdIndex(
+        _ db: PGConnection, relation oid: String, partitioned: Bool, quotedName: String, into result: inout Result
+    ) async throws {
+        let relations = try await db.query(
+            """
+            SELECT r.relid::regclass::text AS relation,
+                   (SELECT i.indexrelid::regclass::text FROM pg_index i
+                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                    JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
+                    WHERE i.indrelid = r.relid AND i.indisvalid AND i.indpred IS NULL AND a.attname = \(table.messageId)
+                      AND am.amname IN ('btree', 'hash') AND i.indcollation[0] = a.attcollation
+                    ORDER BY 1 LIMIT 1) AS index
+            FROM (SELECT \(oid)::oid::regclass AS relid WHERE NOT \(partitioned)::boolean
+                  UNION ALL SELECT relid FROM pg_partition_tree(\(oid)::oid::regclass) WHERE isleaf) r
+            ORDER BY 1
+            """)
+        var missing: [String] = []
+        var found: [String] = []
+        for relation in relations {
+            if let index: String = try relation.optional("index") {
+                found.append(index)
+            } else {
+                missing.append(try relation.decode("relation"))
+            }
+        }
+        if missing.isEmpty, let first = found.first {
+            let more = found.count > 1 ? " and \(found.count - 1) more, one per partition" : ""
+            result.notes.append("intents and write-backs find their rows through index \(first)\(more)")
+        } else if !missing.isEmpty {
+            let indexName = try await db.escapeIdentifier(String("\(table.table)_message_id_idx".prefix(63)))
+            result.suggestedIndexes.append(
+                "\(Self.createIndex(partitioned: partitioned)) \(indexName) ON \(quotedName) (\(try await db.escapeIdentifier(table.messageId)));"
+            )
+            let scope = partitioned ? " in partition(s) \(missing.joined(separator: ", "))" : ""
+            result.slowPaths.append(
+                "no index on \(table.messageId)\(scope): every wave's intents and every write-back will scan "
+                    + (partitioned ? "them" : "the table"))
+        }
+    }
+
+    /// A partitioned table takes no CREATE INDEX CONCURRENTLY: on one, the statement printed blocks writes
+    /// while it builds (building the index CONCURRENTLY on each partition first avoids that).
+    static func createIndex(partitioned: Bool) -> String { partitioned ? "CREATE INDEX" : "CREATE INDEX CONCURRENTLY" }
 
     /// For `plan` and `run`: a mapping that does not fit the table is a usage error (exit 64) that
     /// names every misfit, rather than a database error half-way through the selection. Returns what will
