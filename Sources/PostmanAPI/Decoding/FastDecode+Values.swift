@@ -8,6 +8,17 @@ extension FastDecode.Reader {
     }
 
     mutating func string() throws -> String {
+        guard let (text, ascii) = try plainString() else { return try escapedString() }
+        if ascii { return String(decoding: text, as: UTF8.self) }
+        // Invalid UTF-8 makes JSONSerialization refuse the whole body: so unsure here.
+        guard let s = String(validating: text, as: UTF8.self) else { throw Unsure() }
+        return s
+    }
+
+    /// A string up to its closing quote, the reader after it: its bytes, and whether all are ASCII. Nil at
+    /// the first backslash, with the reader just after the opening quote (`string()` then builds it with
+    /// its escapes; a key is refused). A control character: unsure.
+    mutating func plainString() throws -> (text: UnsafeBufferPointer<UInt8>, ascii: Bool)? {
         guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw Unsure() }
         i += 1
         let start = i
@@ -17,17 +28,14 @@ extension FastDecode.Reader {
             if b == UInt8(ascii: "\"") {
                 let text = UnsafeBufferPointer(rebasing: bytes[start..<i])
                 i += 1
-                if ascii { return String(decoding: text, as: UTF8.self) }
-                // Invalid UTF-8 makes JSONSerialization refuse the whole body: so unsure here.
-                guard let s = String(validating: text, as: UTF8.self) else { throw Unsure() }
-                return s
+                return (text, ascii)
             }
-            if b >= 0x80 { ascii = false }
             if b == UInt8(ascii: "\\") {
                 i = start
-                return try escapedString()
+                return nil
             }
             if b < 0x20 { throw Unsure() }
+            if b >= 0x80 { ascii = false }
             i += 1
         }
         throw Unsure()

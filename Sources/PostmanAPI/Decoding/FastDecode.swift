@@ -126,23 +126,9 @@ enum FastDecode {
 
         /// A key's bytes between its quotes (checked as `string()` checks a string without escapes).
         mutating func rawKey() throws -> UnsafeBufferPointer<UInt8> {
-            guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw Unsure() }
-            i += 1
-            let start = i
-            var ascii = true
-            while i < bytes.count {
-                let b = bytes[i]
-                if b == UInt8(ascii: "\"") {
-                    let key = UnsafeBufferPointer(rebasing: bytes[start..<i])
-                    i += 1
-                    if !ascii, String(validating: key, as: UTF8.self) == nil { throw Unsure() }
-                    return key
-                }
-                if b == UInt8(ascii: "\\") || b < 0x20 { throw Unsure() }
-                if b >= 0x80 { ascii = false }
-                i += 1
-            }
-            throw Unsure()
+            guard let (key, ascii) = try plainString() else { throw Unsure() }
+            if !ascii, String(validating: key, as: UTF8.self) == nil { throw Unsure() }
+            return key
         }
 
         /// Whether a raw key is `name` (ASCII).
