@@ -315,19 +315,14 @@ actor CampaignWorker {
                 if slot > t {
                     // Until the slot opens (an answer may open it sooner: it rings), or the next flush is due
                     // (a slot a backoff or the first send's wait put seconds away must not hold flushes back).
-                    await nap(until: min(slot, t + napCap, flushDue > t ? flushDue : t + napCap))
+                    await nap(until: min(slot, napLimit(t)))
                     continue
                 }
                 guard let action = nextAction(at: t) else {
                     // Nothing to send. An answer, a committed wave or a batch intent rings the loop awake;
                     // else it sleeps until the next look falls due, or the next tick or flush.
-                    // A flush still on its way when the next falls due rings as it ends: that due time, then
-                    // past, would make every pass nap 2 ms (with writes slower than the flush interval, a
-                    // hundred workers woke 50,000 times a second; docs/benchmarks.md).
                     let wall = wallNow
-                    let due = min(
-                        t + max(0.002, nextViewDue - wall), t + max(0, nextPollDeadline - wall),
-                        flushDue > t ? flushDue : t + napCap, t + napCap)
+                    let due = min(t + max(0.002, nextViewDue - wall), t + max(0, nextPollDeadline - wall), napLimit(t))
                     await nap(until: max(t + 0.002, due))
                     continue
                 }
@@ -361,6 +356,11 @@ actor CampaignWorker {
     /// loop could not ring through (blocked on the database) is then seen as soon as before, and the reads
     /// of the grace end on time (a worker with nothing in flight has no answer to settle).
     var napCap: Double { stopping || inFlight > 0 ? 0.25 : Self.longestNap }
+    /// The latest a nap that waits for a slot or a look may end: its cap, or the next flush while that is
+    /// still ahead. A flush still on its way when the next falls due rings as it ends: that due time, then
+    /// past, would make every pass nap 2 ms (with writes slower than the flush interval, a hundred workers
+    /// woke 50,000 times a second; docs/benchmarks.md).
+    func napLimit(_ t: Double) -> Double { flushDue > t ? min(flushDue, t + napCap) : t + napCap }
     /// The loop's sleep, ended early by `ring()`. One timer at a time is armed (a later nap reuses one
     /// that fires no later than it wants): a hundred workers that each polled every few milliseconds
     /// spent most of the job's CPU on libdispatch's timers (docs/benchmarks.md, issue 17).
