@@ -1,3 +1,4 @@
+import Foundation
 import LibPQ
 import RetrySettings
 
@@ -115,39 +116,71 @@ public struct TableCheck: Sendable {
         if result.problems.isEmpty {
             try await checkMessageIdIndex(db, relation: oid, partitioned: partitioned, quotedName: qualifiedName, into: &result)
         }
-        guard checkIndex else { return result }
-        // The selection reads `status = 'failure'` rows ordered by (created_at, key).
+        guard checkIndex, result.problems.isEmpty else { return result }
+        try await checkSelectionIndex(db, relation: oid, partitioned: partitioned, quotedName: qualifiedName, into: &result)
+        return result
+    }
+
+    /// The selection reads `status = 'failure'` rows ordered by (created_at, key): a partial index whose first
+    /// column is `created_at` and whose predicate is `status = 'failure'` serves it. On a partitioned table,
+    /// each partition is looked at (an index made on the parent gives each one its own, and one made on each
+    /// partition alone serves as well). Deparsing the predicates waits on a lock of the table, so only
+    /// `config check` looks.
+    private func checkSelectionIndex(
+        _ db: PGConnection, relation oid: String, partitioned: Bool, quotedName: String, into result: inout Result
+    ) async throws {
         let indexes = try await db.query(
             """
-            SELECT i.indexrelid::regclass::text AS name, pg_get_expr(i.indpred, i.indrelid) AS predicate,
+            SELECT r.relid::regclass::text AS relation, i.indexrelid::regclass::text AS name,
+                   pg_get_expr(i.indpred, i.indrelid) AS predicate,
                    (SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = i.indkey[0]) AS first_column
-            FROM pg_index i WHERE i.indrelid = \(oid)::oid AND i.indisvalid
+            FROM (SELECT \(oid)::oid::regclass AS relid WHERE NOT \(partitioned)::boolean
+                  UNION ALL SELECT relid FROM pg_partition_tree(\(oid)::oid::regclass) WHERE isleaf) r
+            LEFT JOIN pg_index i ON i.indrelid = r.relid AND i.indisvalid
+            ORDER BY 1, 2
             """)
-        var fitting: String?
+        var fitting: [String: String] = [:]
+        var relations: [String] = []
         for index in indexes {
-            let first: String? = try index.optional("first_column")
-            let predicate: String? = try index.optional("predicate")
-            if first == table.createdAt, let predicate, predicate.contains("'failure'"),
-                predicate.contains(table.status) || predicate.contains("\"\(table.status)\"")
-            {
-                fitting = try index.decode("name")
-            }
+            let relation: String = try index.decode("relation")
+            if relations.last != relation { relations.append(relation) }
+            guard fitting[relation] == nil, let name: String = try index.optional("name"),
+                try index.optional("first_column") == table.createdAt,
+                let predicate: String = try index.optional("predicate"), selectsFailures(predicate)
+            else { continue }
+            fitting[relation] = name
         }
-        // An index suggestion over columns that do not fit would only mislead.
-        guard result.problems.isEmpty else { return result }
-        if let fitting {
-            result.notes.append("the selection can read through index \(fitting)")
-        } else {
+        let missing = relations.filter { fitting[$0] == nil }
+        if missing.isEmpty, let first = relations.first.flatMap({ fitting[$0] }) {
+            let more = relations.count > 1 ? " and \(relations.count - 1) more, one per partition" : ""
+            result.notes.append("the selection can read through index \(first)\(more)")
+        } else if !missing.isEmpty {
             let indexName = try await db.escapeIdentifier(String("\(table.table)_failed_idx".prefix(63)))
             result.suggestedIndexes.append(
-                "\(Self.createIndex(partitioned: partitioned)) \(indexName) ON \(qualifiedName) (\(try await db.escapeIdentifier(table.createdAt)), "
+                "\(Self.createIndex(partitioned: partitioned)) \(indexName) ON \(quotedName) (\(try await db.escapeIdentifier(table.createdAt)), "
                     + "\(try await db.escapeIdentifier(table.key))) WHERE \(try await db.escapeIdentifier(table.status)) = 'failure';"
             )
+            let scope = partitioned ? " in partition(s) \(missing.joined(separator: ", "))" : ""
             result.slowPaths.append(
-                "no partial index on (\(table.createdAt), …) WHERE \(table.status) = 'failure': the selection will scan the table"
-            )
+                "no partial index on (\(table.createdAt), …) WHERE \(table.status) = 'failure'\(scope): the selection will scan "
+                    + (partitioned ? "them" : "the table"))
         }
-        return result
+    }
+
+    /// Whether an index predicate, as `pg_get_expr` prints it, is `status = 'failure'` (alone, or ANDed with
+    /// more): `(status = 'failure'::text)`, with the column quoted when it needs to be and cast to text when
+    /// it is a varchar. `status <> 'failure'` or `status = 'failure' OR …` does not serve the selection.
+    func selectsFailures(_ predicate: String) -> Bool {
+        let column = table.status
+        let quoted = "\"" + column.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        let conjuncts = predicate.replacingOccurrences(of: "(", with: "").replacingOccurrences(of: ")", with: "")
+        guard !conjuncts.contains(" OR ") else { return false }
+        return conjuncts.components(separatedBy: " AND ").contains { term in
+            let term = term.trimmingCharacters(in: .whitespaces)
+            return [column, quoted, column + "::text", quoted + "::text"].contains { name in
+                ["'failure'::text", "'failure'::character varying", "'failure'"].contains { term == "\(name) = \($0)" }
+            }
+        }
     }
 
     /// Each wave's intents and each write-back find their rows by message id: without an index every one of
