@@ -208,9 +208,20 @@ public actor PGConnection {
 
     /// Text parameters end at their first NUL byte in libpq: one that holds a NUL is refused, not cut.
     private static func checkParameters(_ parameters: [String?], sql: String) throws {
-        for (index, parameter) in parameters.enumerated() where parameter?.utf8.contains(0) == true {
+        for (index, parameter) in parameters.enumerated() {
+            guard let parameter, holdsNUL(parameter) else { continue }
             throw PGError(
                 .misuse, "parameter $\(index + 1) contains a NUL byte, which PostgreSQL text cannot hold", query: sql)
+        }
+    }
+
+    /// `memchr` over the string's own UTF-8 bytes (a native string's are contiguous): a flush's arrays of a
+    /// thousand ids made the byte-by-byte `utf8.contains(0)` 1% of a run's CPU (issue 17).
+    static func holdsNUL(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in
+            guard let base = bytes.baseAddress, !bytes.isEmpty else { return false }
+            return memchr(base, 0, bytes.count) != nil
         }
     }
 

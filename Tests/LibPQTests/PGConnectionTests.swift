@@ -84,6 +84,22 @@ import Testing
     @Test func nulByteIsRefusedNotTruncated() async throws {
         let (db, _) = try await TestDatabase.connect()
         await #expect(throws: PGError.self) { try await db.execute("SELECT \("a\u{0}b")::text") }
+        // Wherever the NUL is in a long parameter (an array of ids), and after non-ASCII text; the error names it.
+        let ids = (0..<1000).map { "message_é_\($0)" }
+        for position in [0, 1, 499, 999] {
+            var withNUL = ids
+            withNUL[position] += "\u{0}"
+            do {
+                _ = try await db.execute("SELECT \(1)::int, cardinality(\(withNUL)::text[])")
+                Issue.record("a NUL in element \(position) was not refused")
+            } catch let error as PGError {
+                #expect(error.message.contains("parameter $2 contains a NUL byte"), "\(error)")
+            }
+        }
+        let count = try await db.execute("SELECT cardinality(\(ids)::text[]) AS n")[0]
+        #expect(try count.decode("n", as: Int.self) == 1000)
+        await #expect(throws: PGError.self) { try await db.execute("SELECT \("\u{0}")::text") }
+        #expect(try await db.execute("SELECT \("")::text AS e")[0].decode("e", as: String.self) == "")
     }
 
     @Test func decodingErrorsNameTheColumnAndType() async throws {
