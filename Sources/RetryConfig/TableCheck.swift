@@ -134,8 +134,7 @@ public struct TableCheck: Sendable {
             SELECT r.relid::regclass::text AS relation, i.indexrelid::regclass::text AS name,
                    pg_get_expr(i.indpred, i.indrelid) AS predicate,
                    (SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = i.indkey[0]) AS first_column
-            FROM (SELECT \(oid)::oid::regclass AS relid WHERE NOT \(partitioned)::boolean
-                  UNION ALL SELECT relid FROM pg_partition_tree(\(oid)::oid::regclass) WHERE isleaf) r
+            FROM \(fragment: Self.tableOrLeaves(oid, partitioned: partitioned)) r
             LEFT JOIN pg_index i ON i.indrelid = r.relid AND i.indisvalid
             ORDER BY 1, 2
             """)
@@ -202,8 +201,7 @@ public struct TableCheck: Sendable {
                     WHERE i.indrelid = r.relid AND i.indisvalid AND i.indpred IS NULL AND a.attname = \(table.messageId)
                       AND am.amname IN ('btree', 'hash') AND i.indcollation[0] = a.attcollation
                     ORDER BY 1 LIMIT 1) AS index
-            FROM (SELECT \(oid)::oid::regclass AS relid WHERE NOT \(partitioned)::boolean
-                  UNION ALL SELECT relid FROM pg_partition_tree(\(oid)::oid::regclass) WHERE isleaf) r
+            FROM \(fragment: Self.tableOrLeaves(oid, partitioned: partitioned)) r
             ORDER BY 1
             """)
         var missing: [String] = []
@@ -228,6 +226,15 @@ public struct TableCheck: Sendable {
                 "no index on \(table.messageId)\(scope): every wave's intents and every write-back will scan "
                     + (partitioned ? "them" : "the table"))
         }
+    }
+
+    /// The relations that hold the rows, as `(relid)`: the table itself, or each leaf partition of a
+    /// partitioned table (the indexes that serve a query are theirs).
+    static func tableOrLeaves(_ oid: String, partitioned: Bool) -> PGQuery {
+        """
+        (SELECT \(oid)::oid::regclass AS relid WHERE NOT \(partitioned)::boolean
+         UNION ALL SELECT relid FROM pg_partition_tree(\(oid)::oid::regclass) WHERE isleaf)
+        """
     }
 
     /// A partitioned table takes no CREATE INDEX CONCURRENTLY: on one, the statement printed blocks writes
