@@ -68,6 +68,8 @@ actor CampaignWorker {
     var lastTick: Double = 0
     /// When the next wanted look falls due (from the latest scan).
     var nextViewDue = 0.0
+    /// How long the loop naps before it looks again while the hold's or the lease's heartbeat is late.
+    var leaseWait = 0.02
     /// No awaited outcome's poll deadline passes before this (kept by `place` and `tick`).
     var nextPollDeadline = -Double.infinity
 
@@ -295,7 +297,9 @@ actor CampaignWorker {
                     let giveUp = t - stopSeenAt! > stopGrace || context.stopReason != .signal
                     if inFlight == 0 && !refilling && (giveUp || !hasUnsettled) { break }
                     if giveUp {
-                        try? await LoopTimer.sleep(for: .milliseconds(20))
+                        // Waiting for the answers in flight and a wave's commit, which ring as they end (a
+                        // 20 ms poll here spun for as long as the database held the wave back).
+                        await nap(until: t + napCap)
                         continue
                     }
                 } else if isFinished {
@@ -307,10 +311,14 @@ actor CampaignWorker {
                     continue
                 }
                 if !leaseValid() {
-                    // The heartbeat is late: wait for it rather than risk sending next to a new holder.
-                    try? await LoopTimer.sleep(for: .milliseconds(20))
+                    // The heartbeat is late: wait for it rather than risk sending next to a new holder. Its
+                    // renewal rings nothing, so look again after 20 ms, then less often the longer it is late
+                    // (a slow database must not make every worker poll 50 times a second).
+                    await nap(until: t + leaseWait)
+                    leaseWait = min(leaseWait * 2, 0.25)
                     continue
                 }
+                leaseWait = 0.02
                 let slot = max(pacer.earliestSend(now: t), backoffUntil, notBefore)
                 if slot > t {
                     // Until the slot opens (an answer may open it sooner: it rings), or the next flush is due
@@ -321,8 +329,11 @@ actor CampaignWorker {
                 guard let action = nextAction(at: t) else {
                     // Nothing to send. An answer, a committed wave or a batch intent rings the loop awake;
                     // else it sleeps until the next look falls due, or the next tick or flush.
+                    // While a sweep's page is on its way no read goes (its answer rings): a look falling due
+                    // meanwhile would make every pass nap 2 ms until a slow page came back.
                     let wall = wallNow
-                    let due = min(t + max(0.002, nextViewDue - wall), t + max(0, nextPollDeadline - wall), napLimit(t))
+                    let viewDue = readsWaitForPage ? Double.infinity : nextViewDue
+                    let due = min(t + max(0.002, viewDue - wall), t + max(0, nextPollDeadline - wall), napLimit(t))
                     await nap(until: max(t + 0.002, due))
                     continue
                 }

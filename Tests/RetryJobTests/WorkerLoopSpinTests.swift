@@ -1,0 +1,124 @@
+import EngineTestSupport
+import Foundation
+import LibPQ
+import PostgresTestSupport
+import PostmanSimulator
+import RetryJob
+import RetryJournal
+import RetrySettings
+import SampleData
+import Testing
+
+/// A campaign worker's loop must nap until something rings it (an answer, a commit) while it waits, not
+/// poll every few milliseconds: with a hundred campaigns a poll is thousands of wake-ups a second, and it
+/// happens exactly when the machine is already slow (a database holding a write back, a slow Postman).
+/// `DatabaseEdgeTests.aWriteBackHeldBackDoesNotMakeTheWorkerLoopSpin` is the first of these.
+@Suite(.serialized) struct WorkerLoopSpinTests {
+    /// A stop (SIGTERM) comes while the worker's wave of intents is held back by the database (an agency
+    /// transaction holds a lock on the table the intent statement reads). After the 2 s grace the loop
+    /// waits for the wave's commit, which rings it as it ends; it used to sleep 20 ms a pass instead (314
+    /// passes in these 8 s), for as long as the database was slow, and without bound when the stop was not
+    /// a signal (a refusal, a lost lease, a database failure of another campaign end the grace at once).
+    @Test func anIntentWaveHeldBackAfterAStopDoesNotMakeTheLoopSpin() async throws {
+        var options = SimulatorOptions()
+        options.seed = 91
+        options.timeScale = 20
+        // Every answer comes 1 s late: the pre-read's page is on its way while the test takes its lock.
+        options.faults.slowResponse = 1
+        options.faults.slowResponseSeconds = 1
+        let fixture = try await EngineFixture.make(
+            databasePrefix: "loopspin", campaigns: 1, messages: 12, mixed: false, seed: 91, options: options
+        ) { data in
+            for i in data.rows.indices { data.rows[i].batchId = nil }
+            for i in data.simulator.messages.indices { data.simulator.messages[i].batchId = nil }
+        }
+        let stop = StopFlag()
+        let run = Task { try await fixture.run(fixture.settings(pollTimeout: .seconds(20)), stopRequested: stop.isSet) }
+        // The first request (the look before any retry) has reached Postman: selection is over.
+        let started = try await WorkerTests.eventually(timeout: .seconds(30)) { await !fixture.sim.ledger().requests.isEmpty }
+        #expect(started)
+        let locker = try await PGConnection.connect(PGConfiguration(url: fixture.url), logger: EngineFixture.quietLogger)
+        let watcher = try await PGConnection.connect(PGConfiguration(url: fixture.url), logger: EngineFixture.quietLogger)
+        try await locker.executeScript("BEGIN; LOCK TABLE outbound_messages IN ACCESS EXCLUSIVE MODE")
+        // The wave's intent statement waits for the lock (looked at on a connection of its own: the run's
+        // connection is the one waiting).
+        let waiting = try await WorkerTests.eventually(timeout: .seconds(10)) {
+            let rows = try await watcher.query(
+                "SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND relation = 'outbound_messages'::regclass")
+            return try rows[0].decode("n", as: Int.self) > 0
+        }
+        #expect(waiting, "the intent statement should be waiting on the lock")
+        stop.set()
+        try await Task.sleep(for: .seconds(8))
+        try await locker.executeScript("COMMIT")
+        let result = try await run.value
+        await locker.close()
+        await watcher.close()
+        #expect(result.status == "interrupted", "\(result.message ?? "")")
+        #expect(await fixture.sim.ledger().acceptedRetries.isEmpty, "no retry after the stop")
+        // A loop that naps until the refill rings it (or a quarter second) passes ~40 times in 8 s.
+        #expect(result.campaignLoopPasses < 200, "\(result.campaignLoopPasses) passes of the worker's loop in 8 s of waiting")
+        print("loop passes: intent wave held back 8 s after a stop: \(result.campaignLoopPasses) loop passes")
+        await fixture.stop()
+    }
+
+    /// While a list sweep's page is on its way no read goes, so the next look's time, set when the sweep
+    /// began, can pass before the page is in; the loop napped until it, 2 ms a pass, until the page came
+    /// back (2,919 passes for 49 requests here, with Postman answering 2 s late).
+    @Test func aSlowListPageDoesNotMakeTheLoopSpin() async throws {
+        let (passes, bound, line) = try await slowPostman(sweeps: true)
+        print("loop passes: slow pages, sweeps: \(line)")
+        #expect(passes < bound, "\(line)")
+    }
+
+    /// The control: the same slow Postman, but the campaign's table is so large that single reads are
+    /// cheaper than pages (no sweep): the loop stays quiet.
+    @Test func controlSlowPostmanWithoutSweepsDoesNotSpin() async throws {
+        let (passes, bound, line) = try await slowPostman(sweeps: false)
+        print("loop passes: slow pages, single reads only: \(line)")
+        #expect(passes < bound, "\(line)")
+    }
+
+    func slowPostman(sweeps: Bool) async throws -> (Int, Int, String) {
+        var options = SimulatorOptions()
+        options.seed = 92
+        options.timeScale = 1
+        options.faults.slowResponse = 1
+        options.faults.slowResponseSeconds = 2
+        let fixture = try await EngineFixture.make(
+            databasePrefix: "loopsweep", campaigns: 1, messages: 40, mixed: false, seed: 92, rateLimit: 20,
+            options: options, history: 2_500
+        ) { data in
+            for i in data.rows.indices { data.rows[i].batchId = nil }
+            for i in data.simulator.messages.indices {
+                data.simulator.messages[i].batchId = nil
+                // Outcomes that never come: the worker polls them until their deadline.
+                if !data.simulator.messages[i].id.hasPrefix("old_") { data.simulator.messages[i].outcomes = ["stuck"] }
+            }
+        }
+        let campaign = fixture.data.simulator.campaigns[0].id
+        if !sweeps {
+            // 45 pages' worth of delivered rows: one read a message is cheaper than a sweep.
+            try await fixture.db.execute(
+                """
+                INSERT INTO outbound_messages (campaign_id, message_id, recipient, status, created_at)
+                SELECT \(campaign), 'delivered_' || g, '6590000000', 'success', now() - interval '40 days'
+                FROM generate_series(1, 45000) g
+                """)
+        }
+        let clock = ContinuousClock()
+        let began = clock.now
+        let result = try await fixture.run(fixture.settings(pollTimeout: .seconds(12), rateLimits: [campaign: 20]))
+        let seconds = (clock.now - began) / .seconds(1)
+        let ledger = await fixture.sim.ledger()
+        let pages = ledger.requests.filter { $0.method == "GET" && $0.path.hasSuffix("/messages") }.count
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        await fixture.stop()
+        // Each request costs a pass or two (its send, its answer's ring), and a waiting loop looks at most
+        // four times a second; 2 ms naps show as hundreds of passes a second.
+        let bound = 3 * ledger.requests.count + Int(8 * seconds)
+        let line =
+            "\(result.campaignLoopPasses) loop passes, \(ledger.requests.count) requests (\(pages) pages), \(Int(seconds)) s"
+        return (result.campaignLoopPasses, bound, line)
+    }
+}
