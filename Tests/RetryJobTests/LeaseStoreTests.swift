@@ -67,6 +67,33 @@ import Testing
         await db.close()
     }
 
+    /// Only a fence that finds its row gone means the lease is lost: one that waits past the session's
+    /// lock timeout is the database error it is (it used to read as a lost lease, with its message).
+    @Test func aFenceThatTimesOutIsADatabaseErrorNotALostLease() async throws {
+        let (db, second, run) = try await Self.database()
+        try await Self.addLeases(db, run: run, ["a"])
+        let claimed = try #require(try await LeaseStore(db: db, run: run, workerId: "w").claim(ttl: .seconds(30)))
+        let fence = LeaseFence(run: run, campaign: "a", workerId: "w", epoch: claimed.epoch)
+        let store = RunStore(db: db, table: AgencyTable.reference, fence: fence)
+        try await second.executeScript("BEGIN; SELECT 1 FROM postman_retry.campaign_leases FOR UPDATE")
+        try await db.execute("SET lock_timeout = '200ms'")
+        do {
+            try await store.addCalls(run: run, APICallCounts(retry: 5))
+            Issue.record("the fence should have waited past the lock timeout")
+        } catch let error as PGError {
+            #expect(error.sqlState?.code == "55P03", "\(error)")
+        } catch {
+            Issue.record("expected the database's error, got \(error)")
+        }
+        try await second.executeScript("COMMIT")
+        try await store.addCalls(run: run, APICallCounts(retry: 5))
+        let calls: Int = try await db.query("SELECT api_retry_calls FROM postman_retry.runs WHERE run_id = \(run)")[0]
+            .decode("api_retry_calls")
+        #expect(calls == 5, "the write goes through once the lock is gone")
+        await second.close()
+        await db.close()
+    }
+
     @Test func aWorkerThatLostItsLeaseCanWriteNothing() async throws {
         let (db, second, run) = try await Self.database()
         try await Self.addLeases(db, run: run, ["a"])

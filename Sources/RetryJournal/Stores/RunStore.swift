@@ -98,8 +98,8 @@ extension RunStore {
     /// to the server in one pipeline, then COMMIT (two round trips instead of one per statement; issue
     /// 17). The same guarantee as `write`, whose fences run first: a fence that finds its row gone fails
     /// on the server, so the statements after it never run (an empty result could not stop them), and
-    /// that failure is `HoldLost` or `LeaseLost`, whatever else went wrong. `read` gets the statements'
-    /// rows, in order.
+    /// that failure is `HoldLost` or `LeaseLost`. A fence that fails for another reason (a lock timeout,
+    /// a lost connection) throws the database's error. `read` gets the statements' rows, in order.
     func writePipelined<T: Sendable>(
         _ statements: [PGQuery], then read: @Sendable ([PGRows]) throws -> T
     ) async throws -> T {
@@ -112,17 +112,23 @@ extension RunStore {
                 try read(Array(rows.dropFirst(count)))
             }
         } catch let error as PGError {
-            if let index = error.statementIndex, index < count { throw fences[index].lost }
+            // Only the fence's own failure means the row is gone: a fence that failed otherwise (a lock or
+            // statement timeout, a dropped connection) is the database error it is.
+            if let index = error.statementIndex, index < count, error.message.contains(Self.fenceGone) {
+                throw fences[index].lost
+            }
             throw error
         }
     }
+
+    /// The text of a fence's failure: PostgreSQL quotes it in its error (in any language it speaks).
+    static let fenceGone = "postman-retry: this process's hold or lease is gone"
 
     /// `check` (a fence's `SELECT … FOR KEY SHARE`) as a statement that fails when it finds no row. The
     /// text is built from `count(*)`, so the planner cannot fold the cast and fail every time.
     private static func failingWhenEmpty(_ check: PGQuery) -> PGQuery {
         """
-        SELECT (CASE WHEN count(*) = 0 THEN \("postman-retry: this process's hold or lease is gone (")
-                || count(*) || ')' END)::int AS missing
+        SELECT (CASE WHEN count(*) = 0 THEN \(Self.fenceGone + " (") || count(*) || ')' END)::int AS missing
         FROM (\(fragment: check)) AS fence
         """
     }
