@@ -20,12 +20,8 @@ import Testing
     /// passes in these 8 s), for as long as the database was slow, and without bound when the stop was not
     /// a signal (a refusal, a lost lease, a database failure of another campaign end the grace at once).
     @Test func anIntentWaveHeldBackAfterAStopDoesNotMakeTheLoopSpin() async throws {
-        var options = SimulatorOptions()
-        options.seed = 91
-        options.timeScale = 20
         // Every answer comes 1 s late: the pre-read's page is on its way while the test takes its lock.
-        options.faults.slowResponse = 1
-        options.faults.slowResponseSeconds = 1
+        let options = Self.latePostman(seed: 91, timeScale: 20, lateBy: 1)
         let fixture = try await EngineFixture.make(
             databasePrefix: "loopspin", campaigns: 1, messages: 12, mixed: false, seed: 91, options: options
         ) { data in
@@ -116,12 +112,18 @@ import Testing
         await fixture.stop()
     }
 
-    func slowPostman(sweeps: Bool) async throws -> (Int, Int, String) {
+    /// A simulator that answers every request `lateBy` seconds late.
+    static func latePostman(seed: UInt64, timeScale: Double, lateBy seconds: Double) -> SimulatorOptions {
         var options = SimulatorOptions()
-        options.seed = 92
-        options.timeScale = 1
+        options.seed = seed
+        options.timeScale = timeScale
         options.faults.slowResponse = 1
-        options.faults.slowResponseSeconds = 2
+        options.faults.slowResponseSeconds = seconds
+        return options
+    }
+
+    func slowPostman(sweeps: Bool) async throws -> (Int, Int, String) {
+        let options = Self.latePostman(seed: 92, timeScale: 1, lateBy: 2)
         let fixture = try await EngineFixture.make(
             databasePrefix: "loopsweep", campaigns: 1, messages: 40, mixed: false, seed: 92, rateLimit: 20,
             options: options, history: 2_500
