@@ -40,10 +40,10 @@ extension CampaignWorker {
         return nil
     }
 
-    /// Chooses between a list sweep and single reads, by which needs fewer calls for the looks due.
     /// A sweep's page is on its way and, until it is in, `nextRead` sends nothing (after a stop it does).
     var readsWaitForPage: Bool { sweepActive && sweepPageInFlight && !stopping }
 
+    /// Chooses between a list sweep and single reads, by which needs fewer calls for the looks due.
     func nextRead() -> WorkerAction? {
         if sweepActive {
             if !stopping {
