@@ -149,20 +149,16 @@ public struct TableCheck: Sendable {
             else { continue }
             fitting[relation] = name
         }
-        let missing = relations.filter { fitting[$0] == nil }
-        if missing.isEmpty, let first = relations.first.flatMap({ fitting[$0] }) {
-            let more = relations.count > 1 ? " and \(relations.count - 1) more, one per partition" : ""
-            result.notes.append("the selection can read through index \(first)\(more)")
-        } else if !missing.isEmpty {
+        try await record(
+            found: relations.compactMap { fitting[$0] }, missing: relations.filter { fitting[$0] == nil },
+            partitioned: partitioned, serving: "the selection can read through index",
+            lacking: "no partial index on (\(table.createdAt), …) WHERE \(table.status) = 'failure'",
+            scanning: "the selection will scan", into: &result
+        ) {
             let indexName = try await db.escapeIdentifier(String("\(table.table)_failed_idx".prefix(63)))
-            result.suggestedIndexes.append(
-                "\(Self.createIndex(partitioned: partitioned)) \(indexName) ON \(quotedName) (\(try await db.escapeIdentifier(table.createdAt)), "
-                    + "\(try await db.escapeIdentifier(table.key))) WHERE \(try await db.escapeIdentifier(table.status)) = 'failure';"
-            )
-            let scope = partitioned ? " in partition(s) \(missing.joined(separator: ", "))" : ""
-            result.slowPaths.append(
-                "no partial index on (\(table.createdAt), …) WHERE \(table.status) = 'failure'\(scope): the selection will scan "
-                    + (partitioned ? "them" : "the table"))
+            let (createdAt, key) = (try await db.escapeIdentifier(table.createdAt), try await db.escapeIdentifier(table.key))
+            return "\(Self.createIndex(partitioned: partitioned)) \(indexName) ON \(quotedName) (\(createdAt), \(key)) "
+                + "WHERE \(try await db.escapeIdentifier(table.status)) = 'failure';"
         }
     }
 
@@ -213,18 +209,31 @@ public struct TableCheck: Sendable {
                 missing.append(try relation.decode("relation"))
             }
         }
+        try await record(
+            found: found, missing: missing, partitioned: partitioned,
+            serving: "intents and write-backs find their rows through index", lacking: "no index on \(table.messageId)",
+            scanning: "every wave's intents and every write-back will scan", into: &result
+        ) {
+            let indexName = try await db.escapeIdentifier(String("\(table.table)_message_id_idx".prefix(63)))
+            let messageId = try await db.escapeIdentifier(table.messageId)
+            return "\(Self.createIndex(partitioned: partitioned)) \(indexName) ON \(quotedName) (\(messageId));"
+        }
+    }
+
+    /// What an index check found, relation by relation (the table, or each partition): a note naming the
+    /// index when every one has it; else the statement that adds it, and what will scan without it (the
+    /// partitions without one named).
+    private func record(
+        found: [String], missing: [String], partitioned: Bool, serving: String, lacking: String, scanning: String,
+        into result: inout Result, statement: () async throws -> String
+    ) async throws {
         if missing.isEmpty, let first = found.first {
             let more = found.count > 1 ? " and \(found.count - 1) more, one per partition" : ""
-            result.notes.append("intents and write-backs find their rows through index \(first)\(more)")
+            result.notes.append("\(serving) \(first)\(more)")
         } else if !missing.isEmpty {
-            let indexName = try await db.escapeIdentifier(String("\(table.table)_message_id_idx".prefix(63)))
-            result.suggestedIndexes.append(
-                "\(Self.createIndex(partitioned: partitioned)) \(indexName) ON \(quotedName) (\(try await db.escapeIdentifier(table.messageId)));"
-            )
+            result.suggestedIndexes.append(try await statement())
             let scope = partitioned ? " in partition(s) \(missing.joined(separator: ", "))" : ""
-            result.slowPaths.append(
-                "no index on \(table.messageId)\(scope): every wave's intents and every write-back will scan "
-                    + (partitioned ? "them" : "the table"))
+            result.slowPaths.append("\(lacking)\(scope): \(scanning) " + (partitioned ? "them" : "the table"))
         }
     }
 
