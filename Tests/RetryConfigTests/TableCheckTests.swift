@@ -88,25 +88,7 @@ struct TableCheckTests {
             CREATE INDEX broken ON "Agency Data"."Outbound SMS" ("postmanId");
             UPDATE pg_index SET indisvalid = false WHERE indexrelid = '"Agency Data".broken'::regclass;
             """)
-        let file = try ConfigFile.parse(
-            """
-            [table]
-            schema = "Agency Data"
-            name = "Outbound SMS"
-            [table.columns]
-            key = "MsgKey"
-            message_id = "postmanId"
-            campaign_id = "Campaign"
-            recipient = "phone"
-            status = "Delivery State"
-            retry_count = "retries"
-            error_code = "last_error"
-            created_at = "sent_at"
-            updated_at = "modified"
-            batch_id = "batch"
-            [otp]
-            column = "otp_flag"
-            """)
+        let file = try ConfigFile.parse(QuotedAgencyTable.config)
         let table = try #require(file.table)
         let result = try await TableCheck(table: table).run(db)
         #expect(result.ok, "\(result.problems)")

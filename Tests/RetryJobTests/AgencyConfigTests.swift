@@ -1,6 +1,7 @@
 import EngineTestSupport
 import Foundation
 import LibPQ
+import PostgresTestSupport
 import PostmanSimulator
 import RetryConfig
 import RetryCore
@@ -41,27 +42,6 @@ import Testing
         FROM outbound_messages;
         """
 
-    static let secondTableConfig = """
-        [table]
-        schema = "Agency Data"
-        name = "Outbound SMS"
-
-        [table.columns]
-        key = "MsgKey"
-        message_id = "postmanId"
-        campaign_id = "Campaign"
-        batch_id = "batch"
-        recipient = "phone"
-        status = "Delivery State"
-        retry_count = "retries"
-        error_code = "last_error"
-        created_at = "sent_at"
-        updated_at = "modified"
-
-        [otp]
-        column = "otp_flag"
-        """
-
     static func secondTable(_ db: PGConnection) async throws -> [String: EngineFixture.RowState] {
         var states: [String: EngineFixture.RowState] = [:]
         for row in try await db.query(
@@ -85,7 +65,7 @@ import Testing
         let reference = try await EngineFixture.make(seed: 21)
         let second = try await EngineFixture.make(seed: 21)
         try await second.db.executeScript(PGQuery(unsafeSQL: Self.secondTableSQL))
-        let mapping = try ConfigFile.parse(Self.secondTableConfig, path: "second.toml")
+        let mapping = try ConfigFile.parse(QuotedAgencyTable.config, path: "second.toml")
         var secondSettings = second.settings()
         secondSettings.table = try #require(mapping.table)
         #expect(secondSettings.table.displayName == "Agency Data.Outbound SMS")
