@@ -102,6 +102,9 @@ public final class SimulatorServer: Sendable {
         core.ledger()
     }
 
+    /// The ledger's clock now: seconds since the simulator started, as in `SimulatorLedger.Request.t`.
+    public var secondsSinceStart: Double { core.nowT() }
+
     /// Stops accepting, lets requests in progress finish (a slow-response fault is cut short after 2 s).
     public func stop() async {
         await group.triggerGracefulShutdown()

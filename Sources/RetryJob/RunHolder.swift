@@ -17,7 +17,9 @@ import Synchronization
 ///   alive, and we exit 75.
 /// - Keeping it: a heartbeat every `heartbeatInterval`. Sending stops once the last heartbeat that
 ///   renewed the row started `guardWindow` ago, which is shorter than `ttl`: a row that expired belongs
-///   to a process that has stopped sending. A lost connection therefore stops sending within a second.
+///   to a process that has stopped sending. A lost connection therefore stops sending within a second
+///   (CONTRACT.md section 7), also one that fails silently (packets dropped: the renewal hangs rather
+///   than fails, exactly as on a slow but live database, which so pauses sending until it answers).
 /// - Journal writes check the row (`FOR KEY SHARE`, see `check`): a process whose row was taken away
 ///   can change nothing.
 final class RunHolder: Sendable {
@@ -32,11 +34,10 @@ final class RunHolder: Sendable {
     /// hold; short enough that the rerun after a kill waits only seconds.
     static let ttl: Duration = .seconds(5)
     static let heartbeatInterval: Duration = .milliseconds(250)
+    /// Under one second: the loss of the hold's connection comes after the start of the last renewal that
+    /// went through on it, so sending stops within a second of the loss however the loss looks. A
+    /// renewal still waiting for its answer extends nothing (until 2026-12-06 it allowed 2.5 s).
     static let guardWindow: Duration = .milliseconds(900)
-    /// While a heartbeat is still waiting for its answer on a connection that has not failed (a busy
-    /// server, a loaded machine), sending goes on this long after the last renewal: still far inside
-    /// `ttl`, so nobody can have taken the row; a connection that fails stops sending at once.
-    static let slowHeartbeatAllowance: Duration = .milliseconds(2500)
     /// A holder that cannot renew for this long gives the run up (exit 75): its journal is out of reach.
     static let giveUpAfter: Duration = .seconds(10)
 
@@ -48,8 +49,6 @@ final class RunHolder: Sendable {
     private let lastRenewal: Mutex<ContinuousClock.Instant>
     /// Why the hold was lost (the row found gone or expired, the connection lost); nil while it is held.
     private let lost = Mutex<String?>(nil)
-    /// A renewal is waiting for its answer.
-    private let renewing = Atomic<Bool>(false)
 
     /// No request to Postman before this: one second after the hold was taken (the previous holder's
     /// requests have left every window), plus the guard window, so that the margin does not rest on the
@@ -160,8 +159,6 @@ final class RunHolder: Sendable {
     @discardableResult
     func renew() async throws -> Bool {
         let started = ContinuousClock.now
-        renewing.store(true, ordering: .relaxed)
-        defer { renewing.store(false, ordering: .relaxed) }
         let holderId = self.holderId
         let kept = try await HolderStore.renew(on: db, holderId: holderId, ttl: Self.ttl)
         if kept {
@@ -173,11 +170,10 @@ final class RunHolder: Sendable {
     }
 
     /// Whether this process may still send: its row was renewed recently enough that nobody can have
-    /// taken it.
+    /// taken it, and that its connection worked less than a second ago.
     func mayStillSend() -> Bool {
         guard lost.withLock({ $0 }) == nil else { return false }
-        let since = sinceLastRenewal
-        return since < Self.guardWindow || (renewing.load(ordering: .relaxed) && since < Self.slowHeartbeatAllowance)
+        return sinceLastRenewal < Self.guardWindow
     }
 
     var sinceLastRenewal: Duration { ContinuousClock.now - lastRenewal.withLock { $0 } }
@@ -196,9 +192,17 @@ final class RunHolder: Sendable {
         var warned = false
         while !Task.isCancelled {
             do {
+                let sent = ContinuousClock.now
                 if try await renew() {
                     if warned { logger.notice("run hold heartbeat renewed again") }
                     warned = false
+                    // Past the guard window, sending paused while this renewal waited: say why it did.
+                    let waited = ContinuousClock.now - sent
+                    if waited + Self.heartbeatInterval > Self.guardWindow {
+                        logger.notice(
+                            "sending paused while the run hold's heartbeat waited for the database",
+                            metadata: ["waited": "\(waited.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1))))"])
+                    }
                 } else {
                     logger.error("run hold taken away; stopping", metadata: ["holder": "\(workerId)"])
                     return

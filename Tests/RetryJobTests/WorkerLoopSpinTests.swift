@@ -104,7 +104,7 @@ import Testing
     }
 
     /// The hold's heartbeat is held back (another session holds its row's lock) for 4 s, less than the
-    /// hold's 5 s lifetime: after 2.5 s no worker may send until a renewal gets through, and nothing rings
+    /// hold's 5 s lifetime: after 0.9 s no worker may send until a renewal gets through, and nothing rings
     /// them when it does. Each worker looks again after 20 ms, then less often, not every 20 ms for as long
     /// as the database is slow.
     @Test func aLateHeartbeatDoesNotMakeTheWorkersPoll() async throws {
