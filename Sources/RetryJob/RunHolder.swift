@@ -201,7 +201,9 @@ final class RunHolder: Sendable {
                     if waited + Self.heartbeatInterval > Self.guardWindow {
                         logger.notice(
                             "sending paused while the run hold's heartbeat waited for the database",
-                            metadata: ["waited": "\(waited.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1))))"])
+                            metadata: [
+                                "waited": "\(waited.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1))))"
+                            ])
                     }
                 } else {
                     logger.error("run hold taken away; stopping", metadata: ["holder": "\(workerId)"])
