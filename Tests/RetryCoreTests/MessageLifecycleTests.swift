@@ -342,16 +342,35 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
         #expect(gone.contains { if case .resolved(let r) = $0 { r.outcome == .notFound } else { false } })
     }
 
-    /// Restored as accepted after its deadline passed while the job was down: read at least once, and
-    /// still ends (it used to wait for a read forever when the read answered 404).
+    /// Restored as accepted after its deadline passed while the job was down: read once before the past
+    /// deadline ends it, and still ends (it used to wait for a read forever when the read answered 404).
     @Test func aRestoredRetryThatNowReads404StillEnds() {
         var m = MessageLifecycle(
             restoring: .accepted(acceptedAt: 0, deadline: 30, lastStatus: "sending"), row: row, policy: policy, at: 100)
         #expect(m.need == .view(after: 100, singleOnly: false))
+        #expect(m.handle(.tick(at: 100)).isEmpty, "not ended by its past deadline before it was looked at")
         _ = m.handle(.readNotFound(code: nil, at: 100))
-        #expect(m.handle(.tick(at: 120)).isEmpty)
-        let out = m.handle(.tick(at: 131))
+        let out = m.handle(.tick(at: 100.1))
         #expect(out.contains { if case .resolved(let r) = $0 { r.outcome == .retried && r.result == .pending } else { false } })
+    }
+
+    /// CONTRACT.md section 4: a carried-over (or resumed) retry is polled until the deadline it was given
+    /// (`--poll-timeout` from the run's start), not longer: it used to get at least 30 s, so a run with
+    /// `--poll-timeout 3s` took 30 s and could write an outcome that came after its deadline.
+    @Test func aRestoredRetryKeepsItsDeadline() {
+        var m = MessageLifecycle(
+            restoring: .accepted(acceptedAt: 0, deadline: 103, lastStatus: "sending"), row: row, policy: policy, at: 100)
+        #expect(m.need == .view(after: 100, singleOnly: false))
+        _ = m.handle(.viewed(PostmanView(latestStatus: "sending", attempts: 2), fromPage: false, at: 100.2))
+        #expect(m.handle(.tick(at: 102.9)).isEmpty)
+        let out = m.handle(.tick(at: 103))
+        #expect(out.contains { if case .resolved(let r) = $0 { r.outcome == .retried && r.result == .pending } else { false } })
+        // Seen once and past the deadline by then: a read that comes late does not keep it open.
+        var late = MessageLifecycle(
+            restoring: .accepted(acceptedAt: 0, deadline: 103, lastStatus: "sending"), row: row, policy: policy, at: 100)
+        #expect(late.handle(.tick(at: 104)).isEmpty, "looked at once first")
+        _ = late.handle(.viewed(PostmanView(latestStatus: "sending", attempts: 2), fromPage: true, at: 104.5))
+        #expect(late.handle(.tick(at: 104.6)).contains { if case .resolved = $0 { true } else { false } })
     }
 
     /// A single read that shows a final status without attempts settles; a page asks for one read.

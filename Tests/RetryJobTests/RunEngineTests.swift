@@ -163,6 +163,27 @@ import Testing
         await fixture.stop()
     }
 
+    /// CONTRACT.md section 4: a carried-over message gets "a fresh deadline of `--poll-timeout` from that
+    /// run's start". Its outcome comes 14 s after its retry; the second run's deadline (3 s) passes before
+    /// that, so it stays pending. It used to be polled for at least 30 s and end `success`.
+    @Test func aCarriedOverMessageIsPolledOnlyUntilTheNextRunsDeadline() async throws {
+        var options = SimulatorOptions()
+        options.seed = 12
+        options.timeScale = 1
+        let fixture = try await EngineFixture.make(campaigns: 1, messages: 2, mixed: false, options: options) { data in
+            for i in data.simulator.messages.indices { data.simulator.messages[i].outcomes = ["success@14"] }
+        }
+        let first = try await fixture.run(fixture.settings(pollTimeout: .seconds(2)))
+        #expect(first.summary.counts.pending == 2)
+        let second = try await fixture.run(fixture.settings(pollTimeout: .seconds(3)))
+        #expect(second.summary.counts.carriedOver == 2 && second.summary.counts.selected == 0)
+        let rows = try await fixture.table()
+        #expect(rows.values.allSatisfy { $0.status != "success" && $0.retryCount == 1 }, "\(rows)")
+        let reads = await fixture.sim.ledger().requests.filter { $0.method == "GET" }
+        #expect(!reads.isEmpty, "each carried-over message is looked at")
+        await fixture.stop()
+    }
+
     @Test func pendingMessagesAreCarriedOverAndFinishedByTheNextRun() async throws {
         var options = SimulatorOptions()
         options.seed = 9

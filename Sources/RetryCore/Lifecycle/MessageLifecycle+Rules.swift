@@ -136,6 +136,7 @@ extension MessageLifecycle {
         }
         a.polls += 1
         a.wantSingle = false
+        a.mustLookOnce = false
         a.nextPoll = at + min(policy.maxPollInterval, policy.firstPollDelay * Double(1 << min(a.polls - 1, 10)))
         phase = .awaiting(a)
         return outputs

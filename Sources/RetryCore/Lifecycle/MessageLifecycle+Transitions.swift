@@ -151,6 +151,7 @@ extension MessageLifecycle {
         case (.awaiting(var a), .readNotFound(_, let at)):
             // A retried message that Postman no longer shows: keep looking until its deadline.
             a.polls += 1
+            a.mustLookOnce = false
             a.wantSingle = true
             a.nextPoll = at + policy.maxPollInterval
             phase = .awaiting(a)
@@ -158,11 +159,12 @@ extension MessageLifecycle {
         case (.awaiting(var a), .readRefused(let status, let code, let at)):
             if let stop = Self.credentialRefusal(status: status, code: code) { return [.stopRun(stop)] }
             a.refusals += 1
+            a.mustLookOnce = false
             a.nextPoll = at + policy.maxPollInterval * Double(min(a.refusals, 4))
             phase = .awaiting(a)
             return []
         case (.awaiting(let a), .tick(let at)):
-            guard at >= a.deadline else { return [] }
+            guard at >= a.deadline, !a.mustLookOnce else { return [] }
             let update = FinalState.afterAcceptedRetry(
                 rowRetryCount: row.baseRetryCount, postmanRetries: postmanRetries, lastStatus: lastStatus,
                 newestError: nil, final: false)

@@ -30,9 +30,6 @@ extension MessageLifecycle {
         public var settleDelay: Double = 2
         /// Reads answered with a 4xx (not 404, 429, 401/403) before the machine gives up on a message.
         public var maxReadRefusals = 4
-        /// A message restored as accepted is polled for at least this long, so an outcome reached while
-        /// the job was down is read once even when its deadline passed meanwhile.
-        public var restoredReadWindow: Double = 30
         /// The longest a retry call can be on the wire (the request timeout): an intent found after a
         /// restart or a lease takeover is read only once a call made for it can no longer be in flight.
         public var callTimeout: Double
@@ -56,6 +53,10 @@ extension MessageLifecycle {
         /// A page showed it final but without its attempt history, or did not show it: read it singly.
         public var wantSingle = false
         public var refusals = 0
+        /// Restored after a restart (or carried over from an earlier run): looked at once before its
+        /// deadline may end it, so an outcome reached while the job was down, or a deadline that passed
+        /// meanwhile, still gets one read. The deadline itself stays the contract's (section 4).
+        public var mustLookOnce = false
     }
 
     public enum Phase: Sendable, Equatable {

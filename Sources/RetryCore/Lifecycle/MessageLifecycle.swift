@@ -57,8 +57,7 @@ public struct MessageLifecycle: Sendable, Equatable {
         case .accepted(let acceptedAt, let deadline, let status, let witness):
             lastStatus = status
             if let witness { postmanRetries = witness }
-            phase = .awaiting(
-                Awaiting(acceptedAt: acceptedAt, deadline: max(deadline, now + policy.restoredReadWindow), nextPoll: now))
+            phase = .awaiting(Awaiting(acceptedAt: acceptedAt, deadline: deadline, nextPoll: now, mustLookOnce: true))
         case .done: phase = .released
         }
     }
