@@ -130,6 +130,40 @@ import Testing
         await fixture.stop()
     }
 
+    /// CONTRACT.md sections 2 and 4: write-back never overwrites a row that changed since the job read it,
+    /// whichever column the job relies on changed: the recipient, the OTP flag or the batch here, none of
+    /// which moves `updated_at` (only status, retry count, error and `updated_at` were compared before).
+    @Test func writeBackLeavesARowWhoseRecipientOtpFlagOrBatchChanged() async throws {
+        var options = SimulatorOptions()
+        options.seed = 5
+        options.timeScale = 1
+        let fixture = try await EngineFixture.make(campaigns: 1, messages: 4, mixed: false, options: options) { data in
+            for i in data.simulator.messages.indices { data.simulator.messages[i].outcomes = ["success@3"] }
+        }
+        let ids = fixture.data.rows.map(\.messageId)
+        var settings = fixture.settings(pollTimeout: .seconds(20))
+        settings.wholeBatchRetries = false
+        let run = Task { try await fixture.run(settings) }
+        let accepted = try await WorkerTests.eventually(timeout: .seconds(20)) {
+            await fixture.sim.ledger().acceptedRetries.count == 4
+        }
+        #expect(accepted)
+        let writer = try await PGConnection.connect(PGConfiguration(url: fixture.url), logger: EngineFixture.quietLogger)
+        try await writer.execute("UPDATE outbound_messages SET recipient = '6591234567' WHERE message_id = \(ids[0])")
+        try await writer.execute("UPDATE outbound_messages SET is_otp = true WHERE message_id = \(ids[1])")
+        try await writer.execute("UPDATE outbound_messages SET batch_id = 'moved-batch' WHERE message_id = \(ids[2])")
+        let result = try await run.value
+        await writer.close()
+        let table = try await fixture.table()
+        for id in ids.prefix(3) {
+            #expect(table[id] == .init(status: "failure", retryCount: 0, errorCode: table[id]?.errorCode), "\(id): \(table[id]!)")
+        }
+        #expect(table[ids[3]]?.status == "success" && table[ids[3]]?.retryCount == 1)
+        #expect(result.summary.writeConflicts == 3, "\(result.summary)")
+        #expect(result.summary.counts.retried == 4 && result.summary.counts.addsUp)
+        await fixture.stop()
+    }
+
     @Test func anApplicationWritingDuringTheRunLosesNoWrite() async throws {
         var options = SimulatorOptions()
         options.seed = 3

@@ -20,20 +20,7 @@ extension RunStore {
     /// rows get their intents, and the rest of the wave, found by what the first half returned, is marked
     /// `conflict`. The two halves touch disjoint journal rows.
     static func intentStatement(table t: AgencyTable, run: Int64, messageIds: [String], witnesses: [Int]) -> PGQuery {
-        var sameRow: PGQuery = """
-            \(fragment: t.column(t.messageId)) = j.message_id
-              AND \(fragment: t.column(t.status)) = j.snap_status
-              AND \(fragment: t.column(t.retryCount)) = j.snap_retry_count
-              AND \(fragment: t.column(t.errorCode)) IS NOT DISTINCT FROM j.snap_error_code
-              AND \(fragment: t.column(t.updatedAt)) IS NOT DISTINCT FROM j.snap_updated_at
-              AND \(fragment: t.column(t.campaignId))::text = j.campaign_id
-              AND (j.snap_recipient_md5 IS NULL OR md5(\(fragment: t.column(t.recipient))::text) = j.snap_recipient_md5)
-            """
-        if let batch = t.batchId { sameRow.append(" AND \(fragment: t.column(batch))::text IS NOT DISTINCT FROM j.batch_id") }
-        if let otp = t.isOtp {
-            sameRow.append(
-                " AND (j.snap_is_otp IS NULL OR \(fragment: t.column(otp))::boolean IS NOT DISTINCT FROM j.snap_is_otp)")
-        }
+        let sameRow = rowAsRead(t)
         let notSent: [JournalState] = [.selected, .intent]
         return """
             WITH ready AS (
@@ -54,6 +41,27 @@ extension RunStore {
             UNION ALL
             SELECT message_id, false AS intent FROM changed
             """
+    }
+
+    /// The agency row `a` is exactly as the journal entry `j` read it: every column the job relies on, the
+    /// recipient by its digest. The intent step checks it before a retry call, and write-back before it
+    /// writes (CONTRACT.md sections 2 and 4: a row changed underneath the job is never overwritten).
+    static func rowAsRead(_ t: AgencyTable) -> PGQuery {
+        var sameRow: PGQuery = """
+            \(fragment: t.column(t.messageId)) = j.message_id
+              AND \(fragment: t.column(t.status)) = j.snap_status
+              AND \(fragment: t.column(t.retryCount)) = j.snap_retry_count
+              AND \(fragment: t.column(t.errorCode)) IS NOT DISTINCT FROM j.snap_error_code
+              AND \(fragment: t.column(t.updatedAt)) IS NOT DISTINCT FROM j.snap_updated_at
+              AND \(fragment: t.column(t.campaignId))::text = j.campaign_id
+              AND (j.snap_recipient_md5 IS NULL OR md5(\(fragment: t.column(t.recipient))::text) = j.snap_recipient_md5)
+            """
+        if let batch = t.batchId { sameRow.append(" AND \(fragment: t.column(batch))::text IS NOT DISTINCT FROM j.batch_id") }
+        if let otp = t.isOtp {
+            sameRow.append(
+                " AND (j.snap_is_otp IS NULL OR \(fragment: t.column(otp))::boolean IS NOT DISTINCT FROM j.snap_is_otp)")
+        }
+        return sameRow
     }
 
     /// The intents and the conflicts `intentStatement` returned.

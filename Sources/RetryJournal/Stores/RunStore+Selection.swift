@@ -132,12 +132,12 @@ extension RunStore {
                     INSERT INTO \(fragment: Schema.journal) (run_id, message_id, campaign_id, batch_id, row_key,
                         recipient_masked, row_created_at, origin, carried_from_run, snap_status, snap_retry_count,
                         snap_error_code, snap_updated_at, state, attempts_before, base_retry_count, accepted_at,
-                        poll_deadline, last_status, postman_retries)
+                        poll_deadline, last_status, postman_retries, snap_recipient_md5, snap_is_otp)
                     SELECT \(run), j.message_id, j.campaign_id, j.batch_id, j.row_key, j.recipient_masked,
                            j.row_created_at, \(literal: JournalOrigin.carriedOver), j.run_id, j.snap_status, j.snap_retry_count,
                            j.snap_error_code, j.snap_updated_at, \(literal: JournalState.accepted), j.attempts_before,
                            j.base_retry_count, j.accepted_at,
-                           \(deadline)::timestamptz, j.last_status, j.postman_retries
+                           \(deadline)::timestamptz, j.last_status, j.postman_retries, j.snap_recipient_md5, j.snap_is_otp
                     FROM \(fragment: Schema.journal) j
                     WHERE j.result = \(literal: JournalResult.pending) AND j.superseded_by_run IS NULL AND j.never_final = false
                       AND j.run_id <> \(run) AND j.write_state = \(literal: WriteState.written)

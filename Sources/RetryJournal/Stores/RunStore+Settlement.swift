@@ -64,11 +64,7 @@ extension RunStore {
                     \(identifier: t.updatedAt) = clock_timestamp()
                 FROM \(fragment: Schema.journal) j
                 WHERE j.run_id = \(run) AND j.message_id = ANY(\(ids)::text[]) AND j.write_state = \(literal: WriteState.pending)
-                  AND \(fragment: t.column(t.messageId)) = j.message_id
-                  AND \(fragment: t.column(t.status)) = j.snap_status
-                  AND \(fragment: t.column(t.retryCount)) = j.snap_retry_count
-                  AND \(fragment: t.column(t.errorCode)) IS NOT DISTINCT FROM j.snap_error_code
-                  AND \(fragment: t.column(t.updatedAt)) IS NOT DISTINCT FROM j.snap_updated_at
+                  AND \(fragment: Self.rowAsRead(t))
                 RETURNING j.message_id, \(fragment: t.column(t.status))::text AS s,
                           \(fragment: t.column(t.retryCount))::int AS rc, \(fragment: t.column(t.errorCode))::text AS e,
                           \(fragment: t.column(t.updatedAt)) AS u
