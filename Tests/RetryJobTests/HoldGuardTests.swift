@@ -12,6 +12,7 @@ import Testing
 /// nothing more within one second." A connection that fails says so and stops sending at once (the
 /// NetworkEdge and Reliability suites kill it); one whose packets are dropped silently only hangs. The
 /// job cannot tell that hang from a renewal held back by a row lock, which is how this test makes it.
+/// The same pause keeps a wave's intents waiting for their calls, for the second test.
 @Suite(.serialized) struct HoldGuardTests {
     @Test func aHeartbeatThatHangsStopsSendingWithinASecondAndSendingResumesWhenItAnswers() async throws {
         // Stale rows and unknown ids beside the plain failures: reads, pages and retries all count.
@@ -46,5 +47,47 @@ import Testing
         #expect(ledger.acceptedRetries.values.allSatisfy { $0 == 1 }, "one accepted retry per message")
         #expect(result.summary.counts.retried == ledger.acceptedRetries.count, "\(result.summary.counts)")
         #expect(ledger.rateLimited == 0)
+    }
+
+    /// CONTRACT.md section 4: "Just before a retry call the job checks that the row is as it read it". A
+    /// wave's intents wait for their calls while sending is paused (the hold's heartbeat held back 4 s);
+    /// meanwhile the agency flags their rows as OTP. When sending resumes their rows are checked again:
+    /// none is retried, each is a conflict, none is written. They used to be called with the old check.
+    @Test func anIntentThatWaitedIsCheckedAgainBeforeItsCall() async throws {
+        let fixture = try await EngineFixture.make(
+            databasePrefix: "recheck", campaigns: 1, messages: 40, mixed: false, seed: 96, rateLimit: 5)
+        var settings = fixture.settings(pollTimeout: .seconds(20))
+        settings.wholeBatchRetries = false
+        let run = Task { try await fixture.run(settings) }
+        let sending = try await WorkerTests.eventually(timeout: .seconds(30)) {
+            await fixture.sim.ledger().requests.filter { $0.method == "POST" }.count >= 3
+        }
+        #expect(sending)
+        let locker = try await PGConnection.connect(PGConfiguration(url: fixture.url), logger: EngineFixture.quietLogger)
+        try await locker.executeScript("BEGIN; SELECT 1 FROM postman_retry.run_holders FOR NO KEY UPDATE")
+        // Sending stops within a second; answers in flight come in and are flushed.
+        try await Task.sleep(for: .milliseconds(1800))
+        let intents: [String] = try await fixture.db.query(
+            "SELECT message_id FROM postman_retry.journal WHERE state = 'intent'"
+        ).map { try $0.decode("message_id") }
+        let called = Set(await fixture.sim.ledger().acceptedRetries.keys)
+        let waiting = intents.filter { !called.contains($0) }
+        #expect(!waiting.isEmpty, "a wave's intents wait for their calls")
+        try await fixture.db.execute("UPDATE outbound_messages SET is_otp = true WHERE message_id = ANY(\(waiting))")
+        try await Task.sleep(for: .milliseconds(2200))
+        try await locker.executeScript("COMMIT")
+        let result = try await run.value
+        await locker.close()
+        let ledger = await fixture.sim.ledger()
+        let table = try await fixture.table()
+        await fixture.stop()
+
+        let retriedAnyway = waiting.filter { ledger.acceptedRetries[$0] != nil }
+        #expect(retriedAnyway.isEmpty, "\(retriedAnyway.count) of \(waiting.count) changed rows retried")
+        #expect(waiting.allSatisfy { table[$0]?.status == "failure" && table[$0]?.retryCount == 0 })
+        #expect(result.summary.counts.conflict == waiting.count, "\(result.summary.counts)")
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(result.summary.counts.retried == 40 - waiting.count && result.summary.counts.addsUp)
+        #expect(ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
     }
 }

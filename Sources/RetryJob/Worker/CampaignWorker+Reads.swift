@@ -30,9 +30,15 @@ extension CampaignWorker {
             beginQuietHours()
             return nil
         }
-        while !callQueue.isEmpty {
-            let id = callQueue.removeFirst()
-            guard machines[id]?.need == .retryCall, !busy.contains(id) else { continue }
+        while let id = callQueue.first {
+            guard machines[id]?.need == .retryCall, !busy.contains(id) else {
+                callQueue.removeFirst()
+                continue
+            }
+            // Its row was checked too long ago: checked again first (`recheckIntents`, started by the loop).
+            guard intentIsFresh(id, at: t) else { return nil }
+            callQueue.removeFirst()
+            intentCheckedAt[id] = nil
             busy.insert(id)
             context.crashPoints.reach("before-retry-call")
             return .retry(id)

@@ -44,6 +44,13 @@ extension CampaignWorker {
             intentQueueHead = 0
         }
         guard !wave.isEmpty else { return }
+        await commit(wave)
+    }
+
+    /// Commits (or commits again) the intents of `wave`: each row is checked to be as it was read, in
+    /// one transaction with the intents.
+    func commit(_ wave: [(id: String, witness: Int)]) async {
+        let checkedAt = now
         do {
             let result: (intents: Set<String>, conflicts: Set<String>)
             if let batcher {
@@ -53,12 +60,19 @@ extension CampaignWorker {
                     run: context.run.id, messageIds: wave.map(\.id), witnesses: wave.map(\.witness))
                 context.crashPoints.reach("after-intent")
             }
+            var changedBatches: Set<String> = []
             for (id, _) in wave {
                 if result.intents.contains(id) {
+                    intentCheckedAt[id] = checkedAt
+                    // A checked-again intent is already queued for its call; a message released meanwhile
+                    // (a stop) has its intent reverted once more.
+                    if case .intent? = machines[id]?.phase { continue }
                     apply(id, .intentCommitted)
                 } else if result.conflicts.contains(id) {
                     logger.info("row changed since it was read; not retried", metadata: ["message": "\(id)"])
+                    intentCheckedAt[id] = nil
                     apply(id, .intentConflict)
+                    if let batch = batchOf[id], case .calling = batchChecks[batch] { changedBatches.insert(batch) }
                 } else {
                     // Its journal entry moved on without this worker (writes are fenced, so it should not
                     // happen): left open for a later pass, never sent.
@@ -66,9 +80,49 @@ extension CampaignWorker {
                     apply(id, .release)
                 }
             }
+            // A whole-batch call would retry the changed member too: its batch goes by single retries.
+            for batch in changedBatches { decideSinglesAfterCommit(batch) }
         } catch {
             fail(error)
         }
+    }
+
+    // MARK: - Checking an intent again just before its call
+
+    /// An intent checked longer ago than this is checked again before its call goes: the contract checks
+    /// the row "just before a retry call" (section 4), and a wave (one second of the budget) sometimes
+    /// waits behind reads, a backoff or a slow heartbeat. At full pace each call goes well within it.
+    static let intentFreshFor = 2.0
+
+    func intentIsFresh(_ id: String, at t: Double) -> Bool {
+        intentCheckedAt[id].map { t - $0 <= Self.intentFreshFor } ?? false
+    }
+
+    /// The intents at the front of the queues (single calls, then whole-batch calls) whose check is
+    /// stale, up to a wave: calls go in queue order, so only the front is looked at.
+    func staleIntentsAhead(at t: Double) -> [(id: String, witness: Int)] {
+        var stale: [(id: String, witness: Int)] = []
+        for id in callQueue {
+            guard case .intent(let witness)? = machines[id]?.phase, !busy.contains(id) else { continue }
+            if intentIsFresh(id, at: t) || stale.count >= waveSize { break }
+            stale.append((id, witness))
+        }
+        if stale.isEmpty, let batch = batchCallQueue.first, let members = batchRunMembers[batch] {
+            for id in members where !busy.contains(id) && !intentIsFresh(id, at: t) {
+                if case .intent(let witness)? = machines[id]?.phase { stale.append((id, witness)) }
+            }
+        }
+        return stale
+    }
+
+    /// Checks the rows of stale intents again (`staleIntentsAhead`); their calls wait for it.
+    func recheckIntents(_ wave: [(id: String, witness: Int)]) async {
+        defer {
+            rechecking = false
+            ring()
+        }
+        guard !stopping, !quietHoursBegan else { return }
+        await commit(wave)
     }
 
     /// Quiet hours: the messages not yet retried wait for the next run; reads go on.

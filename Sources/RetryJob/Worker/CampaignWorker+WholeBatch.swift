@@ -45,6 +45,18 @@ extension CampaignWorker {
         for id in members { place(id) }
     }
 
+    /// A member of a batch committed whole was found changed before the call went: the call would retry
+    /// it too, so the batch goes by single retries (its row in `batch_calls` stays: never whole again).
+    func decideSinglesAfterCommit(_ batch: String) {
+        batchChecks[batch] = .singles
+        logger.info(
+            "a member's row changed before the whole-batch call; the batch goes by single retries",
+            metadata: ["batch": "\(batch)"])
+        for id in batchRunMembers[batch] ?? [] where machines[id]?.need == .retryCall && !busy.contains(id) {
+            callQueue.append(id)
+        }
+    }
+
     func onBatchPage(_ batch: String, _ page: PostmanPage) {
         batchReadInFlight.remove(batch)
         guard case .reading(_, var members) = batchChecks[batch] else { return }
@@ -130,7 +142,16 @@ extension CampaignWorker {
             guard case .calling = batchChecks[batch], let members = batchRunMembers[batch] else { continue }
             let calling = members.filter { machines[$0]?.need == .retryCall && !busy.contains($0) }
             guard !calling.isEmpty else { continue }
-            for id in calling { busy.insert(id) }
+            guard calling.allSatisfy({ intentIsFresh($0, at: now) }) else {
+                // Checked again first (`recheckIntents`, started by the loop); the call waits at the front.
+                batchCallQueue.insert(batch, at: 0)
+                queuedBatchCalls.insert(batch)
+                return nil
+            }
+            for id in calling {
+                busy.insert(id)
+                intentCheckedAt[id] = nil
+            }
             context.crashPoints.reach("before-batch-call")
             return .retryBatch(batch: batch, members: calling)
         }

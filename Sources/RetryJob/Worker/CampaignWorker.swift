@@ -65,6 +65,10 @@ actor CampaignWorker {
     /// Passes of the loop in `run()` (RunResult.campaignLoopPasses).
     var loopPasses = 0
     var refilling = false
+    /// Stale intents are being checked again before their calls (`recheckIntents`).
+    var rechecking = false
+    /// When each committed intent's row was last found as it was read (on `now`'s clock).
+    var intentCheckedAt: [String: Double] = [:]
     var lastTick: Double = 0
     /// When the next wanted look falls due (from the latest scan).
     var nextViewDue = 0.0
@@ -281,6 +285,13 @@ actor CampaignWorker {
                     refilling = true
                     group.addTask { await self.refillWave() }
                 }
+                if !rechecking, !stopping, !quietHoursBegan, !callQueue.isEmpty || !batchCallQueue.isEmpty {
+                    let stale = staleIntentsAhead(at: t)
+                    if !stale.isEmpty {
+                        rechecking = true
+                        group.addTask { await self.recheckIntents(stale) }
+                    }
+                }
                 if !loadingChunk, nextChunk != nil, !stopping, quietHoursBegan || openMessages < max(1, chunkSize / 2) {
                     loadingChunk = true
                     group.addTask { await self.loadNextChunk() }
@@ -295,7 +306,7 @@ actor CampaignWorker {
                     stopSeenAt = stopSeenAt ?? context.stopNoticedAt.map { min(t, ($0 - origin).seconds) } ?? t
                     // Settle unknown retries for a while after a signal; then leave them to the next run.
                     let giveUp = t - stopSeenAt! > stopGrace || context.stopReason != .signal
-                    if inFlight == 0 && !refilling && (giveUp || !hasUnsettled) { break }
+                    if inFlight == 0 && !refilling && !rechecking && (giveUp || !hasUnsettled) { break }
                     if giveUp {
                         // Waiting for the answers in flight and a wave's commit, which ring as they end (a
                         // 20 ms poll here spun for as long as the database held the wave back).
@@ -413,7 +424,7 @@ actor CampaignWorker {
     }
 
     var isFinished: Bool {
-        inFlight == 0 && !refilling && !committingBatch && !loadingChunk && openMessages == 0 && nextChunk == nil
+        inFlight == 0 && !refilling && !rechecking && !committingBatch && !loadingChunk && openMessages == 0 && nextChunk == nil
     }
 
     /// A retry whose answer is unknown, or refused and not yet read back, is still open (only reads may
