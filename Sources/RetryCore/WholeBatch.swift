@@ -40,6 +40,11 @@ public enum WholeBatch {
         for member in members {
             let view = member.view
             if view.latestStatus == "created" { return .singles("a member is still created (Postman refuses the call)") }
+            // A member still on its way (this run's own accepted retry among them) may fail before the call
+            // goes, and Postman would then retry it a second time: only a batch at rest goes whole.
+            if view.latestStatus != "success" && view.latestStatus != "failure" {
+                return .singles("a member is still \(view.latestStatus) (it may fail before the call and be retried too)")
+            }
             guard view.latestStatus == "failure" else { continue }
             guard view.attempts != nil else { return .singles("a member's attempt history is not shown") }
             if Self.wouldRetry(view) { wouldRetry.insert(member.id) }
