@@ -25,11 +25,12 @@ extension CampaignWorker {
         }
         if let read = nextRead() { return read }
         if stopping || quietHoursBegan { return nil }
-        if let call = nextBatchCall() { return call }
-        if !callQueue.isEmpty, context.settings.inQuietHours {
+        // Whole-batch calls too: a batch call sends as many SMS as its members.
+        if !callQueue.isEmpty || !batchCallQueue.isEmpty, context.settings.inQuietHours {
             beginQuietHours()
             return nil
         }
+        if let call = nextBatchCall() { return call }
         while let id = callQueue.first {
             guard machines[id]?.need == .retryCall, !busy.contains(id) else {
                 callQueue.removeFirst()

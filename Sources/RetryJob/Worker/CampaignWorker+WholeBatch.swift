@@ -107,11 +107,13 @@ extension CampaignWorker {
             ids.append(id)
             witnesses.append(witness)
         }
+        if !stopping, !quietHoursBegan, context.settings.inQuietHours { beginQuietHours() }
         guard !stopping, !quietHoursBegan, !ids.isEmpty else {
             batchChecks[batch] = .singles
             for id in members { place(id) }
             return
         }
+        let checkedAt = now
         do {
             let result = try await store.commitBatchIntent(
                 run: context.run.id, campaign: campaign, batch: batch, messageIds: ids, witnesses: witnesses)
@@ -120,6 +122,7 @@ extension CampaignWorker {
             if result.whole { calledBatches.insert(batch) }
             for id in ids {
                 if result.intents.contains(id) {
+                    intentCheckedAt[id] = checkedAt
                     apply(id, .intentCommitted)
                 } else if result.conflicts.contains(id) {
                     apply(id, .intentConflict)
