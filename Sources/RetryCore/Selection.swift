@@ -134,6 +134,10 @@ public struct SelectionRules: Sendable {
             if value.isEmpty { return (field, "is empty") }
             if value == "." || value == ".." { return (field, "is '\(value)', which cannot be one URL path segment") }
         }
+        // A batch id goes into paths too (`/batch/{id}/…`); an empty one is no batch.
+        if let batch = row.batchId, batch == "." || batch == ".." {
+            return ("batch_id", "is '\(batch)', which cannot be one URL path segment")
+        }
         for (field, value) in [("message_id", row.messageId), ("campaign_id", row.campaignId), ("batch_id", row.batchId)] {
             if let value, value.utf8.count > maxIdBytes {
                 return (field, "is \(value.utf8.count) bytes long; ids of more than \(maxIdBytes) bytes are not taken")

@@ -71,7 +71,7 @@ public struct Plan: Sendable, Codable {
         var selectedByBatch: [String: [String: Int]] = [:]
         let counts = try await selector.scan(db, rules: settings.rules) { rows, _ in
             for row in rows {
-                if let batch = row.batchId, let campaign = row.campaignId {
+                if let batch = row.batchId, !batch.isEmpty, let campaign = row.campaignId {
                     selectedByBatch[campaign, default: [:]][batch, default: 0] += 1
                 }
             }

@@ -371,6 +371,11 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
         #expect(late.handle(.tick(at: 104)).isEmpty, "looked at once first")
         _ = late.handle(.viewed(PostmanView(latestStatus: "sending", attempts: 2), fromPage: true, at: 104.5))
         #expect(late.handle(.tick(at: 104.6)).contains { if case .resolved = $0 { true } else { false } })
+        // Reads that keep failing (no event reaches the machine) do not keep it open for ever.
+        var unread = MessageLifecycle(
+            restoring: .accepted(acceptedAt: 0, deadline: 103, lastStatus: "sending"), row: row, policy: policy, at: 100)
+        #expect(unread.handle(.tick(at: 129)).isEmpty)
+        #expect(unread.handle(.tick(at: 130)).contains { if case .resolved = $0 { true } else { false } })
     }
 
     /// A single read that shows a final status without attempts settles; a page asks for one read.

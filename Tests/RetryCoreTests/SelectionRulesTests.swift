@@ -50,6 +50,19 @@ import Testing
             #expect(named == field)
         }
         #expect(rules.classify(row(messageId: "a/b?c")) == .selected, "odd ids are encoded, not rejected")
+        // A batch id goes into paths too (CONTRACT.md section 3: an id that is `.` or `..`).
+        for batch in [".", ".."] {
+            var candidate = row()
+            candidate.batchId = batch
+            guard case .skipped(.malformed, let named, _) = rules.classify(candidate) else {
+                Issue.record("batch id \(batch) should be malformed")
+                continue
+            }
+            #expect(named == "batch_id")
+        }
+        var noBatch = row()
+        noBatch.batchId = ""
+        #expect(rules.classify(noBatch) == .selected, "an empty batch id is no batch")
     }
 
     @Test func unreadableValuesAndOverlongIdsAreMalformed() {

@@ -30,6 +30,8 @@ extension MessageLifecycle {
         public var settleDelay: Double = 2
         /// Reads answered with a 4xx (not 404, 429, 401/403) before the machine gives up on a message.
         public var maxReadRefusals = 4
+        /// How long a restored retry whose deadline passed waits for its one look when reads keep failing.
+        public var restoredLookWindow: Double = 30
         /// The longest a retry call can be on the wire (the request timeout): an intent found after a
         /// restart or a lease takeover is read only once a call made for it can no longer be in flight.
         public var callTimeout: Double
@@ -57,6 +59,8 @@ extension MessageLifecycle {
         /// deadline may end it, so an outcome reached while the job was down, or a deadline that passed
         /// meanwhile, still gets one read. The deadline itself stays the contract's (section 4).
         public var mustLookOnce = false
+        /// Reads that keep failing (5xx, timeouts: no event reaches the machine) do not keep it open past this.
+        public var lookWindowEnds = Double.infinity
     }
 
     public enum Phase: Sendable, Equatable {

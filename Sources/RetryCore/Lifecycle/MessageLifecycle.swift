@@ -57,7 +57,10 @@ public struct MessageLifecycle: Sendable, Equatable {
         case .accepted(let acceptedAt, let deadline, let status, let witness):
             lastStatus = status
             if let witness { postmanRetries = witness }
-            phase = .awaiting(Awaiting(acceptedAt: acceptedAt, deadline: deadline, nextPoll: now, mustLookOnce: true))
+            phase = .awaiting(
+                Awaiting(
+                    acceptedAt: acceptedAt, deadline: deadline, nextPoll: now, mustLookOnce: true,
+                    lookWindowEnds: now + policy.restoredLookWindow))
         case .done: phase = .released
         }
     }

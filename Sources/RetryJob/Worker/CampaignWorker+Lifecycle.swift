@@ -132,7 +132,7 @@ extension CampaignWorker {
             for item in chunk.items where machines[item.messageId] == nil {
                 guard let machine = Self.lifecycle(of: item, policy: policy, at: wall) else { continue }
                 machines[item.messageId] = machine
-                if let batch = item.batchId { batchOf[item.messageId] = batch }
+                if let batch = item.batchId, !batch.isEmpty { batchOf[item.messageId] = batch }
                 openMessages += 1
                 if quietHoursBegan {
                     // Quiet hours began while the chunk was read: not sent, left for the next run.

@@ -167,7 +167,7 @@ actor CampaignWorker {
         for item in first.items {
             guard let machine = Self.lifecycle(of: item, policy: policy, at: wall) else { continue }
             machines[item.messageId] = machine
-            if let batch = item.batchId {
+            if let batch = item.batchId, !batch.isEmpty {  // an empty batch id is no batch
                 batchOf[item.messageId] = batch
                 members[batch, default: []].append(item.messageId)
             }
@@ -463,6 +463,13 @@ actor CampaignWorker {
         }
         nextPollDeadline = soonest
         for id in due { apply(id, .tick(at: wall)) }
+        // Past its deadline but not looked at since a restart: it ends at its look or when its window for one
+        // ends (`Awaiting.lookWindowEnds`), which must wake this scan again.
+        for id in due {
+            if case .awaiting(let awaiting)? = machines[id]?.phase {
+                nextPollDeadline = min(nextPollDeadline, max(awaiting.lookWindowEnds, wall + 0.25))
+            }
+        }
     }
 
     /// A look was wanted, or a read ended, since the last scan: the next scan may find something new.
