@@ -24,7 +24,10 @@ public enum PostmanStatus {
 public func maskPhone(_ number: String?) -> String {
     guard let number, !number.isEmpty else { return "" }
     let characters = Array(number)
-    guard characters.count >= 8 else { return String(repeating: "*", count: min(characters.count, 4)) }
+    // A short number keeps only its first two digits: the lifecycle reads the country code from the masked
+    // form (`sent_to_telco` is final outside Singapore), and a short "65…" number is still Singapore's.
+    guard characters.count >= 5 else { return String(repeating: "*", count: min(characters.count, 4)) }
+    guard characters.count >= 8 else { return String(characters.prefix(2)) + "****" }
     return String(characters.prefix(2)) + "****" + String(characters.suffix(4))
 }
 

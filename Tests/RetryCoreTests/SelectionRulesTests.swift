@@ -112,6 +112,10 @@ import Testing
         #expect(maskPhone("6591112222") == "65****2222")
         #expect(!maskPhone("447700900123").contains("7700900"))
         #expect(maskPhone("123") == "***")
+        // A short Singapore number keeps its country code (and nothing more): the masked form decides
+        // whether `sent_to_telco` is final, and "****" read as a foreign number.
+        #expect(maskPhone("6512345") == "65****")
+        #expect(!PostmanStatus.isFinal("sent_to_telco", recipient: maskPhone("6512345")))
     }
 
     @Test func keyVariableNames() {
