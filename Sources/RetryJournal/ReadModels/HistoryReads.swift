@@ -39,14 +39,15 @@ public enum HistoryReads {
     }
 
     /// `plan`: the pending retries of earlier runs that the next run would carry over, by campaign
-    /// (every campaign when `campaigns` is empty).
+    /// (every campaign when `campaigns` is empty): the same test as `RunStore`'s carry-over, so one whose
+    /// write-back met a changed row (the agency's now) is not counted.
     public static func carriedOverCounts(db: PGConnection, campaigns: [String]) async throws -> [String: Int] {
         var carried: [String: Int] = [:]
         let rows = try await db.query(
             """
             SELECT campaign_id, count(*) AS n FROM \(fragment: Schema.journal)
             WHERE result = \(literal: JournalResult.pending) AND superseded_by_run IS NULL AND never_final = false
-              AND accepted_at > now() - interval '48 hours'
+              AND accepted_at > now() - interval '48 hours' AND write_state = \(literal: WriteState.written)
               AND (\(campaigns.isEmpty) OR campaign_id = ANY(\(campaigns)::text[]))
             GROUP BY 1
             """)
