@@ -103,6 +103,15 @@ extension CampaignWorker {
         case .retryBatch(let batch, let members):
             guard mayStillCall(members) else {
                 calls.batchRetry -= 1
+                if !stopping, !quietHoursBegan, members.allSatisfy({ machines[$0]?.need == .retryCall }) {
+                    // Only the hold's or the lease's guard is late (a slow heartbeat): as for a single call,
+                    // the intents stand and the call waits at the front. Released, its members stayed open to
+                    // the end of the run ("messages still open", exit 75).
+                    timeline.cancelRequest()
+                    requestsSent -= 1
+                    if queuedBatchCalls.insert(batch).inserted { batchCallQueue.insert(batch, at: 0) }
+                    break
+                }
                 notSentAfterAll(members)
                 break
             }
