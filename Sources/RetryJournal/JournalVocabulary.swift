@@ -17,7 +17,8 @@ public enum JournalOrigin: String, JournalSpelling {
 
 /// `journal.write_state`: what happened to the write-back of the row.
 public enum WriteState: String, JournalSpelling {
-    case none, pending, written, conflict
+    /// `refused`: the agency table refused the write (V008; the message is in `write_error`).
+    case none, pending, written, conflict, refused
 }
 
 /// `runs.status`.

@@ -411,6 +411,7 @@ struct ReportView {
     static func categoryName(_ category: RunReport.Attention.Category) -> String {
         switch category {
         case .writeConflict: return "outcome not written (row changed)"
+        case .writeRefused: return "outcome not written (the table refused it)"
         case .permanentError: return "failed again, permanent code"
         case .failedAgain: return "failed again"
         case .exhausted: return "exhausted"

@@ -29,6 +29,7 @@ public struct RunReport: Sendable {
     public struct Attention: Sendable, Equatable {
         public enum Category: String, Sendable, CaseIterable {
             case writeConflict = "write_conflict"
+            case writeRefused = "write_refused"
             case permanentError = "permanent_error"
             case failedAgain = "failed_again"
             case exhausted
@@ -60,6 +61,7 @@ public struct RunReport: Sendable {
             case .rejected: return detail.isEmpty ? "Postman refused the retry." : detail
             case .conflict: return "The agency row changed after the job read it, before its retry."
             case .writeConflict: return "The agency row changed during the run; Postman's outcome was not written back."
+            case .writeRefused: return "The agency table refused Postman's outcome for this row: \(detail)"
             case .neverFinal: return "No final status 48 hours after the retry; no longer polled."
             case .malformed: return detail
             }
@@ -80,6 +82,9 @@ public struct RunReport: Sendable {
             case .writeConflict:
                 return "The agency row changed during the run, so Postman's outcome was not written: compare the row with "
                     + "Postman and update it by hand."
+            case .writeRefused:
+                return "The table's own rules (a CHECK, an enum, a column too short, a trigger) refused the outcome, so the "
+                    + "row was left as it was: widen the rule or update the row by hand from Postman."
             case .exhausted:
                 return ErrorCatalog.info("too_many_message_attempts_error").action
             case .notFound:
@@ -206,6 +211,8 @@ public struct RunReport: Sendable {
             let category: Attention.Category
             if row.writeState == .conflict {
                 category = .writeConflict
+            } else if row.writeState == .refused {
+                category = .writeRefused
             } else {
                 switch row.outcome {
                 case .retried: category = permanent.contains(row.code) ? .permanentError : .failedAgain

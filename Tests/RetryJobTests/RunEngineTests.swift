@@ -164,6 +164,42 @@ import Testing
         await fixture.stop()
     }
 
+    /// The agency table allows only the statuses it knows (a CHECK, as many agency schemas have), and Postman
+    /// shows one selected message in a status the job does not know: its row is reconciled to it, and the
+    /// table refuses the write. That row alone is left as it is (`write_state = 'refused'`, PostgreSQL's
+    /// message kept for the report); the others are written and the run completes. The one refusal used
+    /// to roll back the whole flush and stop every run with exit 1, nothing written (found by review).
+    @Test func aWriteTheTableRefusesLeavesThatRowAloneAndTheRunCompletes() async throws {
+        let fixture = try await EngineFixture.make(databasePrefix: "refused", campaigns: 1, messages: 8, mixed: false, seed: 83) {
+            data in
+            for i in data.rows.indices {
+                data.rows[i].batchId = nil
+                data.rows[i].errorCode = "routing_error"
+                data.rows[i].kind = .retrySucceeds
+                data.simulator.messages[i].batchId = nil
+                data.simulator.messages[i].outcomes = ["success"]
+            }
+            data.simulator.messages[0].latestStatus = "queued"  // unknown to the job: the row follows Postman
+        }
+        let refusedId = fixture.data.simulator.messages[0].id
+        try await fixture.db.execute(
+            """
+            ALTER TABLE outbound_messages ADD CONSTRAINT known_status
+            CHECK (status IN ('created', 'enqueued', 'sending', 'sent', 'sent_to_telco', 'success', 'failure'))
+            """)
+        let result = try await fixture.run(fixture.settings(pollTimeout: .seconds(10)))
+        let table = try await fixture.table()
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(table[refusedId]?.status == "failure" && table[refusedId]?.retryCount == 0, "\(table[refusedId]!)")
+        #expect(table.filter { $0.key != refusedId }.values.allSatisfy { $0.status == "success" && $0.retryCount == 1 })
+        #expect(result.summary.counts.addsUp && result.summary.counts.selected == 8, "\(result.summary.counts)")
+        let entry = try await fixture.db.query(
+            "SELECT write_state, write_error FROM postman_retry.journal WHERE message_id = \(refusedId)")[0]
+        #expect(try entry.decode("write_state", as: String.self) == "refused")
+        #expect(try entry.optional("write_error", as: String.self)?.contains("known_status") == true)
+        await fixture.stop()
+    }
+
     @Test func anApplicationWritingDuringTheRunLosesNoWrite() async throws {
         var options = SimulatorOptions()
         options.seed = 3

@@ -31,7 +31,8 @@ public struct Migrator: Sendable {
         file(4, "V004__campaign_leases.sql", PackageResources.V004__campaign_leases_sql),
         file(5, "V005__engine2_witness.sql", PackageResources.V005__engine2_witness_sql),
         file(6, "V006__whole_batch_calls.sql", PackageResources.V006__whole_batch_calls_sql),
-        file(7, "V007__run_holders.sql", PackageResources.V007__run_holders_sql)
+        file(7, "V007__run_holders.sql", PackageResources.V007__run_holders_sql),
+        file(8, "V008__write_refused.sql", PackageResources.V008__write_refused_sql)
     ]
 
     private static func file(_ version: Int, _ name: String, _ bytes: [UInt8]) -> Migration {

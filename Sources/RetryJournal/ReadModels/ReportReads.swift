@@ -238,10 +238,11 @@ public enum ReportReads {
                    outcome, result, write_state, COALESCE(target_retry_count, snap_retry_count) AS retry_count,
                    CASE WHEN outcome = \(literal: JournalOutcome.retried) THEN COALESCE(newest_error, '')
                         ELSE COALESCE(postman_code, '') END AS code,
-                   COALESCE(postman_message, '') AS detail
+                   CASE WHEN write_state = \(literal: WriteState.refused) THEN COALESCE(write_error, '')
+                        ELSE COALESCE(postman_message, '') END AS detail
             FROM \(fragment: Schema.journal)
             WHERE run_id = \(runId) AND (
-                write_state = \(literal: WriteState.conflict)
+                write_state IN \(literals: [WriteState.conflict, .refused])
                 OR (outcome = \(literal: JournalOutcome.retried) AND result = \(literal: JournalResult.failed))
                 OR outcome IN \(literals: needsPerson))
             ORDER BY campaign_id, row_created_at, row_key

@@ -54,35 +54,100 @@ extension RunStore {
                       message, unknown, accepted)
             WHERE j.run_id = \(run) AND j.message_id = u.id
             """,
-            """
-            WITH done AS (
-                UPDATE \(fragment: t.tableSQL) a SET
-                    \(identifier: t.status) = COALESCE(j.target_status, \(fragment: t.column(t.status))),
-                    \(identifier: t.retryCount) = COALESCE(j.target_retry_count, \(fragment: t.column(t.retryCount))),
-                    \(identifier: t.errorCode) = CASE WHEN j.target_sets_error THEN j.target_error_code
-                                                 ELSE \(fragment: t.column(t.errorCode)) END,
-                    \(identifier: t.updatedAt) = clock_timestamp()
-                FROM \(fragment: Schema.journal) j
-                WHERE j.run_id = \(run) AND j.message_id = ANY(\(ids)::text[]) AND j.write_state = \(literal: WriteState.pending)
-                  AND \(fragment: Self.rowAsRead(t))
-                RETURNING j.message_id, \(fragment: t.column(t.status))::text AS s,
-                          \(fragment: t.column(t.retryCount))::int AS rc, \(fragment: t.column(t.errorCode))::text AS e,
-                          \(fragment: t.column(t.updatedAt)) AS u
-            )
-            UPDATE \(fragment: Schema.journal) j
-            SET write_state = \(literal: WriteState.written), written_at = now(), snap_status = d.s,
-                   snap_retry_count = d.rc, snap_error_code = d.e, snap_updated_at = d.u
-            FROM done d WHERE j.run_id = \(run) AND j.message_id = d.message_id
-            """,
-            """
-            UPDATE \(fragment: Schema.journal) SET write_state = \(literal: WriteState.conflict)
-            WHERE run_id = \(run) AND message_id = ANY(\(ids)::text[]) AND write_state = \(literal: WriteState.pending)
-            RETURNING message_id
-            """
+            Self.writeBackStatement(table: t, run: run, ids: ids),
+            Self.conflictStatement(run: run, ids: ids)
         ]
-        return try await writePipelined(statements + Self.callStatements(run: run, apiCalls)) { rows in
-            (rows[1].affectedRows, try rows[2].map { try $0.decode("message_id", as: String.self) })
+        do {
+            return try await writePipelined(statements + Self.callStatements(run: run, apiCalls)) { rows in
+                (rows[1].affectedRows, try rows[2].map { try $0.decode("message_id", as: String.self) })
+            }
+        } catch let error as PGError where Self.refusedByTable(error) && error.statementIndex == fenceCount + 1 {
+            // The agency table refused a value of one of the rows (a CHECK, an enum, a varchar too short, a
+            // trigger): the whole flush rolled back. Written again row by row, that row alone is left.
+            return try await settleIsolatingRefusals(run: run, statements[0], ids: ids, apiCalls: apiCalls)
         }
+    }
+
+    /// How many fences `writePipelined` sends before the statements.
+    var fenceCount: Int { (holder == nil ? 0 : 1) + (fence == nil ? 0 : 1) }
+
+    /// An error of the agency table's own rules about a value: data exceptions (22: too long, out of
+    /// range, bad enum value) and integrity violations (23: CHECK, NOT NULL, unique). A trigger's RAISE
+    /// is P0001.
+    static func refusedByTable(_ error: PGError) -> Bool {
+        guard let state = error.sqlState else { return false }
+        return ["22", "23"].contains(state.errorClass) || state.code == "P0001"
+    }
+
+    /// `settle` when the write-back as a whole was refused: each row's write under a savepoint, in one
+    /// transaction with the journal's entries and the call counts. A row the table refuses keeps its
+    /// outcome, is left as it is and gets `write_state = 'refused'` with PostgreSQL's message (the report
+    /// names it); every other row is written or found changed as usual.
+    func settleIsolatingRefusals(run: Int64, _ journalUpdate: PGQuery, ids: [String], apiCalls: [APICallCounts])
+        async throws -> (written: Int, conflicts: [String])
+    {
+        let table = self.table
+        return try await write { db in
+            try db.execute(journalUpdate)
+            var written = 0
+            var refused: [(id: String, error: String)] = []
+            for id in ids {
+                try db.execute("SAVEPOINT write_back")
+                do {
+                    written += try db.execute(Self.writeBackStatement(table: table, run: run, ids: [id])).affectedRows
+                    try db.execute("RELEASE SAVEPOINT write_back")
+                } catch let error as PGError where Self.refusedByTable(error) {
+                    try db.execute("ROLLBACK TO SAVEPOINT write_back")
+                    refused.append((id, error.message))
+                }
+            }
+            if !refused.isEmpty {
+                try db.execute(
+                    """
+                    UPDATE \(fragment: Schema.journal) j SET write_state = \(literal: WriteState.refused), write_error = u.e
+                    FROM unnest(\(refused.map(\.id))::text[], \(refused.map(\.error))::text[]) AS u(id, e)
+                    WHERE j.run_id = \(run) AND j.message_id = u.id AND j.write_state = \(literal: WriteState.pending)
+                    """)
+            }
+            let conflicts = try db.execute(Self.conflictStatement(run: run, ids: ids)).map {
+                try $0.decode("message_id", as: String.self)
+            }
+            for statement in Self.callStatements(run: run, apiCalls) { try db.execute(statement) }
+            return (written, conflicts)
+        }
+    }
+
+    /// The compare-and-set write-back of `ids`' pending entries, and the journal's record of what was written.
+    static func writeBackStatement(table t: AgencyTable, run: Int64, ids: [String]) -> PGQuery {
+        """
+        WITH done AS (
+            UPDATE \(fragment: t.tableSQL) a SET
+                \(identifier: t.status) = COALESCE(j.target_status, \(fragment: t.column(t.status))),
+                \(identifier: t.retryCount) = COALESCE(j.target_retry_count, \(fragment: t.column(t.retryCount))),
+                \(identifier: t.errorCode) = CASE WHEN j.target_sets_error THEN j.target_error_code
+                                             ELSE \(fragment: t.column(t.errorCode)) END,
+                \(identifier: t.updatedAt) = clock_timestamp()
+            FROM \(fragment: Schema.journal) j
+            WHERE j.run_id = \(run) AND j.message_id = ANY(\(ids)::text[]) AND j.write_state = \(literal: WriteState.pending)
+              AND \(fragment: Self.rowAsRead(t))
+            RETURNING j.message_id, \(fragment: t.column(t.status))::text AS s,
+                      \(fragment: t.column(t.retryCount))::int AS rc, \(fragment: t.column(t.errorCode))::text AS e,
+                      \(fragment: t.column(t.updatedAt)) AS u
+        )
+        UPDATE \(fragment: Schema.journal) j
+        SET write_state = \(literal: WriteState.written), written_at = now(), snap_status = d.s,
+               snap_retry_count = d.rc, snap_error_code = d.e, snap_updated_at = d.u
+        FROM done d WHERE j.run_id = \(run) AND j.message_id = d.message_id
+        """
+    }
+
+    /// What is still pending after the write-back met a changed row: `conflict`.
+    static func conflictStatement(run: Int64, ids: [String]) -> PGQuery {
+        """
+        UPDATE \(fragment: Schema.journal) SET write_state = \(literal: WriteState.conflict)
+        WHERE run_id = \(run) AND message_id = ANY(\(ids)::text[]) AND write_state = \(literal: WriteState.pending)
+        RETURNING message_id
+        """
     }
 
     /// The call counts of one or more campaigns: one update of the run's totals, one insert of every
