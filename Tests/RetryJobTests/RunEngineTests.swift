@@ -254,6 +254,34 @@ import Testing
         await fixture.stop()
     }
 
+    /// `plan` says what `run` would carry over: a pending retry whose write-back met a row the agency changed
+    /// is not carried over by `run` (its row is the agency's now), so `plan` does not count it either (it
+    /// said 3 where the run carried 2; found by a contract audit).
+    @Test func planCountsAsCarriedOverWhatTheRunCarriesOver() async throws {
+        var options = SimulatorOptions()
+        options.seed = 13
+        options.timeScale = 1
+        let fixture = try await EngineFixture.make(campaigns: 1, messages: 3, mixed: false, options: options) { data in
+            for i in data.simulator.messages.indices { data.simulator.messages[i].outcomes = ["success@30"] }
+        }
+        let changed = fixture.data.rows[0].messageId
+        var settings = fixture.settings(pollTimeout: .seconds(3))
+        settings.wholeBatchRetries = false
+        let run = Task { try await fixture.run(settings) }
+        let accepted = try await WorkerTests.eventually(timeout: .seconds(20)) {
+            await fixture.sim.ledger().acceptedRetries.count == 3
+        }
+        #expect(accepted)
+        try await fixture.db.execute("UPDATE outbound_messages SET updated_at = now() WHERE message_id = \(changed)")
+        let first = try await run.value
+        #expect(first.summary.counts.pending == 3 && first.summary.writeConflicts == 1, "\(first.summary)")
+        let plan = try await Plan.compute(db: fixture.db, settings: settings)
+        #expect(plan.carriedOver == 2, "\(plan.carriedOver)")
+        let second = try await fixture.run(settings)
+        #expect(second.summary.counts.carriedOver == plan.carriedOver)
+        await fixture.stop()
+    }
+
     @Test func pendingMessagesAreCarriedOverAndFinishedByTheNextRun() async throws {
         var options = SimulatorOptions()
         options.seed = 9
