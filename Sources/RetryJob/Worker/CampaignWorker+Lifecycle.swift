@@ -73,6 +73,11 @@ extension CampaignWorker {
         case .intent:
             wantsView.remove(id)
             if holdForBatch(id) { return }
+            // Reads answer in Postman's order, not the table's: the queue is put back in the table's order
+            // (oldest first, CONTRACT.md section 3) before the next wave is taken from it.
+            if intentQueueHead < intentQueue.count, let last = intentQueue.last, (rank[id] ?? .max) < (rank[last] ?? .max) {
+                intentQueueUnsorted = true
+            }
             intentQueue.append(id)
         case .retryCall:
             wantsView.remove(id)
@@ -133,6 +138,8 @@ extension CampaignWorker {
                 guard let machine = Self.lifecycle(of: item, policy: policy, at: wall) else { continue }
                 machines[item.messageId] = machine
                 if let batch = item.batchId, !batch.isEmpty { batchOf[item.messageId] = batch }
+                rank[item.messageId] = nextRank
+                nextRank += 1
                 openMessages += 1
                 if quietHoursBegan {
                     // Quiet hours began while the chunk was read: not sent, left for the next run.
@@ -167,6 +174,8 @@ extension CampaignWorker {
             machines[id] = nil
             batchOf[id] = nil
             badBodies[id] = nil
+            rank[id] = nil
+            intentCheckedAt[id] = nil
         }
     }
 }

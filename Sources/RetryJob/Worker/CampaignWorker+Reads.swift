@@ -47,6 +47,13 @@ extension CampaignWorker {
         return nil
     }
 
+    /// The read due first; among reads due together (every unread message is due at once), the oldest row
+    /// first, so that messages become ready, and are retried, in the table's order (CONTRACT.md section 3).
+    func firstToRead(_ a: (id: String, due: Double), _ b: (id: String, due: Double)) -> Bool {
+        if a.due != b.due { return a.due < b.due }
+        return (rank[a.id] ?? .max) < (rank[b.id] ?? .max)
+    }
+
     /// A sweep's page is on its way and, until it is in, `nextRead` sends nothing (after a stop it does).
     var readsWaitForPage: Bool { sweepActive && sweepPageInFlight && !stopping }
 
@@ -96,7 +103,7 @@ extension CampaignWorker {
                 // A sweep is due soon and will cover these; single reads now would cost more. Look again
                 // when it may start (at most a quarter second on: the interval shrinks when retries end).
                 nextViewDue = min(nextViewDue, wall + min(0.25, lastSweepEnd + sweepInterval - now))
-                guard let id = singles.min(by: { $0.due < $1.due })?.id else { return nil }
+                guard let id = singles.min(by: firstToRead)?.id else { return nil }
                 if singles.count > 1 { viewsChanged = true }
                 busy.insert(id)
                 return .read(id)
@@ -112,7 +119,7 @@ extension CampaignWorker {
             sweepWanted = Set(pageable).union(early)
             return .listPage(after: startCursor)
         }
-        let next = singles.min { $0.due < $1.due }?.id ?? pageable.first
+        let next = singles.min(by: firstToRead)?.id ?? pageable.min { (rank[$0] ?? .max) < (rank[$1] ?? .max) }
         guard let id = next else { return nil }
         // More were due than this one read: the next slot scans again.
         if singles.count + pageable.count > 1 { viewsChanged = true }

@@ -31,6 +31,11 @@ extension CampaignWorker {
             beginQuietHours()
             return
         }
+        if intentQueueUnsorted {
+            let rank = self.rank
+            intentQueue[intentQueueHead...].sort { (rank[$0] ?? .max) < (rank[$1] ?? .max) }
+            intentQueueUnsorted = false
+        }
         var wave: [(id: String, witness: Int)] = []
         var seen: Set<String> = []
         while wave.count < waveSize, intentQueueHead < intentQueue.count {

@@ -46,6 +46,11 @@ actor CampaignWorker {
     /// Indexes over the machines' needs, kept by `place` (entries are checked again when taken).
     var wantsView: Set<String> = []
     var intentQueue: [String] = []
+    /// Each message's place in the order the journal gave them (oldest first): waves are taken in it.
+    var rank: [String: Int] = [:]
+    var nextRank = 0
+    /// A message placed in `intentQueue` behind a younger one since the last wave was taken.
+    var intentQueueUnsorted = false
     var intentQueueHead = 0
     var callQueue: [String] = []
     var inFlight = 0
@@ -173,6 +178,8 @@ actor CampaignWorker {
             }
             openMessages += 1
             initialOrder.append(item.messageId)
+            rank[item.messageId] = nextRank
+            nextRank += 1
         }
         batchRunMembers = members.filter { $0.value.count >= WholeBatch.minimumMembers }
     }
