@@ -10,6 +10,17 @@ import SampleData
 import Testing
 
 @Suite(.serialized) struct RunEngineTests {
+    /// One campaign of `messages` plain failures against the simulator in real time (no time scale), each
+    /// retry reaching `outcome` (a script such as "success@6": seconds after the retry).
+    static func oneCampaignInRealTime(seed: UInt64, messages: Int, outcome: String) async throws -> EngineFixture {
+        var options = SimulatorOptions()
+        options.seed = seed
+        options.timeScale = 1
+        return try await EngineFixture.make(campaigns: 1, messages: messages, mixed: false, options: options) { data in
+            for i in data.simulator.messages.indices { data.simulator.messages[i].outcomes = [outcome] }
+        }
+    }
+
     /// Every selection case of CONTRACT.md sections 3 and 4 in one data set.
     @Test func finalTableMatchesTheContractForEveryCase() async throws {
         let fixture = try await EngineFixture.make()
@@ -134,12 +145,7 @@ import Testing
     /// whichever column the job relies on changed: the recipient, the OTP flag or the batch here, none of
     /// which moves `updated_at` (only status, retry count, error and `updated_at` were compared before).
     @Test func writeBackLeavesARowWhoseRecipientOtpFlagOrBatchChanged() async throws {
-        var options = SimulatorOptions()
-        options.seed = 5
-        options.timeScale = 1
-        let fixture = try await EngineFixture.make(campaigns: 1, messages: 4, mixed: false, options: options) { data in
-            for i in data.simulator.messages.indices { data.simulator.messages[i].outcomes = ["success@3"] }
-        }
+        let fixture = try await Self.oneCampaignInRealTime(seed: 5, messages: 4, outcome: "success@3")
         let ids = fixture.data.rows.map(\.messageId)
         var settings = fixture.settings(pollTimeout: .seconds(20))
         settings.wholeBatchRetries = false
@@ -237,12 +243,7 @@ import Testing
     /// run's start". Its outcome comes 14 s after its retry; the second run's deadline (3 s) passes before
     /// that, so it stays pending. It used to be polled for at least 30 s and end `success`.
     @Test func aCarriedOverMessageIsPolledOnlyUntilTheNextRunsDeadline() async throws {
-        var options = SimulatorOptions()
-        options.seed = 12
-        options.timeScale = 1
-        let fixture = try await EngineFixture.make(campaigns: 1, messages: 2, mixed: false, options: options) { data in
-            for i in data.simulator.messages.indices { data.simulator.messages[i].outcomes = ["success@14"] }
-        }
+        let fixture = try await Self.oneCampaignInRealTime(seed: 12, messages: 2, outcome: "success@14")
         let first = try await fixture.run(fixture.settings(pollTimeout: .seconds(2)))
         #expect(first.summary.counts.pending == 2)
         let second = try await fixture.run(fixture.settings(pollTimeout: .seconds(3)))
@@ -258,12 +259,7 @@ import Testing
     /// is not carried over by `run` (its row is the agency's now), so `plan` does not count it either (it
     /// said 3 where the run carried 2; found by a contract audit).
     @Test func planCountsAsCarriedOverWhatTheRunCarriesOver() async throws {
-        var options = SimulatorOptions()
-        options.seed = 13
-        options.timeScale = 1
-        let fixture = try await EngineFixture.make(campaigns: 1, messages: 3, mixed: false, options: options) { data in
-            for i in data.simulator.messages.indices { data.simulator.messages[i].outcomes = ["success@30"] }
-        }
+        let fixture = try await Self.oneCampaignInRealTime(seed: 13, messages: 3, outcome: "success@30")
         let changed = fixture.data.rows[0].messageId
         var settings = fixture.settings(pollTimeout: .seconds(3))
         settings.wholeBatchRetries = false
@@ -283,12 +279,7 @@ import Testing
     }
 
     @Test func pendingMessagesAreCarriedOverAndFinishedByTheNextRun() async throws {
-        var options = SimulatorOptions()
-        options.seed = 9
-        options.timeScale = 1
-        let fixture = try await EngineFixture.make(campaigns: 1, messages: 3, mixed: false, options: options) { data in
-            for i in data.simulator.messages.indices { data.simulator.messages[i].outcomes = ["success@6"] }
-        }
+        let fixture = try await Self.oneCampaignInRealTime(seed: 9, messages: 3, outcome: "success@6")
         let first = try await fixture.run(fixture.settings(pollTimeout: .seconds(2)))
         #expect(first.summary.counts.pending == 3)
         let pendingRows = try await fixture.table()

@@ -56,11 +56,7 @@ import Testing
     /// so the batch's page, its commit and its call come after. No SMS goes out in quiet hours: the whole
     /// call used to (single retries stopped, the batch call did not look at the clock).
     @Test func quietHoursStopAWholeBatchCall() async throws {
-        var options = SimulatorOptions()
-        options.seed = 81
-        options.timeScale = 20
-        options.faults.slowResponse = 1
-        options.faults.slowResponseSeconds = 1
+        let options = WorkerLoopSpinTests.simulator(seed: 81, timeScale: 20, lateBy: 1)
         let world = try await Self.incident(prefix: "wbquiet", members: 10, seed: 81, options: options) { _ in "success" }
         var settings = world.settings(pollTimeout: .seconds(20))
         settings.quietHours = try ConfigFile.parse("[quiet_hours]\nstart = \"22:00\"\nend = \"07:00\"\n").quietHours
@@ -81,11 +77,7 @@ import Testing
     /// on their way (`sent`), and fail again 12–13 s after their retry, between the batch's page and a
     /// whole call. The whole call would retry them a second time in the run; the batch goes by singles.
     @Test func aResumedBatchWithMembersOnTheirWayGoesBySingles() async throws {
-        var options = SimulatorOptions()
-        options.seed = 85
-        options.timeScale = 1
-        options.faults.slowResponse = 1
-        options.faults.slowResponseSeconds = 4
+        let options = WorkerLoopSpinTests.simulator(seed: 85, timeScale: 1, lateBy: 4)
         let world = try await Self.incident(prefix: "wbinflight", members: 6, seed: 85, options: options) { rank in
             rank < 3 ? "failure:routing_error@\(12 + 0.5 * Double(rank))" : "success@0.5"
         }
