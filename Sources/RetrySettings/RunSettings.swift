@@ -99,11 +99,10 @@ public struct RunSettings: Sendable {
     public func rateLimit(for campaign: String) -> Int { campaignRateLimits[campaign] ?? defaultRateLimit }
 }
 
-/// API keys, from the environment only (never a flag or a file). For a campaign, `POSTMAN_API_KEY_<CAMPAIGN>`
-/// wins (CONTRACT.md section 5: it wins for its campaign, and the environment wins over the config file);
-/// else the variable the config file names for it, with no fallback when that one is unset (another
-/// campaign's key would be refused, or worse, accepted); else `POSTMAN_API_KEY`. `description` never
-/// shows a key.
+/// API keys, from the environment only (never a flag or a file): the variable the config file names
+/// for a campaign is that campaign's only source (ids such as `a-b` and `a_b` share one
+/// `POSTMAN_API_KEY_A_B`: the config is how their keys are told apart); otherwise
+/// `POSTMAN_API_KEY_<CAMPAIGN>` wins for its campaign, else `POSTMAN_API_KEY`. `description` never shows a key.
 public struct APIKeys: Sendable, CustomStringConvertible {
     private let environment: [String: String]
     /// Campaign id -> the environment variable the config file names for its key.
@@ -119,11 +118,11 @@ public struct APIKeys: Sendable, CustomStringConvertible {
 
     /// The environment variable that supplies `campaign`'s key, if one is set.
     public func variable(for campaign: String) -> String? {
-        let own = apiKeyVariableName(campaignId: campaign)
-        if let value = environment[own], !value.isEmpty { return own }
         if let variable = campaignVariables[campaign] {
             return environment[variable].map { $0.isEmpty ? nil : variable } ?? nil
         }
+        let own = apiKeyVariableName(campaignId: campaign)
+        if let value = environment[own], !value.isEmpty { return own }
         if let shared = environment["POSTMAN_API_KEY"], !shared.isEmpty { return "POSTMAN_API_KEY" }
         return nil
     }
