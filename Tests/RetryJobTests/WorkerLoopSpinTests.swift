@@ -138,6 +138,92 @@ import Testing
         await fixture.stop()
     }
 
+    /// Carried-over retries whose deadline (`--poll-timeout 1s` from the run's start) passes before their
+    /// one look, while Postman answers 2 s late: their past deadline made every pass of the loop scan them
+    /// and nap 2 ms (1,083 passes for 47 requests in 18 s; found by review of abf65f3).
+    @Test func aCarriedOverRetryPastItsDeadlineDoesNotMakeTheLoopSpin() async throws {
+        let options = Self.simulator(seed: 12, timeScale: 1, lateBy: 2)
+        let fixture = try await EngineFixture.make(
+            databasePrefix: "loopcarried", campaigns: 1, messages: 30, mixed: false, seed: 12, options: options
+        ) { data in
+            for i in data.rows.indices { data.rows[i].batchId = nil }
+            for i in data.simulator.messages.indices {
+                data.simulator.messages[i].batchId = nil
+                data.simulator.messages[i].outcomes = ["stuck"]
+            }
+        }
+        var settings = fixture.settings(pollTimeout: .seconds(1))
+        settings.wholeBatchRetries = false
+        settings.scope = RunScope(limit: 5)
+        let first = try await fixture.run(settings)
+        #expect(first.summary.counts.pending == 5)
+        settings.scope = RunScope()
+        let clock = ContinuousClock()
+        let began = clock.now
+        let before = await fixture.sim.ledger().requests.count
+        let second = try await fixture.run(settings)
+        let seconds = (clock.now - began) / .seconds(1)
+        let requests = await fixture.sim.ledger().requests.count - before
+        await fixture.stop()
+        #expect(second.summary.counts.carriedOver == 5)
+        let line = "\(second.campaignLoopPasses) loop passes, \(requests) requests, \(Int(seconds)) s"
+        print("loop passes: carried over past their deadline: \(line)")
+        #expect(second.campaignLoopPasses < 3 * requests + Int(8 * seconds), "\(line)")
+    }
+
+    /// A run stopped with 250 accepted retries is resumed after their deadlines passed (the next night):
+    /// each needs one look, which list pages give a thousand at a time. They went one read each.
+    @Test func aResumedRunLooksAtRetriesPastTheirDeadlineByPages() async throws {
+        let options = Self.simulator(seed: 21, timeScale: 1)
+        let fixture = try await EngineFixture.make(
+            databasePrefix: "loopresume", campaigns: 1, messages: 300, mixed: false, seed: 21, rateLimit: 200, options: options
+        ) { data in
+            for i in data.rows.indices { data.rows[i].batchId = nil }
+            for i in data.simulator.messages.indices {
+                data.simulator.messages[i].batchId = nil
+                data.simulator.messages[i].outcomes = ["stuck"]
+            }
+        }
+        let campaign = fixture.data.simulator.campaigns[0].id
+        var settings = fixture.settings(pollTimeout: .seconds(60), rateLimits: [campaign: 100])
+        settings.wholeBatchRetries = false
+        let stop = StopFlag()
+        let fast = settings
+        let run = Task { try await fixture.run(fast, stopRequested: stop.isSet) }
+        let many = try await WorkerTests.eventually(timeout: .seconds(60)) {
+            await fixture.sim.ledger().acceptedRetries.count >= 250
+        }
+        #expect(many)
+        stop.set()
+        _ = try await run.value
+        try await fixture.db.execute(
+            """
+            UPDATE postman_retry.journal SET accepted_at = now() - interval '2 hours',
+                   poll_deadline = now() - interval '90 minutes'
+            WHERE state = 'accepted'
+            """)
+        let restoredIds = Set(
+            try await fixture.db.query("SELECT message_id FROM postman_retry.journal WHERE state = 'accepted'").map {
+                try $0.decode("message_id", as: String.self)
+            })
+        let restored = restoredIds.count
+        let before = await fixture.sim.ledger().requests.count
+        settings.campaignRateLimits = [campaign: 10]
+        settings.pollTimeout = .seconds(3)  // the rest of the run's own retries: not waited on for a minute
+        let second = try await fixture.run(settings)
+        let requests = await fixture.sim.ledger().requests.dropFirst(before)
+        await fixture.stop()
+        let pages = requests.filter { $0.method == "GET" && $0.path.hasSuffix("/messages") }.count
+        // Single reads of the restored retries (the run's own new retries are polled as usual).
+        let reads = requests.filter {
+            $0.method == "GET" && restoredIds.contains(String($0.path.split(separator: "/").last ?? ""))
+        }
+        .count
+        #expect(second.exitStatus == .completed, "\(second.message ?? "")")
+        #expect(restored >= 250)
+        #expect(reads < restored / 10, "\(reads) single reads and \(pages) pages for \(restored) restored retries")
+    }
+
     /// The simulator's options; with `lateBy`, every request is answered that many seconds late.
     static func simulator(seed: UInt64, timeScale: Double, lateBy seconds: Double? = nil) -> SimulatorOptions {
         var options = SimulatorOptions()

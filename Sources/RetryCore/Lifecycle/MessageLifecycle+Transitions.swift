@@ -164,7 +164,7 @@ extension MessageLifecycle {
             phase = .awaiting(a)
             return []
         case (.awaiting(let a), .tick(let at)):
-            guard at >= a.deadline, !a.mustLookOnce || at >= a.lookWindowEnds else { return [] }
+            guard at >= a.endsAt else { return [] }
             let update = FinalState.afterAcceptedRetry(
                 rowRetryCount: row.baseRetryCount, postmanRetries: postmanRetries, lastStatus: lastStatus,
                 newestError: nil, final: false)

@@ -61,6 +61,10 @@ extension MessageLifecycle {
         public var mustLookOnce = false
         /// Reads that keep failing (5xx, timeouts: no event reaches the machine) do not keep it open past this.
         public var lookWindowEnds = Double.infinity
+
+        /// When time alone may end it as pending: its deadline, or, while it waits for its one look, the
+        /// later of that and the end of its window for one.
+        public var endsAt: Double { mustLookOnce ? max(deadline, lookWindowEnds) : deadline }
     }
 
     public enum Phase: Sendable, Equatable {

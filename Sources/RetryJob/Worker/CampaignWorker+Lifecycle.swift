@@ -69,7 +69,7 @@ extension CampaignWorker {
             // A look due later needs no scan of every waiting message now, only an earlier wake-up: each
             // accepted retry used to make the next request scan them all (issue 17).
             if after > wallNow { nextViewDue = min(nextViewDue, after) } else { viewsChanged = true }
-            if case .awaiting(let awaiting) = machine.phase { nextPollDeadline = min(nextPollDeadline, awaiting.deadline) }
+            if case .awaiting(let awaiting) = machine.phase { nextPollDeadline = min(nextPollDeadline, awaiting.endsAt) }
         case .intent:
             wantsView.remove(id)
             if holdForBatch(id) { return }

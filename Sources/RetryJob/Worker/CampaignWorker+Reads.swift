@@ -129,7 +129,9 @@ extension CampaignWorker {
 
     /// An awaited outcome whose poll deadline comes before the next sweep could start: read it singly.
     func nearDeadline(_ phase: MessageLifecycle.Phase, wall: Double) -> Bool {
-        guard case .awaiting(let a) = phase else { return false }
+        // Restored past its deadline, it needs one look, which a list page gives as well as a read (a
+        // resumed run's thousands of them went one read each).
+        guard case .awaiting(let a) = phase, !a.mustLookOnce else { return false }
         return a.deadline - wall < max(1, lastSweepEnd + sweepInterval - now)
     }
 

@@ -458,25 +458,20 @@ actor CampaignWorker {
             guard case .awaiting(let awaiting) = machines[id]?.phase else { continue }
             // A message being read keeps its deadline in view: a read that fails on the way does not
             // `place` it again, and it must still end as pending when its deadline passes.
-            if wall >= awaiting.deadline, !busy.contains(id) {
+            if wall >= awaiting.endsAt, !busy.contains(id) {
                 due.append(id)
-            } else if wall >= awaiting.deadline {
+            } else if wall >= awaiting.endsAt {
                 // Past its deadline but being read: looked at again after the read, or in a quarter second
                 // (its past deadline would make every pass of the loop scan again and nap 2 ms).
                 soonest = min(soonest, wall + 0.25)
             } else {
-                soonest = min(soonest, awaiting.deadline)
+                // A restored retry waiting for its one look ends at its look, or when its window for one
+                // ends (`Awaiting.endsAt`): its past deadline must not wake this scan on every pass.
+                soonest = min(soonest, awaiting.endsAt)
             }
         }
         nextPollDeadline = soonest
         for id in due { apply(id, .tick(at: wall)) }
-        // Past its deadline but not looked at since a restart: it ends at its look or when its window for one
-        // ends (`Awaiting.lookWindowEnds`), which must wake this scan again.
-        for id in due {
-            if case .awaiting(let awaiting)? = machines[id]?.phase {
-                nextPollDeadline = min(nextPollDeadline, max(awaiting.lookWindowEnds, wall + 0.25))
-            }
-        }
     }
 
     /// A look was wanted, or a read ended, since the last scan: the next scan may find something new.
