@@ -55,7 +55,6 @@ extension CampaignWorker {
     /// Commits (or commits again) the intents of `wave`: each row is checked to be as it was read, in
     /// one transaction with the intents.
     func commit(_ wave: [(id: String, witness: Int)]) async {
-        let checkedAt = now
         do {
             let result: (intents: Set<String>, conflicts: Set<String>)
             if let batcher {
@@ -65,6 +64,10 @@ extension CampaignWorker {
                     run: context.run.id, messageIds: wave.map(\.id), witnesses: wave.map(\.witness))
                 context.crashPoints.reach("after-intent")
             }
+            // Timed from the answer: the check runs in the statement, after any wait in the journal batcher's
+            // queue, and a commit timed from before that wait could arrive stale and be checked again and
+            // again while the database is slow, with no call going out (review).
+            let checkedAt = now
             var changedBatches: Set<String> = []
             for (id, _) in wave {
                 if result.intents.contains(id) {

@@ -113,11 +113,11 @@ extension CampaignWorker {
             for id in members { place(id) }
             return
         }
-        let checkedAt = now
         do {
             let result = try await store.commitBatchIntent(
                 run: context.run.id, campaign: campaign, batch: batch, messageIds: ids, witnesses: witnesses)
             context.crashPoints.reach("after-batch-intent")
+            let checkedAt = now  // from the answer, as `commit` does
             batchChecks[batch] = result.whole ? .calling : .singles
             if result.whole { calledBatches.insert(batch) }
             for id in ids {
