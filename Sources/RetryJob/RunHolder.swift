@@ -192,17 +192,17 @@ final class RunHolder: Sendable {
         var warned = false
         while !Task.isCancelled {
             do {
-                let sent = ContinuousClock.now
+                let renewedBefore = lastRenewal.withLock { $0 }
                 if try await renew() {
                     if warned { logger.notice("run hold heartbeat renewed again") }
                     warned = false
-                    // Past the guard window, sending paused while this renewal waited: say why it did.
-                    let waited = ContinuousClock.now - sent
-                    if waited + Self.heartbeatInterval > Self.guardWindow {
+                    // Sending paused from `guardWindow` after the previous renewal until this one: say so.
+                    let paused = ContinuousClock.now - renewedBefore - Self.guardWindow
+                    if paused > .zero {
                         logger.notice(
                             "sending paused while the run hold's heartbeat waited for the database",
                             metadata: [
-                                "waited": "\(waited.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1))))"
+                                "paused": "\(paused.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1))))"
                             ])
                     }
                 } else {
