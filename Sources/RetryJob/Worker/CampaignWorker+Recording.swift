@@ -53,6 +53,7 @@ extension CampaignWorker {
                 context.crashPoints.reach("before-write-back")
                 let result = try await store.settle(run: context.run.id, settledNow, apiCalls: callsNow)
                 stats.writeConflicts += result.conflicts.count
+                JournalBatcher.logRefusals(result, logger)
                 context.crashPoints.reach("after-write-back")
             } else {
                 try await store.addCalls(run: context.run.id, callsNow)

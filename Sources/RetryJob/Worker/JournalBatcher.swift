@@ -27,7 +27,10 @@ actor JournalBatcher {
     var committing = false
     typealias IntentResult = (intents: Set<String>, conflicts: Set<String>)
 
+    let logger: Logger
+
     init(context: RunContext) {
+        logger = context.logger
         var store = context.store
         store.fence = nil
         self.store = store
@@ -122,6 +125,16 @@ actor JournalBatcher {
         crashPoints.reach("before-write-back")
         let result = try await store.settle(run: run, settled, apiCalls: calls)
         crashPoints.reach("after-write-back")
+        Self.logRefusals(result, logger)
         return Set(result.conflicts)
+    }
+
+    /// Each row the agency table refused, named with PostgreSQL's reason (the report lists them too).
+    static func logRefusals(_ result: Settled, _ logger: Logger) {
+        for (id, error) in result.refused {
+            logger.error(
+                "the agency table refused the outcome; its row was left as it was",
+                metadata: ["message": "\(id)", "database": "\(error)"])
+        }
     }
 }

@@ -3,22 +3,29 @@ import LibPQ
 import RetryCore
 import RetrySettings
 
+/// What one `settle` did to the agency table.
+public struct Settled: Sendable {
+    /// Rows written.
+    public var written: Int
+    /// Messages whose row changed since it was read: not written.
+    public var conflicts: [String]
+    /// Messages whose write the table refused (its CHECK, enum, column size or trigger), with PostgreSQL's
+    /// message: not written, `write_state = 'refused'`.
+    public var refused: [(id: String, error: String)] = []
+}
+
 /// Settlement and write-back: the final journal entry of each message, the agency row's update guarded
 /// by the snapshot, and the run's call counts in the same transaction.
 extension RunStore {
     /// Records settled messages and writes their outcome back to the agency table, in one transaction.
     /// A row that changed since the job read it is not overwritten: it is marked `conflict` in
     /// `write_state` and keeps its outcome.
-    public func settle(run: Int64, _ settlements: [Settlement], apiCalls: APICallCounts) async throws
-        -> (written: Int, conflicts: [String])
-    {
+    public func settle(run: Int64, _ settlements: [Settlement], apiCalls: APICallCounts) async throws -> Settled {
         try await settle(run: run, settlements, apiCalls: [apiCalls])
     }
 
     /// `settle` with the call counts (and request timelines) of several campaigns, in one transaction.
-    public func settle(run: Int64, _ settlements: [Settlement], apiCalls: [APICallCounts]) async throws
-        -> (written: Int, conflicts: [String])
-    {
+    public func settle(run: Int64, _ settlements: [Settlement], apiCalls: [APICallCounts]) async throws -> Settled {
         let t = table
         let ids = settlements.map(\.messageId)
         let outcomes = settlements.map(\.outcome)
@@ -59,7 +66,8 @@ extension RunStore {
         ]
         do {
             return try await writePipelined(statements + Self.callStatements(run: run, apiCalls)) { rows in
-                (rows[1].affectedRows, try rows[2].map { try $0.decode("message_id", as: String.self) })
+                Settled(
+                    written: rows[1].affectedRows, conflicts: try rows[2].map { try $0.decode("message_id", as: String.self) })
             }
         } catch let error as PGError where Self.refusedByTable(error) && error.statementIndex == fenceCount + 1 {
             // The agency table refused a value of one of the rows (a CHECK, an enum, a varchar too short, a
@@ -79,26 +87,35 @@ extension RunStore {
         return ["22", "23"].contains(state.errorClass) || state.code == "P0001"
     }
 
-    /// `settle` when the write-back as a whole was refused: each row's write under a savepoint, in one
-    /// transaction with the journal's entries and the call counts. A row the table refuses keeps its
-    /// outcome, is left as it is and gets `write_state = 'refused'` with PostgreSQL's message (the report
-    /// names it); every other row is written or found changed as usual.
+    /// `settle` when the write-back as a whole was refused: the rows are written again in halves, each
+    /// under a savepoint, down to the rows the table refuses (a few statements for one bad row among
+    /// thousands, instead of one round trip per row), in one transaction with the journal's entries and the
+    /// call counts. A row the table refuses keeps its outcome, is left as it is and gets
+    /// `write_state = 'refused'` with PostgreSQL's message (the report names it); every other row is written
+    /// or found changed as usual.
     func settleIsolatingRefusals(run: Int64, _ journalUpdate: PGQuery, ids: [String], apiCalls: [APICallCounts])
-        async throws -> (written: Int, conflicts: [String])
+        async throws -> Settled
     {
         let table = self.table
         return try await write { db in
             try db.execute(journalUpdate)
             var written = 0
             var refused: [(id: String, error: String)] = []
-            for id in ids {
+            var parts: [ArraySlice<String>] = [ids[...]]
+            while let part = parts.popLast() {
                 try db.execute("SAVEPOINT write_back")
                 do {
-                    written += try db.execute(Self.writeBackStatement(table: table, run: run, ids: [id])).affectedRows
+                    written += try db.execute(Self.writeBackStatement(table: table, run: run, ids: Array(part))).affectedRows
                     try db.execute("RELEASE SAVEPOINT write_back")
                 } catch let error as PGError where Self.refusedByTable(error) {
                     try db.execute("ROLLBACK TO SAVEPOINT write_back")
-                    refused.append((id, error.message))
+                    if part.count == 1 {
+                        refused.append((part.first!, error.message))
+                    } else {
+                        let middle = part.startIndex + part.count / 2
+                        parts.append(part[middle...])
+                        parts.append(part[..<middle])
+                    }
                 }
             }
             if !refused.isEmpty {
@@ -113,7 +130,7 @@ extension RunStore {
                 try $0.decode("message_id", as: String.self)
             }
             for statement in Self.callStatements(run: run, apiCalls) { try db.execute(statement) }
-            return (written, conflicts)
+            return Settled(written: written, conflicts: conflicts, refused: refused)
         }
     }
 
