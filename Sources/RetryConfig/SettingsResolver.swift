@@ -190,7 +190,9 @@ public enum SettingsResolver {
             return nil
         }
         let https = URL(string: apiURL)?.scheme?.lowercased() != "http"
-        let proxyVariables = https ? ["https_proxy", "HTTPS_PROXY"] : ["http_proxy", "HTTP_PROXY"]
+        // CONTRACT.md section 5 names HTTPS_PROXY as the proxy to reach Postman: an http URL (a simulator)
+        // takes HTTP_PROXY when one is set, as curl does, else that same HTTPS proxy.
+        let proxyVariables = https ? ["https_proxy", "HTTPS_PROXY"] : ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"]
         var proxy: ProxySettings?
         do {
             if let (name, value) = env(proxyVariables) {
