@@ -50,12 +50,7 @@ import Testing
     @Test func anIntentWaveHeldBackAfterAStopDoesNotMakeTheLoopSpin() async throws {
         // Every answer comes 1 s late: the pre-read's page is on its way while the test takes its lock.
         let options = Self.simulator(seed: 91, timeScale: 20, lateBy: 1)
-        let fixture = try await EngineFixture.make(
-            databasePrefix: "loopspin", campaigns: 1, messages: 12, mixed: false, seed: 91, options: options
-        ) { data in
-            for i in data.rows.indices { data.rows[i].batchId = nil }
-            for i in data.simulator.messages.indices { data.simulator.messages[i].batchId = nil }
-        }
+        let fixture = try await Self.unbatched("loopspin", messages: 12, seed: 91, options: options)
         let stop = StopFlag()
         let run = Task { try await fixture.run(fixture.settings(pollTimeout: .seconds(20)), stopRequested: stop.isSet) }
         // The first request (the look before any retry) has reached Postman: selection is over.
@@ -143,15 +138,7 @@ import Testing
     /// and nap 2 ms (1,083 passes for 47 requests in 18 s; found by review of abf65f3).
     @Test func aCarriedOverRetryPastItsDeadlineDoesNotMakeTheLoopSpin() async throws {
         let options = Self.simulator(seed: 12, timeScale: 1, lateBy: 2)
-        let fixture = try await EngineFixture.make(
-            databasePrefix: "loopcarried", campaigns: 1, messages: 30, mixed: false, seed: 12, options: options
-        ) { data in
-            for i in data.rows.indices { data.rows[i].batchId = nil }
-            for i in data.simulator.messages.indices {
-                data.simulator.messages[i].batchId = nil
-                data.simulator.messages[i].outcomes = ["stuck"]
-            }
-        }
+        let fixture = try await Self.unbatched("loopcarried", messages: 30, seed: 12, options: options, stuck: true)
         var settings = fixture.settings(pollTimeout: .seconds(1))
         settings.wholeBatchRetries = false
         settings.scope = RunScope(limit: 5)
@@ -175,15 +162,8 @@ import Testing
     /// each needs one look, which list pages give a thousand at a time. They went one read each.
     @Test func aResumedRunLooksAtRetriesPastTheirDeadlineByPages() async throws {
         let options = Self.simulator(seed: 21, timeScale: 1)
-        let fixture = try await EngineFixture.make(
-            databasePrefix: "loopresume", campaigns: 1, messages: 300, mixed: false, seed: 21, rateLimit: 200, options: options
-        ) { data in
-            for i in data.rows.indices { data.rows[i].batchId = nil }
-            for i in data.simulator.messages.indices {
-                data.simulator.messages[i].batchId = nil
-                data.simulator.messages[i].outcomes = ["stuck"]
-            }
-        }
+        let fixture = try await Self.unbatched(
+            "loopresume", messages: 300, seed: 21, options: options, rateLimit: 200, stuck: true)
         let campaign = fixture.data.simulator.campaigns[0].id
         var settings = fixture.settings(pollTimeout: .seconds(60), rateLimits: [campaign: 100])
         settings.wholeBatchRetries = false
@@ -222,6 +202,23 @@ import Testing
         #expect(second.exitStatus == .completed, "\(second.message ?? "")")
         #expect(restored >= 250)
         #expect(reads < restored / 10, "\(reads) single reads and \(pages) pages for \(restored) restored retries")
+    }
+
+    /// One campaign of plain failures sent without batches (single retries only); `stuck`: outcomes that
+    /// never come, so the retries are polled until their deadlines.
+    static func unbatched(
+        _ prefix: String, messages: Int, seed: UInt64, options: SimulatorOptions, rateLimit: Int? = nil, stuck: Bool = false
+    ) async throws -> EngineFixture {
+        try await EngineFixture.make(
+            databasePrefix: prefix, campaigns: 1, messages: messages, mixed: false, seed: seed, rateLimit: rateLimit,
+            options: options
+        ) { data in
+            for i in data.rows.indices { data.rows[i].batchId = nil }
+            for i in data.simulator.messages.indices {
+                data.simulator.messages[i].batchId = nil
+                if stuck { data.simulator.messages[i].outcomes = ["stuck"] }
+            }
+        }
     }
 
     /// The simulator's options; with `lateBy`, every request is answered that many seconds late.
