@@ -75,7 +75,7 @@ extension CampaignWorker {
             if holdForBatch(id) { return }
             // Reads answer in Postman's order, not the table's: the queue is put back in the table's order
             // (oldest first, CONTRACT.md section 3) before the next wave is taken from it.
-            if intentQueueHead < intentQueue.count, let last = intentQueue.last, (rank[id] ?? .max) < (rank[last] ?? .max) {
+            if intentQueueHead < intentQueue.count, let last = intentQueue.last, olderInTable(id, last) {
                 intentQueueUnsorted = true
             }
             intentQueue.append(id)

@@ -51,8 +51,11 @@ extension CampaignWorker {
     /// first, so that messages become ready, and are retried, in the table's order (CONTRACT.md section 3).
     func firstToRead(_ a: (id: String, due: Double), _ b: (id: String, due: Double)) -> Bool {
         if a.due != b.due { return a.due < b.due }
-        return (rank[a.id] ?? .max) < (rank[b.id] ?? .max)
+        return olderInTable(a.id, b.id)
     }
+
+    /// Whether `a` came before `b` in the journal's order (oldest first); one not ranked comes last.
+    func olderInTable(_ a: String, _ b: String) -> Bool { (rank[a] ?? .max) < (rank[b] ?? .max) }
 
     /// A sweep's page is on its way and, until it is in, `nextRead` sends nothing (after a stop it does).
     var readsWaitForPage: Bool { sweepActive && sweepPageInFlight && !stopping }
@@ -119,7 +122,7 @@ extension CampaignWorker {
             sweepWanted = Set(pageable).union(early)
             return .listPage(after: startCursor)
         }
-        let next = singles.min(by: firstToRead)?.id ?? pageable.min { (rank[$0] ?? .max) < (rank[$1] ?? .max) }
+        let next = singles.min(by: firstToRead)?.id ?? pageable.min(by: olderInTable)
         guard let id = next else { return nil }
         // More were due than this one read: the next slot scans again.
         if singles.count + pageable.count > 1 { viewsChanged = true }

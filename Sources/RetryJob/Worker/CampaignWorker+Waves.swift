@@ -32,8 +32,7 @@ extension CampaignWorker {
             return
         }
         if intentQueueUnsorted {
-            let rank = self.rank
-            intentQueue[intentQueueHead...].sort { (rank[$0] ?? .max) < (rank[$1] ?? .max) }
+            intentQueue[intentQueueHead...].sort(by: olderInTable)
             intentQueueUnsorted = false
         }
         var wave: [(id: String, witness: Int)] = []

@@ -52,9 +52,8 @@ extension CampaignWorker {
         logger.info(
             "a member's row changed before the whole-batch call; the batch goes by single retries",
             metadata: ["batch": "\(batch)"])
-        for id in batchRunMembers[batch] ?? [] where machines[id]?.need == .retryCall && !busy.contains(id) {
-            callQueue.append(id)
-        }
+        // `place` queues a member waiting for its call as a single call now that the batch goes by singles.
+        for id in batchRunMembers[batch] ?? [] where machines[id]?.need == .retryCall && !busy.contains(id) { place(id) }
     }
 
     func onBatchPage(_ batch: String, _ page: PostmanPage) {
