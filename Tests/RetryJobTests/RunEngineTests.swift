@@ -21,6 +21,21 @@ import Testing
         }
     }
 
+    /// Starts a run by single retries (no whole-batch calls) and returns once Postman accepted `count` of them.
+    static func singleRetriesUntilAccepted(_ fixture: EngineFixture, pollTimeout: Duration, count: Int) async throws
+        -> Task<RunResult, any Error>
+    {
+        var settings = fixture.settings(pollTimeout: pollTimeout)
+        settings.wholeBatchRetries = false
+        let frozen = settings
+        let run = Task { try await fixture.run(frozen) }
+        let accepted = try await WorkerTests.eventually(timeout: .seconds(20)) {
+            await fixture.sim.ledger().acceptedRetries.count == count
+        }
+        #expect(accepted)
+        return run
+    }
+
     /// Every selection case of CONTRACT.md sections 3 and 4 in one data set.
     @Test func finalTableMatchesTheContractForEveryCase() async throws {
         let fixture = try await EngineFixture.make()
@@ -147,13 +162,7 @@ import Testing
     @Test func writeBackLeavesARowWhoseRecipientOtpFlagOrBatchChanged() async throws {
         let fixture = try await Self.oneCampaignInRealTime(seed: 5, messages: 4, outcome: "success@3")
         let ids = fixture.data.rows.map(\.messageId)
-        var settings = fixture.settings(pollTimeout: .seconds(20))
-        settings.wholeBatchRetries = false
-        let run = Task { try await fixture.run(settings) }
-        let accepted = try await WorkerTests.eventually(timeout: .seconds(20)) {
-            await fixture.sim.ledger().acceptedRetries.count == 4
-        }
-        #expect(accepted)
+        let run = try await Self.singleRetriesUntilAccepted(fixture, pollTimeout: .seconds(20), count: 4)
         let writer = try await PGConnection.connect(PGConfiguration(url: fixture.url), logger: EngineFixture.quietLogger)
         try await writer.execute("UPDATE outbound_messages SET recipient = '6591234567' WHERE message_id = \(ids[0])")
         try await writer.execute("UPDATE outbound_messages SET is_otp = true WHERE message_id = \(ids[1])")
@@ -267,11 +276,7 @@ import Testing
         let changed = fixture.data.rows[0].messageId
         var settings = fixture.settings(pollTimeout: .seconds(3))
         settings.wholeBatchRetries = false
-        let run = Task { try await fixture.run(settings) }
-        let accepted = try await WorkerTests.eventually(timeout: .seconds(20)) {
-            await fixture.sim.ledger().acceptedRetries.count == 3
-        }
-        #expect(accepted)
+        let run = try await Self.singleRetriesUntilAccepted(fixture, pollTimeout: .seconds(3), count: 3)
         try await fixture.db.execute("UPDATE outbound_messages SET updated_at = now() WHERE message_id = \(changed)")
         let first = try await run.value
         #expect(first.summary.counts.pending == 3 && first.summary.writeConflicts == 1, "\(first.summary)")
