@@ -71,7 +71,7 @@ extension RunStore {
             }
         } catch let error as PGError where Self.refusedByTable(error) && error.statementIndex == fenceCount + 1 {
             // The agency table refused a value of one of the rows (a CHECK, an enum, a varchar too short, a
-            // trigger): the whole flush rolled back. Written again row by row, that row alone is left.
+            // trigger): the whole flush rolled back. Written again in halves down to the refused rows, only those are left.
             return try await settleIsolatingRefusals(run: run, statements[0], ids: ids, apiCalls: apiCalls)
         }
     }
