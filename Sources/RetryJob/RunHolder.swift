@@ -31,7 +31,10 @@ final class RunHolder: Sendable {
     }
 
     /// Long enough that a busy database (a pooler's queue, a checkpoint) does not cost a live run its
-    /// hold; short enough that the rerun after a kill waits only seconds.
+    /// hold; short enough that the rerun after a kill waits only seconds. A holder cut off from the database
+    /// stops handing requests to its HTTP client `guardWindow` after its last renewal, and a request handed
+    /// over may wait up to `PostmanClient.connectWait` (3 s) for a connection before it
+    /// is sent: both end before the row expires (`RunHolderTests` checks the sum).
     static let ttl: Duration = .seconds(5)
     static let heartbeatInterval: Duration = .milliseconds(250)
     /// Under one second: the loss of the hold's connection comes after the start of the last renewal that

@@ -187,8 +187,8 @@ public struct RetryWorker: Sendable {
                                 ? tableCounts[held.campaign] ?? 0 : nil
                             group.addTask {
                                 await work(
-                                    held, key: keys[held.campaign], messagesInTable: counted, context: context, leases: leases,
-                                    state: state)
+                                    held, key: keys[held.campaign], messagesInTable: counted, tookOver: claim.takenFrom != nil,
+                                    context: context, leases: leases, state: state)
                                 doorbell.ring()
                             }
                             continue
@@ -257,6 +257,14 @@ public struct RetryWorker: Sendable {
         return result
     }
 
+    /// How long a worker that took a campaign's lease waits before its first request for it: one second,
+    /// so the previous holder's requests have left every 1-second window. A lease taken from a holder that
+    /// stopped renewing it (it may be alive, cut off from the database) adds the longest a request that
+    /// holder handed to its HTTP client before it stopped can wait for a connection before it is sent.
+    static func leaseWait(tookOver: Bool) -> Duration {
+        .seconds(1) + (tookOver ? PostmanClient.connectWait : .zero)
+    }
+
     private static func holdWasLost(_ stop: StopReason) -> Bool {
         if case .holdLost = stop { return true }
         return false
@@ -285,8 +293,8 @@ public struct RetryWorker: Sendable {
     /// Works one leased campaign to its end, then marks the lease done (unless the run is stopping).
     /// Its journal writes are fenced by the lease.
     private func work(
-        _ held: LeaseStore.Held, key: String?, messagesInTable: Int?, context: RunContext, leases: LeaseStore,
-        state: WorkerState
+        _ held: LeaseStore.Held, key: String?, messagesInTable: Int?, tookOver: Bool, context: RunContext,
+        leases: LeaseStore, state: WorkerState
     ) async {
         let campaign = held.campaign
         defer { state.finish(held) }
@@ -308,7 +316,7 @@ public struct RetryWorker: Sendable {
                 let campaignWorker = CampaignWorker(
                     campaign: campaign, apiKey: key, context: context, first: first, chunkSize: chunkSize,
                     messagesInTable: max(counted ?? 0, first.items.count),
-                    notBefore: max(.now + .seconds(1), context.holder?.firstSendAllowed ?? .now),
+                    notBefore: max(.now + Self.leaseWait(tookOver: tookOver), context.holder?.firstSendAllowed ?? .now),
                     leaseValid: { (context.holder?.mayStillSend() ?? true) && state.mayStillSend(held) },
                     // Alone on the run, the hold's fence (in every journal write) is enough: nobody can take a
                     // campaign lease without first taking the hold. Without a lease fence the plain run's

@@ -2,6 +2,7 @@ import Foundation
 import LibPQ
 import Logging
 import PostgresTestSupport
+import PostmanAPI
 import RetrySettings
 import Testing
 
@@ -69,6 +70,15 @@ import Testing
         await db.close()
         await second.close()
         await third.close()
+    }
+
+    /// A holder cut off from the database hands requests to its HTTP client until `guardWindow` after its
+    /// last renewal, and one may wait `postmanRetryConnectWait` for a connection: it must be out before the
+    /// row expires and a new holder can take it (which then waits one second more).
+    @Test func aCutOffHoldersLastRequestIsSentBeforeItsRowExpires() {
+        #expect(RunHolder.guardWindow + PostmanClient.connectWait < RunHolder.ttl)
+        #expect(RetryWorker.leaseWait(tookOver: true) == .seconds(1) + PostmanClient.connectWait)
+        #expect(RetryWorker.leaseWait(tookOver: false) == .seconds(1))
     }
 
     @Test func aHolderThatStoppedBeatingIsReplacedWhenItsRowExpires() async throws {

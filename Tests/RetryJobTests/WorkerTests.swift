@@ -1,6 +1,7 @@
 import EngineTestSupport
 import Foundation
 import LibPQ
+import PostmanAPI
 import PostmanSimulator
 import RetryCore
 import RetryJob
@@ -121,6 +122,47 @@ import Testing
         #expect(secondExit.status == 0, "\(secondExit.stderr)")
         #expect(ContinuousClock.now - started < .seconds(60), "the second worker did not wait for the first one's TTL")
         _ = try await Reliability.checkConverged(fixture)
+        await fixture.stop()
+    }
+
+    /// CONTRACT.md section 7 across workers: a worker cut off from the database may have handed requests to
+    /// its HTTP client just before it stopped sending, and such a request can wait for a connection
+    /// (`postmanRetryConnectWait`) before it goes out. The worker that takes its expired lease therefore
+    /// waits that long plus one second before its first request for the campaign (it waited one second).
+    @Test func aWorkerThatTakesOverAnExpiredLeaseWaitsOutTheOldHoldersConnectWait() async throws {
+        // Stale rows and unknown ids beside the plain failures, at 5 requests a second: still sending at the kill.
+        let fixture = try await EngineFixture.make(
+            campaigns: 1, messages: 80, mixed: true, seed: 66, rateLimit: 5, staleShare: 0.3)
+        let (first, firstErrors) = try Binary.launch(
+            fixture, arguments: Self.worker("first", extra: ["--rate-limit", "5"]), pollTimeout: "15s")
+        let sending = try await Self.eventually { await fixture.sim.ledger().requests.count >= 10 }
+        #expect(sending, "the first worker sends")
+        kill(first.processIdentifier, SIGKILL)
+        let killedAt = fixture.sim.secondsSinceStart
+        #expect(await Binary.wait(first, firstErrors).killed)
+        let (second, secondErrors) = try Binary.launch(
+            fixture, arguments: Self.worker("second", extra: ["--rate-limit", "5"]), logLevel: "info", pollTimeout: "15s")
+        // The take is seen no earlier than it happened, so the measured wait is at most the real one.
+        var takenBy = 0.0
+        let taken = try await Self.eventually {
+            let holder: String? = try await fixture.db.query(
+                "SELECT worker_id FROM postman_retry.campaign_leases")[0].optional("worker_id")
+            takenBy = fixture.sim.secondsSinceStart
+            return holder == "second"
+        }
+        #expect(taken, "the second worker takes the expired lease")
+        let secondExit = await Binary.wait(second, secondErrors)
+        #expect(secondExit.status == 0, "\(secondExit.stderr.suffix(2000))")
+        #expect(secondExit.stderr.contains("took over an expired lease"))
+        let ledger = await fixture.sim.ledger()
+        let firstAfterTake = ledger.requests.first { $0.t > killedAt }.map { $0.t - takenBy }
+        let wait = 1 + Double(PostmanClient.connectWait.components.seconds)
+        #expect(
+            (firstAfterTake ?? 0) >= wait - 0.2,
+            "first request \(firstAfterTake ?? -1) s after the take; the old holder's requests may go out until \(wait - 1) s")
+        let summary = try await Reliability.checkConverged(fixture)
+        #expect(ledger.acceptedRetries.values.allSatisfy { $0 == 1 }, "one accepted retry per message")
+        #expect(summary.counts.retried == ledger.acceptedRetries.count)
         await fixture.stop()
     }
 

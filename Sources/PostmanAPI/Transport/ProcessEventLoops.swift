@@ -31,7 +31,7 @@ extension HTTPClient.Configuration {
     public static var postmanRetry: HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
-        configuration.timeout = .init(connect: .seconds(5))
+        configuration.timeout = .init(connect: PostmanClient.timeAmount(PostmanClient.connectWait))
         configuration.redirectConfiguration = .disallow
         configuration.tracing.tracer = nil
         return configuration
