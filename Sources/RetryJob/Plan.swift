@@ -75,6 +75,9 @@ public struct Plan: Sendable, Codable {
                     selectedByBatch[campaign, default: [:]][batch, default: 0] += 1
                 }
             }
+            // A dry run records nothing, so it cannot see a message id on two rows (a table without a
+            // UNIQUE message id): it counts both selected, and `run` names the later one `malformed`.
+            return []
         }
         let candidates =
             settings.wholeBatchRetries

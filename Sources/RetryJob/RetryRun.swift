@@ -158,18 +158,21 @@ public struct RetryRun: Sendable {
 
     private func select(run: RunRecord, store: RunStore, db: PGConnection, now: Date) async throws {
         try await store.resetSelectionCounts(run: run.id)
-        let already = try await store.journaledIds(run: run.id)
+        let journaled = try await store.journaledKeys(run: run.id)
         let selector = Selector(table: settings.table, scope: run.scope, now: now)
         let logger = self.logger
         let selectedBefore = try await store.selectedCount(run: run.id)
-        let counts = try await selector.scan(db, rules: settings.rules, alreadySelected: selectedBefore, exclude: already) {
+        let counts = try await selector.scan(db, rules: settings.rules, alreadySelected: selectedBefore, journaled: journaled) {
             selected, malformed in
-            for row in malformed {
+            let duplicates = try await store.recordSelected(run: run.id, rows: selected, malformed: malformed)
+            let named = duplicates.map { Selector.duplicate($0.row, of: $0.twinKey) }
+            if !named.isEmpty { try await store.recordSelected(run: run.id, rows: [], malformed: named) }
+            for row in malformed + named {
                 logger.warning(
                     "malformed row skipped", metadata: ["row": "\(row.key)", "field": "\(row.field)", "problem": "\(row.problem)"]
                 )
             }
-            try await store.recordSelected(run: run.id, rows: selected, malformed: malformed)
+            return duplicates.map(\.row)
         }
         try await store.finishSelection(run: run.id, skipped: counts.mapValues(\.skipped))
     }

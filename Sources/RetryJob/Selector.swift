@@ -191,11 +191,14 @@ extension Selector {
     typealias MalformedRow = (key: String, field: String, problem: String)
 
     /// Classifies every failed row in scope with `rules`, oldest first, keeping at most `limit`
-    /// selected (counting `alreadySelected`); rows in `exclude` (already journaled) are ignored.
-    /// `onPage` receives each page's selected and malformed rows; the counts by campaign come back.
+    /// selected (counting `alreadySelected`). `journaled` maps the message ids the run already works to
+    /// their rows: those rows are not counted again, another row with one of those ids is a duplicate.
+    /// `onPage` receives each page's selected and malformed rows and returns the selected rows it found
+    /// to be duplicates (`duplicate(of:)`), which are then counted `malformed`; the counts by campaign
+    /// come back.
     func scan(
-        _ db: PGConnection, rules: SelectionRules, alreadySelected: Int = 0, exclude: Set<String> = [],
-        onPage: ([CandidateRow], [MalformedRow]) async throws -> Void
+        _ db: PGConnection, rules: SelectionRules, alreadySelected: Int = 0, journaled: [String: String] = [:],
+        onPage: ([CandidateRow], [MalformedRow]) async throws -> [CandidateRow]
     ) async throws -> [String: SelectionCounts] {
         var selectedSoFar = alreadySelected
         var counts: [String: SelectionCounts] = [:]
@@ -203,10 +206,15 @@ extension Selector {
             var selected: [CandidateRow] = []
             var malformed: [MalformedRow] = []
             for row in page {
-                if let id = row.messageId, exclude.contains(id) { continue }
                 // An over-long campaign id (a malformed row's) is counted under a cut name: the counts
                 // are stored keyed by campaign, and PostgreSQL indexes no entry over 2,704 bytes.
                 let campaign = Self.keyForDisplay(row.campaignId ?? "", cutAbove: SelectionRules.maxIdBytes)
+                if let id = row.messageId, let twin = journaled[id] {
+                    guard twin != row.key else { continue }
+                    counts[campaign, default: SelectionCounts()].skipped[SkipReason.malformed.rawValue, default: 0] += 1
+                    malformed.append(Self.duplicate(row, of: twin))
+                    continue
+                }
                 switch rules.classify(row) {
                 case .selected:
                     if let limit = scope.limit, selectedSoFar >= limit { continue }
@@ -220,10 +228,22 @@ extension Selector {
                     }
                 }
             }
-            try await onPage(selected, malformed)
+            for row in try await onPage(selected, malformed) {
+                let campaign = Self.keyForDisplay(row.campaignId ?? "", cutAbove: SelectionRules.maxIdBytes)
+                selectedSoFar -= 1
+                counts[campaign, default: SelectionCounts()].selected -= 1
+                counts[campaign, default: SelectionCounts()].skipped[SkipReason.malformed.rawValue, default: 0] += 1
+            }
             return true
         }
         return counts
+    }
+
+    /// A row whose message id the run already works from the row `twin` (a table without a UNIQUE
+    /// message id): the job cannot tell which row is the message's, so it works the first it read and
+    /// names the others.
+    static func duplicate(_ row: CandidateRow, of twin: String) -> MalformedRow {
+        (keyForDisplay(row.key), "message_id", "the same message_id as row \(keyForDisplay(twin)), which this run works")
     }
 
     /// A row key as logs and the report name it: over-long keys (garbage, or a hostile table) are cut

@@ -82,6 +82,7 @@ import Testing
         var named: [String] = []
         let counts = try await selector.scan(db, rules: rules) { _, malformed in
             named += malformed.map { "\($0.key)/\($0.field)" }
+            return []
         }
         let total = counts.values.reduce(into: SelectionCounts()) { sum, count in
             sum.selected += count.selected

@@ -22,17 +22,27 @@ extension RunStore {
             """)[0].decode("n")
     }
 
-    /// Message ids already in this run's journal (a resumed selection must not count them again).
-    public func journaledIds(run: Int64) async throws -> Set<String> {
-        let rows = try await db.query("SELECT message_id FROM \(fragment: Schema.journal) WHERE run_id = \(run)")
-        return Set(try rows.map { try $0.decode("message_id", as: String.self) })
+    /// Message ids already in this run's journal, with the row each came from (a resumed selection must
+    /// not count them again, and another row with one of these ids is a duplicate).
+    public func journaledKeys(run: Int64) async throws -> [String: String] {
+        let rows = try await db.query("SELECT message_id, row_key FROM \(fragment: Schema.journal) WHERE run_id = \(run)")
+        var keys: [String: String] = [:]
+        keys.reserveCapacity(rows.count)
+        for row in rows { keys[try row.decode("message_id")] = try row.decode("row_key") }
+        return keys
     }
 
     /// Records the selected rows of one page, with their snapshot (the compare-and-set witness).
+    ///
+    /// Returns the rows that were not recorded because the run already works their message id from
+    /// another row (a mapped table without a UNIQUE message id), each with that other row's key: the
+    /// caller names them `malformed`. The journal has one entry per message, so they used to drop out
+    /// of every count.
+    @discardableResult
     public func recordSelected(run: Int64, rows: [CandidateRow], malformed: [(key: String, field: String, problem: String)])
-        async throws
+        async throws -> [(row: CandidateRow, twinKey: String)]
     {
-        guard !rows.isEmpty || !malformed.isEmpty else { return }
+        guard !rows.isEmpty || !malformed.isEmpty else { return [] }
         let ids = rows.map { $0.messageId ?? "" }
         let campaigns = rows.map { $0.campaignId ?? "" }
         let batches: [String?] = rows.map(\.batchId)
@@ -49,10 +59,11 @@ extension RunStore {
         let badKeys = malformed.map(\.key)
         let badFields = malformed.map(\.field)
         let problems = malformed.map(\.problem)
-        try await write { db in
+        let recorded: Set<String> = try await write { db in
+            var recorded: Set<String> = []
             if !ids.isEmpty {
                 // attempts_before stays NULL: the witness is Postman's count, learnt before the call.
-                try db.execute(
+                let inserted = try db.execute(
                     """
                     INSERT INTO \(fragment: Schema.journal) (run_id, message_id, campaign_id, batch_id, row_key,
                         recipient_masked, row_created_at, origin, snap_status, snap_retry_count, snap_error_code,
@@ -64,7 +75,9 @@ extension RunStore {
                                 \(errors)::text[], \(updated)::timestamptz[], \(recipients)::text[], \(otp)::bool[])
                          AS u(id, campaign, batch, key, masked, created, status, count, error, updated, recipient, otp)
                     ON CONFLICT DO NOTHING
+                    RETURNING row_key
                     """)
+                recorded = Set(try inserted.map { try $0.decode("row_key", as: String.self) })
             }
             if !badKeys.isEmpty {
                 try db.execute(
@@ -75,7 +88,18 @@ extension RunStore {
                     ON CONFLICT DO NOTHING
                     """)
             }
+            return recorded
         }
+        let duplicates = rows.filter { !recorded.contains($0.key) }
+        guard !duplicates.isEmpty else { return [] }
+        let twins = try await db.query(
+            """
+            SELECT message_id, row_key FROM \(fragment: Schema.journal)
+            WHERE run_id = \(run) AND message_id = ANY(\(duplicates.map { $0.messageId ?? "" })::text[])
+            """)
+        var twinKeys: [String: String] = [:]
+        for twin in twins { twinKeys[try twin.decode("message_id")] = try twin.decode("row_key") }
+        return duplicates.map { ($0, twinKeys[$0.messageId ?? ""] ?? "") }
     }
 
     /// Ends the selection: the skip counts, by campaign and reason (`SelectionCounts.skipped`).
