@@ -15,6 +15,11 @@ public struct SimulatorOptions: Sendable {
     /// Weights of the outcomes drawn for retries without an `outcomes` script; keys use the script syntax
     /// (`success`, `sent_to_telco`, `failure:<code>`, `stuck`). Normalised, so they need not add up to 1.
     public var outcomeWeights: [String: Double] = SimulatorOptions.defaultOutcomeWeights
+    /// A whole-batch retry answered 201 takes effect this many seconds later (before `timeScale`); until
+    /// then the batch shows `messages_enqueuing` and is not retryable. Postman documents its batch retry as
+    /// behaving like Batch Send, which enqueues in the background, and its 201 as "attempted"; 0 (the
+    /// default) takes effect before the answer.
+    public var batchRetryDelay: Double = 0
     /// When set, 429 answers carry `Retry-After: <seconds>`.
     public var retryAfterSeconds: Int? = nil
     /// Campaigns whose every authenticated request gets 401 `invalid_ip_address_error`.

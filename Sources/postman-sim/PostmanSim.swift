@@ -51,6 +51,13 @@ struct PostmanSim: AsyncParsableCommand {
     )
     var outcomeWeights: String?
 
+    @Option(
+        name: .customLong("batch-retry-delay"),
+        help:
+            "A whole-batch retry answered 201 takes effect this many seconds later (before --time-scale); meanwhile its batch is 'messages_enqueuing'."
+    )
+    var batchRetryDelay: Double = 0
+
     @Option(name: .customLong("retry-after"), help: "Send 'Retry-After: N' (seconds) with every 429.")
     var retryAfter: Int?
 
@@ -96,6 +103,7 @@ struct PostmanSim: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
         guard rateLimit >= 1 else { throw ValidationError("--rate-limit must be at least 1") }
         guard timeScale > 0 else { throw ValidationError("--time-scale must be > 0") }
+        guard batchRetryDelay >= 0, batchRetryDelay.isFinite else { throw ValidationError("--batch-retry-delay must be >= 0") }
         guard latencyMin >= 0, latencyMax >= latencyMin else { throw ValidationError("need 0 <= --latency-min <= --latency-max") }
         for (name, rate) in [
             ("--fault-5xx-before", fault5xxBefore), ("--fault-5xx-after-accept", fault5xxAfterAccept),
@@ -123,6 +131,7 @@ struct PostmanSim: AsyncParsableCommand {
                 outcomeWeights.split(separator: ",").map(String.init), flag: "--outcome-weights")
         }
         options.retryAfterSeconds = retryAfter
+        options.batchRetryDelay = batchRetryDelay
         options.ipWhitelistFailureCampaigns = Set(ipFailCampaigns)
         options.backgroundTraffic = try parsePairs(backgroundRates, flag: "--background-rate")
         options.faults.error5xxBefore = fault5xxBefore

@@ -387,6 +387,34 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
         #expect(out.contains { if case .resolved(let r) = $0 { r.outcome == .retried && r.result == .succeeded } else { false } })
     }
 
+    /// A whole-batch call answered 201 (or lost): Postman may retry the batch in the background, so a member
+    /// that shows no new attempt yet is read again for `batchSettleWindow` rather than given a single retry
+    /// (or taken for blocked by the batch's status meanwhile); one that ended otherwise is settled at once.
+    /// A 4xx that says no member was retried is settled at once.
+    @Test func aBatchMemberWithNoNewAttemptYetIsReadAgainWhileTheBatchMayBeAtWork() {
+        let failed = PostmanView(latestStatus: "failure", attempts: 2, batchStatus: "messages_enqueuing")
+        var (m, _) = called(attempts: 2, answer: .attemptedAsBatch, at: 1)
+        #expect(m.need == .view(after: 3, singleOnly: false))
+        #expect(m.handle(.viewed(failed, fromPage: true, at: 3)).isEmpty, "not blocked by the batch at work")
+        #expect(m.need == .view(after: 5, singleOnly: false), "read again")
+        let landed = m.handle(.viewed(PostmanView(latestStatus: "created", attempts: 3), fromPage: true, at: 5))
+        #expect(landed.contains { if case .accepted = $0 { true } else { false } })
+
+        var late = called(attempts: 2, answer: .attemptedAsBatch, at: 1).0
+        _ = late.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: true, at: 60.9))
+        #expect(late.need == .view(after: 62.9, singleOnly: false))
+        _ = late.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: true, at: 61))
+        #expect(late.need == .intent(witness: 2), "the window over: a single retry, after a fresh intent")
+
+        var succeeded = called(attempts: 2, answer: .attemptedAsBatch, at: 1).0
+        let out = succeeded.handle(.viewed(PostmanView(latestStatus: "success", attempts: 2), fromPage: false, at: 3))
+        #expect(out.contains { if case .resolved(let r) = $0 { r.outcome == .reconciled } else { false } })
+
+        var refused = called(attempts: 2, answer: .refusedAsBatch, at: 1).0
+        _ = refused.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: true, at: 3))
+        #expect(refused.need == .intent(witness: 2), "no member was retried: singles at once")
+    }
+
     /// Left for a later run after a lost answer that did not land: its intent is in the journal and goes
     /// back; a wave that commits after the release is reverted too.
     @Test func releasingADurableIntentRevertsIt() {

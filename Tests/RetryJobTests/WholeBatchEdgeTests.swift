@@ -107,4 +107,31 @@ import Testing
         #expect(
             !ledger.requests.contains { $0.path.hasSuffix("/batch/incident/retry") }, "no whole call with members on their way")
     }
+
+    /// Postman documents its batch retry as behaving like Batch Send (enqueued in the background) and its
+    /// 201 as "attempted". Here the members are retried 4 s after the 201, the batch `messages_enqueuing`
+    /// meanwhile. The members' settling reads (2 s after the answer) show no new attempt yet; they used to
+    /// be settled then, by what the batch showed: `batch_not_retryable`, never written, though Postman
+    /// retried every one. They are now read again while the batch may still be at work.
+    @Test func aBatchRetryThatTakesEffectAfterItsAnswerSettlesEveryMemberAsRetried() async throws {
+        var options = SimulatorOptions()
+        options.seed = 86
+        options.batchRetryDelay = 4
+        let world = try await Self.incident(prefix: "wbasync", members: 12, seed: 86, options: options) { _ in "success@0.5" }
+        var settings = world.settings(pollTimeout: .seconds(30))
+        settings.wholeBatchRetries = true
+        let result = try await world.run(settings)
+        let ledger = await world.sim.ledger()
+        let rows: [String] = try await world.db.query(
+            "SELECT concat(status, '/', retry_count) AS row FROM outbound_messages WHERE batch_id = 'incident'"
+        ).map { try $0.decode("row") }
+        await world.stop()
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(ledger.requests.filter { $0.path.hasSuffix("/batch/incident/retry") }.count == 1)
+        #expect(!ledger.requests.contains { $0.method == "POST" && $0.path.contains("/messages/") }, "no single retry")
+        #expect(ledger.acceptedRetries.count == 12 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        let counts = result.summary.counts
+        #expect(counts.retried == 12 && counts.succeeded == 12 && counts.batchNotRetryable == 0, "\(counts)")
+        #expect(rows.count == 12 && rows.allSatisfy { $0 == "success/1" }, "\(rows)")
+    }
 }

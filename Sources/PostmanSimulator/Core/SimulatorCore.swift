@@ -67,8 +67,10 @@ final class SimulatorCore: Sendable {
     }
 
     func ledger() -> SimulatorLedger {
-        state.withLock { s in
-            SimulatorLedger(
+        let t = nowT()
+        return state.withLock { s in
+            s.applyDueBatchRetries(t: t)
+            return SimulatorLedger(
                 requests: s.requests,
                 acceptedRetries: s.acceptedRetries,
                 rateLimited: s.rateLimited,

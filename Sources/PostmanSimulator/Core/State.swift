@@ -19,6 +19,15 @@ struct State: Sendable {
     var faultRNG: SplitMix64
     var errorCounter: UInt64 = 0
     var loadedAtT: Double = 0
+    /// Whole-batch retries answered but not yet in effect (`SimulatorOptions.batchRetryDelay`).
+    var batchRetriesDue: [PendingBatchRetry] = []
+
+    struct PendingBatchRetry: Sendable {
+        let batchId: String
+        let dueT: Double
+        let dueMs: Int64
+        let messageIds: [String]
+    }
 
     init(options: SimulatorOptions, weightedOutcomes: [(ScriptedOutcome, Double)], data: SimulatorData, nowT: Double) {
         self.options = options
@@ -58,6 +67,7 @@ struct State: Sendable {
         faultRNG = SplitMix64(seed: options.seed ^ 0xFA17_5EED)
         errorCounter = 0
         loadedAtT = nowT
+        batchRetriesDue = []
     }
 
     static func buildMessage(_ m: SimulatorData.Message, index: Int) -> MessageState {

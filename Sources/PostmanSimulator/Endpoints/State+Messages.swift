@@ -44,12 +44,35 @@ extension State {
         guard !retryable.isEmpty else {
             return error(400, "no_failed_batch_messages_to_retry", "No failed batch messages to retry", type: "domain_error")
         }
-        for id in retryable {
-            var m = messages[id]!
-            accept(&m, t: t, nowMs: nowMs)
-            messages[id] = m
+        guard options.batchRetryDelay > 0 else {
+            for id in retryable {
+                var m = messages[id]!
+                accept(&m, t: t, nowMs: nowMs)
+                messages[id] = m
+            }
+            return SimResponse(status: 201, body: nil)
         }
+        let delay = options.batchRetryDelay / options.timeScale
+        batches[batchId]!.status = "messages_enqueuing"
+        batchRetriesDue.append(
+            .init(batchId: batchId, dueT: t + delay, dueMs: nowMs + Int64(delay * 1000), messageIds: retryable))
         return SimResponse(status: 201, body: nil)
+    }
+
+    /// Puts into effect the whole-batch retries due by `t` (each member still in `failure` with retries
+    /// left then is retried, at its due time), and makes their batches retryable again.
+    mutating func applyDueBatchRetries(t: Double) {
+        guard batchRetriesDue.contains(where: { $0.dueT <= t }) else { return }
+        let due = batchRetriesDue.filter { $0.dueT <= t }.sorted { $0.dueT < $1.dueT }
+        batchRetriesDue.removeAll { $0.dueT <= t }
+        for retry in due {
+            for id in retry.messageIds {
+                guard var m = messages[id], m.latestStatus(at: retry.dueT) == "failure", m.retriesUsed < 3 else { continue }
+                accept(&m, t: retry.dueT, nowMs: retry.dueMs)
+                messages[id] = m
+            }
+            batches[retry.batchId]?.status = "messages_enqueued"
+        }
     }
 
     /// Appends the new attempt. Its outcome comes from the message's script, else from the seeded

@@ -4,6 +4,7 @@ import Foundation
 // endpoint, then the faults that damage an answer already worked out; each request is logged.
 extension State {
     mutating func handle(_ request: SimRequest, t: Double, nowMs: Int64) -> SimResponse {
+        applyDueBatchRetries(t: t)
         let (campaignId, route) = Self.route(method: request.method, rawPath: request.rawPath)
         var response = respond(request, campaignId: campaignId, route: route, t: t, nowMs: nowMs)
         if response.status == 429 { rateLimited += 1 }

@@ -55,8 +55,9 @@ extension MessageLifecycle {
             // Dropped, not queued, by Postman (or never sent): the same intent goes out again.
             phase = .intent(witness: witness)
             return []
-        case .lost, .attemptedAsBatch:
+        case .lost, .attemptedAsBatch, .refusedAsBatch:
             hadLostAnswer = true
+            if answer == .attemptedAsBatch { batchCallAnsweredAt = at }
             phase = .unsettled(witness: witness, readAfter: at + policy.settleDelay, refusals: 0, singleOnly: false)
             return []
         case .refused(let status, let code, let message):
@@ -92,6 +93,15 @@ extension MessageLifecycle {
             return note(view) + resolve(.reconciled, update: reconciledUpdate(view), view: view)
         }
         if attempts > witness { return acceptedAfterAll(view, witness: witness, at: at) }
+        if let answeredAt = batchCallAnsweredAt, at < answeredAt + policy.batchSettleWindow,
+            !PostmanStatus.isFinal(view.latestStatus, recipient: row.recipient) || view.latestStatus == "failure"
+        {
+            // Its batch may still be at work in the background: settled now, a member still in `failure`
+            // would get a single retry on top of the batch's (or be taken for blocked by the batch's
+            // status meanwhile). One that ended otherwise (`success`) is not retried by the batch.
+            phase = .unsettled(witness: witness, readAfter: at + policy.settleDelay, refusals: 0, singleOnly: false)
+            return note(view)
+        }
         // The call did not land. The row follows Postman if it is no longer in `failure`; else a new
         // intent with Postman's count now (committed with a fresh row check) before the call goes again.
         return learnBeforeRetry(view, fromPage: fromPage)

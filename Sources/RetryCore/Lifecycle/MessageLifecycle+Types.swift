@@ -28,6 +28,10 @@ extension MessageLifecycle {
         /// How long after a lost answer the settling read is made: Postman may still be working on the
         /// call, and a read that comes too early would show no new attempt and invite a second call.
         public var settleDelay: Double = 2
+        /// After a whole-batch call's answer (or its loss), how long a member that shows no new attempt yet
+        /// and has not ended otherwise is read again instead of settled: Postman documents its batch retry
+        /// as behaving like Batch Send, which enqueues in the background, and its 201 as "attempted".
+        public var batchSettleWindow: Double = 60
         /// Reads answered with a 4xx (not 404, 429, 401/403) before the machine gives up on a message.
         public var maxReadRefusals = 4
         /// How long a restored retry whose deadline passed waits for its one look when reads keep failing.

@@ -17,6 +17,8 @@ public struct MessageLifecycle: Sendable, Equatable {
     var postmanRetries: Int?
     /// A call of ours in this run lost its answer (or a restart found an intent): it may land late.
     var hadLostAnswer = false
+    /// When its batch's whole call was answered (or lost): Postman may still be retrying the batch.
+    var batchCallAnsweredAt: Double?
     /// The journal holds an intent for it (so leaving it for a later run must revert that intent).
     var intentDurable = false
 

@@ -161,9 +161,10 @@ extension CampaignWorker {
     }
 
     /// A whole-batch call's answer, for each member. No member is taken as retried on the call's word:
-    /// a 201 says only that Postman attempted the batch, so every member is settled by reading it (its
-    /// attempt count against its witness), as a retry whose answer was lost; a 400 saying that no
-    /// member was retried is settled the same way, and what is still right then goes by single retries.
+    /// a 201 says only that Postman attempted the batch (which it may carry out in the background), so
+    /// every member is settled by reading it (its attempt count against its witness), as a retry whose
+    /// answer was lost; so is a lost answer. A 400 saying that no member was retried is settled the same
+    /// way but at once, and what is still right then goes by single retries.
     func batchAnswer(_ result: Result<Void, PostmanAPIError>) -> MessageLifecycle.RetryAnswer {
         switch result {
         case .success:
@@ -176,9 +177,10 @@ extension CampaignWorker {
                 if let status = error.httpStatus, MessageLifecycle.credentialRefusal(status: status, code: error.code) != nil {
                     return .refused(status: status, code: error.code, message: error.message)
                 }
-                return .attemptedAsBatch
+                return .refusedAsBatch
             default:
-                return retryAnswer(error)
+                let answer = retryAnswer(error)
+                return answer == .lost ? .attemptedAsBatch : answer
             }
         }
     }
