@@ -1,0 +1,99 @@
+import EngineTestSupport
+import Foundation
+import LibPQ
+import PostmanSimulator
+import RetryJob
+import RetryJournal
+import RetrySettings
+import SampleData
+import Testing
+
+/// CONTRACT.md section 4, the 48-hour rule, and section 3, a status the job does not know.
+extension ContractStatementTests {
+    /// Two campaigns, one failed message each (no batch), whose retry never reaches a final status.
+    static func stuckMessagePerCampaign(_ prefix: String, seed: UInt64) async throws -> EngineFixture {
+        var options = SimulatorOptions()
+        options.seed = seed
+        options.timeScale = 1
+        return try await EngineFixture.make(databasePrefix: prefix, campaigns: 2, messages: 1, mixed: false, options: options) {
+            data in
+            for i in data.rows.indices { data.rows[i].batchId = nil }
+            for i in data.simulator.messages.indices {
+                data.simulator.messages[i].batchId = nil
+                data.simulator.messages[i].outcomes = ["stuck"]
+            }
+        }
+    }
+
+    /// Moves run `run` (its record) and its journal entries of `messages` `hours` into the past: as if that
+    /// run had retried those messages `hours` ago.
+    static func age(_ fixture: EngineFixture, run: Int64, messages: [String], hours: Int) async throws {
+        try await fixture.db.execute(
+            """
+            UPDATE postman_retry.runs SET started_at = started_at - make_interval(hours => \(hours)),
+                   finished_at = finished_at - make_interval(hours => \(hours))
+            WHERE run_id = \(run)
+            """)
+        let aged = try await fixture.db.query(
+            """
+            UPDATE postman_retry.journal SET intent_at = intent_at - make_interval(hours => \(hours)),
+                   accepted_at = accepted_at - make_interval(hours => \(hours)),
+                   poll_deadline = poll_deadline - make_interval(hours => \(hours)),
+                   final_at = final_at - make_interval(hours => \(hours)),
+                   written_at = written_at - make_interval(hours => \(hours))
+            WHERE run_id = \(run) AND message_id = ANY(\(messages)::text[])
+            RETURNING message_id
+            """)
+        #expect(aged.count == messages.count, "journal entries aged: \(aged.count) of \(messages.count)")
+    }
+
+    /// Requests the simulator saw after the first `after` of its ledger, for `campaign`.
+    static func requests(_ fixture: EngineFixture, after: Int, campaign: String) async -> [SimulatorLedger.Request] {
+        await fixture.sim.ledger().requests.dropFirst(after).filter { $0.campaignId == campaign }
+    }
+
+    /// Section 4: "A message still not final 48 hours after its retry keeps its last status and is no longer
+    /// polled (the report lists it as never final)." Run 1 retries one message per campaign; neither ever
+    /// becomes final, both are left pending. The retry of campaign-1's message is then made 49 hours old (the
+    /// run that made it too). Run 2 must not poll it (nothing at all goes to campaign-1), must leave its row
+    /// as run 1 wrote it, and its report must list it as never final; campaign-2's message, retried seconds
+    /// ago, is the control: carried over and polled as usual, and not listed.
+    @Test func aRetryNotFinalAfter48HoursIsNoLongerPolledKeepsItsStatusAndIsReportedNeverFinal() async throws {
+        let fixture = try await Self.stuckMessagePerCampaign("never_final", seed: 71)
+        let aged = fixture.data.rows.first { $0.campaignId == "campaign-1" }!.messageId
+        let control = fixture.data.rows.first { $0.campaignId == "campaign-2" }!.messageId
+        let first = try await fixture.run(fixture.settings(pollTimeout: .seconds(2)))
+        #expect(first.exitStatus == .completed, "\(first.message ?? "")")
+        #expect(first.summary.counts.retried == 2 && first.summary.counts.pending == 2, "\(first.summary.counts)")
+        let afterFirst = try await fixture.table()
+        #expect(afterFirst[aged]?.retryCount == 1 && afterFirst[aged]?.status != "failure", "\(afterFirst)")
+        let storedAfterFirst = try await Self.storedRow(fixture, aged)
+
+        try await Self.age(fixture, run: first.runId, messages: [aged], hours: 49)
+        let ledgerBefore = await fixture.sim.ledger().requests.count
+        let second = try await fixture.run(fixture.settings(pollTimeout: .seconds(2)))
+        #expect(second.exitStatus == .completed, "\(second.message ?? "")")
+
+        // No longer polled: not a single request to its campaign (it has no other work), none naming it.
+        let toAgedCampaign = await Self.requests(fixture, after: ledgerBefore, campaign: "campaign-1")
+        #expect(toAgedCampaign.isEmpty, "run 2 still polled the 49-hour-old retry: \(toAgedCampaign.map(\.path))")
+        #expect(!(await Self.requests(fixture, after: ledgerBefore, campaign: "campaign-2")).isEmpty, "the control was polled")
+        #expect(second.summary.counts.carriedOver == 1, "only the control is carried over: \(second.summary.counts)")
+        // Keeps its last status: the row is exactly as run 1 left it (not even rewritten with the same values).
+        #expect(try await Self.storedRow(fixture, aged) == storedAfterFirst)
+        let entries: [(run: Int64, neverFinal: Bool)] = try await fixture.db.query(
+            "SELECT run_id, never_final FROM postman_retry.journal WHERE message_id = \(aged) ORDER BY run_id"
+        ).map { (try $0.decode("run_id"), try $0.decode("never_final")) }
+        #expect(entries.map(\.run) == [first.runId] && entries.first?.neverFinal == true, "\(entries)")
+
+        // The report of run 2 lists it as never final, with its last status; not the control.
+        let report = try await Self.report(fixture, runId: second.runId)
+        let neverFinal = report.failures("never_final")
+        #expect(neverFinal.map { $0["message_id"] } == [aged], "never_final rows: \(neverFinal)")
+        #expect(neverFinal.first?["detail"]?.contains(afterFirst[aged]!.status) == true, "\(neverFinal)")
+        let byCategory = report.json["needs_attention_by_category"] as? [String: Int] ?? [:]
+        #expect(byCategory["never_final"] == 1, "summary.json: \(byCategory)")
+        #expect(!report.failures.contains { $0["message_id"] == control }, "the control is listed: \(report.failures)")
+        await fixture.stop()
+    }
+}
