@@ -96,4 +96,48 @@ extension ContractStatementTests {
         #expect(!report.failures.contains { $0["message_id"] == control }, "the control is listed: \(report.failures)")
         await fixture.stop()
     }
+
+    /// The same rule where runs of one campaign (`--campaign`) run between runs of all campaigns, as an agency
+    /// with a schedule per campaign has them. Run 1 (all campaigns) leaves both messages pending, and is then
+    /// made 49 hours old. Run 2 is `--campaign campaign-2`: it stops polling campaign-2's message and lists it.
+    /// Run 3 (all campaigns) stops polling campaign-1's message, so run 3's report must list that one.
+    @Test func aRetryRetiredAfterARunOfOneCampaignIsInTheReportOfTheRunThatRetiredIt() async throws {
+        let fixture = try await Self.stuckMessagePerCampaign("never_final_scoped", seed: 72)
+        let one = fixture.data.rows.first { $0.campaignId == "campaign-1" }!.messageId
+        let two = fixture.data.rows.first { $0.campaignId == "campaign-2" }!.messageId
+        let first = try await fixture.run(fixture.settings(pollTimeout: .seconds(2)))
+        #expect(first.summary.counts.pending == 2, "\(first.summary.counts)")
+        let storedOne = try await Self.storedRow(fixture, one)
+        try await Self.age(fixture, run: first.runId, messages: [one, two], hours: 49)
+
+        var onlyTwo = fixture.settings(pollTimeout: .seconds(2))
+        onlyTwo.scope.campaigns = ["campaign-2"]
+        let second = try await fixture.run(onlyTwo)
+        #expect(second.exitStatus == .completed, "\(second.message ?? "")")
+        let secondReport = try await Self.report(fixture, runId: second.runId)
+        #expect(secondReport.failures("never_final").map { $0["message_id"] } == [two], "\(secondReport.failures)")
+
+        let ledgerBefore = await fixture.sim.ledger().requests.count
+        let third = try await fixture.run(fixture.settings(pollTimeout: .seconds(2)))
+        #expect(third.exitStatus == .completed, "\(third.message ?? "")")
+        #expect(await Self.requests(fixture, after: ledgerBefore, campaign: "campaign-1").isEmpty, "run 3 polled it")
+        #expect(try await Self.storedRow(fixture, one) == storedOne)
+        let neverFinal: Bool = try await fixture.db.query(
+            "SELECT never_final FROM postman_retry.journal WHERE run_id = \(first.runId) AND message_id = \(one)")[0].decode(
+                "never_final")
+        #expect(neverFinal, "run 3 stopped polling it")
+
+        let thirdReport = try await Self.report(fixture, runId: third.runId)
+        // Known issue: the report takes as "stopped by this run" only retries older than 48 hours before the
+        // previous run of any scope started (ReportReads.neverFinalRows), so after run 2 (campaign-2 only)
+        // run 3's report leaves campaign-1's message out, and run 2's report (written before run 3) did
+        // not list it either: no report ever names it.
+        withKnownIssue("run 3 stopped polling a retry, but its report does not list it as never final") {
+            #expect(
+                thirdReport.failures("never_final").map { $0["message_id"] } == [one],
+                "run 3 stopped polling \(one) but its report lists as never final: \(thirdReport.failures("never_final"))")
+        }
+        await fixture.stop()
+    }
+
 }
