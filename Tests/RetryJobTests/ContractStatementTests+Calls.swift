@@ -85,4 +85,46 @@ extension ContractStatementTests {
         await failing.stop()
         await fixture.stop()
     }
+
+    // MARK: api_calls
+
+    /// Section 5: "`api_calls` counts the HTTP requests sent (every attempt, including those answered 429,
+    /// which `rate_limited` counts); `retry` counts single-message retry requests". The simulator allows 3
+    /// requests a second per campaign while the job is told 10 (so it meets 429s), answers 10% of requests
+    /// 503 and drops 5% of connections. The run's counts, in the summary and in the report's summary.json,
+    /// must equal the simulator's ledger: all requests, the 429s, single retries, whole-batch retries.
+    @Test func apiCallsCountEveryRequestPostmanSawIncluding429s() async throws {
+        var options = SimulatorOptions()
+        options.seed = 77
+        options.timeScale = 20
+        options.faults.error5xxBefore = 0.1
+        options.faults.dropConnection = 0.05
+        let fixture = try await EngineFixture.make(
+            databasePrefix: "api_calls", campaigns: 2, messages: 12, mixed: false, rateLimit: 3, options: options)
+        let result = try await fixture.run(fixture.settings(pollTimeout: .seconds(15)))
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        let ledger = await fixture.sim.ledger()
+        #expect(ledger.rateLimited > 0, "the run met no 429: this test proves less than it claims")
+        #expect(ledger.requests.contains { $0.status == 503 }, "no 503 was answered")
+        let singleRetries = ledger.requests.filter {
+            $0.method == "POST" && $0.path.contains("/messages/") && $0.path.hasSuffix("/retry")
+        }.count
+        let batchRetries = ledger.requests.filter { $0.method == "POST" && $0.path.contains("/batch/") }.count
+        let calls = result.summary.apiCalls
+        #expect(
+            calls.retry + calls.poll + calls.batchRetry == ledger.requests.count,
+            "api_calls \(calls) against \(ledger.requests.count) requests in the ledger")
+        #expect(calls.rateLimited == ledger.rateLimited, "rate_limited \(calls.rateLimited), ledger \(ledger.rateLimited)")
+        #expect(calls.retry == singleRetries, "retry \(calls.retry), single retry requests \(singleRetries)")
+        #expect(calls.batchRetry == batchRetries, "batch_retry \(calls.batchRetry), batch retry requests \(batchRetries)")
+        #expect(result.summary.counts.retried == 24, "\(result.summary.counts)")
+
+        let report = try await Self.report(fixture, runId: result.runId)
+        let json = report.apiCalls
+        #expect(
+            (json["retry"] ?? 0) + (json["poll"] ?? 0) + (json["batch_retry"] ?? 0) == ledger.requests.count,
+            "summary.json api_calls \(json) against \(ledger.requests.count)")
+        #expect(json["rate_limited"] == ledger.rateLimited && json["retry"] == singleRetries, "summary.json api_calls \(json)")
+        await fixture.stop()
+    }
 }
