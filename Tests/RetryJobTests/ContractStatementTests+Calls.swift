@@ -127,4 +127,63 @@ extension ContractStatementTests {
         #expect(json["rate_limited"] == ledger.rateLimited && json["retry"] == singleRetries, "summary.json api_calls \(json)")
         await fixture.stop()
     }
+
+    // MARK: plan
+
+    /// Every table of the job's schema and the agency table: its rows with their tuple versions (any write
+    /// changes them, even one that leaves the values as they were), and the job's sequences.
+    static func databaseFingerprint(_ fixture: EngineFixture) async throws -> [String: String] {
+        var fingerprint: [String: String] = [:]
+        let tables: [String] = try await fixture.db.query(
+            """
+            SELECT schemaname || '.' || tablename AS name FROM pg_tables
+            WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1
+            """
+        ).map { try $0.decode("name") }
+        fingerprint["tables"] = tables.joined(separator: ",")
+        for table in tables {
+            let parts = table.split(separator: ".").map(String.init)
+            let row = try await fixture.db.query(
+                """
+                SELECT count(*)::text || ' ' || coalesce(md5(string_agg(t::text || '@' || t.xmin::text, '|' ORDER BY t::text)), '')
+                       AS digest
+                FROM \(qualified: parts) t
+                """)[0]
+            fingerprint[table] = try row.decode("digest")
+        }
+        for row in try await fixture.db.query(
+            "SELECT schemaname || '.' || sequencename AS name, coalesce(last_value::text, '-') AS value FROM pg_sequences")
+        {
+            fingerprint["sequence " + (try row.decode("name") as String)] = try row.decode("value")
+        }
+        return fingerprint
+    }
+
+    /// Section 5: "`plan` … makes no Postman call and writes nothing". The journal holds a completed run
+    /// with pending retries and an unfinished (interrupted) run; the table has every kind of row. `plan`
+    /// (the binary) reports its counts, and afterwards the simulator has seen no request and no table of the
+    /// job's schema or the agency's has changed a row (nor a sequence moved).
+    @Test func planMakesNoPostmanCallAndWritesNothing() async throws {
+        let fixture = try await EngineFixture.make(databasePrefix: "plan", campaigns: 2, messages: 18, mixed: true, seed: 78)
+        let first = try await fixture.run(fixture.settings(pollTimeout: .seconds(2)))
+        #expect(first.summary.counts.pending > 0, "\(first.summary.counts)")
+        // A run that selects and is stopped before it sends anything: left unfinished for the next `run`.
+        let stopped = try await RetryRun(settings: fixture.settings(), logger: EngineFixture.quietLogger, environment: [:])
+            .run(db: fixture.db, stopRequested: { true })
+        #expect(stopped.status == "interrupted")
+        await fixture.sim.reset()
+
+        let before = try await Self.databaseFingerprint(fixture)
+        let exit = try await Self.binary(fixture, ["plan", "--format", "json"])
+        #expect(exit.status == 0, "plan exited \(exit.status): \(exit.stderr.suffix(2000))")
+        let plan = (try? JSONSerialization.jsonObject(with: Data(exit.stdout.utf8))) as? [String: Any] ?? [:]
+        #expect((plan["selected"] as? Int ?? 0) > 0 && (plan["skipped"] as? Int ?? 0) > 0, "plan: \(exit.stdout.prefix(1000))")
+
+        let requests = await fixture.sim.ledger().requests
+        #expect(requests.isEmpty, "plan called Postman: \(requests.map { "\($0.method) \($0.path)" })")
+        let after = try await Self.databaseFingerprint(fixture)
+        let changed = Set(before.keys).union(after.keys).filter { before[$0] != after[$0] }.sorted()
+        #expect(changed.isEmpty, "plan changed: \(changed.map { "\($0): \(before[$0] ?? "-") -> \(after[$0] ?? "-")" })")
+        await fixture.stop()
+    }
 }
