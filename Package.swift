@@ -121,7 +121,8 @@ let package = Package(
                 .embedInCode("Migrations/V005__engine2_witness.sql"),
                 .embedInCode("Migrations/V006__whole_batch_calls.sql"),
                 .embedInCode("Migrations/V007__run_holders.sql"),
-                .embedInCode("Migrations/V008__write_refused.sql")
+                .embedInCode("Migrations/V008__write_refused.sql"),
+                .embedInCode("Migrations/V009__never_final_run.sql")
             ],
             swiftSettings: swiftSettings
         ),

@@ -128,15 +128,12 @@ extension ContractStatementTests {
         #expect(neverFinal, "run 3 stopped polling it")
 
         let thirdReport = try await Self.report(fixture, runId: third.runId)
-        // Known issue: the report takes as "stopped by this run" only retries older than 48 hours before the
-        // previous run of any scope started (ReportReads.neverFinalRows), so after run 2 (campaign-2 only)
-        // run 3's report leaves campaign-1's message out, and run 2's report (written before run 3) did
-        // not list it either: no report ever names it.
-        withKnownIssue("run 3 stopped polling a retry, but its report does not list it as never final") {
-            #expect(
-                thirdReport.failures("never_final").map { $0["message_id"] } == [one],
-                "run 3 stopped polling \(one) but its report lists as never final: \(thirdReport.failures("never_final"))")
-        }
+        // The report used to take as "stopped by this run" only retries older than 48 hours before the
+        // previous run of any scope started, so after run 2 (campaign-2 only) no report ever named this one;
+        // the journal now records the run that retired it (V009).
+        #expect(
+            thirdReport.failures("never_final").map { $0["message_id"] } == [one],
+            "run 3 stopped polling \(one) but its report lists as never final: \(thirdReport.failures("never_final"))")
         await fixture.stop()
     }
 

@@ -258,9 +258,9 @@ public enum ReportReads {
         }
     }
 
-    /// Messages this run stopped polling: still pending `window` after their retry (marked during this
-    /// run's carry-over, so their retry is between `window` before the previous run and `window` before
-    /// this one).
+    /// Messages this run stopped polling: still pending `window` after their retry, marked during this
+    /// run's carry-over (`never_final_run`, V009). Those marked before V009 are found by time: their retry
+    /// is between `window` before the previous run and `window` before this one.
     public static func neverFinalRows(db: PGConnection, runId: Int64, startedAt: Date, window: Duration) async throws
         -> [NeverFinalRow]
     {
@@ -271,10 +271,12 @@ public enum ReportReads {
                    COALESCE(last_status, '') AS last_status, snap_retry_count
             FROM \(fragment: Schema.journal) j
             WHERE never_final AND superseded_by_run IS NULL AND run_id < \(runId)
-              AND accepted_at < \(startedAt)::timestamptz - make_interval(secs => \(seconds))
-              AND accepted_at >= COALESCE(
-                  (SELECT max(started_at) FROM \(fragment: Schema.runs) WHERE run_id < \(runId)),
-                  '-infinity'::timestamptz) - make_interval(secs => \(seconds))
+              AND (never_final_run = \(runId)
+                   OR never_final_run IS NULL  -- retired before V009: found by the window it fell in
+                      AND accepted_at < \(startedAt)::timestamptz - make_interval(secs => \(seconds))
+                      AND accepted_at >= COALESCE(
+                          (SELECT max(started_at) FROM \(fragment: Schema.runs) WHERE run_id < \(runId)),
+                          '-infinity'::timestamptz) - make_interval(secs => \(seconds)))
             ORDER BY campaign_id, message_id
             """
         ).map { row in

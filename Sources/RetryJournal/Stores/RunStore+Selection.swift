@@ -144,7 +144,7 @@ extension RunStore {
         try await write { db in
             try db.execute(
                 """
-                UPDATE \(fragment: Schema.journal) SET never_final = true
+                UPDATE \(fragment: Schema.journal) SET never_final = true, never_final_run = \(run)
                 WHERE result = \(literal: JournalResult.pending) AND superseded_by_run IS NULL AND never_final = false
                   AND run_id <> \(run)
                   AND accepted_at < now() - make_interval(secs => \(cutoffSeconds))
