@@ -18,9 +18,14 @@ struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
+    static let ownFields: Set<String> = ["time", "level", "message", "logger"]
+
     func log(event: LogEvent) {
         var fields: [String: String] = [:]
-        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { fields[key] = "\(value)" }
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
+            // A metadata key that is one of the line's own fields is kept beside it, not overwritten by it.
+            fields[Self.ownFields.contains(key) ? "meta_" + key : key] = "\(value)"
+        }
         fields["time"] = ISO8601DateFormatter().string(from: Date())
         fields["level"] = event.level.rawValue
         fields["message"] = event.message.description

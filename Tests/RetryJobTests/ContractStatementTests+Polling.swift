@@ -180,11 +180,8 @@ extension ContractStatementTests {
         // Named in the log (JSON lines: stderr is not a terminal, as under a scheduler).
         let named = exit.stderr.split(separator: "\n").filter { $0.contains("queued_somewhere") }
         #expect(!named.isEmpty, "no log line names the status: \(exit.stderr.suffix(2000))")
-        // Known issue: the line is logged with the message id under the metadata key "message", which the
-        // JSON log handler overwrites with the log text, so the line does not say which message it is about.
-        withKnownIssue("the JSON log line about the unknown status loses the message id") {
-            #expect(named.contains { $0.contains(id) }, "no log line names the message: \(named)")
-        }
+        // With the message id (under `message_id`: the JSON handler's own `message` field used to overwrite it).
+        #expect(named.contains { $0.contains("\"message_id\":\"\(id)\"") }, "no log line names the message: \(named)")
         // Named in the report the run wrote.
         let report = try Self.Report(directory: reportDirectory)
         let counts = report.counts

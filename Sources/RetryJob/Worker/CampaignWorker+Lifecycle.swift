@@ -30,7 +30,7 @@ extension CampaignWorker {
                 blocked.append(batch)
             case .unknownStatus(let status):
                 logger.warning(
-                    "unknown Postman status; treated as in flight", metadata: ["message": "\(id)", "status": "\(status)"])
+                    "unknown Postman status; treated as in flight", metadata: ["message_id": "\(id)", "status": "\(status)"])
                 stats.unknownStatuses[id] = status
             }
         }

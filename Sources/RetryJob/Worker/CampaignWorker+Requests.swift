@@ -72,11 +72,11 @@ extension CampaignWorker {
                     // The same message object unreadable again and again: named, and ended by its lifecycle
                     // (never retried blind), not read forever.
                     logger.warning(
-                        "Postman's message object cannot be read", metadata: ["message": "\(id)", "error": "\(failure)"])
+                        "Postman's message object cannot be read", metadata: ["message_id": "\(id)", "error": "\(failure)"])
                     apply(id, .readRefused(status: status, code: "unreadable_message_object", at: wallNow))
                 } else if !handleTransient(failure), let status = failure.httpStatus {
                     answered()
-                    logger.warning("unexpected answer to a read", metadata: ["message": "\(id)", "error": "\(failure)"])
+                    logger.warning("unexpected answer to a read", metadata: ["message_id": "\(id)", "error": "\(failure)"])
                     apply(id, .readRefused(status: status, code: failure.code, at: wallNow))
                 }
             }

@@ -76,14 +76,14 @@ extension CampaignWorker {
                     if case .intent? = machines[id]?.phase { continue }
                     apply(id, .intentCommitted)
                 } else if result.conflicts.contains(id) {
-                    logger.info("row changed since it was read; not retried", metadata: ["message": "\(id)"])
+                    logger.info("row changed since it was read; not retried", metadata: ["message_id": "\(id)"])
                     intentCheckedAt[id] = nil
                     apply(id, .intentConflict)
                     if let batch = batchOf[id], case .calling = batchChecks[batch] { changedBatches.insert(batch) }
                 } else {
                     // Its journal entry moved on without this worker (writes are fenced, so it should not
                     // happen): left open for a later pass, never sent.
-                    logger.warning("journal entry no longer selected; left for a later pass", metadata: ["message": "\(id)"])
+                    logger.warning("journal entry no longer selected; left for a later pass", metadata: ["message_id": "\(id)"])
                     apply(id, .release)
                 }
             }

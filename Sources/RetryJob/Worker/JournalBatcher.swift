@@ -134,7 +134,7 @@ actor JournalBatcher {
         for (id, error) in result.refused {
             logger.error(
                 "the agency table refused the outcome; its row was left as it was",
-                metadata: ["message": "\(id)", "database": "\(error)"])
+                metadata: ["message_id": "\(id)", "database": "\(error)"])
         }
     }
 }
