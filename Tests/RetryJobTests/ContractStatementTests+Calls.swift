@@ -61,7 +61,7 @@ extension ContractStatementTests {
             databasePrefix: "unreachable", campaigns: 1, messages: 6, mixed: false, seed: 75)
         let closed = try NetworkLab.freePort()
         try await expectUnreachableThenResume(
-            fixture, apiURL: "http://127.0.0.1:\(closed)/api/v2", problem: ["connection refused"])
+            fixture, apiURL: "http://127.0.0.1:\(closed)/api/v2", problem: ["connection refused", "127.0.0.1:\(closed)/api/v2"])
         await fixture.stop()
     }
 

@@ -263,7 +263,10 @@ extension CampaignWorker {
             backoffUntil, now + backoff.delay(attempt: consecutiveFailures, unit: Double.random(in: 0..<1, using: &rng)))
         logger.debug("transient Postman error; backing off", metadata: ["error": "\(error)"])
         if now - lastAnswer > context.settings.unreachableAfter.seconds {
-            context.stop(.unreachable("no answer for \(Int(now - lastAnswer)) s; last error: \(error)"))
+            context.stop(
+                .unreachable(
+                    "\(context.settings.apiURL), campaign \(campaign): no answer for \(Int(now - lastAnswer)) s; last error: \(error)"
+                ))
         }
     }
 }
