@@ -40,7 +40,9 @@ public enum CredentialCheck {
             return try await run(settings: settings, campaigns: campaigns, logger: logger)
         }
         let name = "config-check:\(ProcessInfo.processInfo.hostName):\(getpid())"
-        return try await RunHolder.holding(db: db, workerId: name, mode: .exclusive, logger: logger) { holder in
+        return try await RunHolder.holding(
+            db: db, workerId: name, mode: .exclusive, sendDelay: settings.longestSendDelay, logger: logger
+        ) { holder in
             let wait = holder.firstSendAllowed - .now
             if wait > .zero { try await Task.sleep(for: wait) }
             return try await run(settings: settings, campaigns: campaigns, logger: logger)

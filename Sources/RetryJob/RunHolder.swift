@@ -1,6 +1,7 @@
 import Foundation
 import LibPQ
 import Logging
+import PostmanAPI
 import RetryCore
 import RetryJournal
 import RetrySettings
@@ -33,8 +34,7 @@ final class RunHolder: Sendable {
     /// Long enough that a busy database (a pooler's queue, a checkpoint) does not cost a live run its
     /// hold; short enough that the rerun after a kill waits only seconds. A holder cut off from the database
     /// stops handing requests to its HTTP client `guardWindow` after its last renewal, and a request handed
-    /// over may wait up to `PostmanClient.connectWait` (3 s) for a connection before it
-    /// is sent: both end before the row expires (`RunHolderTests` checks the sum).
+    /// over may reach Postman up to `RunSettings.longestSendDelay` later (5 s by default): see `extraWait`.
     static let ttl: Duration = .seconds(5)
     static let heartbeatInterval: Duration = .milliseconds(250)
     /// Under one second: the loss of the hold's connection comes after the start of the last renewal that
@@ -58,13 +58,24 @@ final class RunHolder: Sendable {
     /// database's clock (a step of its `now()` could make a live holder's row look expired early).
     let firstSendAllowed: ContinuousClock.Instant
 
-    private init(db: PGConnection, holderId: String, workerId: String, mode: Mode, renewedAt: ContinuousClock.Instant) {
-        self.firstSendAllowed = renewedAt + .seconds(1) + Self.guardWindow
+    private init(
+        db: PGConnection, holderId: String, workerId: String, mode: Mode, renewedAt: ContinuousClock.Instant,
+        sendDelay: Duration
+    ) {
+        self.firstSendAllowed = renewedAt + .seconds(1) + Self.guardWindow + Self.extraWait(sendDelay: sendDelay)
         self.db = db
         self.holderId = holderId
         self.workerId = workerId
         self.mode = mode
         self.lastRenewal = Mutex(renewedAt)
+    }
+
+    /// A holder cut off from the database hands requests over until `guardWindow` after its last renewal, and
+    /// a request handed over can reach Postman up to `sendDelay` later (`RunSettings.longestSendDelay`): by
+    /// then its row has expired (`ttl` after that renewal) unless `sendDelay` is longer than `ttl`, and a new
+    /// holder waits the difference too (a `request_timeout` above 5 s; nothing with the defaults).
+    static func extraWait(sendDelay: Duration) -> Duration {
+        max(.zero, sendDelay - ttl)
     }
 
     /// What stands in the way of taking the row.
@@ -83,7 +94,9 @@ final class RunHolder: Sendable {
 
     /// Takes the row on `db` (the connection that will carry the heartbeats), or throws exit 75 when a
     /// live holder is in the way.
-    static func acquire(db: PGConnection, workerId: String, mode: Mode, logger: Logger) async throws -> RunHolder {
+    static func acquire(
+        db: PGConnection, workerId: String, mode: Mode, sendDelay: Duration = PostmanClient.connectWait, logger: Logger
+    ) async throws -> RunHolder {
         let holderId = "\(workerId)#\(UInt64.random(in: .min ... .max))"
         let exclusive = mode == .exclusive
         var firstSeen: [String: Int64] = [:]
@@ -111,7 +124,8 @@ final class RunHolder: Sendable {
                         "took the place of a run that stopped renewing its hold (it was killed)",
                         metadata: ["previous": "\(previous.workerId)"])
                 }
-                return RunHolder(db: db, holderId: holderId, workerId: workerId, mode: mode, renewedAt: started)
+                return RunHolder(
+                    db: db, holderId: holderId, workerId: workerId, mode: mode, renewedAt: started, sendDelay: sendDelay)
             case .held(let conflicts, let expired):
                 expiredByUs.formUnion(expired.map(\.holderId))
                 let present = Set(conflicts.map(\.workerId))
@@ -238,9 +252,10 @@ final class RunHolder: Sendable {
 
     /// Takes the hold, runs `body` while heartbeats keep it, then gives it up (also when `body` throws).
     static func holding<T: Sendable>(
-        db: PGConnection, workerId: String, mode: Mode, logger: Logger, _ body: @Sendable (RunHolder) async throws -> T
+        db: PGConnection, workerId: String, mode: Mode, sendDelay: Duration, logger: Logger,
+        _ body: @Sendable (RunHolder) async throws -> T
     ) async throws -> T {
-        let holder = try await acquire(db: db, workerId: workerId, mode: mode, logger: logger)
+        let holder = try await acquire(db: db, workerId: workerId, mode: mode, sendDelay: sendDelay, logger: logger)
         do {
             let result = try await withThrowingTaskGroup(of: T?.self) { group in
                 group.addTask {

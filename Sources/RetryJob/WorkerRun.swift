@@ -41,6 +41,15 @@ public struct WorkerSettings: Sendable {
     var safetyMargin: Duration { min(leaseTTL / 5, .seconds(2)) }
 }
 
+extension RunSettings {
+    /// The longest a request handed to the HTTP client can take to reach Postman: it waits at most
+    /// `PostmanClient.connectWait` for a connection, and no request is written after its deadline
+    /// (`request_timeout`), though one may be held that long once it has a connection (a channel that is not
+    /// writable, a TLS-inspecting proxy that answers CONNECT itself). Takeovers of the hold or of a lease wait
+    /// it out.
+    public var longestSendDelay: Duration { max(PostmanClient.connectWait, requestTimeout) }
+}
+
 /// The orchestrator of both `postman-retry run` (exclusive: one process, every campaign) and
 /// `postman-retry run --worker` (one of any number of processes that share one run through PostgreSQL).
 ///
@@ -68,7 +77,9 @@ public struct RetryWorker: Sendable {
         try await RetryRun.withHTTPClient(settings: job.settings, logger: job.logger) { httpClient in
             try await RetryRun.requireMigrations(db)
             let mode: RunHolder.Mode = worker.exclusive ? .exclusive : .shared
-            return try await RunHolder.holding(db: leaseDB, workerId: worker.workerId, mode: mode, logger: job.logger) { holder in
+            return try await RunHolder.holding(
+                db: leaseDB, workerId: worker.workerId, mode: mode, sendDelay: job.settings.longestSendDelay, logger: job.logger
+            ) { holder in
                 try await run(db: db, leaseDB: leaseDB, holder: holder, httpClient: httpClient, stopRequested: stopRequested)
             }
         }
@@ -260,9 +271,9 @@ public struct RetryWorker: Sendable {
     /// How long a worker that took a campaign's lease waits before its first request for it: one second,
     /// so the previous holder's requests have left every 1-second window. A lease taken from a holder that
     /// stopped renewing it (it may be alive, cut off from the database) adds the longest a request that
-    /// holder handed to its HTTP client before it stopped can wait for a connection before it is sent.
-    static func leaseWait(tookOver: Bool) -> Duration {
-        .seconds(1) + (tookOver ? PostmanClient.connectWait : .zero)
+    /// holder handed to its HTTP client before it stopped can take to reach Postman (`longestSendDelay`).
+    static func leaseWait(tookOver: Bool, sendDelay: Duration) -> Duration {
+        .seconds(1) + (tookOver ? sendDelay : .zero)
     }
 
     private static func holdWasLost(_ stop: StopReason) -> Bool {
@@ -316,7 +327,9 @@ public struct RetryWorker: Sendable {
                 let campaignWorker = CampaignWorker(
                     campaign: campaign, apiKey: key, context: context, first: first, chunkSize: chunkSize,
                     messagesInTable: max(counted ?? 0, first.items.count),
-                    notBefore: max(.now + Self.leaseWait(tookOver: tookOver), context.holder?.firstSendAllowed ?? .now),
+                    notBefore: max(
+                        .now + Self.leaseWait(tookOver: tookOver, sendDelay: context.settings.longestSendDelay),
+                        context.holder?.firstSendAllowed ?? .now),
                     leaseValid: { (context.holder?.mayStillSend() ?? true) && state.mayStillSend(held) },
                     // Alone on the run, the hold's fence (in every journal write) is enough: nobody can take a
                     // campaign lease without first taking the hold. Without a lease fence the plain run's

@@ -73,12 +73,20 @@ import Testing
     }
 
     /// A holder cut off from the database hands requests to its HTTP client until `guardWindow` after its
-    /// last renewal, and one may wait `postmanRetryConnectWait` for a connection: it must be out before the
-    /// row expires and a new holder can take it (which then waits one second more).
-    @Test func aCutOffHoldersLastRequestIsSentBeforeItsRowExpires() {
-        #expect(RunHolder.guardWindow + PostmanClient.connectWait < RunHolder.ttl)
-        #expect(RetryWorker.leaseWait(tookOver: true) == .seconds(1) + PostmanClient.connectWait)
-        #expect(RetryWorker.leaseWait(tookOver: false) == .seconds(1))
+    /// last renewal, and one may reach Postman `longestSendDelay` later (`request_timeout`, or the connect
+    /// wait if longer): a new holder's first request must come at least one second after that. It takes the
+    /// row no sooner than `ttl` after that renewal, and waits `1 s + guardWindow + extraWait` from there.
+    @Test(arguments: [1, 3, 5, 8, 30])
+    func aCutOffHoldersLastRequestIsOutASecondBeforeANewHoldersFirst(requestTimeout: Int) {
+        var settings = RunSettings()
+        settings.requestTimeout = .seconds(requestTimeout)
+        let delay = settings.longestSendDelay
+        #expect(delay == max(PostmanClient.connectWait, .seconds(requestTimeout)))
+        let lastArrival = RunHolder.guardWindow + delay
+        let firstOfTheNext = RunHolder.ttl + .seconds(1) + RunHolder.guardWindow + RunHolder.extraWait(sendDelay: delay)
+        #expect(firstOfTheNext - lastArrival >= .seconds(1))
+        #expect(RetryWorker.leaseWait(tookOver: true, sendDelay: delay) == .seconds(1) + delay)
+        #expect(RetryWorker.leaseWait(tookOver: false, sendDelay: delay) == .seconds(1))
     }
 
     @Test func aHolderThatStoppedBeatingIsReplacedWhenItsRowExpires() async throws {

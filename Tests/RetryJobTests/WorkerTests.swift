@@ -6,6 +6,7 @@ import PostmanSimulator
 import RetryCore
 import RetryJob
 import RetryJournal
+import RetrySettings
 import Testing
 
 /// `run --worker`: several processes share one run through campaign leases in PostgreSQL.
@@ -126,10 +127,10 @@ import Testing
     }
 
     /// CONTRACT.md section 7 across workers: a worker cut off from the database may have handed requests to
-    /// its HTTP client just before it stopped sending, and such a request can wait for a connection
-    /// (`postmanRetryConnectWait`) before it goes out. The worker that takes its expired lease therefore
-    /// waits that long plus one second before its first request for the campaign (it waited one second).
-    @Test func aWorkerThatTakesOverAnExpiredLeaseWaitsOutTheOldHoldersConnectWait() async throws {
+    /// its HTTP client just before it stopped sending, and such a request can reach Postman up to
+    /// `longestSendDelay` later. The worker that takes its expired lease therefore waits that long plus one
+    /// second before its first request for the campaign (it waited one second).
+    @Test func aWorkerThatTakesOverAnExpiredLeaseWaitsOutTheOldHoldersSendDelay() async throws {
         // Stale rows and unknown ids beside the plain failures, at 5 requests a second: still sending at the kill.
         let fixture = try await EngineFixture.make(
             campaigns: 1, messages: 80, mixed: true, seed: 66, rateLimit: 5, staleShare: 0.3)
@@ -156,7 +157,8 @@ import Testing
         #expect(secondExit.stderr.contains("took over an expired lease"))
         let ledger = await fixture.sim.ledger()
         let firstAfterTake = ledger.requests.first { $0.t > killedAt }.map { $0.t - takenBy }
-        let wait = 1 + Double(PostmanClient.connectWait.components.seconds)
+        // The binary's default request_timeout (5 s) is the longest a request of the old holder can take.
+        let wait = 1 + Double(RunSettings().longestSendDelay.components.seconds)
         #expect(
             (firstAfterTake ?? 0) >= wait - 0.2,
             "first request \(firstAfterTake ?? -1) s after the take; the old holder's requests may go out until \(wait - 1) s")
