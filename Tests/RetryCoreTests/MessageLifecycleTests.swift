@@ -415,6 +415,59 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
         #expect(refused.need == .intent(witness: 2), "no member was retried: singles at once")
     }
 
+    /// The window's reads back off (2, 4, 8, 16 s); past it, a batch that still shows itself at work is
+    /// waited for up to the poll deadline; a member that lands is accepted as of the call's answer; a member
+    /// restored after a restart keeps its batch call's time.
+    @Test func aBatchMemberWaitsForItsBatchAtWorkAndIsAcceptedAsOfTheCall() {
+        let atWork = PostmanView(latestStatus: "failure", attempts: 2, batchStatus: "messages_enqueuing")
+        var long = policy
+        long.pollTimeout = 300
+        var m = MessageLifecycle(row: row, policy: long)
+        _ = m.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: true, at: 0))
+        _ = m.handle(.intentCommitted)
+        _ = m.handle(.callSent)
+        _ = m.handle(.callAnswered(.attemptedAsBatch, at: 1))
+        var reads: [Double] = []
+        var t = 3.0
+        for _ in 0..<5 {
+            _ = m.handle(.viewed(atWork, fromPage: true, at: t))
+            guard case .view(let after, _) = m.need else { break }
+            reads.append(after - t)
+            t = after
+        }
+        #expect(reads == [2, 4, 8, 16, 16])
+        _ = m.handle(.viewed(atWork, fromPage: true, at: 100))
+        #expect(m.need == .view(after: 116, singleOnly: false), "past the window, the batch at work is waited for")
+        let out = m.handle(.viewed(PostmanView(latestStatus: "sending", attempts: 3), fromPage: true, at: 116))
+        #expect(out.first == .accepted(at: 1, deadline: 301), "accepted as of the call: \(out)")
+
+        // Up to the poll deadline only (30 s here, so the 60 s window alone bounds it).
+        var stuck = called(attempts: 2, answer: .attemptedAsBatch, at: 1).0
+        #expect(stuck.handle(.viewed(atWork, fromPage: true, at: 60.9)).isEmpty)
+        let late = stuck.handle(.viewed(atWork, fromPage: true, at: 61))
+        #expect(late.contains { if case .resolved(let r) = $0 { r.outcome == .batchNotRetryable } else { false } })
+
+        var restored = MessageLifecycle(
+            restoring: .intent(witness: 2, intentAt: 100, batchCall: .init(at: 101, accepted: true)), row: row,
+            policy: policy, at: 104)
+        _ = restored.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: true, at: 107))
+        #expect(restored.need == .view(after: 109, singleOnly: false), "a restored member waits for its batch too")
+
+        // A call whose answer was lost (or never recorded before a restart) may not have reached Postman: it
+        // is waited for only while the batch shows itself at work.
+        var lost = called(attempts: 2, answer: .batchAnswerLost, at: 1).0
+        _ = lost.handle(.viewed(atWork, fromPage: true, at: 3))
+        #expect(lost.need == .view(after: 5, singleOnly: false))
+        _ = lost.handle(
+            .viewed(PostmanView(latestStatus: "failure", attempts: 2, batchStatus: "messages_enqueued"), fromPage: true, at: 5))
+        #expect(lost.need == .intent(witness: 2), "the batch is not at work: the call did not land")
+        var unanswered = MessageLifecycle(
+            restoring: .intent(witness: 2, intentAt: 100, batchCall: .init(at: 105, accepted: false)), row: row,
+            policy: policy, at: 104)
+        _ = unanswered.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: true, at: 107))
+        #expect(unanswered.need == .intent(witness: 2))
+    }
+
     /// Left for a later run after a lost answer that did not land: its intent is in the journal and goes
     /// back; a wave that commits after the release is reverted too.
     @Test func releasingADurableIntentRevertsIt() {

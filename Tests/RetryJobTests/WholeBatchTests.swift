@@ -180,4 +180,43 @@ import Testing
         _ = try await Reliability.checkConverged(fixture)
         await fixture.stop()
     }
+
+    /// Killed right after Postman answered the batch call 201, where Postman carries the batch retry out 12 s
+    /// later (`batchRetryDelay`): the rerun restores the members as intents whose call may have landed, reads
+    /// them (no new attempt yet, the batch `messages_enqueuing`) and waits for the batch, as the run that was
+    /// not killed does. Without the call's time restored, every member ended `batch_not_retryable`, unwritten.
+    @Test func killedAfterABatchCallThatPostmanCarriesOutLaterThenRerunConverges() async throws {
+        var options = SimulatorOptions()
+        options.seed = 71
+        options.batchRetryDelay = 12
+        let reference = try await Self.incident(members: 20, options: options)
+        let clean = try await CrashResumeTests.runBinary(reference, pollTimeout: "40s")
+        #expect(clean.status == 0, "\(clean.stderr)")
+        let want = CrashResumeTests.comparable(try await reference.table(), reference)
+        #expect(Self.batchCalls(await reference.sim.ledger(), "incident") == 1)
+        await reference.stop()
+
+        let fixture = try await Self.incident(members: 20, options: options)
+        let crashed = try await CrashResumeTests.runBinary(
+            fixture, ["POSTMAN_RETRY_CRASH_AT": "after-batch-call:1", "POSTMAN_RETRY_TEST_HOOKS": "I_AM_A_TEST"],
+            pollTimeout: "40s")
+        #expect(crashed.killed, "the crash point was not reached: \(crashed.stderr)")
+        let resumed = try await CrashResumeTests.runBinary(fixture, pollTimeout: "40s")
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let got = CrashResumeTests.comparable(try await fixture.table(), fixture)
+        let mismatches = want.keys.sorted().filter { got[$0] != want[$0] }.map { "\($0): \(got[$0] ?? "-") != \(want[$0]!)" }
+        #expect(mismatches.isEmpty, "\(mismatches.count) rows differ: \(mismatches.prefix(5))")
+        let ledger = await fixture.sim.ledger()
+        // The 20 of `incident` by its one call, the 5 retryable rows of `mixed` (never whole: an OTP member) singly.
+        #expect(ledger.acceptedRetries.count == 25 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        #expect(Self.batchCalls(ledger, "incident") == 1, "a second batch call")
+        let members = Set(fixture.data.rows.filter { $0.batchId == "incident" }.map(\.messageId))
+        let singles = ledger.requests.filter { request in
+            request.method == "POST" && members.contains { request.path.hasSuffix("/messages/\($0)/retry") }
+        }
+        #expect(singles.isEmpty, "single retries of members of the called batch: \(singles.map(\.path))")
+        let summary = try await Reliability.checkConverged(fixture)
+        #expect(summary.counts.retried == 25 && summary.counts.batchNotRetryable == 0, "\(summary.counts)")
+        await fixture.stop()
+    }
 }

@@ -55,9 +55,12 @@ extension MessageLifecycle {
             // Dropped, not queued, by Postman (or never sent): the same intent goes out again.
             phase = .intent(witness: witness)
             return []
-        case .lost, .attemptedAsBatch, .refusedAsBatch:
+        case .lost, .attemptedAsBatch, .batchAnswerLost, .refusedAsBatch:
             hadLostAnswer = true
-            if answer == .attemptedAsBatch { batchCallAnsweredAt = at }
+            if answer == .attemptedAsBatch || answer == .batchAnswerLost {
+                batchCallAt = at
+                batchCallAccepted = answer == .attemptedAsBatch
+            }
             phase = .unsettled(witness: witness, readAfter: at + policy.settleDelay, refusals: 0, singleOnly: false)
             return []
         case .refused(let status, let code, let message):
@@ -92,14 +95,16 @@ extension MessageLifecycle {
             // No witness to compare: never a second call; the row follows what Postman shows.
             return note(view) + resolve(.reconciled, update: reconciledUpdate(view), view: view)
         }
-        if attempts > witness { return acceptedAfterAll(view, witness: witness, at: at) }
-        if let answeredAt = batchCallAnsweredAt, at < answeredAt + policy.batchSettleWindow,
-            !PostmanStatus.isFinal(view.latestStatus, recipient: row.recipient) || view.latestStatus == "failure"
-        {
-            // Its batch may still be at work in the background: settled now, a member still in `failure`
-            // would get a single retry on top of the batch's (or be taken for blocked by the batch's
-            // status meanwhile). One that ended otherwise (`success`) is not retried by the batch.
-            phase = .unsettled(witness: witness, readAfter: at + policy.settleDelay, refusals: 0, singleOnly: false)
+        if attempts > witness {
+            // A batch call's member: accepted when the call was answered, not when a read first showed it.
+            return acceptedAfterAll(view, witness: witness, at: at, acceptedAt: min(batchCallAt ?? at, at))
+        }
+        if mayStillBeRetriedByItsBatch(view, at: at) {
+            // Settled now, a member still in `failure` would get a single retry on top of the batch's, or be
+            // taken for blocked by the batch's status meanwhile. Read again, less and less often.
+            batchRereads += 1
+            let wait = min(policy.settleDelay * Double(1 << min(batchRereads - 1, 3)), 16)
+            phase = .unsettled(witness: witness, readAfter: at + wait, refusals: 0, singleOnly: false)
             return note(view)
         }
         // The call did not land. The row follows Postman if it is no longer in `failure`; else a new
@@ -107,8 +112,23 @@ extension MessageLifecycle {
         return learnBeforeRetry(view, fromPage: fromPage)
     }
 
-    mutating func acceptedAfterAll(_ view: PostmanView, witness: Int, at: Double) -> [Output] {
-        let outputs = accept(at: at, witness: witness)
+    /// A member of a batch this run called whole whose read shows no new attempt yet: Postman may carry out
+    /// a batch retry in the background. After a 201 it waits `batchSettleWindow`; after a call whose answer
+    /// was lost or never recorded (a restart) only while the batch shows a status other than the retryable
+    /// ones (at work), which also extends the wait, up to the poll deadline. One that ended otherwise
+    /// (`success`) is not retried by the batch.
+    func mayStillBeRetriedByItsBatch(_ view: PostmanView, at: Double) -> Bool {
+        guard let calledAt = batchCallAt else { return false }
+        guard view.latestStatus == "failure" || !PostmanStatus.isFinal(view.latestStatus, recipient: row.recipient) else {
+            return false
+        }
+        if batchCallAccepted && at < calledAt + policy.batchSettleWindow { return true }
+        guard let status = view.batchStatus, !Self.retryableBatchStatuses.contains(status) else { return false }
+        return at < calledAt + max(policy.batchSettleWindow, policy.pollTimeout)
+    }
+
+    mutating func acceptedAfterAll(_ view: PostmanView, witness: Int, at: Double, acceptedAt: Double? = nil) -> [Output] {
+        let outputs = accept(at: acceptedAt ?? at, witness: witness)
         guard case .awaiting(let a) = phase else { return outputs }
         return outputs + polled(a, view: view, fromPage: false, at: at)
     }

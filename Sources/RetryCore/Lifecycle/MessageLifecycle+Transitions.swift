@@ -11,10 +11,13 @@ extension MessageLifecycle {
         case lost
         /// Failed before any byte reached Postman (connection refused, DNS): certainly not acted on.
         case notSent
-        /// The member's batch call was answered 201 or its answer was lost: each member is settled by reading
-        /// it, as a retry whose answer was lost, and one with no new attempt yet is read again for a while
+        /// The member's batch call was answered 201: each member is settled by reading it, as a retry whose
+        /// answer was lost, and one with no new attempt yet is read again for a while
         /// (`Policy.batchSettleWindow`): Postman may retry the batch in the background.
         case attemptedAsBatch
+        /// The member's batch call's answer was lost: settled by reading, and waited for while its batch
+        /// shows itself at work (a status other than the retryable ones).
+        case batchAnswerLost
         /// The batch call was refused with a 4xx that says no member was retried: each member is settled by
         /// reading it, at once.
         case refusedAsBatch

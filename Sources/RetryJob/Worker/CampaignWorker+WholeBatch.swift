@@ -180,7 +180,7 @@ extension CampaignWorker {
                 return .refusedAsBatch
             default:
                 let answer = retryAnswer(error)
-                return answer == .lost ? .attemptedAsBatch : answer
+                return answer == .lost ? .batchAnswerLost : answer
             }
         }
     }

@@ -208,7 +208,15 @@ actor CampaignWorker {
         let durable: MessageLifecycle.Durable
         switch item.journalState {
         case .selected: durable = .selected
-        case .intent: durable = .intent(witness: item.attemptsBefore, intentAt: item.intentAt?.timeIntervalSince1970)
+        case .intent:
+            // A whole call of its batch may have been sent up to a request's lifetime after it was committed.
+            let batchCall = item.batchCallIntentAt.map { committed in
+                MessageLifecycle.BatchCall(
+                    at: item.batchCallAnsweredAt?.timeIntervalSince1970 ?? committed.timeIntervalSince1970 + policy.callTimeout,
+                    accepted: item.batchCallStatus == 201)
+            }
+            durable = .intent(
+                witness: item.attemptsBefore, intentAt: item.intentAt?.timeIntervalSince1970, batchCall: batchCall)
         case .accepted:
             durable = .accepted(
                 acceptedAt: (item.acceptedAt ?? Date()).timeIntervalSince1970,

@@ -34,9 +34,17 @@ extension RunStore {
     /// The start of a campaign's open messages: every entry past `selected` (intents, accepted retries and
     /// carried-over messages, whose settling reads come first), then the first `limit` selected ones.
     public func firstItems(run: Int64, campaign: String, limit: Int) async throws -> ItemChunk {
+        // A member of a batch this run called whole may still be retried by Postman in the background: the
+        // call's times go with it (`MessageLifecycle.Policy.batchSettleWindow`).
         let started = try await db.query(
             """
-            SELECT \(fragment: Self.itemColumns) FROM \(fragment: Schema.journal)
+            SELECT \(fragment: Self.itemColumns), bc.batch_answered_at, bc.batch_intent_at, bc.batch_status
+            FROM \(fragment: Schema.journal) j
+            LEFT JOIN LATERAL (
+                SELECT c.answered_at AS batch_answered_at, c.intent_at AS batch_intent_at, c.http_status AS batch_status
+                FROM \(fragment: Schema.batchCalls) c
+                WHERE c.campaign_id = j.campaign_id AND c.batch_id = j.batch_id AND c.run_id = j.run_id
+            ) bc ON true
             WHERE run_id = \(run) AND campaign_id = \(campaign)
               AND state NOT IN \(literals: [JournalState.done, JournalState.selected])
             ORDER BY \(fragment: Self.itemOrder)
@@ -49,7 +57,7 @@ extension RunStore {
             """)
         let total: Int = try selected.first?.decode("total") ?? 0
         var chunk = try Self.chunk(selected, limit: limit)
-        chunk.items = try Self.items(started) + chunk.items
+        chunk.items = try Self.items(started, withBatchCalls: true) + chunk.items
         chunk.remaining = total - selected.count
         return chunk
     }
@@ -96,11 +104,11 @@ extension RunStore {
         return ItemChunk(items: try items(rows), next: next, remaining: nil)
     }
 
-    private static func items(_ rows: PGRows) throws -> [JournalItem] {
+    private static func items(_ rows: PGRows, withBatchCalls: Bool = false) throws -> [JournalItem] {
         try rows.compactMap { row in
             // V001's CHECK allows nothing else; a word this build does not know is left alone.
             guard let journalState = JournalState(rawValue: try row.decode("state")) else { return nil }
-            return JournalItem(
+            var item = JournalItem(
                 messageId: try row.decode("message_id"), campaignId: try row.decode("campaign_id"),
                 batchId: try row.optional("batch_id"), recipientMasked: try row.decode("recipient_masked"),
                 snapRetryCount: try row.optional("snap_retry_count") ?? 0,
@@ -108,6 +116,12 @@ extension RunStore {
                 attemptsBefore: try row.optional("attempts_before"),
                 journalState: journalState, intentAt: try row.optional("intent_at"), acceptedAt: try row.optional("accepted_at"),
                 pollDeadline: try row.optional("poll_deadline"), lastStatus: try row.optional("last_status"))
+            if withBatchCalls {
+                item.batchCallAnsweredAt = try row.optional("batch_answered_at")
+                item.batchCallIntentAt = try row.optional("batch_intent_at")
+                item.batchCallStatus = try row.optional("batch_status")
+            }
+            return item
         }
     }
 }
