@@ -75,8 +75,8 @@ public struct Plan: Sendable, Codable {
                     selectedByBatch[campaign, default: [:]][batch, default: 0] += 1
                 }
             }
-            // A dry run records nothing, so it cannot see a message id on two rows (a table without a
-            // UNIQUE message id): it counts both selected, and `run` names the later one `malformed`.
+            // A dry run records nothing: copies of a message id (a table without a UNIQUE message id) on one
+            // page of 1,000 rows are named `malformed` by the scan, copies further apart only by `run`.
             return []
         }
         let candidates =

@@ -191,33 +191,40 @@ extension Selector {
     typealias MalformedRow = (key: String, field: String, problem: String)
 
     /// Classifies every failed row in scope with `rules`, oldest first, keeping at most `limit`
-    /// selected (counting `alreadySelected`). `journaled` maps the message ids the run already works to
-    /// their rows: those rows are not counted again, another row with one of those ids is a duplicate.
-    /// `onPage` receives each page's selected and malformed rows and returns the selected rows it found
-    /// to be duplicates (`duplicate(of:)`), which are then counted `malformed`; the counts by campaign
+    /// selected (counting `alreadySelected`). `journaled` maps the message ids the run already works (by
+    /// their bytes: PostgreSQL compares ids byte for byte, Swift's `==` by canonical equivalence) to their
+    /// rows: those rows are not counted again. A row selected for an id the run already works from another
+    /// row (in the journal, or earlier in the page) is a duplicate, counted `malformed`. `onPage` receives
+    /// each page's selected and malformed rows and returns the selected rows it could not record: those
+    /// whose id an earlier page's row holds (`twinKey`, counted `malformed`), or the same row met again
+    /// (its `created_at` changed while the selection paged: not counted twice). The counts by campaign
     /// come back.
     func scan(
-        _ db: PGConnection, rules: SelectionRules, alreadySelected: Int = 0, journaled: [String: String] = [:],
-        onPage: ([CandidateRow], [MalformedRow]) async throws -> [CandidateRow]
+        _ db: PGConnection, rules: SelectionRules, alreadySelected: Int = 0, journaled: [[UInt8]: String] = [:],
+        onPage: ([CandidateRow], [MalformedRow]) async throws -> [(row: CandidateRow, twinKey: String)]
     ) async throws -> [String: SelectionCounts] {
         var selectedSoFar = alreadySelected
         var counts: [String: SelectionCounts] = [:]
         try await forEachPage(db) { page in
             var selected: [CandidateRow] = []
             var malformed: [MalformedRow] = []
+            var inPage: [[UInt8]: String] = [:]
             for row in page {
                 // An over-long campaign id (a malformed row's) is counted under a cut name: the counts
                 // are stored keyed by campaign, and PostgreSQL indexes no entry over 2,704 bytes.
                 let campaign = Self.keyForDisplay(row.campaignId ?? "", cutAbove: SelectionRules.maxIdBytes)
-                if let id = row.messageId, let twin = journaled[id] {
-                    guard twin != row.key else { continue }
-                    counts[campaign, default: SelectionCounts()].skipped[SkipReason.malformed.rawValue, default: 0] += 1
-                    malformed.append(Self.duplicate(row, of: twin))
-                    continue
-                }
+                let id = row.messageId.map { Array($0.utf8) }
+                // The run's own row, recorded before the selection was interrupted.
+                if let id, let twin = journaled[id], Self.sameKey(twin, row.key) { continue }
                 switch rules.classify(row) {
                 case .selected:
                     if let limit = scope.limit, selectedSoFar >= limit { continue }
+                    if let id, let twin = journaled[id] ?? inPage[id] {
+                        counts[campaign, default: SelectionCounts()].skipped[SkipReason.malformed.rawValue, default: 0] += 1
+                        malformed.append(Self.duplicate(row, of: twin))
+                        continue
+                    }
+                    if let id { inPage[id] = row.key }
                     selectedSoFar += 1
                     selected.append(row)
                     counts[campaign, default: SelectionCounts()].selected += 1
@@ -228,16 +235,21 @@ extension Selector {
                     }
                 }
             }
-            for row in try await onPage(selected, malformed) {
+            for (row, twin) in try await onPage(selected, malformed) {
                 let campaign = Self.keyForDisplay(row.campaignId ?? "", cutAbove: SelectionRules.maxIdBytes)
                 selectedSoFar -= 1
                 counts[campaign, default: SelectionCounts()].selected -= 1
-                counts[campaign, default: SelectionCounts()].skipped[SkipReason.malformed.rawValue, default: 0] += 1
+                if !Self.sameKey(twin, row.key) {
+                    counts[campaign, default: SelectionCounts()].skipped[SkipReason.malformed.rawValue, default: 0] += 1
+                }
             }
             return true
         }
         return counts
     }
+
+    /// Keys compare byte for byte, as PostgreSQL compares them.
+    static func sameKey(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
 
     /// A row whose message id the run already works from the row `twin` (a table without a UNIQUE
     /// message id): the job cannot tell which row is the message's, so it works the first it read and

@@ -24,20 +24,22 @@ extension RunStore {
 
     /// Message ids already in this run's journal, with the row each came from (a resumed selection must
     /// not count them again, and another row with one of these ids is a duplicate).
-    public func journaledKeys(run: Int64) async throws -> [String: String] {
+    /// Keyed by the id's bytes: PostgreSQL tells apart ids that Swift's `==` takes for equal (canonically
+    /// equivalent Unicode).
+    public func journaledKeys(run: Int64) async throws -> [[UInt8]: String] {
         let rows = try await db.query("SELECT message_id, row_key FROM \(fragment: Schema.journal) WHERE run_id = \(run)")
-        var keys: [String: String] = [:]
+        var keys: [[UInt8]: String] = [:]
         keys.reserveCapacity(rows.count)
-        for row in rows { keys[try row.decode("message_id")] = try row.decode("row_key") }
+        for row in rows { keys[Array(try row.decode("message_id", as: String.self).utf8)] = try row.decode("row_key") }
         return keys
     }
 
     /// Records the selected rows of one page, with their snapshot (the compare-and-set witness).
     ///
-    /// Returns the rows that were not recorded because the run already works their message id from
-    /// another row (a mapped table without a UNIQUE message id), each with that other row's key: the
-    /// caller names them `malformed`. The journal has one entry per message, so they used to drop out
-    /// of every count.
+    /// `rows` hold each message id once. Returns the rows that were not recorded because the run already
+    /// works their message id, each with the key of the row it works it from: another row (a mapped table
+    /// without a UNIQUE message id; the caller names it `malformed`), or this same row met again. The
+    /// journal has one entry per message, so such rows used to drop out of every count.
     @discardableResult
     public func recordSelected(run: Int64, rows: [CandidateRow], malformed: [(key: String, field: String, problem: String)])
         async throws -> [(row: CandidateRow, twinKey: String)]
@@ -59,8 +61,8 @@ extension RunStore {
         let badKeys = malformed.map(\.key)
         let badFields = malformed.map(\.field)
         let problems = malformed.map(\.problem)
-        let recorded: Set<String> = try await write { db in
-            var recorded: Set<String> = []
+        let recorded: Set<[UInt8]> = try await write { db in
+            var recorded: Set<[UInt8]> = []
             if !ids.isEmpty {
                 // attempts_before stays NULL: the witness is Postman's count, learnt before the call.
                 let inserted = try db.execute(
@@ -75,9 +77,9 @@ extension RunStore {
                                 \(errors)::text[], \(updated)::timestamptz[], \(recipients)::text[], \(otp)::bool[])
                          AS u(id, campaign, batch, key, masked, created, status, count, error, updated, recipient, otp)
                     ON CONFLICT DO NOTHING
-                    RETURNING row_key
+                    RETURNING message_id
                     """)
-                recorded = Set(try inserted.map { try $0.decode("row_key", as: String.self) })
+                recorded = Set(try inserted.map { Array(try $0.decode("message_id", as: String.self).utf8) })
             }
             if !badKeys.isEmpty {
                 try db.execute(
@@ -90,16 +92,16 @@ extension RunStore {
             }
             return recorded
         }
-        let duplicates = rows.filter { !recorded.contains($0.key) }
+        let duplicates = rows.filter { !recorded.contains(Array(($0.messageId ?? "").utf8)) }
         guard !duplicates.isEmpty else { return [] }
         let twins = try await db.query(
             """
             SELECT message_id, row_key FROM \(fragment: Schema.journal)
             WHERE run_id = \(run) AND message_id = ANY(\(duplicates.map { $0.messageId ?? "" })::text[])
             """)
-        var twinKeys: [String: String] = [:]
-        for twin in twins { twinKeys[try twin.decode("message_id")] = try twin.decode("row_key") }
-        return duplicates.map { ($0, twinKeys[$0.messageId ?? ""] ?? "") }
+        var twinKeys: [[UInt8]: String] = [:]
+        for twin in twins { twinKeys[Array(try twin.decode("message_id", as: String.self).utf8)] = try twin.decode("row_key") }
+        return duplicates.map { ($0, twinKeys[Array(($0.messageId ?? "").utf8)] ?? "") }
     }
 
     /// Ends the selection: the skip counts, by campaign and reason (`SelectionCounts.skipped`).
