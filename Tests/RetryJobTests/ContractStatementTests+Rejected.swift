@@ -28,10 +28,8 @@ extension ContractStatementTests {
     static func startRefusingFront(simulatorPort: Int, campaign: String, refusals: [Refusal]) async throws -> (
         process: Process, port: Int, directory: URL
     ) {
-        let nginx = try NetworkLab.tool("nginx", package: "nginx-light")
         let directory = try NetworkLab.directory("refusing-front")
         let port = try NetworkLab.freePort()
-        let d = directory.path
         let locations = refusals.map { refusal in
             let body =
                 #"{"error":{"code":"\#(refusal.code)","message":"\#(refusal.message)","type":"invalid_request_error","id":"err_front"}}"#
@@ -42,16 +40,7 @@ extension ContractStatementTests {
                     }
                 """
         }.joined(separator: "\n")
-        let config = """
-            daemon off;
-            master_process off;
-            pid \(d)/nginx.pid;
-            error_log \(d)/nginx-error.log info;
-            events { worker_connections 256; }
-            http {
-              access_log \(d)/nginx-access.log;
-              client_body_temp_path \(d)/body; proxy_temp_path \(d)/proxy; fastcgi_temp_path \(d)/fastcgi;
-              uwsgi_temp_path \(d)/uwsgi; scgi_temp_path \(d)/scgi;
+        let servers = """
               server {
                 listen 127.0.0.1:\(port);
             \(locations)
@@ -61,20 +50,8 @@ extension ContractStatementTests {
                   proxy_set_header Connection "";
                 }
               }
-            }
             """
-        let configURL = directory.appendingPathComponent("nginx.conf")
-        try config.write(to: configURL, atomically: true, encoding: .utf8)
-        let process = try NetworkLab.start(
-            nginx, ["-p", d + "/", "-c", configURL.path, "-e", "\(d)/nginx-error.log"],
-            log: directory.appendingPathComponent("nginx.out"))
-        do {
-            try await NetworkLab.waitForListener(
-                port: port, process: process, log: directory.appendingPathComponent("nginx-error.log"))
-        } catch {
-            NetworkLab.stop(process)
-            throw error
-        }
+        let process = try await NetworkLab.startNginx(in: directory, servers: servers, ports: [port])
         return (process, port, directory)
     }
 

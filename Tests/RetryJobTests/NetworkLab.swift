@@ -206,10 +206,8 @@ enum NetworkLab {
     }
 
     static func startTLSFront(upstreamPort: Int, certificates: Certificates, in directory: URL) async throws -> TLSFront {
-        let nginx = try tool("nginx", package: "nginx-light")
         let good = try freePort()
         let wrong = try freePort()
-        let d = directory.path
         func server(_ port: Int, _ cert: URL, _ key: URL) -> String {
             """
               server {
@@ -225,6 +223,21 @@ enum NetworkLab {
               }
             """
         }
+        let process = try await startNginx(
+            in: directory,
+            servers: server(good, certificates.serverCert, certificates.serverKey) + "\n"
+                + server(wrong, certificates.wrongHostCert, certificates.wrongHostKey),
+            ports: [good, wrong])
+        return TLSFront(
+            process: process, goodPort: good, wrongHostPort: wrong,
+            accessLog: directory.appendingPathComponent("nginx-access.log"))
+    }
+
+    /// nginx in the foreground with `servers` (its `server { … }` blocks) in a config of its own in
+    /// `directory` (access log `nginx-access.log`); returns once every one of `ports` listens.
+    static func startNginx(in directory: URL, servers: String, ports: [Int]) async throws -> Process {
+        let nginx = try tool("nginx", package: "nginx-light")
+        let d = directory.path
         let config = """
             daemon off;
             master_process off;
@@ -235,24 +248,23 @@ enum NetworkLab {
               access_log \(d)/nginx-access.log;
               client_body_temp_path \(d)/body; proxy_temp_path \(d)/proxy; fastcgi_temp_path \(d)/fastcgi;
               uwsgi_temp_path \(d)/uwsgi; scgi_temp_path \(d)/scgi;
-            \(server(good, certificates.serverCert, certificates.serverKey))
-            \(server(wrong, certificates.wrongHostCert, certificates.wrongHostKey))
+            \(servers)
             }
             """
         let configURL = directory.appendingPathComponent("nginx.conf")
         try config.write(to: configURL, atomically: true, encoding: .utf8)
-        let log = directory.appendingPathComponent("nginx.out")
-        let process = try start(nginx, ["-p", d + "/", "-c", configURL.path, "-e", "\(d)/nginx-error.log"], log: log)
+        let process = try start(
+            nginx, ["-p", d + "/", "-c", configURL.path, "-e", "\(d)/nginx-error.log"],
+            log: directory.appendingPathComponent("nginx.out"))
         do {
-            try await waitForListener(port: good, process: process, log: directory.appendingPathComponent("nginx-error.log"))
-            try await waitForListener(port: wrong, process: process, log: directory.appendingPathComponent("nginx-error.log"))
+            for port in ports {
+                try await waitForListener(port: port, process: process, log: directory.appendingPathComponent("nginx-error.log"))
+            }
         } catch {
             stop(process)
             throw error
         }
-        return TLSFront(
-            process: process, goodPort: good, wrongHostPort: wrong,
-            accessLog: directory.appendingPathComponent("nginx-access.log"))
+        return process
     }
 
     // MARK: - tinyproxy

@@ -153,26 +153,34 @@ import Testing
         await fixture.stop()
     }
 
-    /// The real binary killed at every step of a whole-batch retry (after the batch intent, before the call,
-    /// after Postman accepted it), then run again: the same final table as an uninterrupted run, no member
-    /// retried twice, and never a second batch call.
-    @Test(arguments: ["after-batch-intent:1", "before-batch-call:1", "after-batch-call:1"])
-    func killedDuringAWholeBatchRetryThenRerunConverges(point: String) async throws {
-        let reference = try await Self.incident(members: 20)
-        let clean = try await CrashResumeTests.runBinary(reference, pollTimeout: "20s")
+    /// An uninterrupted run of the binary on an `incident` of 20 members, then the same data killed at `point`
+    /// and run again: the second world (to inspect, and stop) and the rows whose final state differs.
+    static func killedAndRerun(point: String, options: SimulatorOptions? = nil, pollTimeout: String) async throws -> (
+        EngineWorld, mismatches: [String]
+    ) {
+        let reference = try await Self.incident(members: 20, options: options)
+        let clean = try await CrashResumeTests.runBinary(reference, pollTimeout: pollTimeout)
         #expect(clean.status == 0, "\(clean.stderr)")
         let want = CrashResumeTests.comparable(try await reference.table(), reference)
         #expect(Self.batchCalls(await reference.sim.ledger(), "incident") == 1)
         await reference.stop()
 
-        let fixture = try await Self.incident(members: 20)
+        let fixture = try await Self.incident(members: 20, options: options)
         let crashed = try await CrashResumeTests.runBinary(
-            fixture, ["POSTMAN_RETRY_CRASH_AT": point, "POSTMAN_RETRY_TEST_HOOKS": "I_AM_A_TEST"], pollTimeout: "20s")
+            fixture, ["POSTMAN_RETRY_CRASH_AT": point, "POSTMAN_RETRY_TEST_HOOKS": "I_AM_A_TEST"], pollTimeout: pollTimeout)
         #expect(crashed.killed, "the crash point \(point) was not reached: \(crashed.stderr)")
-        let resumed = try await CrashResumeTests.runBinary(fixture, pollTimeout: "20s")
+        let resumed = try await CrashResumeTests.runBinary(fixture, pollTimeout: pollTimeout)
         #expect(resumed.status == 0, "\(resumed.stderr)")
         let got = CrashResumeTests.comparable(try await fixture.table(), fixture)
-        let mismatches = want.keys.sorted().filter { got[$0] != want[$0] }.map { "\($0): \(got[$0] ?? "-") != \(want[$0]!)" }
+        return (fixture, want.keys.sorted().filter { got[$0] != want[$0] }.map { "\($0): \(got[$0] ?? "-") != \(want[$0]!)" })
+    }
+
+    /// The real binary killed at every step of a whole-batch retry (after the batch intent, before the call,
+    /// after Postman accepted it), then run again: the same final table as an uninterrupted run, no member
+    /// retried twice, and never a second batch call.
+    @Test(arguments: ["after-batch-intent:1", "before-batch-call:1", "after-batch-call:1"])
+    func killedDuringAWholeBatchRetryThenRerunConverges(point: String) async throws {
+        let (fixture, mismatches) = try await Self.killedAndRerun(point: point, pollTimeout: "20s")
         #expect(mismatches.isEmpty, "\(mismatches.prefix(5))")
         let ledger = await fixture.sim.ledger()
         #expect(ledger.acceptedRetries.values.allSatisfy { $0 == 1 }, "a member was retried twice")
@@ -189,22 +197,8 @@ import Testing
         var options = SimulatorOptions()
         options.seed = 71
         options.batchRetryDelay = 12
-        let reference = try await Self.incident(members: 20, options: options)
-        let clean = try await CrashResumeTests.runBinary(reference, pollTimeout: "40s")
-        #expect(clean.status == 0, "\(clean.stderr)")
-        let want = CrashResumeTests.comparable(try await reference.table(), reference)
-        #expect(Self.batchCalls(await reference.sim.ledger(), "incident") == 1)
-        await reference.stop()
-
-        let fixture = try await Self.incident(members: 20, options: options)
-        let crashed = try await CrashResumeTests.runBinary(
-            fixture, ["POSTMAN_RETRY_CRASH_AT": "after-batch-call:1", "POSTMAN_RETRY_TEST_HOOKS": "I_AM_A_TEST"],
-            pollTimeout: "40s")
-        #expect(crashed.killed, "the crash point was not reached: \(crashed.stderr)")
-        let resumed = try await CrashResumeTests.runBinary(fixture, pollTimeout: "40s")
-        #expect(resumed.status == 0, "\(resumed.stderr)")
-        let got = CrashResumeTests.comparable(try await fixture.table(), fixture)
-        let mismatches = want.keys.sorted().filter { got[$0] != want[$0] }.map { "\($0): \(got[$0] ?? "-") != \(want[$0]!)" }
+        let (fixture, mismatches) = try await Self.killedAndRerun(
+            point: "after-batch-call:1", options: options, pollTimeout: "40s")
         #expect(mismatches.isEmpty, "\(mismatches.count) rows differ: \(mismatches.prefix(5))")
         let ledger = await fixture.sim.ledger()
         // The 20 of `incident` by its one call, the 5 retryable rows of `mixed` (never whole: an OTP member) singly.
