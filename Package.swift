@@ -122,7 +122,8 @@ let package = Package(
                 .embedInCode("Migrations/V006__whole_batch_calls.sql"),
                 .embedInCode("Migrations/V007__run_holders.sql"),
                 .embedInCode("Migrations/V008__write_refused.sql"),
-                .embedInCode("Migrations/V009__never_final_run.sql")
+                .embedInCode("Migrations/V009__never_final_run.sql"),
+                .embedInCode("Migrations/V010__batch_call_sent.sql")
             ],
             swiftSettings: swiftSettings
         ),

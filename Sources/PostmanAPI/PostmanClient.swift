@@ -20,12 +20,11 @@ public enum RetryCallResult: Sendable {
 /// (Postman issues keys per campaign) and only ever goes into the `Authorization` header.
 public struct PostmanClient: Sendable {
     public let baseURL: String
-    /// The longest a request handed to the HTTP client can wait before its first byte is written. It is the
-    /// client's connect timeout (`HTTPClient.Configuration.postmanRetry`), which bounds both the making of a
-    /// connection (TCP, a proxy's CONNECT, TLS together) and a request's wait for one: AsyncHTTPClient fails
-    /// a request still without a connection this long after it was handed over, whatever `request_timeout` is. The guards that allow a request
-    /// (the run's hold, a campaign's lease) are checked at hand-off, so a holder's requests can reach Postman
-    /// up to this long after it stopped sending: `RunHolder.ttl` covers it, a lease takeover waits it out.
+    /// The longest a request handed to the HTTP client waits for a connection: the client's connect
+    /// timeout (`HTTPClient.Configuration.postmanRetry`), which bounds both the making of a connection (TCP, a
+    /// proxy's CONNECT, TLS together) and a request's wait for one. Once it has a connection, a request can
+    /// still be held until its deadline (`request_timeout`): the takeovers of the run's hold and of a lease
+    /// wait out the longer of the two (`RunSettings.longestSendDelay`).
     public static let connectWait: Duration = .seconds(3)
 
     public let requestTimeout: Duration

@@ -158,12 +158,13 @@ public struct RetryRun: Sendable {
 
     private func select(run: RunRecord, store: RunStore, db: PGConnection, now: Date) async throws {
         try await store.resetSelectionCounts(run: run.id)
-        let journaled = try await store.journaledKeys(run: run.id)
         let selector = Selector(table: settings.table, scope: run.scope, now: now)
         let logger = self.logger
         let selectedBefore = try await store.selectedCount(run: run.id)
-        let counts = try await selector.scan(db, rules: settings.rules, alreadySelected: selectedBefore, journaled: journaled) {
-            selected, malformed in
+        let counts = try await selector.scan(
+            db, rules: settings.rules, alreadySelected: selectedBefore,
+            journaled: { ids in try await store.journaledKeys(run: run.id, ids: ids) }
+        ) { selected, malformed in
             let notRecorded = try await store.recordSelected(run: run.id, rows: selected, malformed: malformed)
             let named = notRecorded.filter { !Selector.sameKey($0.twinKey, $0.row.key) }.map {
                 Selector.duplicate($0.row, of: $0.twinKey)

@@ -55,14 +55,16 @@ final class RunHolder: Sendable {
 
     /// No request to Postman before this: one second after the hold was taken (the previous holder's
     /// requests have left every window), plus the guard window, so that the margin does not rest on the
-    /// database's clock (a step of its `now()` could make a live holder's row look expired early).
+    /// database's clock (a step of its `now()` could make a live holder's row look expired early), plus
+    /// `extraWait` for a previous holder's requests that its HTTP client held back.
     let firstSendAllowed: ContinuousClock.Instant
 
     private init(
         db: PGConnection, holderId: String, workerId: String, mode: Mode, renewedAt: ContinuousClock.Instant,
-        sendDelay: Duration
+        takenBy: ContinuousClock.Instant, sendDelay: Duration
     ) {
-        self.firstSendAllowed = renewedAt + .seconds(1) + Self.guardWindow + Self.extraWait(sendDelay: sendDelay)
+        // From when the take committed, not from when it began: a pooler's queue may hold the transaction.
+        self.firstSendAllowed = takenBy + .seconds(1) + Self.guardWindow + Self.extraWait(sendDelay: sendDelay)
         self.db = db
         self.holderId = holderId
         self.workerId = workerId
@@ -70,12 +72,15 @@ final class RunHolder: Sendable {
         self.lastRenewal = Mutex(renewedAt)
     }
 
-    /// A holder cut off from the database hands requests over until `guardWindow` after its last renewal, and
-    /// a request handed over can reach Postman up to `sendDelay` later (`RunSettings.longestSendDelay`): by
-    /// then its row has expired (`ttl` after that renewal) unless `sendDelay` is longer than `ttl`, and a new
-    /// holder waits the difference too (a `request_timeout` above 5 s; nothing with the defaults).
+    /// A holder cut off from the database hands requests over until `guardWindow` after its last renewal R,
+    /// and one handed over can reach Postman up to `sendDelay` later (`RunSettings.longestSendDelay`): until
+    /// R + guardWindow + sendDelay. Its row expires at R + ttl at the earliest, and the new holder's first
+    /// request comes at least 1 s + guardWindow after it takes the row, so the old holder's last request is
+    /// a second ahead when sendDelay <= ttl. This adds what `sendDelay` and the guard window take beyond
+    /// `ttl` (0.9 s with the default 5 s `request_timeout`), which keeps the guard window's margin for the
+    /// database's clock.
     static func extraWait(sendDelay: Duration) -> Duration {
-        max(.zero, sendDelay - ttl)
+        max(.zero, guardWindow + sendDelay - ttl)
     }
 
     /// What stands in the way of taking the row.
@@ -95,7 +100,7 @@ final class RunHolder: Sendable {
     /// Takes the row on `db` (the connection that will carry the heartbeats), or throws exit 75 when a
     /// live holder is in the way.
     static func acquire(
-        db: PGConnection, workerId: String, mode: Mode, sendDelay: Duration = PostmanClient.connectWait, logger: Logger
+        db: PGConnection, workerId: String, mode: Mode, sendDelay: Duration, logger: Logger
     ) async throws -> RunHolder {
         let holderId = "\(workerId)#\(UInt64.random(in: .min ... .max))"
         let exclusive = mode == .exclusive
@@ -125,7 +130,8 @@ final class RunHolder: Sendable {
                         metadata: ["previous": "\(previous.workerId)"])
                 }
                 return RunHolder(
-                    db: db, holderId: holderId, workerId: workerId, mode: mode, renewedAt: started, sendDelay: sendDelay)
+                    db: db, holderId: holderId, workerId: workerId, mode: mode, renewedAt: started, takenBy: .now,
+                    sendDelay: sendDelay)
             case .held(let conflicts, let expired):
                 expiredByUs.formUnion(expired.map(\.holderId))
                 let present = Set(conflicts.map(\.workerId))

@@ -191,16 +191,17 @@ extension Selector {
     typealias MalformedRow = (key: String, field: String, problem: String)
 
     /// Classifies every failed row in scope with `rules`, oldest first, keeping at most `limit`
-    /// selected (counting `alreadySelected`). `journaled` maps the message ids the run already works (by
-    /// their bytes: PostgreSQL compares ids byte for byte, Swift's `==` by canonical equivalence) to their
-    /// rows: those rows are not counted again. A row selected for an id the run already works from another
-    /// row (in the journal, or earlier in the page) is a duplicate, counted `malformed`. `onPage` receives
-    /// each page's selected and malformed rows and returns the selected rows it could not record: those
-    /// whose id an earlier page's row holds (`twinKey`, counted `malformed`), or the same row met again
-    /// (its `created_at` changed while the selection paged: not counted twice). The counts by campaign
-    /// come back.
+    /// selected (counting `alreadySelected`). `journaled` tells, for a page's message ids, which the run
+    /// already works and from which row (keyed by the id's bytes: PostgreSQL compares ids byte for byte,
+    /// Swift's `==` by canonical equivalence); it is asked before each page, so it sees the pages before.
+    /// The run's own rows are not counted again. A row selected for an id the run already works from
+    /// another row (in the journal, or earlier in the page) is a duplicate, counted `malformed`, whether
+    /// or not `--limit` is reached. `onPage` receives each page's selected and malformed rows and returns
+    /// the selected rows it could not record (a concurrent change: counted as `journaled` would have). The
+    /// counts by campaign come back.
     func scan(
-        _ db: PGConnection, rules: SelectionRules, alreadySelected: Int = 0, journaled: [[UInt8]: String] = [:],
+        _ db: PGConnection, rules: SelectionRules, alreadySelected: Int = 0,
+        journaled: ([String]) async throws -> [[UInt8]: String] = { _ in [:] },
         onPage: ([CandidateRow], [MalformedRow]) async throws -> [(row: CandidateRow, twinKey: String)]
     ) async throws -> [String: SelectionCounts] {
         var selectedSoFar = alreadySelected
@@ -208,23 +209,24 @@ extension Selector {
         try await forEachPage(db) { page in
             var selected: [CandidateRow] = []
             var malformed: [MalformedRow] = []
-            var inPage: [[UInt8]: String] = [:]
+            var known = try await journaled(page.compactMap(\.messageId))
             for row in page {
                 // An over-long campaign id (a malformed row's) is counted under a cut name: the counts
                 // are stored keyed by campaign, and PostgreSQL indexes no entry over 2,704 bytes.
                 let campaign = Self.keyForDisplay(row.campaignId ?? "", cutAbove: SelectionRules.maxIdBytes)
                 let id = row.messageId.map { Array($0.utf8) }
-                // The run's own row, recorded before the selection was interrupted.
-                if let id, let twin = journaled[id], Self.sameKey(twin, row.key) { continue }
+                // The run's own row: recorded before the selection was interrupted, or met again (its
+                // `created_at` changed while the selection paged).
+                if let id, let twin = known[id], Self.sameKey(twin, row.key) { continue }
                 switch rules.classify(row) {
                 case .selected:
-                    if let limit = scope.limit, selectedSoFar >= limit { continue }
-                    if let id, let twin = journaled[id] ?? inPage[id] {
+                    if let id, let twin = known[id] {
                         counts[campaign, default: SelectionCounts()].skipped[SkipReason.malformed.rawValue, default: 0] += 1
                         malformed.append(Self.duplicate(row, of: twin))
                         continue
                     }
-                    if let id { inPage[id] = row.key }
+                    if let limit = scope.limit, selectedSoFar >= limit { continue }
+                    if let id { known[id] = row.key }
                     selectedSoFar += 1
                     selected.append(row)
                     counts[campaign, default: SelectionCounts()].selected += 1

@@ -448,24 +448,19 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
         #expect(late.contains { if case .resolved(let r) = $0 { r.outcome == .batchNotRetryable } else { false } })
 
         var restored = MessageLifecycle(
-            restoring: .intent(witness: 2, intentAt: 100, batchCall: .init(at: 101, accepted: true)), row: row,
-            policy: policy, at: 104)
+            restoring: .intent(witness: 2, intentAt: 100, batchCalledAt: 101), row: row, policy: policy, at: 104)
         _ = restored.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: true, at: 107))
         #expect(restored.need == .view(after: 109, singleOnly: false), "a restored member waits for its batch too")
 
-        // A call whose answer was lost (or never recorded before a restart) may not have reached Postman: it
-        // is waited for only while the batch shows itself at work.
-        var lost = called(attempts: 2, answer: .batchAnswerLost, at: 1).0
-        _ = lost.handle(.viewed(atWork, fromPage: true, at: 3))
-        #expect(lost.need == .view(after: 5, singleOnly: false))
-        _ = lost.handle(
-            .viewed(PostmanView(latestStatus: "failure", attempts: 2, batchStatus: "messages_enqueued"), fromPage: true, at: 5))
-        #expect(lost.need == .intent(witness: 2), "the batch is not at work: the call did not land")
-        var unanswered = MessageLifecycle(
-            restoring: .intent(witness: 2, intentAt: 100, batchCall: .init(at: 105, accepted: false)), row: row,
-            policy: policy, at: 104)
-        _ = unanswered.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: true, at: 107))
-        #expect(unanswered.need == .intent(witness: 2))
+        // Past the window it goes by a single retry: that intent is its own, no longer the batch call's.
+        var single = called(attempts: 2, answer: .attemptedAsBatch, at: 1).0
+        _ = single.handle(.viewed(PostmanView(latestStatus: "failure", attempts: 2), fromPage: true, at: 61))
+        #expect(single.need == .intent(witness: 2))
+        _ = single.handle(.intentCommitted)
+        _ = single.handle(.callSent)
+        _ = single.handle(.callAnswered(.lost, at: 70))
+        let landed = single.handle(.viewed(PostmanView(latestStatus: "sending", attempts: 3), fromPage: true, at: 72))
+        #expect(landed.first == .accepted(at: 72, deadline: 72 + policy.pollTimeout), "accepted as of its own read: \(landed)")
     }
 
     /// Left for a later run after a lost answer that did not land: its intent is in the journal and goes

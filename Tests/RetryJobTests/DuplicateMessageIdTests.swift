@@ -50,7 +50,7 @@ import Testing
         let selector = Selector(table: settings.table, scope: settings.scope, now: Date())
         var named: [String: String] = [:]
         let resumed = try await selector.scan(
-            fixture.db, rules: settings.rules, journaled: [Array(messageId.utf8): copy.first]
+            fixture.db, rules: settings.rules, journaled: { _ in [Array(messageId.utf8): copy.first] }
         ) {
             selected, malformed in
             #expect(!selected.contains { $0.key == copy.first || $0.key == copy.copy })
@@ -120,32 +120,46 @@ import Testing
                         ('k7', U&'cafe\\0301', 'c1', NULL, '6591110007', false, 'failure', 0, NULL, now() - interval '30 minutes', now());
                     """))
         let rules = SelectionRules()
-        func scan(limit: Int?, journaled: [[UInt8]: String], alreadySelected: Int) async throws -> (
+        /// A scan whose `journaled` answers from what earlier pages recorded (as the journal would), starting
+        /// from `recorded` (an interrupted selection's rows).
+        func scan(limit: Int?, recorded initial: [[UInt8]: String], pageSize: Int = 1000) async throws -> (
             selected: [String], counts: SelectionCounts, named: [String: String]
         ) {
+            var recorded = initial
             var selected: [String] = []
             var named: [String: String] = [:]
             let selector = Selector(
-                table: SelectorBadInputTests.table, scope: RunScope(limit: limit), now: Date(), pageSize: 1000)
-            let counts = try await selector.scan(db, rules: rules, alreadySelected: alreadySelected, journaled: journaled) {
-                rows, malformed in
+                table: SelectorBadInputTests.table, scope: RunScope(limit: limit), now: Date(), pageSize: pageSize)
+            let counts = try await selector.scan(
+                db, rules: rules, alreadySelected: initial.count,
+                journaled: { ids in recorded.filter { entry in ids.contains { Array($0.utf8) == entry.key } } }
+            ) { rows, malformed in
                 selected += rows.map(\.key)
+                for row in rows { recorded[Array(row.messageId!.utf8)] = row.key }
                 for row in malformed { named[row.key] = row.problem }
                 return []
             }
             return (selected, counts["c1"] ?? SelectionCounts(), named)
         }
-        let fresh = try await scan(limit: 3, journaled: [:], alreadySelected: 0)
-        #expect(fresh.selected == ["k1", "k2", "k5"], "the copy does not take a place under --limit")
-        #expect(fresh.named["k3"] == "the same message_id as row k1, which this run works")
-        #expect(fresh.counts.skipped == ["malformed": 1, "otp": 1], "\(fresh.counts.skipped)")
-        // Interrupted after k1 and k2 were recorded.
-        let resumed = try await scan(
-            limit: 3, journaled: [Array("m1".utf8): "k1", Array("m2".utf8): "k2"], alreadySelected: 2)
-        #expect(resumed.selected == ["k5"])
-        #expect(resumed.named["k3"] == fresh.named["k3"])
-        #expect(resumed.counts.skipped == fresh.counts.skipped, "\(resumed.counts.skipped)")
-        let all = try await scan(limit: nil, journaled: [:], alreadySelected: 0)
+        for pageSize in [1, 2, 1000] {
+            let fresh = try await scan(limit: 3, recorded: [:], pageSize: pageSize)
+            #expect(fresh.selected == ["k1", "k2", "k5"], "the copy does not take a place under --limit (pages of \(pageSize))")
+            #expect(fresh.named["k3"] == "the same message_id as row k1, which this run works")
+            #expect(fresh.counts.skipped == ["malformed": 1, "otp": 1], "\(fresh.counts.skipped)")
+            // Interrupted after k1 and k2 were recorded.
+            let resumed = try await scan(
+                limit: 3, recorded: [Array("m1".utf8): "k1", Array("m2".utf8): "k2"], pageSize: pageSize)
+            #expect(resumed.selected == ["k5"])
+            #expect(resumed.named["k3"] == fresh.named["k3"])
+            #expect(resumed.counts.skipped == fresh.counts.skipped, "\(resumed.counts.skipped)")
+            // The limit reached before the copy: it is still named, fresh or resumed.
+            let limited = try await scan(limit: 2, recorded: [:], pageSize: pageSize)
+            let limitedResumed = try await scan(
+                limit: 2, recorded: [Array("m1".utf8): "k1", Array("m2".utf8): "k2"], pageSize: pageSize)
+            #expect(limited.named["k3"] != nil && limitedResumed.named["k3"] != nil)
+            #expect(limited.counts.skipped == limitedResumed.counts.skipped, "\(limited.counts.skipped)")
+        }
+        let all = try await scan(limit: nil, recorded: [:])
         #expect(all.selected == ["k1", "k2", "k5", "k6", "k7"], "two Unicode forms of one word are two ids")
         await db.close()
     }

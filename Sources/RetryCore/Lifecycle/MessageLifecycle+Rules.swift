@@ -55,12 +55,9 @@ extension MessageLifecycle {
             // Dropped, not queued, by Postman (or never sent): the same intent goes out again.
             phase = .intent(witness: witness)
             return []
-        case .lost, .attemptedAsBatch, .batchAnswerLost, .refusedAsBatch:
+        case .lost, .attemptedAsBatch, .refusedAsBatch:
             hadLostAnswer = true
-            if answer == .attemptedAsBatch || answer == .batchAnswerLost {
-                batchCallAt = at
-                batchCallAccepted = answer == .attemptedAsBatch
-            }
+            if answer == .attemptedAsBatch { batchCallAt = at }
             phase = .unsettled(witness: witness, readAfter: at + policy.settleDelay, refusals: 0, singleOnly: false)
             return []
         case .refused(let status, let code, let message):
@@ -113,16 +110,16 @@ extension MessageLifecycle {
     }
 
     /// A member of a batch this run called whole whose read shows no new attempt yet: Postman may carry out
-    /// a batch retry in the background. After a 201 it waits `batchSettleWindow`; after a call whose answer
-    /// was lost or never recorded (a restart) only while the batch shows a status other than the retryable
-    /// ones (at work), which also extends the wait, up to the poll deadline. One that ended otherwise
-    /// (`success`) is not retried by the batch.
+    /// a batch retry in the background. It waits `batchSettleWindow` after the call (answered 201, lost, or
+    /// sent before a restart with no answer recorded), and longer while the batch shows a status other than
+    /// the retryable ones (at work), up to the poll deadline. One that ended otherwise (`success`) is not
+    /// retried by the batch.
     func mayStillBeRetriedByItsBatch(_ view: PostmanView, at: Double) -> Bool {
         guard let calledAt = batchCallAt else { return false }
         guard view.latestStatus == "failure" || !PostmanStatus.isFinal(view.latestStatus, recipient: row.recipient) else {
             return false
         }
-        if batchCallAccepted && at < calledAt + policy.batchSettleWindow { return true }
+        if at < calledAt + policy.batchSettleWindow { return true }
         guard let status = view.batchStatus, !Self.retryableBatchStatuses.contains(status) else { return false }
         return at < calledAt + max(policy.batchSettleWindow, policy.pollTimeout)
     }

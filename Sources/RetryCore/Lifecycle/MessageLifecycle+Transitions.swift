@@ -11,13 +11,10 @@ extension MessageLifecycle {
         case lost
         /// Failed before any byte reached Postman (connection refused, DNS): certainly not acted on.
         case notSent
-        /// The member's batch call was answered 201: each member is settled by reading it, as a retry whose
-        /// answer was lost, and one with no new attempt yet is read again for a while
-        /// (`Policy.batchSettleWindow`): Postman may retry the batch in the background.
+        /// The member's batch call was answered 201, or its answer was lost: each member is settled by
+        /// reading it, as a retry whose answer was lost, and one with no new attempt yet is read again for a
+        /// while (`Policy.batchSettleWindow`): Postman may retry the batch in the background.
         case attemptedAsBatch
-        /// The member's batch call's answer was lost: settled by reading, and waited for while its batch
-        /// shows itself at work (a status other than the retryable ones).
-        case batchAnswerLost
         /// The batch call was refused with a 4xx that says no member was retried: each member is settled by
         /// reading it, at once.
         case refusedAsBatch
@@ -98,6 +95,8 @@ extension MessageLifecycle {
             return []
         case (.ready(let witness), .intentCommitted):
             intentDurable = true
+            // A new intent (a single retry after its batch's window): no longer waiting for a batch call.
+            batchCallAt = nil
             phase = .intent(witness: witness)
             return []
         case (.ready(_), .batchBlocked), (.intent(_), .batchBlocked), (.unread, .batchBlocked), (.confirming(_), .batchBlocked):

@@ -17,10 +17,8 @@ public struct MessageLifecycle: Sendable, Equatable {
     var postmanRetries: Int?
     /// A call of ours in this run lost its answer (or a restart found an intent): it may land late.
     var hadLostAnswer = false
-    /// When its batch's whole call was answered (or lost), and whether the answer was a 201: Postman may
-    /// still be retrying the batch.
+    /// When its batch's whole call was answered (or lost): Postman may still be retrying the batch.
     var batchCallAt: Double?
-    var batchCallAccepted = false
     /// Reads since then that showed no new attempt yet (they back off).
     var batchRereads = 0
     /// The journal holds an intent for it (so leaving it for a later run must revert that intent).
@@ -36,21 +34,12 @@ public struct MessageLifecycle: Sendable, Equatable {
     public enum Durable: Sendable, Equatable {
         case selected
         /// `witness` nil: an intent recorded before witnesses came from Postman (V005); `intentAt`: when it
-        /// was committed; `batchCall`: when this run's whole call of its batch was answered (or could have
-        /// been sent) and whether the answer recorded was a 201, if there was such a call.
-        case intent(witness: Int?, intentAt: Double? = nil, batchCall: BatchCall? = nil)
+        /// was committed; `batchCalledAt`: when this run's whole call of its batch, which this intent was
+        /// for, was answered 201 or lost (or sent, before a restart that found no answer recorded).
+        case intent(witness: Int?, intentAt: Double? = nil, batchCalledAt: Double? = nil)
         /// `witness`: Postman's attempt count before the accepted call, when the journal has it.
         case accepted(acceptedAt: Double, deadline: Double, lastStatus: String?, witness: Int? = nil)
         case done
-    }
-
-    public struct BatchCall: Sendable, Equatable {
-        public var at: Double
-        public var accepted: Bool
-        public init(at: Double, accepted: Bool) {
-            self.at = at
-            self.accepted = accepted
-        }
     }
 
     /// The machine of a message after a restart, from its journal entry. An intent may or may not have
@@ -59,11 +48,10 @@ public struct MessageLifecycle: Sendable, Equatable {
         self.init(row: row, policy: policy)
         switch durable {
         case .selected: phase = .unread
-        case .intent(let witness?, let intentAt, let batchCall):
+        case .intent(let witness?, let intentAt, let batchCalledAt):
             hadLostAnswer = true
             intentDurable = true
-            batchCallAt = batchCall?.at
-            batchCallAccepted = batchCall?.accepted ?? false
+            batchCallAt = batchCalledAt
             // Its call may still be on the wire (a killed process's, or a worker's that lost its lease).
             let readAfter = max(now, (intentAt ?? now) + policy.callTimeout + policy.settleDelay)
             phase = .unsettled(witness: witness, readAfter: readAfter, refusals: 0, singleOnly: false)

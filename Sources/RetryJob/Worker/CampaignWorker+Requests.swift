@@ -101,6 +101,14 @@ extension CampaignWorker {
                 }
             }
         case .retryBatch(let batch, let members):
+            // Durable before the call: a restart then knows the call may have gone out (its members wait for
+            // Postman's background batch retry) or certainly did not.
+            do { try await store.markBatchSent(campaign: campaign, batch: batch) } catch {
+                calls.batchRetry -= 1
+                fail(error)
+                notSentAfterAll(members)
+                break
+            }
             guard mayStillCall(members) else {
                 calls.batchRetry -= 1
                 if !stopping, !quietHoursBegan, members.allSatisfy({ machines[$0]?.need == .retryCall }) {
@@ -136,8 +144,9 @@ extension CampaignWorker {
                         "batch": "\(batch)", "members": "\(members.count)",
                         "answer": "\(failure.map { "\($0)" } ?? "201")"
                     ])
-                let status = failure?.httpStatus ?? 201
-                let code = failure?.code
+                // A lost answer has no status: recorded as such, not as a 201.
+                let status = failure == nil ? 201 : failure?.httpStatus
+                let code = failure.map { $0.httpStatus == nil ? ($0.code ?? "answer_lost") : $0.code } ?? nil
                 do { try await store.recordBatchAnswer(campaign: campaign, batch: batch, httpStatus: status, code: code) } catch {
                     fail(error)
                 }

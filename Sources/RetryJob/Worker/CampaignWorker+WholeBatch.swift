@@ -180,7 +180,7 @@ extension CampaignWorker {
                 return .refusedAsBatch
             default:
                 let answer = retryAnswer(error)
-                return answer == .lost ? .batchAnswerLost : answer
+                return answer == .lost ? .attemptedAsBatch : answer
             }
         }
     }

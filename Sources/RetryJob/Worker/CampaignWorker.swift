@@ -209,14 +209,13 @@ actor CampaignWorker {
         switch item.journalState {
         case .selected: durable = .selected
         case .intent:
-            // A whole call of its batch may have been sent up to a request's lifetime after it was committed.
-            let batchCall = item.batchCallIntentAt.map { committed in
-                MessageLifecycle.BatchCall(
-                    at: item.batchCallAnsweredAt?.timeIntervalSince1970 ?? committed.timeIntervalSince1970 + policy.callTimeout,
-                    accepted: item.batchCallStatus == 201)
-            }
+            // A whole call of its batch with no answer recorded may have reached Postman up to a request's
+            // lifetime after it was sent.
+            let batchCalledAt =
+                item.batchCallAnsweredAt?.timeIntervalSince1970
+                ?? item.batchCallSentAt.map { $0.timeIntervalSince1970 + policy.callTimeout }
             durable = .intent(
-                witness: item.attemptsBefore, intentAt: item.intentAt?.timeIntervalSince1970, batchCall: batchCall)
+                witness: item.attemptsBefore, intentAt: item.intentAt?.timeIntervalSince1970, batchCalledAt: batchCalledAt)
         case .accepted:
             durable = .accepted(
                 acceptedAt: (item.acceptedAt ?? Date()).timeIntervalSince1970,

@@ -98,6 +98,16 @@ extension RunStore {
         }
     }
 
+    /// The whole-batch call is about to be sent (after a restart with no answer recorded, its members wait
+    /// for Postman's background batch retry only when this was recorded).
+    public func markBatchSent(campaign: String, batch: String) async throws {
+        try await write { db in
+            try db.execute(
+                "UPDATE \(fragment: Schema.batchCalls) SET sent_at = now() WHERE campaign_id = \(campaign) AND batch_id = \(batch)"
+            )
+        }
+    }
+
     /// Records Postman's answer to a whole-batch call (for the report).
     public func recordBatchAnswer(campaign: String, batch: String, httpStatus: Int?, code: String?) async throws {
         try await write { db in

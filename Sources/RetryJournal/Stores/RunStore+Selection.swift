@@ -22,14 +22,18 @@ extension RunStore {
             """)[0].decode("n")
     }
 
-    /// Message ids already in this run's journal, with the row each came from (a resumed selection must
-    /// not count them again, and another row with one of these ids is a duplicate).
-    /// Keyed by the id's bytes: PostgreSQL tells apart ids that Swift's `==` takes for equal (canonically
-    /// equivalent Unicode).
-    public func journaledKeys(run: Int64) async throws -> [[UInt8]: String] {
-        let rows = try await db.query("SELECT message_id, row_key FROM \(fragment: Schema.journal) WHERE run_id = \(run)")
+    /// Which of `ids` this run's journal already holds, with the row each came from, keyed by the id's
+    /// bytes (PostgreSQL tells apart ids that Swift's `==` takes for equal). Asked for each page of the
+    /// selection: a resumed selection passes over its own rows, and a second row with one of these ids
+    /// is a duplicate.
+    public func journaledKeys(run: Int64, ids: [String]) async throws -> [[UInt8]: String] {
+        guard !ids.isEmpty else { return [:] }
+        let rows = try await db.query(
+            """
+            SELECT message_id, row_key FROM \(fragment: Schema.journal)
+            WHERE run_id = \(run) AND message_id = ANY(\(ids)::text[])
+            """)
         var keys: [[UInt8]: String] = [:]
-        keys.reserveCapacity(rows.count)
         for row in rows { keys[Array(try row.decode("message_id", as: String.self).utf8)] = try row.decode("row_key") }
         return keys
     }

@@ -38,12 +38,16 @@ extension RunStore {
         // call's times go with it (`MessageLifecycle.Policy.batchSettleWindow`).
         let started = try await db.query(
             """
-            SELECT \(fragment: Self.itemColumns), bc.batch_answered_at, bc.batch_intent_at, bc.batch_status
+            SELECT \(fragment: Self.itemColumns), bc.batch_answered_at, bc.batch_sent_at
             FROM \(fragment: Schema.journal) j
             LEFT JOIN LATERAL (
-                SELECT c.answered_at AS batch_answered_at, c.intent_at AS batch_intent_at, c.http_status AS batch_status
+                -- Only a call that may have gone out for this very intent, and that was not refused (a 4xx
+                -- says no member was retried): an intent committed later is a single retry's.
+                SELECT c.answered_at AS batch_answered_at, c.sent_at AS batch_sent_at
                 FROM \(fragment: Schema.batchCalls) c
                 WHERE c.campaign_id = j.campaign_id AND c.batch_id = j.batch_id AND c.run_id = j.run_id
+                  AND c.sent_at IS NOT NULL AND j.intent_at <= c.sent_at
+                  AND (c.http_status IS NULL OR c.http_status = 201)
             ) bc ON true
             WHERE run_id = \(run) AND campaign_id = \(campaign)
               AND state NOT IN \(literals: [JournalState.done, JournalState.selected])
@@ -118,8 +122,7 @@ extension RunStore {
                 pollDeadline: try row.optional("poll_deadline"), lastStatus: try row.optional("last_status"))
             if withBatchCalls {
                 item.batchCallAnsweredAt = try row.optional("batch_answered_at")
-                item.batchCallIntentAt = try row.optional("batch_intent_at")
-                item.batchCallStatus = try row.optional("batch_status")
+                item.batchCallSentAt = try row.optional("batch_sent_at")
             }
             return item
         }

@@ -18,12 +18,10 @@ public struct JournalItem: Sendable {
     public var acceptedAt: Date?
     public var pollDeadline: Date?
     public var lastStatus: String?
-    /// When this run's whole call of the message's batch was answered, or committed (nil: none; only read
-    /// for entries past `selected`).
+    /// When this run's whole call of the message's batch, made for its current intent and not refused, was
+    /// sent and answered (nil: no such call; only read for entries past `selected`).
+    public var batchCallSentAt: Date?
     public var batchCallAnsweredAt: Date?
-    public var batchCallIntentAt: Date?
-    /// The HTTP status of that call's answer, when one was recorded.
-    public var batchCallStatus: Int?
 }
 
 /// How a message ended in this run, ready to be recorded (and written back when `update` is set).

@@ -1,0 +1,5 @@
+-- When a whole-batch call was about to be sent. A restart that finds a batch call with no answer recorded
+-- used to take it as possibly sent, or not, by guesswork: now its members wait for Postman's background
+-- batch retry only when the call may have gone out, and a call answered with a 4xx (nothing retried) is
+-- not waited for at all.
+ALTER TABLE postman_retry.batch_calls ADD COLUMN sent_at timestamptz;
