@@ -163,20 +163,21 @@ public struct RetryRun: Sendable {
         let selectedBefore = try await store.selectedCount(run: run.id)
         let counts = try await selector.scan(
             db, rules: settings.rules, alreadySelected: selectedBefore,
-            journaled: { ids in try await store.journaledKeys(run: run.id, ids: ids) }
-        ) { selected, malformed in
-            let notRecorded = try await store.recordSelected(run: run.id, rows: selected, malformed: malformed)
-            let named = notRecorded.filter { !Selector.sameKey($0.twinKey, $0.row.key) }.map {
-                Selector.duplicate($0.row, of: $0.twinKey)
-            }
-            if !named.isEmpty { try await store.recordSelected(run: run.id, rows: [], malformed: named) }
-            for row in malformed + named {
-                logger.warning(
-                    "malformed row skipped", metadata: ["row": "\(row.key)", "field": "\(row.field)", "problem": "\(row.problem)"]
-                )
-            }
-            return notRecorded
-        }
+            journaled: { ids in try await store.journaledKeys(run: run.id, ids: ids) },
+            onPage: { selected, malformed in
+                let notRecorded = try await store.recordSelected(run: run.id, rows: selected, malformed: malformed)
+                let named = notRecorded.filter { !Selector.sameKey($0.twinKey, $0.row.key) }.map {
+                    Selector.duplicate($0.row, of: $0.twinKey)
+                }
+                if !named.isEmpty { try await store.recordSelected(run: run.id, rows: [], malformed: named) }
+                for row in malformed + named {
+                    logger.warning(
+                        "malformed row skipped",
+                        metadata: ["row": "\(row.key)", "field": "\(row.field)", "problem": "\(row.problem)"]
+                    )
+                }
+                return notRecorded
+            })
         try await store.finishSelection(run: run.id, skipped: counts.mapValues(\.skipped))
     }
 }

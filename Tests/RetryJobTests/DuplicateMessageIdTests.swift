@@ -50,13 +50,12 @@ import Testing
         let selector = Selector(table: settings.table, scope: settings.scope, now: Date())
         var named: [String: String] = [:]
         let resumed = try await selector.scan(
-            fixture.db, rules: settings.rules, journaled: { _ in [Array(messageId.utf8): copy.first] }
-        ) {
-            selected, malformed in
-            #expect(!selected.contains { $0.key == copy.first || $0.key == copy.copy })
-            for row in malformed { named[row.key] = "\(row.field): \(row.problem)" }
-            return []
-        }
+            fixture.db, rules: settings.rules, journaled: { _ in [Array(messageId.utf8): copy.first] },
+            onPage: { selected, malformed in
+                #expect(!selected.contains { $0.key == copy.first || $0.key == copy.copy })
+                for row in malformed { named[row.key] = "\(row.field): \(row.problem)" }
+                return []
+            })
         #expect(named[copy.copy] == "message_id: the same message_id as row \(copy.first), which this run works")
         #expect(named[copy.first] == nil)
         // The other two copies are met in the same page as their first rows.
@@ -132,13 +131,13 @@ import Testing
                 table: SelectorBadInputTests.table, scope: RunScope(limit: limit), now: Date(), pageSize: pageSize)
             let counts = try await selector.scan(
                 db, rules: rules, alreadySelected: initial.count,
-                journaled: { ids in recorded.filter { entry in ids.contains { Array($0.utf8) == entry.key } } }
-            ) { rows, malformed in
-                selected += rows.map(\.key)
-                for row in rows { recorded[Array(row.messageId!.utf8)] = row.key }
-                for row in malformed { named[row.key] = row.problem }
-                return []
-            }
+                journaled: { ids in recorded.filter { entry in ids.contains { Array($0.utf8) == entry.key } } },
+                onPage: { rows, malformed in
+                    selected += rows.map(\.key)
+                    for row in rows { recorded[Array(row.messageId!.utf8)] = row.key }
+                    for row in malformed { named[row.key] = row.problem }
+                    return []
+                })
             return (selected, counts["c1"] ?? SelectionCounts(), named)
         }
         for pageSize in [1, 2, 1000] {
