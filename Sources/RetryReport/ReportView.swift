@@ -269,8 +269,9 @@ struct ReportView {
 
     static func batchCallLine(_ call: RunSummary.BatchCall) -> String {
         "Batch \(Sanitize.text(call.batchId)) of \(Sanitize.text(call.campaignId)): \(Format.count(call.members)) members in one call at \(call.at)"
-            + (call.httpStatus.map { ", answered \($0)" } ?? ", answer unknown")
-            + (call.postmanCode.map { " \(Sanitize.text($0))" } ?? "")
+            + (call.httpStatus.map { ", answered \($0)" }
+                ?? (call.postmanCode == "answer_lost" ? ", answer lost (a timeout or a dropped connection)" : ", answer unknown"))
+            + (call.postmanCode.flatMap { $0 == "answer_lost" ? nil : " \(Sanitize.text($0))" } ?? "")
     }
 
     static func peakText(_ rates: [RunReport.CampaignRate]) -> String {

@@ -52,8 +52,8 @@ import Testing
         seen = try await restored()
         #expect(seen.values.allSatisfy { $0.sent != nil && $0.answered == nil }, "\(seen)")
 
-        // A lost answer (no status) and a 201: waited for, from the answer.
-        for status in [nil, 201] as [Int?] {
+        // A lost answer (no status, a 5xx, an odd 2xx) and a 201: waited for, from the answer.
+        for status in [nil, 502, 200, 201] as [Int?] {
             try await store.recordBatchAnswer(campaign: campaign, batch: "incident", httpStatus: status, code: nil)
             seen = try await restored()
             #expect(seen.count == 6 && seen.values.allSatisfy { $0.sent != nil && $0.answered != nil }, "\(status ?? 0)")

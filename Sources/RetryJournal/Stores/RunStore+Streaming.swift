@@ -42,12 +42,13 @@ extension RunStore {
             FROM \(fragment: Schema.journal) j
             LEFT JOIN LATERAL (
                 -- Only a call that may have gone out for this very intent, and that was not refused (a 4xx
-                -- says no member was retried): an intent committed later is a single retry's.
+                -- says no member was retried; a 5xx or an odd 2xx is a lost answer): an intent committed
+                -- later is a single retry's.
                 SELECT c.answered_at AS batch_answered_at, c.sent_at AS batch_sent_at
                 FROM \(fragment: Schema.batchCalls) c
                 WHERE c.campaign_id = j.campaign_id AND c.batch_id = j.batch_id AND c.run_id = j.run_id
                   AND c.sent_at IS NOT NULL AND j.intent_at <= c.sent_at
-                  AND (c.http_status IS NULL OR c.http_status = 201)
+                  AND (c.http_status IS NULL OR c.http_status NOT BETWEEN 400 AND 499)
             ) bc ON true
             WHERE run_id = \(run) AND campaign_id = \(campaign)
               AND state NOT IN \(literals: [JournalState.done, JournalState.selected])
