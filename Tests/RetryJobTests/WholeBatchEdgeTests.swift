@@ -134,4 +134,48 @@ import Testing
         #expect(counts.retried == 12 && counts.succeeded == 12 && counts.batchNotRetryable == 0, "\(counts)")
         #expect(rows.count == 12 && rows.allSatisfy { $0 == "success/1" }, "\(rows)")
     }
+
+    /// CONTRACT.md section 4, "just before a retry call the job checks that the row is as it read it", for a
+    /// whole-batch call whose mark (`batch_calls.sent_at`, written before the call) is held up 2.5 s (a
+    /// trigger sleeps; in production, a journal flush or a lock). Meanwhile the agency flags one member as an
+    /// OTP. The call used to go out after the mark on its 2.5 s old check, retrying that member too; it now
+    /// waits its turn again, the rows are checked again, and the batch goes by singles without that member.
+    @Test func aBatchCallWhoseMarkWasHeldUpChecksItsRowsAgain() async throws {
+        var options = SimulatorOptions()
+        options.seed = 87
+        let world = try await Self.incident(prefix: "wbslowmark", members: 10, seed: 87, options: options) { _ in "success" }
+        try await world.db.executeScript(
+            """
+            CREATE FUNCTION public.slow_first_mark() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF OLD.sent_at IS NULL AND NEW.sent_at IS NOT NULL THEN PERFORM pg_sleep(2.5); END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER slow_first_mark BEFORE UPDATE ON postman_retry.batch_calls
+                FOR EACH ROW EXECUTE FUNCTION public.slow_first_mark();
+            """)
+        var settings = world.settings(pollTimeout: .seconds(20))
+        settings.wholeBatchRetries = true
+        // The agency's own connection: the run's may wait behind the held-up mark.
+        let agency = try await PGConnection.connect(PGConfiguration(url: world.url), logger: EngineFixture.quietLogger)
+        let run = Task { try await world.run(settings) }
+        let committed = try await WorkerTests.eventually(timeout: .seconds(30)) {
+            let n: Int = try await agency.query("SELECT count(*)::int AS n FROM postman_retry.batch_calls")[0].decode("n")
+            return n > 0
+        }
+        #expect(committed, "the batch call was committed")
+        let flagged = world.data.rows.first { $0.batchId == "incident" }!.messageId
+        try await agency.execute("UPDATE outbound_messages SET is_otp = true WHERE message_id = \(flagged)")
+        let result = try await run.value
+        await agency.close()
+        let ledger = await world.sim.ledger()
+        await world.stop()
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(
+            ledger.acceptedRetries[flagged] == nil,
+            "the member flagged while the call waited was retried \(ledger.requests.map { "\($0.t) \($0.method) \($0.path.suffix(30)) \($0.status)" })"
+        )
+        #expect(ledger.acceptedRetries.count == 9 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        #expect(result.summary.counts.conflict == 1 && result.summary.counts.retried == 9, "\(result.summary.counts)")
+    }
 }

@@ -103,17 +103,22 @@ extension CampaignWorker {
         case .retryBatch(let batch, let members):
             // Durable before the call: a restart then knows the call may have gone out (its members wait for
             // Postman's background batch retry) or certainly did not.
+            let dispatched = now
             do { try await store.markBatchSent(campaign: campaign, batch: batch) } catch {
                 calls.batchRetry -= 1
                 fail(error)
                 notSentAfterAll(members)
                 break
             }
-            guard mayStillCall(members) else {
+            // A mark held up (behind the journal's flushes, a lock) leaves the rows' check and the pacer's slot
+            // behind the call: it waits its turn again, its rows checked again first. Once: a database that is
+            // always this slow still gets the call out.
+            let markWasSlow = now - dispatched > Self.slowBatchMark && slowBatchMarks.insert(batch).inserted
+            guard mayStillCall(members), !markWasSlow else {
                 calls.batchRetry -= 1
                 if !stopping, !quietHoursBegan, members.allSatisfy({ machines[$0]?.need == .retryCall }) {
-                    // Only the hold's or the lease's guard is late (a slow heartbeat): as for a single call,
-                    // the intents stand and the call waits at the front. Released, its members stayed open to
+                    // Only the hold's or the lease's guard is late (a slow heartbeat), or the mark was: as for a
+                    // single call, the intents stand and the call waits at the front. Released, its members stayed open to
                     // the end of the run ("messages still open", exit 75).
                     timeline.cancelRequest()
                     requestsSent -= 1

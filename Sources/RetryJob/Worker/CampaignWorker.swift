@@ -258,6 +258,10 @@ actor CampaignWorker {
     var batchReadInFlight: Set<String> = []
     var batchCallQueue: [String] = []
     var queuedBatchCalls: Set<String> = []
+    /// Batch calls sent back to the queue once because marking them sent took too long.
+    var slowBatchMarks: Set<String> = []
+    /// How long marking a batch call sent may take before the call waits its turn again (seconds).
+    static let slowBatchMark = 0.5
     /// Batches called whole in any run (never again), read at the start.
     var calledBatches: Set<String> = []
     var committingBatch = false
