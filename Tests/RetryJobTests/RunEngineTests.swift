@@ -116,6 +116,31 @@ import Testing
         await fixture.stop()
     }
 
+    /// The same on rows shaped like production: a table that lags Postman (rows someone else retried),
+    /// rows Postman shows final or out of attempts, ids Postman does not know, blocked batches, skips of
+    /// every kind; Postman itself holds campaign-2 to 2 requests a second beside the others' 10.
+    @Test func slowCampaignNextToFastOnesOnProductionShapedRows() async throws {
+        let fixture = try await EngineFixture.make(campaigns: 3, messages: 30, mixed: true, seed: 99, staleShare: 0.3) { data in
+            if let slow = data.simulator.campaigns.firstIndex(where: { $0.id == "campaign-2" }) {
+                data.simulator.campaigns[slow].rateLimit = 2
+            }
+        }
+        let result = try await fixture.run(fixture.settings(pollTimeout: .seconds(20), rateLimits: ["campaign-2": 2]))
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        // No 429, every campaign inside its own limit, no message retried twice, rows as Postman counts them.
+        let summary = try await Reliability.checkConverged(fixture)
+        ContractStatementTests.expectCountsAddUp(summary.counts)
+        let ledger = await fixture.sim.ledger()
+        #expect((ledger.maxRequestsIn1s["campaign-2"] ?? 99) <= 2)
+        #expect(summary.counts.retried == ledger.acceptedRetries.count)
+        let counts = summary.counts
+        #expect(
+            counts.reconciled > 0 && counts.notFound > 0 && counts.batchNotRetryable > 0 && counts.exhausted > 0
+                && counts.skipped > 0,
+            "the rows are not production-shaped: \(counts)")
+        await fixture.stop()
+    }
+
     @Test func acceptThen500IsSettledByReadingBackNeverRetriedTwice() async throws {
         var options = SimulatorOptions()
         options.seed = 5
