@@ -69,15 +69,13 @@ extension RunStore {
                 Settled(
                     written: rows[1].affectedRows, conflicts: try rows[2].map { try $0.decode("message_id", as: String.self) })
             }
-        } catch let error as PGError where Self.refusedByTable(error) && error.statementIndex == fenceCount + 1 {
+        } catch let error as PGError where Self.refusedByTable(error) && error.statementIndex == 1 {
             // The agency table refused a value of one of the rows (a CHECK, an enum, a varchar too short, a
-            // trigger): the whole flush rolled back. Written again in halves down to the refused rows, only those are left.
+            // trigger): the whole flush rolled back. Written again in halves down to the refused rows, only
+            // those are left.
             return try await settleIsolatingRefusals(run: run, statements[0], ids: ids, apiCalls: apiCalls)
         }
     }
-
-    /// How many fences `writePipelined` sends before the statements.
-    var fenceCount: Int { (holder == nil ? 0 : 1) + (fence == nil ? 0 : 1) }
 
     /// An error of the agency table's own rules about a value: data exceptions (22: too long, out of
     /// range, bad enum value) and integrity violations (23: CHECK, NOT NULL, unique). A trigger's RAISE

@@ -115,12 +115,14 @@ extension RunStore {
             return try await db.pipelinedTransaction(fences.map { Self.failingWhenEmpty($0.query) } + statements) { rows in
                 try read(Array(rows.dropFirst(count)))
             }
-        } catch let error as PGError {
+        } catch var error as PGError {
             // Only the fence's own failure means the row is gone: a fence that failed otherwise (a lock or
             // statement timeout, a dropped connection) is the database error it is.
             if let index = error.statementIndex, index < count, error.message.contains(Self.fenceGone) {
                 throw fences[index].lost
             }
+            // The caller's statements are numbered from its own first one, fences or not.
+            if let index = error.statementIndex { error.statementIndex = index >= count ? index - count : nil }
             throw error
         }
     }
