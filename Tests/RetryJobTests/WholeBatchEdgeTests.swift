@@ -135,6 +135,95 @@ import Testing
         #expect(rows.count == 12 && rows.allSatisfy { $0 == "success/1" }, "\(rows)")
     }
 
+    /// The same background batch retry in a campaign with months of history (20,000 older rows: a sweep of
+    /// its list costs 20 pages): the members' looks (before the call, the re-reads while the batch may still
+    /// be at work, the outcome polls) go as pages of the batch's list, not one read each. One by one they
+    /// cost 12 calls a round (about 50 in all, checked by turning the batch looks off).
+    @Test func aCalledBatchsMembersAreLookedAtThroughTheBatchsList() async throws {
+        var options = SimulatorOptions()
+        options.seed = 88
+        options.batchRetryDelay = 4
+        let world = try await Self.incident(prefix: "wblook", members: 12, seed: 88, options: options) { rank in
+            rank < 9 ? "success@0.5" : "failure:routing_error@1"
+        }
+        let campaign = world.data.simulator.campaigns[0].id
+        try await world.db.execute(
+            """
+            INSERT INTO outbound_messages (campaign_id, message_id, recipient, status, created_at)
+            SELECT \(campaign), 'history-' || g, '6590000000', 'success', now() - interval '40 days'
+            FROM generate_series(1, 20000) g
+            """)
+        var settings = world.settings(pollTimeout: .seconds(30))
+        settings.wholeBatchRetries = true
+        let result = try await world.run(settings)
+        let ledger = await world.sim.ledger()
+        let rows: [String] = try await world.db.query(
+            "SELECT concat(status, '/', retry_count) AS row FROM outbound_messages WHERE batch_id = 'incident' ORDER BY row"
+        ).map { try $0.decode("row") }
+        await world.stop()
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(ledger.requests.filter { $0.path.hasSuffix("/batch/incident/retry") }.count == 1)
+        #expect(ledger.acceptedRetries.count == 12 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        let counts = result.summary.counts
+        #expect(counts.retried == 12 && counts.succeeded == 9 && counts.failed == 3, "\(counts)")
+        #expect(rows == Array(repeating: "failure/1", count: 3) + Array(repeating: "success/1", count: 9), "\(rows)")
+        let reads = ledger.requests.filter { $0.method == "GET" }
+        let single = reads.filter { $0.path.contains("/messages/") && !$0.path.contains("/batch/") }.count
+        let batchPages = reads.filter { $0.path.contains("/batch/incident/messages") }.count
+        let campaignPages = reads.filter {
+            $0.path.hasSuffix("/\(campaign)/messages") || $0.path.contains("/\(campaign)/messages?")
+        }
+        print("batch looks: \(single) single reads, \(batchPages) pages of the batch's list, \(reads.count) reads in all")
+        #expect(single <= 3, "\(single) single reads, \(batchPages) batch pages")
+        #expect(batchPages >= 3 && batchPages <= 20, "\(batchPages) batch pages")
+        #expect(campaignPages.isEmpty, "no sweep of the campaign's 20-page list")
+        #expect(result.summary.apiCalls.poll == reads.count, "\(result.summary.apiCalls)")
+    }
+
+    /// A batch of unknown length (two run members: too few for a whole call, so its list was never read)
+    /// whose list shows 3,000 other members first. A look through it gives up after as many pages as the
+    /// members it seeks, and they are read singly: at most twice their single reads, never the 4 pages.
+    @Test func aLookThroughALongBatchListGivesUpAndReadsItsMembersSingly() async throws {
+        var options = SimulatorOptions()
+        options.seed = 89
+        let world = try await EngineWorld.make(
+            databasePrefix: "wblong", campaigns: 1, messages: 2, mixed: false, seed: 89, options: options
+        ) { data in
+            let campaign = data.simulator.campaigns[0].id
+            data.simulator.batches = [.init(id: "long", campaignId: campaign, status: "messages_enqueued")]
+            for i in data.rows.indices {
+                data.rows[i].batchId = "long"
+                data.rows[i].errorCode = "routing_error"
+                data.rows[i].kind = .retrySucceeds
+            }
+            for i in data.simulator.messages.indices {
+                data.simulator.messages[i].batchId = "long"
+                data.simulator.messages[i].outcomes = ["success@0.5"]
+            }
+            let others = (0..<3000).map { n in
+                SimulatorData.Message(
+                    id: "long-\(n)", campaignId: campaign, batchId: "long", recipient: "6590000000", latestStatus: "success",
+                    retries: 0, attempts: [.init(status: "success")])
+            }
+            data.simulator.messages = others + data.simulator.messages
+        }
+        let campaign = world.data.simulator.campaigns[0].id
+        try await world.db.execute(
+            """
+            INSERT INTO outbound_messages (campaign_id, message_id, recipient, status, created_at)
+            SELECT \(campaign), 'history-' || g, '6590000000', 'success', now() - interval '40 days'
+            FROM generate_series(1, 20000) g
+            """)
+        let result = try await world.run(world.settings(pollTimeout: .seconds(30)))
+        let ledger = await world.sim.ledger()
+        await world.stop()
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(result.summary.counts.retried == 2 && result.summary.counts.succeeded == 2, "\(result.summary.counts)")
+        #expect(ledger.acceptedRetries.count == 2 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        let pages = ledger.requests.filter { $0.path.contains("/batch/long/messages") }.count
+        #expect(pages == 2, "\(pages) pages of the batch's list: the look reads no further than the members it seeks")
+    }
+
     /// CONTRACT.md section 4, "just before a retry call the job checks that the row is as it read it", for a
     /// whole-batch call whose mark (`batch_calls.sent_at`, written before the call) is held up 2.5 s (a
     /// trigger sleeps; in production, a journal flush or a lock). Meanwhile the agency flags one member as an

@@ -73,6 +73,7 @@ extension CampaignWorker {
             // its way still shows its own; the sweep ends when it is in.
             if !sweepPageInFlight { endSweep() }
         }
+        if let page = nextBatchLookPage() { return page }
         let wall = wallNow
         // Nothing changed and nothing falls due yet: no scan of every message (most of the job's CPU).
         if !viewsChanged, !stopping, wall < nextViewDue { return nil }
@@ -82,7 +83,8 @@ extension CampaignWorker {
         /// Awaited outcomes not due yet: a sweep that goes anyway shows them too, at no extra cost.
         var early: [String] = []
         var soonest = Double.infinity
-        for id in wantsView where !busy.contains(id) && !sweepWanted.contains(id) {
+        let looking = batchLook?.wanted ?? []
+        for id in wantsView where !busy.contains(id) && !sweepWanted.contains(id) && !looking.contains(id) {
             guard let machine = machines[id], case .view(let after, let singleOnly) = machine.need else { continue }
             // After a stop only the reads that settle a call are sent.
             if stopping && !Self.settlesACall(machine.phase) { continue }
@@ -121,6 +123,11 @@ extension CampaignWorker {
             sweepSkipCursor = startCursor
             sweepWanted = Set(pageable).union(early)
             return .listPage(after: startCursor)
+        }
+        // Too few for a sweep of the campaign's list; maybe enough for one batch's.
+        if !pageable.isEmpty, let look = startBatchLook(due: pageable, early: early) {
+            viewsChanged = true
+            return look
         }
         let next = singles.min(by: firstToRead)?.id ?? pageable.min(by: olderInTable)
         guard let id = next else { return nil }

@@ -100,6 +100,26 @@ extension CampaignWorker {
                     decideSingles(batch, why: "the batch's list answered \(failure)")
                 }
             }
+        case .batchLookPage(let batch, let cursor):
+            do {
+                let page = try await client.listBatchMessages(
+                    campaignId: campaign, batchId: batch, limit: 1000, after: cursor, apiKey: apiKey)
+                answered()
+                onBatchLookPage(batch, page)
+            } catch {
+                let failure = Self.apiError(error)
+                if handleTransient(failure) {
+                    // The same page again, after the backoff.
+                    batchLook?.pageInFlight = false
+                } else {
+                    if let status = failure.httpStatus,
+                        let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code)
+                    {
+                        context.stop(.refused(stop))
+                    }
+                    batchLookRefused(batch)
+                }
+            }
         case .retryBatch(let batch, let members):
             // Durable before the call: a restart then knows the call may have gone out (its members wait for
             // Postman's background batch retry) or certainly did not.
@@ -187,7 +207,7 @@ extension CampaignWorker {
         case .read(let id):
             busy.remove(id)
             viewsChanged = true
-        case .listPage, .batchPage: viewsChanged = true
+        case .listPage, .batchPage, .batchLookPage: viewsChanged = true
         }
         ring()
     }

@@ -80,6 +80,8 @@ extension CampaignWorker {
             batchReadQueue.append(batch)
             return
         }
+        // Its length, for looks through it later (`BatchLook`): pages of 1,000.
+        batchListPages[batch] = max(1, (members.count + 999) / 1000)
         // Dedupe by id: the list's order is not documented, and a member may show twice.
         var seen: Set<String> = []
         members = members.filter { seen.insert($0.id).inserted }

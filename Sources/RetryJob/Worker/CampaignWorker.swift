@@ -16,6 +16,8 @@ enum WorkerAction: Sendable {
     case listPage(after: String?)
     /// A page of one batch's list: every member, for the whole-batch decision.
     case batchPage(batch: String, after: String?)
+    /// A page of one batch's list, for its members whose lifecycle wants a look (`BatchLook`).
+    case batchLookPage(batch: String, after: String?)
     /// One whole-batch retry for these members (all with a durable intent).
     case retryBatch(batch: String, members: [String])
 }
@@ -104,6 +106,12 @@ actor CampaignWorker {
     var sweepSkippedPages = 0
     var lastSweepEnd: Double = -1_000_000
     var pagesEstimate: Int
+    /// A look through one batch's list, when its members want looks and the campaign's list is too long to
+    /// sweep for them (one at a time; its members are left out of sweeps and single reads meanwhile).
+    var batchLook: BatchLook?
+    /// Pages each batch's list took to read to its end (the whole-batch check or a look); `Int.max`: too long
+    /// to look through, or its list refused.
+    var batchListPages: [String: Int] = [:]
 
     var stats = WorkerStats()
     var requestsSent = 0
@@ -372,7 +380,7 @@ actor CampaignWorker {
                 switch action {
                 case .retry: calls.retry += 1
                 case .retryBatch: calls.batchRetry += 1
-                case .read, .listPage, .batchPage: calls.poll += 1
+                case .read, .listPage, .batchPage, .batchLookPage: calls.poll += 1
                 }
                 timeline.request()
                 group.addTask {
