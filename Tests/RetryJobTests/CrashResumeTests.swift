@@ -77,9 +77,13 @@ import Testing
     }
 
     /// The table an uninterrupted run leaves, for the same data and seed.
+    /// The poll deadline of the converging runs: the first poll comes 2 s after acceptance, and with a 3 s
+    /// deadline a poll held up a second on a loaded machine left a row at `created` in one run, not the other.
+    static let convergingPollTimeout = "6s"
+
     static func reference() async throws -> [String: EngineFixture.RowState] {
         let fixture = try await EngineFixture.make(seed: 21)
-        let exit = try await runBinary(fixture)
+        let exit = try await runBinary(fixture, pollTimeout: convergingPollTimeout)
         #expect(exit.status == 0, "uninterrupted run failed: \(exit.stderr)")
         let table = try await fixture.table()
         await fixture.stop()
@@ -103,9 +107,10 @@ import Testing
         let expected = try await Self.reference()
         let fixture = try await EngineFixture.make(seed: 21)
         let crashed = try await Self.runBinary(
-            fixture, ["POSTMAN_RETRY_CRASH_AT": point, "POSTMAN_RETRY_TEST_HOOKS": "I_AM_A_TEST"])
+            fixture, ["POSTMAN_RETRY_CRASH_AT": point, "POSTMAN_RETRY_TEST_HOOKS": "I_AM_A_TEST"],
+            pollTimeout: Self.convergingPollTimeout)
         #expect(crashed.killed && crashed.status == SIGKILL, "the crash point \(point) was not reached: \(crashed.stderr)")
-        let resumed = try await Self.runBinary(fixture)
+        let resumed = try await Self.runBinary(fixture, pollTimeout: Self.convergingPollTimeout)
         #expect(resumed.status == 0, "\(resumed.stderr)")
         let table = try await fixture.table()
         let got = Self.comparable(table, fixture)
@@ -126,13 +131,14 @@ import Testing
     @Test func sigtermExits75QuicklyAndTheNextRunFinishes() async throws {
         let fixture = try await EngineFixture.make(campaigns: 2, messages: 30, mixed: false, seed: 4)
         let (process, errors) = try Self.launch(fixture, arguments: ["--rate-limit", "5"])
-        try await Task.sleep(for: .milliseconds(2500))
+        // While it sends (60 retries at 5/s each: six seconds): a fixed sleep could signal a run not yet opened.
+        #expect(try await WorkerTests.eventually(timeout: .seconds(30)) { await !fixture.sim.ledger().requests.isEmpty })
         let signalled = ContinuousClock.now
         process.terminate()
         let exit = await Self.wait(process, errors)
         #expect(exit.status == 75, "\(exit.stderr)")
         #expect(ContinuousClock.now - signalled < .seconds(10))
-        let status: String = try await fixture.db.execute("SELECT status FROM postman_retry.runs")[0].decode("status")
+        let status: String? = try await fixture.db.execute("SELECT status FROM postman_retry.runs").first?.decode("status")
         #expect(status == "interrupted")
         let resumed = try await Self.runBinary(fixture)
         #expect(resumed.status == 0, "\(resumed.stderr)")

@@ -156,7 +156,8 @@ import Testing
             later = Array(data.rows[4...])  // in Postman already, in the table only after the first run
             data.rows.removeSubrange(4...)
         }
-        let first = try await fixture.run(fixture.settings(pollTimeout: .seconds(2)))
+        // 6 s: the outcomes take 0.1 s and the first poll comes at 0.5 s; 2 s left too little on a loaded machine.
+        let first = try await fixture.run(fixture.settings(pollTimeout: .seconds(6)))
         #expect(first.summary.counts.pending == 2 && first.summary.counts.retried == 4)
         try await fixture.db.copyIn(
             PGQuery(

@@ -171,7 +171,8 @@ enum Reliability {
     @Test func aTerminatedConnectionExits75AndTheRerunCompletes() async throws {
         let fixture = try await EngineFixture.make(campaigns: 2, messages: 60, mixed: false, seed: 42)
         let (process, errors) = try Binary.launch(fixture)
-        try await Task.sleep(for: .milliseconds(1800))
+        // Mid-run: once it sends (about 6 s of sending follow). A fixed 1.8 s could come before it connected.
+        #expect(try await WorkerTests.eventually(timeout: .seconds(30)) { await !fixture.sim.ledger().requests.isEmpty })
         let terminated: Int = try await fixture.db.query(
             """
             SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity
@@ -218,7 +219,7 @@ enum Reliability {
         defer { cluster.stop() }
         let fixture = try await EngineFixture.make(campaigns: 2, messages: 60, mixed: false, seed: 44, server: cluster.conninfo)
         let (process, errors) = try Binary.launch(fixture)
-        try await Task.sleep(for: .milliseconds(1800))
+        #expect(try await WorkerTests.eventually(timeout: .seconds(30)) { await !fixture.sim.ledger().requests.isEmpty })
         try await cluster.restart()
         let exit = await Binary.wait(process, errors)
         #expect(exit.status == 75, "\(exit.stderr)")
@@ -293,6 +294,16 @@ enum Reliability {
         var signalled = 0
         for round in 0..<rounds {
             let (process, errors) = try Binary.launch(fixture)
+            // From its first connection (its signal handlers are in place by then): a signal 0.4 s after the
+            // launch could reach a debug binary on a loaded machine before them, and kill it outright.
+            let connected = try await WorkerTests.eventually(timeout: .seconds(30)) {
+                try await fixture.db.query(
+                    """
+                    SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()
+                    AND pid <> pg_backend_pid() AND application_name LIKE 'postman-retry%'
+                    """)[0].decode("n", as: Int.self) > 0 || !process.isRunning
+            }
+            #expect(connected, "the job connects to the database")
             try await Task.sleep(for: .seconds(0.3 + Double(rng.next() % 2500) / 1000))
             guard process.isRunning else {
                 _ = await Binary.wait(process, errors)

@@ -141,22 +141,27 @@ import Testing
         kill(first.processIdentifier, SIGKILL)
         let killedAt = fixture.sim.secondsSinceStart
         #expect(await Binary.wait(first, firstErrors).killed)
+        // No later than the take: the launch, then the start of each look that did not see it yet (that look's
+        // snapshot came before the take). Measured from there, the wait is at least the real one, so a loaded
+        // machine that is slow to see the take cannot make a right wait look short; a 1 s wait still fails.
+        var takenAfter = fixture.sim.secondsSinceStart
         let (second, secondErrors) = try Binary.launch(
             fixture, arguments: Self.worker("second", extra: ["--rate-limit", "5"]), logLevel: "info", pollTimeout: "15s")
-        // The take is seen no earlier than it happened, so the measured wait is at most the real one.
-        var takenBy = 0.0
         let taken = try await Self.eventually {
+            let lookedAt = fixture.sim.secondsSinceStart
             let holder: String? = try await fixture.db.query(
                 "SELECT worker_id FROM postman_retry.campaign_leases")[0].optional("worker_id")
-            takenBy = fixture.sim.secondsSinceStart
-            return holder == "second"
+            if holder == "second" { return true }
+            takenAfter = lookedAt
+            return false
         }
         #expect(taken, "the second worker takes the expired lease")
         let secondExit = await Binary.wait(second, secondErrors)
         #expect(secondExit.status == 0, "\(secondExit.stderr.suffix(2000))")
         #expect(secondExit.stderr.contains("took over an expired lease"))
         let ledger = await fixture.sim.ledger()
-        let firstAfterTake = ledger.requests.first { $0.t > killedAt }.map { $0.t - takenBy }
+        // (After the take, not the kill: a request of the killed worker may be stamped after `killedAt`.)
+        let firstAfterTake = ledger.requests.first { $0.t > max(killedAt, takenAfter) }.map { $0.t - takenAfter }
         // The binary's default request_timeout (5 s) is the longest a request of the old holder can take.
         let wait = 1 + Double(RunSettings().longestSendDelay.components.seconds)
         #expect(
