@@ -152,8 +152,17 @@ struct PasswordCluster {
             toFile: directory + "/data/pg_hba.conf", atomically: false, encoding: .utf8)
         _ = try await admin.query("SELECT pg_reload_conf()")
         await admin.close()
-        try await Task.sleep(for: .milliseconds(300))
-        return cluster
+        // The reload is asynchronous: wait until a login without the password is refused (a fixed 300 ms
+        // could be too short on a loaded machine, and the tests below would then log in on trust).
+        for _ in 0..<100 {
+            guard
+                let open = try? await PGConnection.connect(
+                    PGConfiguration(url: "host=\(directory) port=\(port) dbname=postgres user=job"), logger: TestDatabase.logger)
+            else { return cluster }
+            await open.close()
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw JobError(.failure, "pg_hba.conf with scram-sha-256 did not take effect within 10 s")
     }
 
     func stop() async { _ = try? await Self.shell(["bash", Self.script, "stop", directory]) }
