@@ -35,6 +35,34 @@ import Testing
         await #expect(throws: Migrator.Failure.self) { try await Migrator(migrations: changed).migrate(db) }
     }
 
+    /// V010 adds `batch_calls.sent_at`: a whole-batch call recorded before it may have gone out any time
+    /// after its intent, so a run resumed across the upgrade waits for it as it would have (its members'
+    /// restore joins on `sent_at`); the upgrade leaves no such call without one.
+    @Test func anUpgradeToV010MarksEarlierBatchCallsAsSentAtTheirIntent() async throws {
+        let (db, _) = try await TestDatabase.connect()
+        let before = Migrator.all.filter { $0.version < 10 }
+        #expect(before.count == 9)
+        _ = try await Migrator(migrations: before).migrate(db)
+        try await db.execute(
+            """
+            INSERT INTO postman_retry.runs (status, scope, agency_table) VALUES ('interrupted', '{}', 'outbound_messages')
+            """)
+        try await db.execute(
+            """
+            INSERT INTO postman_retry.batch_calls (campaign_id, batch_id, run_id, members, intent_at, answered_at, http_status)
+            VALUES ('c1', 'unanswered', 1, 5, '2026-12-01T10:00:00Z', NULL, NULL),
+                   ('c1', 'answered', 1, 4, '2026-12-01T11:00:00Z', '2026-12-01T11:00:01Z', 201)
+            """)
+        let upgrade = try await Migrator().migrate(db)
+        #expect(upgrade.applied.contains { $0.contains("batch_call_sent") }, "\(upgrade.applied)")
+        let rows: [String] = try await db.query(
+            """
+            SELECT batch_id || ':' || (sent_at = intent_at)::text AS r FROM postman_retry.batch_calls ORDER BY batch_id
+            """
+        ).map { try $0.decode("r") }
+        #expect(rows == ["answered:true", "unanswered:true"])
+    }
+
     @Test func concurrentMigrationsSerialise() async throws {
         let (db, url) = try await TestDatabase.connect()
         let other = try await PGConnection.connect(PGConfiguration(url: url), logger: TestDatabase.logger)
