@@ -7,84 +7,117 @@ import RetryCore
 /// again every few seconds while Postman may still be retrying the batch in the background, and their
 /// outcomes are polled: one by one, forty members cost forty calls a round, a page of their batch one.
 struct BatchLook {
-    let batch: String
     var cursor: String?
     var wanted: Set<String>
     var pageInFlight = false
     var pages = 0
     /// Pages it may read before it gives up: the batch's list is longer than the reads it saves.
     let pageLimit: Int
+    /// Pages that failed on the way (not 429s): the list may be what fails, while single reads work.
+    var failures = 0
 }
 
 extension CampaignWorker {
-    /// The next page of the look under way; after a stop none (its members that settle a call are read
-    /// singly in the grace), and a page on its way ends it when it is in.
+    /// The next page of a look under way; after a stop none (its members that settle a call are read
+    /// singly in the grace), and a page on its way ends its look when it is in.
     func nextBatchLookPage() -> WorkerAction? {
-        guard var look = batchLook, !look.pageInFlight else { return nil }
         if stopping {
-            endBatchLook()
+            for (batch, look) in batchLooks where !look.pageInFlight { endBatchLook(batch) }
             return nil
         }
-        look.pageInFlight = true
-        batchLook = look
-        return .batchLookPage(batch: look.batch, after: look.cursor)
+        guard let (batch, look) = batchLooks.first(where: { !$0.value.pageInFlight }) else { return nil }
+        batchLooks[batch]?.pageInFlight = true
+        return .batchLookPage(batch: batch, after: look.cursor)
     }
 
-    /// Starts a look when some batch has at least as many members wanting a look as its list has pages (and
-    /// two or more): then its pages cost no more than the single reads they replace. `due` are looks due
-    /// now that a list page may give; `early` awaited outcomes not due yet, which a page shows at no cost.
+    /// Starts a look when some batch has at least as many members due for a look as its list has pages (and
+    /// two or more): its pages then cost no more than the single reads they replace. `due` are looks due now
+    /// that a list page may give; `early` awaited outcomes not due yet ride along at no cost (they never
+    /// make a look worth its pages).
     func startBatchLook(due: [String], early: [String]) -> WorkerAction? {
-        guard batchLook == nil, !stopping else { return nil }
+        guard !stopping else { return nil }
         var groups: [String: [String]] = [:]
-        for id in due { if let batch = batchOf[id] { groups[batch, default: []].append(id) } }
-        guard !groups.isEmpty else { return nil }
-        for id in early { if let batch = batchOf[id], groups[batch] != nil { groups[batch]!.append(id) } }
+        for id in due {
+            guard let batch = batchOf[id], batchLooks[batch] == nil else { continue }
+            // Once a batch's list showed a member without its batch's status, only outcomes are sought there.
+            if batchListsLackStatus, !Self.isAwaiting(machines[id]?.phase) { continue }
+            groups[batch, default: []].append(id)
+        }
         let worth = groups.compactMap { batch, members -> (batch: String, members: [String], pages: Int)? in
             let pages = batchListPages[batch] ?? 1
             guard pages < Int.max, members.count >= max(2, pages) else { return nil }
             return (batch, members, pages)
         }
         guard let best = worth.max(by: { ($0.members.count, $1.batch) < ($1.members.count, $0.batch) }) else { return nil }
-        // A batch whose length is unknown may be read as far as the members sought: no more calls than their
+        var wanted = Set(best.members)
+        for id in early where batchOf[id] == best.batch { wanted.insert(id) }
+        // A batch whose length is unknown may be read as far as the members due: no more calls than their
         // single reads, however long its list turns out to be.
         let known = batchListPages[best.batch] != nil
-        batchLook = BatchLook(
-            batch: best.batch, cursor: nil, wanted: Set(best.members), pageInFlight: true,
-            pageLimit: known ? best.pages + 1 : best.members.count)
+        batchLooks[best.batch] = BatchLook(
+            cursor: nil, wanted: wanted, pageInFlight: true, pageLimit: known ? best.pages + 1 : best.members.count)
         return .batchLookPage(batch: best.batch, after: nil)
     }
 
     func onBatchLookPage(_ batch: String, _ page: PostmanPage) {
-        guard var look = batchLook, look.batch == batch else { return }
+        guard var look = batchLooks[batch] else { return }
         look.pageInFlight = false
         look.pages += 1
+        look.failures = 0
         let wall = wallNow
         var seen: [PostmanMessage] = []
         for message in page.messages where look.wanted.remove(message.id) != nil { seen.append(message) }
         look.cursor = page.endCursor
-        batchLook = look
-        for message in seen { apply(message.id, .viewed(view(of: message, id: message.id), fromPage: true, at: wall)) }
+        batchLooks[batch] = look
+        for message in seen {
+            let view = view(of: message, id: message.id)
+            // Postman documents the batch's status for a message object and the campaign's list, not for a
+            // batch's list. Without it, a member waiting for a whole-batch retry could not tell that the batch
+            // is still at work (it would get a single retry on top), nor one before its retry that the batch is
+            // shut: those are read singly. An outcome needs no batch status.
+            if view.batchStatus == nil, !Self.isAwaiting(machines[message.id]?.phase) {
+                batchListsLackStatus = true
+                apply(message.id, .absentFromList(at: wall))
+            } else {
+                apply(message.id, .viewed(view, fromPage: true, at: wall))
+            }
+        }
+        // Members that no longer want a look (their batch found shut, quiet hours, a deadline) are not sought.
+        batchLooks[batch]?.wanted = look.wanted.filter { id in
+            if case .view? = machines[id]?.need { true } else { false }
+        }
         if !page.hasNextPage || page.endCursor == nil {
             batchListPages[batch] = look.pages
-            endBatchLook()
-        } else if look.wanted.isEmpty {
-            endBatchLook()
+            endBatchLook(batch)
+        } else if batchLooks[batch]?.wanted.isEmpty ?? true {
+            endBatchLook(batch)
         } else if look.pages >= look.pageLimit {
             batchListPages[batch] = Int.max
-            endBatchLook()
+            endBatchLook(batch)
         }
     }
 
-    /// The batch's list refused (a 4xx other than the key's): its members are read singly from now on.
-    func batchLookRefused(_ batch: String) {
-        batchListPages[batch] = Int.max
-        if batchLook?.batch == batch { endBatchLook() }
+    static func isAwaiting(_ phase: MessageLifecycle.Phase?) -> Bool {
+        if case .awaiting? = phase { true } else { false }
+    }
+
+    /// A page that did not come back. A 429 waits its turn; any other failure is tried once more, then the
+    /// members are read singly and the batch's list is not used again (a list that times out or answers
+    /// what cannot be read would otherwise hold its members from every other read, the run never ending).
+    func batchLookPageFailed(_ batch: String, _ failure: PostmanAPIError, transient: Bool) {
+        batchLooks[batch]?.pageInFlight = false
+        if case .http(429) = failure.kind { return }
+        batchLooks[batch]?.failures += 1
+        let unreadable = if case .badResponse = failure.kind { true } else { false }
+        if !transient || unreadable || (batchLooks[batch]?.failures ?? 0) >= 2 {
+            batchListPages[batch] = Int.max
+            endBatchLook(batch)
+        }
     }
 
     /// Members the look did not find are read one by one, as those a campaign sweep missed.
-    func endBatchLook() {
-        guard let look = batchLook else { return }
-        batchLook = nil
+    func endBatchLook(_ batch: String) {
+        guard let look = batchLooks.removeValue(forKey: batch) else { return }
         viewsChanged = true
         let wall = wallNow
         for id in look.wanted { apply(id, .absentFromList(at: wall)) }

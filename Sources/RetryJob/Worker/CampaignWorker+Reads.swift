@@ -83,11 +83,17 @@ extension CampaignWorker {
         /// Awaited outcomes not due yet: a sweep that goes anyway shows them too, at no extra cost.
         var early: [String] = []
         var soonest = Double.infinity
-        let looking = batchLook?.wanted ?? []
-        for id in wantsView where !busy.contains(id) && !sweepWanted.contains(id) && !looking.contains(id) {
+        for id in wantsView where !busy.contains(id) && !sweepWanted.contains(id) {
             guard let machine = machines[id], case .view(let after, let singleOnly) = machine.need else { continue }
             // After a stop only the reads that settle a call are sent.
             if stopping && !Self.settlesACall(machine.phase) { continue }
+            // Sought by a look through its batch's list, or waiting for it to end to be sought by the next
+            // (its page's answer rings the loop and marks the views changed).
+            if !batchLooks.isEmpty, let batch = batchOf[id], let look = batchLooks[batch],
+                look.wanted.contains(id) || !(singleOnly || stopping)
+            {
+                continue
+            }
             if after > wall {
                 soonest = min(soonest, after)
                 if !singleOnly, case .awaiting = machine.phase { early.append(id) }
@@ -103,11 +109,15 @@ extension CampaignWorker {
         // A sweep when its pages cost less than one read for each message it would show; then the
         // messages it will cover wait for it rather than trickle out as single reads.
         let coverable = pageable.count + early.count
-        if !pageable.isEmpty && coverable >= pagesEstimate && coverable > 1 {
-            guard now - lastSweepEnd >= sweepInterval else {
+        if !pageable.isEmpty && coverable >= pagesEstimate && coverable > 1 && !sweepsOff {
+            // Looks through batches' lists under way end first (a few pages at most): their members are
+            // not in this sweep's wants, and would wait behind its pages.
+            let sweepAllowedIn = lastSweepEnd + sweepInterval - now
+            guard sweepAllowedIn <= 0, batchLooks.isEmpty else {
                 // A sweep is due soon and will cover these; single reads now would cost more. Look again
-                // when it may start (at most a quarter second on: the interval shrinks when retries end).
-                nextViewDue = min(nextViewDue, wall + min(0.25, lastSweepEnd + sweepInterval - now))
+                // when it may start (at most a quarter second on: the interval shrinks when retries end), or
+                // when the looks' pages come in (their answers ring).
+                if sweepAllowedIn > 0 { nextViewDue = min(nextViewDue, wall + min(0.25, sweepAllowedIn)) }
                 guard let id = singles.min(by: firstToRead)?.id else { return nil }
                 if singles.count > 1 { viewsChanged = true }
                 busy.insert(id)
@@ -164,8 +174,33 @@ extension CampaignWorker {
             batchStatus: ref?.status)
     }
 
+    /// A sweep page that did not come back (a 429 waits its turn): the same page is tried again after the
+    /// backoff, up to three times in a row; then the sweep is given up and its messages wait for the next
+    /// one; after two given up, sweeps stop for the run and every look is a single read.
+    func sweepPageFailed(_ failure: PostmanAPIError) {
+        if case .http(429) = failure.kind { return }
+        sweepPageFailures += 1
+        guard sweepPageFailures >= 3 else { return }
+        sweepPageFailures = 0
+        abandonedSweeps += 1
+        sweepActive = false
+        lastSweepEnd = now
+        viewsChanged = true
+        let wanted = sweepWanted
+        sweepWanted = []
+        guard abandonedSweeps >= 2 else {
+            logger.warning("the campaign's list failed three times in a row; its messages wait for the next sweep")
+            return
+        }
+        sweepsOff = true
+        logger.warning("the campaign's list keeps failing; its messages are read one by one for the rest of the run")
+        let wall = wallNow
+        for id in wanted { apply(id, .absentFromList(at: wall)) }
+    }
+
     func onPage(_ page: PostmanPage) {
         sweepPageInFlight = false
+        sweepPageFailures = 0
         sweepPages += 1
         let wall = wallNow
         var ours = 0

@@ -90,7 +90,18 @@ extension CampaignWorker {
                 let failure = Self.apiError(error)
                 batchReadInFlight.remove(batch)
                 if handleTransient(failure) {
-                    batchReadQueue.append(batch)
+                    // A 429 waits its turn. Any other failure is tried once more, then the batch goes by singles:
+                    // a list that times out or answers what cannot be read held its members back until the run
+                    // stopped as if Postman were unreachable.
+                    if case .http(429) = failure.kind {
+                        batchReadQueue.append(batch)
+                    } else if case .badResponse = failure.kind {
+                        decideSingles(batch, why: "the batch's list answered \(failure)")
+                    } else if batchCheckFailures.insert(batch).inserted {
+                        batchReadQueue.append(batch)
+                    } else {
+                        decideSingles(batch, why: "the batch's list failed twice: \(failure)")
+                    }
                 } else {
                     if let status = failure.httpStatus,
                         let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code)
@@ -108,17 +119,13 @@ extension CampaignWorker {
                 onBatchLookPage(batch, page)
             } catch {
                 let failure = Self.apiError(error)
-                if handleTransient(failure) {
-                    // The same page again, after the backoff.
-                    batchLook?.pageInFlight = false
-                } else {
-                    if let status = failure.httpStatus,
-                        let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code)
-                    {
-                        context.stop(.refused(stop))
-                    }
-                    batchLookRefused(batch)
+                let transient = handleTransient(failure)
+                if !transient, let status = failure.httpStatus,
+                    let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code)
+                {
+                    context.stop(.refused(stop))
                 }
+                batchLookPageFailed(batch, failure, transient: transient)
             }
         case .retryBatch(let batch, let members):
             // Durable before the call: a restart then knows the call may have gone out (its members wait for
@@ -186,7 +193,9 @@ extension CampaignWorker {
             } catch {
                 let failure = Self.apiError(error)
                 sweepPageInFlight = false
-                if !handleTransient(failure) {
+                if handleTransient(failure) {
+                    sweepPageFailed(failure)
+                } else {
                     if let status = failure.httpStatus,
                         let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code)
                     {

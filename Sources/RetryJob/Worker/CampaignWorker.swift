@@ -106,9 +106,17 @@ actor CampaignWorker {
     var sweepSkippedPages = 0
     var lastSweepEnd: Double = -1_000_000
     var pagesEstimate: Int
-    /// A look through one batch's list, when its members want looks and the campaign's list is too long to
-    /// sweep for them (one at a time; its members are left out of sweeps and single reads meanwhile).
-    var batchLook: BatchLook?
+    /// Sweep pages that failed in a row (not 429s); sweeps given up after three; none after two given up:
+    /// a campaign's list that keeps timing out (a gateway in front of a long list) must not hold back the
+    /// reads that single `GET`s would do (the run stopped as if Postman were unreachable).
+    var sweepPageFailures = 0
+    var abandonedSweeps = 0
+    var sweepsOff = false
+    /// Looks through batches' lists, when their members want looks and the campaign's list is too long to
+    /// sweep for them (one per batch; its members are left out of sweeps and single reads meanwhile).
+    var batchLooks: [String: BatchLook] = [:]
+    /// A batch's list showed a member without its batch's status: looks through such lists seek only outcomes.
+    var batchListsLackStatus = false
     /// Pages each batch's list took to read to its end (the whole-batch check or a look); `Int.max`: too long
     /// to look through, or its list refused.
     var batchListPages: [String: Int] = [:]
@@ -264,6 +272,8 @@ actor CampaignWorker {
     var held: [String: Set<String>] = [:]
     var batchReadQueue: [String] = []
     var batchReadInFlight: Set<String> = []
+    /// Batches whose list failed once (not a 429) while being read for the whole-batch decision.
+    var batchCheckFailures: Set<String> = []
     var batchCallQueue: [String] = []
     var queuedBatchCalls: Set<String> = []
     /// Batch calls sent back to the queue once because marking them sent took too long.

@@ -1,0 +1,265 @@
+import EngineTestSupport
+import Foundation
+import LibPQ
+import PostmanSimulator
+import RetryJob
+import RetryJournal
+import RetrySettings
+import SampleData
+import Synchronization
+import Testing
+
+/// Looks at messages through their batch's list (`GET …/batch/{id}/messages`) when the campaign's list is too
+/// long to sweep for them, and lists that keep failing (a gateway in front of a long list timing out): given
+/// up after a few tries, their messages read one by one, the run completing as with a working list.
+@Suite struct BatchLookTests {
+    /// 20,000 older rows of the world's first campaign in the agency table (months of history): a sweep of its
+    /// list would cost 20 pages.
+    static func addHistory(_ world: EngineWorld) async throws {
+        let campaign = world.data.simulator.campaigns[0].id
+        try await world.db.execute(
+            """
+            INSERT INTO outbound_messages (campaign_id, message_id, recipient, status, created_at)
+            SELECT \(campaign), 'history-' || g, '6590000000', 'success', now() - interval '40 days'
+            FROM generate_series(1, 20000) g
+            """)
+    }
+
+    /// nginx in front of the simulator, answering 502 with an HTML page (a gateway's) for GETs of the paths
+    /// that match `failing` (an nginx regular expression), passing everything else through.
+    static func startFailingFront(simulatorPort: Int, failing: String) async throws -> (
+        process: Process, port: Int, directory: URL
+    ) {
+        let directory = try NetworkLab.directory("failing-front")
+        let port = try NetworkLab.freePort()
+        let servers = """
+              server {
+                listen 127.0.0.1:\(port);
+                location ~ \(failing) {
+                  if ($request_method = GET) { return 502 '<html><body>502 Bad Gateway</body></html>'; }
+                  proxy_pass http://127.0.0.1:\(simulatorPort);
+                  proxy_http_version 1.1;
+                  proxy_set_header Connection "";
+                }
+                location / {
+                  proxy_pass http://127.0.0.1:\(simulatorPort);
+                  proxy_http_version 1.1;
+                  proxy_set_header Connection "";
+                }
+              }
+            """
+        let process = try await NetworkLab.startNginx(in: directory, servers: servers, ports: [port])
+        return (process, port, directory)
+    }
+
+    /// nginx in front of the simulator, passing everything through, but with the `batches` array (each
+    /// message's batch and its status) renamed out of sight in the batch's list: Postman documents it for a
+    /// message object and the campaign's list, not for a batch's list.
+    static func startFrontHidingBatchStatus(simulatorPort: Int) async throws -> (process: Process, port: Int, directory: URL) {
+        let directory = try NetworkLab.directory("hiding-front")
+        let port = try NetworkLab.freePort()
+        let pass = """
+                  proxy_pass http://127.0.0.1:\(simulatorPort);
+                  proxy_http_version 1.1;
+                  proxy_set_header Connection "";
+                  proxy_set_header Accept-Encoding "";
+            """
+        let servers = """
+              server {
+                listen 127.0.0.1:\(port);
+                location ~ /batch/[^/]+/messages$ {
+            \(pass)
+                  sub_filter_types application/json;
+                  sub_filter_once off;
+                  sub_filter '"batches"' '"batches_hidden"';
+                }
+                location / {
+            \(pass)
+                }
+              }
+            """
+        let process = try await NetworkLab.startNginx(in: directory, servers: servers, ports: [port])
+        return (process, port, directory)
+    }
+
+    /// Runs `settings` against `world`, stopped after `limit` (a run that never ends fails the test, not the suite).
+    static func runBounded(_ world: EngineWorld, _ settings: RunSettings, limit: Duration = .seconds(90)) async throws
+        -> RunResult
+    {
+        let end = ContinuousClock.now + limit
+        return try await world.run(settings, stopRequested: { ContinuousClock.now > end })
+    }
+
+    /// The same background batch retry in a campaign with months of history (20,000 older rows: a sweep of
+    /// its list costs 20 pages): the members' looks (before the call, the re-reads while the batch may still
+    /// be at work, the outcome polls) go as pages of the batch's list, not one read each. One by one they
+    /// cost 12 calls a round (about 50 in all, checked by turning the batch looks off).
+    @Test func aCalledBatchsMembersAreLookedAtThroughTheBatchsList() async throws {
+        var options = SimulatorOptions()
+        options.seed = 88
+        options.batchRetryDelay = 4
+        let world = try await WholeBatchEdgeTests.incident(prefix: "wblook", members: 12, seed: 88, options: options) { rank in
+            rank < 9 ? "success@0.5" : "failure:routing_error@1"
+        }
+        let campaign = world.data.simulator.campaigns[0].id
+        try await Self.addHistory(world)
+        var settings = world.settings(pollTimeout: .seconds(30))
+        settings.wholeBatchRetries = true
+        let result = try await world.run(settings)
+        let ledger = await world.sim.ledger()
+        let rows: [String] = try await world.db.query(
+            "SELECT concat(status, '/', retry_count) AS row FROM outbound_messages WHERE batch_id = 'incident' ORDER BY row"
+        ).map { try $0.decode("row") }
+        await world.stop()
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(ledger.requests.filter { $0.path.hasSuffix("/batch/incident/retry") }.count == 1)
+        #expect(ledger.acceptedRetries.count == 12 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        let counts = result.summary.counts
+        #expect(counts.retried == 12 && counts.succeeded == 9 && counts.failed == 3, "\(counts)")
+        #expect(rows == Array(repeating: "failure/1", count: 3) + Array(repeating: "success/1", count: 9), "\(rows)")
+        let reads = ledger.requests.filter { $0.method == "GET" }
+        let single = reads.filter { $0.path.contains("/messages/") && !$0.path.contains("/batch/") }.count
+        let batchPages = reads.filter { $0.path.contains("/batch/incident/messages") }.count
+        let campaignPages = reads.filter {
+            $0.path.hasSuffix("/\(campaign)/messages") || $0.path.contains("/\(campaign)/messages?")
+        }
+        print("batch looks: \(single) single reads, \(batchPages) pages of the batch's list, \(reads.count) reads in all")
+        #expect(single <= 3, "\(single) single reads, \(batchPages) batch pages")
+        #expect(batchPages >= 3 && batchPages <= 20, "\(batchPages) batch pages")
+        #expect(campaignPages.isEmpty, "no sweep of the campaign's 20-page list")
+        #expect(result.summary.apiCalls.poll == reads.count, "\(result.summary.apiCalls)")
+    }
+
+    /// A batch of unknown length (two run members: too few for a whole call, so its list was never read)
+    /// whose list shows 3,000 other members first. A look through it gives up after as many pages as the
+    /// members it seeks, and they are read singly: at most twice their single reads, never the 4 pages.
+    @Test func aLookThroughALongBatchListGivesUpAndReadsItsMembersSingly() async throws {
+        var options = SimulatorOptions()
+        options.seed = 89
+        let world = try await EngineWorld.make(
+            databasePrefix: "wblong", campaigns: 1, messages: 2, mixed: false, seed: 89, options: options
+        ) { data in
+            let campaign = data.simulator.campaigns[0].id
+            data.simulator.batches = [.init(id: "long", campaignId: campaign, status: "messages_enqueued")]
+            for i in data.rows.indices {
+                data.rows[i].batchId = "long"
+                data.rows[i].errorCode = "routing_error"
+                data.rows[i].kind = .retrySucceeds
+            }
+            for i in data.simulator.messages.indices {
+                data.simulator.messages[i].batchId = "long"
+                data.simulator.messages[i].outcomes = ["success@0.5"]
+            }
+            let others = (0..<3000).map { n in
+                SimulatorData.Message(
+                    id: "long-\(n)", campaignId: campaign, batchId: "long", recipient: "6590000000", latestStatus: "success",
+                    retries: 0, attempts: [.init(status: "success")])
+            }
+            data.simulator.messages = others + data.simulator.messages
+        }
+        let campaign = world.data.simulator.campaigns[0].id
+        try await Self.addHistory(world)
+        let result = try await world.run(world.settings(pollTimeout: .seconds(30)))
+        let ledger = await world.sim.ledger()
+        await world.stop()
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(result.summary.counts.retried == 2 && result.summary.counts.succeeded == 2, "\(result.summary.counts)")
+        #expect(ledger.acceptedRetries.count == 2 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        let pages = ledger.requests.filter { $0.path.contains("/batch/long/messages") }.count
+        #expect(pages == 2, "\(pages) pages of the batch's list: the look reads no further than the members it seeks")
+    }
+
+    /// The background batch retry of the first test, through a batch's list that does not show the batch's
+    /// status. A member waiting for the batch's retry is then read singly (a page cannot tell it that the
+    /// batch is still at work: after the 60 s window it would get a single retry on top of the batch's), and
+    /// later looks through the list seek only outcomes. Every member is retried once, by the batch.
+    @Test func aBatchListWithoutTheBatchsStatusLeavesTheSettlingToSingleReads() async throws {
+        var options = SimulatorOptions()
+        options.seed = 92
+        options.batchRetryDelay = 4
+        let world = try await WholeBatchEdgeTests.incident(prefix: "lookhide", members: 12, seed: 92, options: options) { _ in
+            "success@0.5"
+        }
+        try await Self.addHistory(world)
+        let front = try await Self.startFrontHidingBatchStatus(simulatorPort: world.sim.port)
+        defer {
+            NetworkLab.stop(front.process)
+            try? FileManager.default.removeItem(at: front.directory)
+        }
+        var settings = world.settings(pollTimeout: .seconds(30))
+        settings.apiURL = "http://127.0.0.1:\(front.port)/api/v2"
+        settings.wholeBatchRetries = true
+        let result = try await Self.runBounded(world, settings)
+        let ledger = await world.sim.ledger()
+        await world.stop()
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(ledger.requests.filter { $0.path.hasSuffix("/batch/incident/retry") }.count == 1)
+        #expect(!ledger.requests.contains { $0.method == "POST" && $0.path.contains("/messages/") }, "no single retry")
+        #expect(ledger.acceptedRetries.count == 12 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        #expect(result.summary.counts.succeeded == 12, "\(result.summary.counts)")
+        let afterCall = ledger.requests.drop { !$0.path.hasSuffix("/batch/incident/retry") }.filter { $0.method == "GET" }
+        let single = afterCall.filter { !$0.path.contains("/batch/") }.count
+        #expect(single >= 12, "\(single) single reads after the call: each member waiting for it is read singly")
+    }
+
+    /// The batch's list answers 502 to every GET (the whole-batch check's and the looks'): the batch goes by
+    /// single retries after the check's second failure, looks give up after two, and every member is retried
+    /// once and settled. The check's failures used to be tried again forever, its members held back, until the
+    /// run stopped as if Postman were unreachable.
+    @Test func aBatchListThatKeepsFailingIsGivenUpAndItsMembersGoOneByOne() async throws {
+        var options = SimulatorOptions()
+        options.seed = 90
+        let world = try await WholeBatchEdgeTests.incident(prefix: "lookfail", members: 12, seed: 90, options: options) { _ in
+            "success@0.5"
+        }
+        try await Self.addHistory(world)
+        let front = try await Self.startFailingFront(simulatorPort: world.sim.port, failing: "/batch/[^/]+/messages$")
+        defer {
+            NetworkLab.stop(front.process)
+            try? FileManager.default.removeItem(at: front.directory)
+        }
+        var settings = world.settings(pollTimeout: .seconds(30))
+        settings.apiURL = "http://127.0.0.1:\(front.port)/api/v2"
+        settings.wholeBatchRetries = true
+        let result = try await Self.runBounded(world, settings)
+        let ledger = await world.sim.ledger()
+        let gateway = try String(contentsOf: front.directory.appendingPathComponent("nginx-access.log"), encoding: .utf8)
+        await world.stop()
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(ledger.acceptedRetries.count == 12 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        #expect(!ledger.requests.contains { $0.path.hasSuffix("/retry") && $0.path.contains("/batch/") }, "no whole call")
+        #expect(result.summary.counts.succeeded == 12, "\(result.summary.counts)")
+        let failed = gateway.split(separator: "\n").filter { $0.contains("/batch/incident/messages") && $0.contains("\" 502 ") }
+        #expect(failed.count >= 2 && failed.count <= 4, "\(failed.count) GETs of the batch's list answered 502")
+    }
+
+    /// The campaign's list answers 502 to every GET (a gateway in front of a long list): a sweep is given up
+    /// after three failed pages, sweeps stop after two given up, and every message is read, retried once and
+    /// settled by single reads. It used to be tried again forever while the messages waited for it.
+    @Test func aCampaignListThatKeepsFailingIsGivenUpAndEveryMessageIsReadSingly() async throws {
+        var options = SimulatorOptions()
+        options.seed = 91
+        let world = try await EngineWorld.make(
+            databasePrefix: "listfail", campaigns: 1, messages: 30, mixed: false, seed: 91, options: options)
+        let campaign = world.data.simulator.campaigns[0].id
+        let front = try await Self.startFailingFront(
+            simulatorPort: world.sim.port, failing: "^/api/v2/campaigns/\(campaign)/messages$")
+        defer {
+            NetworkLab.stop(front.process)
+            try? FileManager.default.removeItem(at: front.directory)
+        }
+        var settings = world.settings(pollTimeout: .seconds(30))
+        settings.apiURL = "http://127.0.0.1:\(front.port)/api/v2"
+        settings.wholeBatchRetries = false
+        let result = try await Self.runBounded(world, settings)
+        let ledger = await world.sim.ledger()
+        let gateway = try String(contentsOf: front.directory.appendingPathComponent("nginx-access.log"), encoding: .utf8)
+        await world.stop()
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(ledger.acceptedRetries.count == 30 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        #expect(result.summary.counts.retried == 30 && result.summary.counts.addsUp, "\(result.summary.counts)")
+        #expect(result.summary.counts.succeeded + result.summary.counts.failed == 30, "\(result.summary.counts)")
+        let failed = gateway.split(separator: "\n").filter { $0.contains("/\(campaign)/messages?") && $0.contains("\" 502 ") }
+        #expect(failed.count == 6, "\(failed.count) GETs of the campaign's list answered 502: two sweeps of three")
+    }
+}
