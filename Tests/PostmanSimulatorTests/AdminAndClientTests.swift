@@ -219,10 +219,23 @@ struct ClientTests {
 
     @Test("Unreachable server: connection error that cannot have reached it; the key is not in it")
     func unreachable() async throws {
-        // Bind and release a port so nothing listens on it.
-        let server = try await SimulatorServer.start(data: nil, options: .init())
-        let port = server.port
-        await server.stop()
+        // A port bound but not listening, held for the whole test: a connect is refused, and no other test's
+        // server can take the port meanwhile (a port bound and released was taken by one in a full run).
+        let held = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(held >= 0)
+        defer { close(held) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                bind(held, raw, length) == 0 && getsockname(held, raw, &length) == 0
+            }
+        }
+        #expect(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
         let client = PostmanClient(baseURL: "http://127.0.0.1:\(port)/api/v2", requestTimeout: .seconds(1))
         let error = await expectAPIError {
             try await client.getMessage(campaignId: "c", messageId: "m", apiKey: "SECRET-KEY-123")
