@@ -30,56 +30,49 @@ import Testing
     static func startFailingFront(simulatorPort: Int, failing: String) async throws -> (
         process: Process, port: Int, directory: URL
     ) {
-        let directory = try NetworkLab.directory("failing-front")
-        let port = try NetworkLab.freePort()
-        let servers = """
-              server {
-                listen 127.0.0.1:\(port);
-                location ~ \(failing) {
-                  if ($request_method = GET) { return 502 '<html><body>502 Bad Gateway</body></html>'; }
-                  proxy_pass http://127.0.0.1:\(simulatorPort);
-                  proxy_http_version 1.1;
-                  proxy_set_header Connection "";
-                }
-                location / {
-                  proxy_pass http://127.0.0.1:\(simulatorPort);
-                  proxy_http_version 1.1;
-                  proxy_set_header Connection "";
-                }
-              }
-            """
-        let process = try await NetworkLab.startNginx(in: directory, servers: servers, ports: [port])
-        return (process, port, directory)
+        try await NetworkLab.startSimulatorFront(
+            name: "failing-front", simulatorPort: simulatorPort,
+            locations: """
+                    location ~ \(failing) {
+                      if ($request_method = GET) { return 502 '<html><body>502 Bad Gateway</body></html>'; }
+                \(NetworkLab.proxyPass(to: simulatorPort))
+                    }
+                """)
     }
 
     /// nginx in front of the simulator, passing everything through, but with the `batches` array (each
     /// message's batch and its status) renamed out of sight in the batch's list: Postman documents it for a
     /// message object and the campaign's list, not for a batch's list.
     static func startFrontHidingBatchStatus(simulatorPort: Int) async throws -> (process: Process, port: Int, directory: URL) {
-        let directory = try NetworkLab.directory("hiding-front")
-        let port = try NetworkLab.freePort()
-        let pass = """
-                  proxy_pass http://127.0.0.1:\(simulatorPort);
-                  proxy_http_version 1.1;
-                  proxy_set_header Connection "";
-                  proxy_set_header Accept-Encoding "";
-            """
-        let servers = """
-              server {
-                listen 127.0.0.1:\(port);
-                location ~ /batch/[^/]+/messages$ {
-            \(pass)
-                  sub_filter_types application/json;
-                  sub_filter_once off;
-                  sub_filter '"batches"' '"batches_hidden"';
-                }
-                location / {
-            \(pass)
-                }
-              }
-            """
-        let process = try await NetworkLab.startNginx(in: directory, servers: servers, ports: [port])
-        return (process, port, directory)
+        try await NetworkLab.startSimulatorFront(
+            name: "hiding-front", simulatorPort: simulatorPort,
+            locations: """
+                    location ~ /batch/[^/]+/messages$ {
+                \(NetworkLab.proxyPass(to: simulatorPort))
+                      proxy_set_header Accept-Encoding "";
+                      sub_filter_types application/json;
+                      sub_filter_once off;
+                      sub_filter '"batches"' '"batches_hidden"';
+                    }
+                """)
+    }
+
+    /// A run of `world` through `front` (its API URL), bounded as `runBounded`; the front is stopped after.
+    static func runThrough(
+        _ front: (process: Process, port: Int, directory: URL), _ world: EngineWorld, wholeBatch: Bool
+    ) async throws -> (result: RunResult, ledger: SimulatorLedger, gatewayLog: String) {
+        defer {
+            NetworkLab.stop(front.process)
+            try? FileManager.default.removeItem(at: front.directory)
+        }
+        var settings = world.settings(pollTimeout: .seconds(30))
+        settings.apiURL = "http://127.0.0.1:\(front.port)/api/v2"
+        settings.wholeBatchRetries = wholeBatch
+        let result = try await runBounded(world, settings)
+        let ledger = await world.sim.ledger()
+        let log = (try? String(contentsOf: front.directory.appendingPathComponent("nginx-access.log"), encoding: .utf8)) ?? ""
+        await world.stop()
+        return (result, ledger, log)
     }
 
     /// Runs `settings` against `world`, stopped after `limit` (a run that never ends fails the test, not the suite).
@@ -181,17 +174,8 @@ import Testing
             "success@0.5"
         }
         try await Self.addHistory(world)
-        let front = try await Self.startFrontHidingBatchStatus(simulatorPort: world.sim.port)
-        defer {
-            NetworkLab.stop(front.process)
-            try? FileManager.default.removeItem(at: front.directory)
-        }
-        var settings = world.settings(pollTimeout: .seconds(30))
-        settings.apiURL = "http://127.0.0.1:\(front.port)/api/v2"
-        settings.wholeBatchRetries = true
-        let result = try await Self.runBounded(world, settings)
-        let ledger = await world.sim.ledger()
-        await world.stop()
+        let (result, ledger, _) = try await Self.runThrough(
+            try await Self.startFrontHidingBatchStatus(simulatorPort: world.sim.port), world, wholeBatch: true)
         #expect(result.exitStatus == .completed, "\(result.message ?? "")")
         #expect(ledger.requests.filter { $0.path.hasSuffix("/batch/incident/retry") }.count == 1)
         #expect(!ledger.requests.contains { $0.method == "POST" && $0.path.contains("/messages/") }, "no single retry")
@@ -213,18 +197,9 @@ import Testing
             "success@0.5"
         }
         try await Self.addHistory(world)
-        let front = try await Self.startFailingFront(simulatorPort: world.sim.port, failing: "/batch/[^/]+/messages$")
-        defer {
-            NetworkLab.stop(front.process)
-            try? FileManager.default.removeItem(at: front.directory)
-        }
-        var settings = world.settings(pollTimeout: .seconds(30))
-        settings.apiURL = "http://127.0.0.1:\(front.port)/api/v2"
-        settings.wholeBatchRetries = true
-        let result = try await Self.runBounded(world, settings)
-        let ledger = await world.sim.ledger()
-        let gateway = try String(contentsOf: front.directory.appendingPathComponent("nginx-access.log"), encoding: .utf8)
-        await world.stop()
+        let (result, ledger, gateway) = try await Self.runThrough(
+            try await Self.startFailingFront(simulatorPort: world.sim.port, failing: "/batch/[^/]+/messages$"), world,
+            wholeBatch: true)
         #expect(result.exitStatus == .completed, "\(result.message ?? "")")
         #expect(ledger.acceptedRetries.count == 12 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
         #expect(!ledger.requests.contains { $0.path.hasSuffix("/retry") && $0.path.contains("/batch/") }, "no whole call")
@@ -242,19 +217,9 @@ import Testing
         let world = try await EngineWorld.make(
             databasePrefix: "listfail", campaigns: 1, messages: 30, mixed: false, seed: 91, options: options)
         let campaign = world.data.simulator.campaigns[0].id
-        let front = try await Self.startFailingFront(
-            simulatorPort: world.sim.port, failing: "^/api/v2/campaigns/\(campaign)/messages$")
-        defer {
-            NetworkLab.stop(front.process)
-            try? FileManager.default.removeItem(at: front.directory)
-        }
-        var settings = world.settings(pollTimeout: .seconds(30))
-        settings.apiURL = "http://127.0.0.1:\(front.port)/api/v2"
-        settings.wholeBatchRetries = false
-        let result = try await Self.runBounded(world, settings)
-        let ledger = await world.sim.ledger()
-        let gateway = try String(contentsOf: front.directory.appendingPathComponent("nginx-access.log"), encoding: .utf8)
-        await world.stop()
+        let (result, ledger, gateway) = try await Self.runThrough(
+            try await Self.startFailingFront(simulatorPort: world.sim.port, failing: "^/api/v2/campaigns/\(campaign)/messages$"),
+            world, wholeBatch: false)
         #expect(result.exitStatus == .completed, "\(result.message ?? "")")
         #expect(ledger.acceptedRetries.count == 30 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
         #expect(result.summary.counts.retried == 30 && result.summary.counts.addsUp, "\(result.summary.counts)")

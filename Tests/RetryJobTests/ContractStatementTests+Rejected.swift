@@ -28,8 +28,6 @@ extension ContractStatementTests {
     static func startRefusingFront(simulatorPort: Int, campaign: String, refusals: [Refusal]) async throws -> (
         process: Process, port: Int, directory: URL
     ) {
-        let directory = try NetworkLab.directory("refusing-front")
-        let port = try NetworkLab.freePort()
         let locations = refusals.map { refusal in
             let body =
                 #"{"error":{"code":"\#(refusal.code)","message":"\#(refusal.message)","type":"invalid_request_error","id":"err_front"}}"#
@@ -40,19 +38,8 @@ extension ContractStatementTests {
                     }
                 """
         }.joined(separator: "\n")
-        let servers = """
-              server {
-                listen 127.0.0.1:\(port);
-            \(locations)
-                location / {
-                  proxy_pass http://127.0.0.1:\(simulatorPort);
-                  proxy_http_version 1.1;
-                  proxy_set_header Connection "";
-                }
-              }
-            """
-        let process = try await NetworkLab.startNginx(in: directory, servers: servers, ports: [port])
-        return (process, port, directory)
+        return try await NetworkLab.startSimulatorFront(
+            name: "refusing-front", simulatorPort: simulatorPort, locations: locations)
     }
 
     /// Two of six messages get a 4xx the contract does not name for their retry: 422, and a 400 with a code

@@ -216,9 +216,7 @@ enum NetworkLab {
                 ssl_certificate \(cert.path);
                 ssl_certificate_key \(key.path);
                 location / {
-                  proxy_pass http://127.0.0.1:\(upstreamPort);
-                  proxy_http_version 1.1;
-                  proxy_set_header Connection "";
+            \(proxyPass(to: upstreamPort))
                 }
               }
             """
@@ -231,6 +229,36 @@ enum NetworkLab {
         return TLSFront(
             process: process, goodPort: good, wrongHostPort: wrong,
             accessLog: directory.appendingPathComponent("nginx-access.log"))
+    }
+
+    /// The directives of a `location` that passes requests on to `port` on loopback (keep-alive kept).
+    static func proxyPass(to port: Int) -> String {
+        """
+              proxy_pass http://127.0.0.1:\(port);
+              proxy_http_version 1.1;
+              proxy_set_header Connection "";
+        """
+    }
+
+    /// nginx on loopback in front of a simulator, in a directory of its own named after `name`: `locations`
+    /// (its own `location` blocks) first, everything else passed on to the simulator. Its access log is
+    /// `nginx-access.log` in that directory.
+    static func startSimulatorFront(name: String, simulatorPort: Int, locations: String) async throws -> (
+        process: Process, port: Int, directory: URL
+    ) {
+        let directory = try self.directory(name)
+        let port = try freePort()
+        let servers = """
+              server {
+                listen 127.0.0.1:\(port);
+            \(locations)
+                location / {
+            \(proxyPass(to: simulatorPort))
+                }
+              }
+            """
+        let process = try await startNginx(in: directory, servers: servers, ports: [port])
+        return (process, port, directory)
     }
 
     /// nginx in the foreground with `servers` (its `server { … }` blocks) in a config of its own in
