@@ -9,6 +9,9 @@ import RetryCore
 struct BatchLook {
     var cursor: String?
     var wanted: Set<String>
+    /// The members of `wanted` that were due when it started (the others, outcomes not due yet, only ride
+    /// along: no page is read for them alone).
+    var due: Set<String>
     var pageInFlight = false
     var pages = 0
     /// Pages it may read before it gives up: the batch's list is longer than the reads it saves.
@@ -55,7 +58,8 @@ extension CampaignWorker {
         // single reads, however long its list turns out to be.
         let known = batchListPages[best.batch] != nil
         batchLooks[best.batch] = BatchLook(
-            cursor: nil, wanted: wanted, pageInFlight: true, pageLimit: known ? best.pages + 1 : best.members.count)
+            cursor: nil, wanted: wanted, due: Set(best.members), pageInFlight: true,
+            pageLimit: known ? best.pages + 1 : best.members.count)
         return .batchLookPage(batch: best.batch, after: nil)
     }
 
@@ -66,7 +70,10 @@ extension CampaignWorker {
         look.failures = 0
         let wall = wallNow
         var seen: [PostmanMessage] = []
-        for message in page.messages where look.wanted.remove(message.id) != nil { seen.append(message) }
+        for message in page.messages where look.wanted.remove(message.id) != nil {
+            look.due.remove(message.id)
+            seen.append(message)
+        }
         look.cursor = page.endCursor
         batchLooks[batch] = look
         for message in seen {
@@ -83,14 +90,15 @@ extension CampaignWorker {
             }
         }
         // Members that no longer want a look (their batch found shut, quiet hours, a deadline) are not sought.
-        batchLooks[batch]?.wanted = look.wanted.filter { id in
-            if case .view? = machines[id]?.need { true } else { false }
-        }
+        let stillWanted = { (id: String) -> Bool in if case .view? = self.machines[id]?.need { true } else { false } }
+        batchLooks[batch]?.wanted = look.wanted.filter(stillWanted)
+        batchLooks[batch]?.due = look.due.filter(stillWanted)
         if !page.hasNextPage || page.endCursor == nil {
             batchListPages[batch] = look.pages
             endBatchLook(batch)
-        } else if batchLooks[batch]?.wanted.isEmpty ?? true {
-            endBatchLook(batch)
+        } else if batchLooks[batch]?.due.isEmpty ?? true {
+            // What was due is seen: outcomes not due yet that rode along are looked at in their own time.
+            endBatchLook(batch, missed: false)
         } else if look.pages >= look.pageLimit {
             batchListPages[batch] = Int.max
             endBatchLook(batch)
@@ -115,10 +123,11 @@ extension CampaignWorker {
         }
     }
 
-    /// Members the look did not find are read one by one, as those a campaign sweep missed.
-    func endBatchLook(_ batch: String) {
+    /// Members the look did not find (`missed`) are read one by one, as those a campaign sweep missed.
+    func endBatchLook(_ batch: String, missed: Bool = true) {
         guard let look = batchLooks.removeValue(forKey: batch) else { return }
         viewsChanged = true
+        guard missed else { return }
         let wall = wallNow
         for id in look.wanted { apply(id, .absentFromList(at: wall)) }
     }

@@ -90,7 +90,8 @@ extension CampaignWorker {
             // Sought by a look through its batch's list, or waiting for it to end to be sought by the next
             // (its page's answer rings the loop and marks the views changed).
             if !batchLooks.isEmpty, let batch = batchOf[id], let look = batchLooks[batch],
-                look.wanted.contains(id) || !(singleOnly || stopping)
+                look.wanted.contains(id)
+                    || (!(singleOnly || stopping) && (!batchListsLackStatus || Self.isAwaiting(machine.phase)))
             {
                 continue
             }
@@ -109,7 +110,7 @@ extension CampaignWorker {
         // A sweep when its pages cost less than one read for each message it would show; then the
         // messages it will cover wait for it rather than trickle out as single reads.
         let coverable = pageable.count + early.count
-        if !pageable.isEmpty && coverable >= pagesEstimate && coverable > 1 && !sweepsOff {
+        if !pageable.isEmpty && coverable >= pagesEstimate && coverable > 1 && now >= sweepsPausedUntil {
             // Looks through batches' lists under way end first (a few pages at most): their members are
             // not in this sweep's wants, and would wait behind its pages.
             let sweepAllowedIn = lastSweepEnd + sweepInterval - now
@@ -125,6 +126,7 @@ extension CampaignWorker {
             }
             sweepActive = true
             sweepPageInFlight = true
+            sweepPageFailures = 0
             sweepStartedAt = startCursor
             sweepCursor = startCursor
             sweepPages = 0
@@ -176,24 +178,35 @@ extension CampaignWorker {
 
     /// A sweep page that did not come back (a 429 waits its turn): the same page is tried again after the
     /// backoff, up to three times in a row; then the sweep is given up and its messages wait for the next
-    /// one; after two given up, sweeps stop for the run and every look is a single read.
+    /// one. After two given up in a row (no sweep finished between), sweeps pause for a minute and every look
+    /// is a single read meanwhile.
     func sweepPageFailed(_ failure: PostmanAPIError) {
         if case .http(429) = failure.kind { return }
         sweepPageFailures += 1
         guard sweepPageFailures >= 3 else { return }
         sweepPageFailures = 0
-        abandonedSweeps += 1
         sweepActive = false
         lastSweepEnd = now
         viewsChanged = true
         let wanted = sweepWanted
         sweepWanted = []
+        if sweepStartedAt != nil {
+            // The remembered cursor may be what fails (its message gone): the next sweep starts from the list's
+            // beginning, and this one does not count against the list.
+            startCursor = nil
+            logger.warning("the campaign's list failed three times in a row from a remembered cursor; next sweep from the start")
+            return
+        }
+        abandonedSweeps += 1
         guard abandonedSweeps >= 2 else {
             logger.warning("the campaign's list failed three times in a row; its messages wait for the next sweep")
             return
         }
-        sweepsOff = true
-        logger.warning("the campaign's list keeps failing; its messages are read one by one for the rest of the run")
+        abandonedSweeps = 0
+        sweepsPausedUntil = now + Self.sweepPause
+        logger.warning(
+            "the campaign's list keeps failing; its messages are read one by one for a while",
+            metadata: ["seconds": "\(Int(Self.sweepPause))"])
         let wall = wallNow
         for id in wanted { apply(id, .absentFromList(at: wall)) }
     }
@@ -201,6 +214,7 @@ extension CampaignWorker {
     func onPage(_ page: PostmanPage) {
         sweepPageInFlight = false
         sweepPageFailures = 0
+        abandonedSweeps = 0
         sweepPages += 1
         let wall = wallNow
         var ours = 0

@@ -96,10 +96,12 @@ extension CampaignWorker {
                     if case .http(429) = failure.kind {
                         batchReadQueue.append(batch)
                     } else if case .badResponse = failure.kind {
+                        batchListPages[batch] = Int.max  // no looks through it either
                         decideSingles(batch, why: "the batch's list answered \(failure)")
                     } else if batchCheckFailures.insert(batch).inserted {
                         batchReadQueue.append(batch)
                     } else {
+                        batchListPages[batch] = Int.max
                         decideSingles(batch, why: "the batch's list failed twice: \(failure)")
                     }
                 } else {

@@ -106,12 +106,14 @@ actor CampaignWorker {
     var sweepSkippedPages = 0
     var lastSweepEnd: Double = -1_000_000
     var pagesEstimate: Int
-    /// Sweep pages that failed in a row (not 429s); sweeps given up after three; none after two given up:
-    /// a campaign's list that keeps timing out (a gateway in front of a long list) must not hold back the
-    /// reads that single `GET`s would do (the run stopped as if Postman were unreachable).
+    /// Sweep pages that failed in a row (not 429s): a sweep is given up after three, and after two given up
+    /// in a row sweeps pause for `sweepPause` (every look a single read meanwhile): a campaign's list that
+    /// keeps timing out (a gateway in front of a long list) must not hold back the reads that single `GET`s
+    /// would do (the run stopped as if Postman were unreachable).
     var sweepPageFailures = 0
     var abandonedSweeps = 0
-    var sweepsOff = false
+    var sweepsPausedUntil = -Double.infinity
+    static let sweepPause = 60.0
     /// Looks through batches' lists, when their members want looks and the campaign's list is too long to
     /// sweep for them (one per batch; its members are left out of sweeps and single reads meanwhile).
     var batchLooks: [String: BatchLook] = [:]
