@@ -27,14 +27,14 @@ import Testing
 
     /// nginx in front of the simulator, answering 502 with an HTML page (a gateway's) for GETs of the paths
     /// that match `failing` (an nginx regular expression), passing everything else through.
-    static func startFailingFront(simulatorPort: Int, failing: String) async throws -> (
-        process: Process, port: Int, directory: URL
-    ) {
+    static func startFailingFront(
+        simulatorPort: Int, failing: String, status: Int = 502, body: String = "<html><body>502 Bad Gateway</body></html>"
+    ) async throws -> (process: Process, port: Int, directory: URL) {
         try await NetworkLab.startSimulatorFront(
             name: "failing-front", simulatorPort: simulatorPort,
             locations: """
                     location ~ \(failing) {
-                      if ($request_method = GET) { return 502 '<html><body>502 Bad Gateway</body></html>'; }
+                      if ($request_method = GET) { return \(status) '\(body)'; }
                 \(NetworkLab.proxyPass(to: simulatorPort))
                     }
                 """)
@@ -226,5 +226,27 @@ import Testing
         #expect(result.summary.counts.succeeded + result.summary.counts.failed == 30, "\(result.summary.counts)")
         let failed = gateway.split(separator: "\n").filter { $0.contains("/\(campaign)/messages?") && $0.contains("\" 502 ") }
         #expect(failed.count == 6, "\(failed.count) GETs of the campaign's list answered 502: two sweeps of three")
+    }
+
+    /// The campaign's list refuses every GET with a 400 (an API that does not list, a gateway's rule): the
+    /// sweep ends, its messages are read singly, and sweeps pause for a minute. A refused first page used to
+    /// leave the list looking one page long, and every sweep interval cost another refused call.
+    @Test func aCampaignListThatRefusesIsNotAskedAgainForAWhile() async throws {
+        var options = SimulatorOptions()
+        options.seed = 93
+        let world = try await EngineWorld.make(
+            databasePrefix: "listrefuse", campaigns: 1, messages: 30, mixed: false, seed: 93, options: options)
+        let campaign = world.data.simulator.campaigns[0].id
+        let refusal =
+            #"{"error":{"code":"listing_disabled_sim","message":"Listing is not available","type":"invalid_request_error","id":"err_front"}}"#
+        let (result, ledger, gateway) = try await Self.runThrough(
+            try await Self.startFailingFront(
+                simulatorPort: world.sim.port, failing: "^/api/v2/campaigns/\(campaign)/messages$", status: 400, body: refusal),
+            world, wholeBatch: false)
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(ledger.acceptedRetries.count == 30 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        #expect(result.summary.counts.succeeded + result.summary.counts.failed == 30, "\(result.summary.counts)")
+        let refused = gateway.split(separator: "\n").filter { $0.contains("/\(campaign)/messages?") && $0.contains("\" 400 ") }
+        #expect(refused.count == 1, "\(refused.count) GETs of the campaign's list refused")
     }
 }

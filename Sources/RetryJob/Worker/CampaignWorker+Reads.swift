@@ -239,6 +239,26 @@ extension CampaignWorker {
         if !page.hasNextPage || sweepWanted.isEmpty || page.endCursor == nil { endSweep() }
     }
 
+    /// The campaign's list refused a page (a 4xx other than the key's). From a remembered cursor, the cursor
+    /// may be what it refused: the next sweep starts from the beginning. Else sweeps pause for a while and
+    /// those who wanted a look are read singly; the pages estimate stays (a walk cut short made the next
+    /// sweep look cheap, and every sweep interval then cost one refused call).
+    func sweepRefused() {
+        guard sweepStartedAt == nil else {
+            sweepActive = false
+            sweepPageInFlight = false
+            lastSweepEnd = now
+            sweepWanted = []
+            startCursor = nil
+            viewsChanged = true
+            return
+        }
+        sweepsPausedUntil = now + Self.sweepPause
+        let estimate = pagesEstimate
+        endSweep()
+        pagesEstimate = estimate
+    }
+
     func endSweep() {
         sweepActive = false
         sweepPageInFlight = false

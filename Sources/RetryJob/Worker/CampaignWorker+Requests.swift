@@ -203,8 +203,7 @@ extension CampaignWorker {
                     {
                         context.stop(.refused(stop))
                     }
-                    // The list endpoint refused (4xx): those who wanted a look are read singly.
-                    endSweep()
+                    sweepRefused()
                 }
             }
         }
