@@ -59,7 +59,9 @@ extension ContractStatementTests {
     @Test func nothingListeningAtTheAPIURLExits69AndTheNextRunResumes() async throws {
         let fixture = try await EngineFixture.make(
             databasePrefix: "unreachable", campaigns: 1, messages: 6, mixed: false, seed: 75)
-        let closed = try NetworkLab.freePort()
+        let held = try NetworkLab.ClosedPort()  // refused for the whole test; no other test's server takes it
+        defer { held.release() }
+        let closed = held.port
         try await expectUnreachableThenResume(
             fixture, apiURL: "http://127.0.0.1:\(closed)/api/v2", problem: ["connection refused", "127.0.0.1:\(closed)/api/v2"])
         await fixture.stop()

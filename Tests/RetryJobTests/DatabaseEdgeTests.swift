@@ -25,13 +25,16 @@ import Testing
         func conninfo(database: String) -> String { "host=127.0.0.1 port=\(port) user=postgres dbname=\(database)" }
 
         static func start() async throws -> Bouncer {
+            try await NetworkLab.onFreePort { port in try await start(port: port) }
+        }
+
+        private static func start(port: Int) async throws -> Bouncer {
             let pgbouncer = try NetworkLab.tool("pgbouncer", package: "pgbouncer")
             let environment = ProcessInfo.processInfo.environment
             guard let host = environment["PGHOST"], let serverPort = environment["PGPORT"] else {
                 throw NetworkLab.Failed(description: "PGHOST and PGPORT are not set: run the tests through `make test`")
             }
             let directory = try NetworkLab.directory("pgbouncer")
-            let port = try NetworkLab.freePort()
             let d = directory.path
             try "\"postgres\" \"\"\n".write(to: directory.appendingPathComponent("users.txt"), atomically: true, encoding: .utf8)
             try """

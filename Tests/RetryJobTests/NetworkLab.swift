@@ -72,9 +72,40 @@ enum NetworkLab {
 
     /// A TCP port free on loopback just now.
     static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Failed(description: "socket() failed") }
-        defer { close(fd) }
+        let held = try ClosedPort()
+        held.release()
+        return held.port
+    }
+
+    /// A loopback port bound but not listening, until `release()`: a connect to it is refused, and no other
+    /// test's server can take it meanwhile (a port bound and released was taken by one in a full run).
+    final class ClosedPort: @unchecked Sendable {
+        let port: Int
+        private let fd: Int32
+
+        init() throws {
+            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw Failed(description: "socket() failed") }
+            do { port = try NetworkLab.bindLoopback(fd) } catch {
+                close(fd)
+                throw error
+            }
+        }
+
+        func release() { close(fd) }
+    }
+
+    /// A server that failed to start on a port picked by `freePort` (another test took the port between the
+    /// pick and the bind) is started again on another, up to three times.
+    static func onFreePort<T>(_ start: (Int) async throws -> T) async throws -> T {
+        var lastError: (any Error)?
+        for _ in 0..<3 {
+            do { return try await start(try freePort()) } catch { lastError = error }
+        }
+        throw lastError!
+    }
+
+    private static func bindLoopback(_ fd: Int32) throws -> Int {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = 0
@@ -206,8 +237,18 @@ enum NetworkLab {
     }
 
     static func startTLSFront(upstreamPort: Int, certificates: Certificates, in directory: URL) async throws -> TLSFront {
-        let good = try freePort()
-        let wrong = try freePort()
+        try await onFreePort { good in
+            try await onFreePort { wrong in
+                try await startTLSFront(
+                    upstreamPort: upstreamPort, certificates: certificates, in: directory, ports: (good, wrong))
+            }
+        }
+    }
+
+    private static func startTLSFront(
+        upstreamPort: Int, certificates: Certificates, in directory: URL, ports: (good: Int, wrong: Int)
+    ) async throws -> TLSFront {
+        let (good, wrong) = ports
         func server(_ port: Int, _ cert: URL, _ key: URL) -> String {
             """
               server {
@@ -247,18 +288,19 @@ enum NetworkLab {
         process: Process, port: Int, directory: URL
     ) {
         let directory = try self.directory(name)
-        let port = try freePort()
-        let servers = """
-              server {
-                listen 127.0.0.1:\(port);
-            \(locations)
-                location / {
-            \(proxyPass(to: simulatorPort))
-                }
-              }
-            """
-        let process = try await startNginx(in: directory, servers: servers, ports: [port])
-        return (process, port, directory)
+        return try await onFreePort { port in
+            let servers = """
+                  server {
+                    listen 127.0.0.1:\(port);
+                \(locations)
+                    location / {
+                \(proxyPass(to: simulatorPort))
+                    }
+                  }
+                """
+            let process = try await startNginx(in: directory, servers: servers, ports: [port])
+            return (process, port, directory)
+        }
     }
 
     /// nginx in the foreground with `servers` (its `server { … }` blocks) in a config of its own in
@@ -312,8 +354,11 @@ enum NetworkLab {
 
     /// tinyproxy on loopback, optionally demanding basic auth.
     static func startProxy(in directory: URL, name: String = "tinyproxy", user: (String, String)? = nil) async throws -> Proxy {
+        try await onFreePort { port in try await startProxy(in: directory, name: name, user: user, port: port) }
+    }
+
+    private static func startProxy(in directory: URL, name: String, user: (String, String)?, port: Int) async throws -> Proxy {
         let tinyproxy = try tool("tinyproxy", package: "tinyproxy")
-        let port = try freePort()
         let log = directory.appendingPathComponent("\(name).log")
         var config = """
             Port \(port)
