@@ -28,13 +28,14 @@ import Testing
     /// nginx in front of the simulator, answering 502 with an HTML page (a gateway's) for GETs of the paths
     /// that match `failing` (an nginx regular expression), passing everything else through.
     static func startFailingFront(
-        simulatorPort: Int, failing: String, status: Int = 502, body: String = "<html><body>502 Bad Gateway</body></html>"
+        simulatorPort: Int, failing: String, when condition: String = "$request_method = GET", status: Int = 502,
+        body: String = "<html><body>502 Bad Gateway</body></html>"
     ) async throws -> (process: Process, port: Int, directory: URL) {
         try await NetworkLab.startSimulatorFront(
             name: "failing-front", simulatorPort: simulatorPort,
             locations: """
                     location ~ \(failing) {
-                      if ($request_method = GET) { return \(status) '\(body)'; }
+                      if (\(condition)) { return \(status) '\(body)'; }
                 \(NetworkLab.proxyPass(to: simulatorPort))
                     }
                 """)
@@ -226,6 +227,29 @@ import Testing
         #expect(result.summary.counts.succeeded + result.summary.counts.failed == 30, "\(result.summary.counts)")
         let failed = gateway.split(separator: "\n").filter { $0.contains("/\(campaign)/messages?") && $0.contains("\" 502 ") }
         #expect(failed.count == 6, "\(failed.count) GETs of the campaign's list answered 502: two sweeps of three")
+    }
+
+    /// The campaign's list has 1,530 messages, 1,500 of them older history; its first page comes back, every
+    /// later page answers 502 (a gateway timing out deep in a long list). Each sweep's first page used to clear
+    /// the count of sweeps given up, so sweeps never paused and the run's messages, all past the first page,
+    /// were never read. Now two sweeps given up in a row pause sweeps, and the messages are read singly.
+    @Test func aCampaignListWhoseLaterPagesKeepFailingIsGivenUp() async throws {
+        var options = SimulatorOptions()
+        options.seed = 94
+        let world = try await EngineWorld.make(
+            databasePrefix: "listdeep", campaigns: 1, messages: 30, mixed: false, seed: 94, options: options, history: 1500)
+        let campaign = world.data.simulator.campaigns[0].id
+        let (result, ledger, gateway) = try await Self.runThrough(
+            try await Self.startFailingFront(
+                simulatorPort: world.sim.port, failing: "^/api/v2/campaigns/\(campaign)/messages$", when: "$args ~ after="),
+            world, wholeBatch: false)
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(ledger.acceptedRetries.count == 30 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        #expect(result.summary.counts.succeeded + result.summary.counts.failed == 30, "\(result.summary.counts)")
+        let lines = gateway.split(separator: "\n").filter { $0.contains("/\(campaign)/messages?") }
+        let failed = lines.filter { $0.contains("\" 502 ") }.count
+        let served = lines.filter { $0.contains("\" 200 ") }.count
+        #expect(failed == 6 && served == 2, "\(served) first pages served, \(failed) later pages answered 502")
     }
 
     /// The campaign's list refuses every GET with a 400 (an API that does not list, a gateway's rule): the

@@ -25,7 +25,7 @@ extension CampaignWorker {
     /// singly in the grace), and a page on its way ends its look when it is in.
     func nextBatchLookPage() -> WorkerAction? {
         if stopping {
-            for (batch, look) in batchLooks where !look.pageInFlight { endBatchLook(batch) }
+            for (batch, look) in batchLooks where !look.pageInFlight { endBatchLook(batch, .gaveUp) }
             return nil
         }
         guard let (batch, look) = batchLooks.first(where: { !$0.value.pageInFlight }) else { return nil }
@@ -95,13 +95,12 @@ extension CampaignWorker {
         batchLooks[batch]?.due = look.due.filter(stillWanted)
         if !page.hasNextPage || page.endCursor == nil {
             batchListPages[batch] = look.pages
-            endBatchLook(batch)
+            endBatchLook(batch, .listRead)
         } else if batchLooks[batch]?.due.isEmpty ?? true {
-            // What was due is seen: outcomes not due yet that rode along are looked at in their own time.
-            endBatchLook(batch, missed: false)
+            endBatchLook(batch, .dueSeen)
         } else if look.pages >= look.pageLimit {
             batchListPages[batch] = Int.max
-            endBatchLook(batch)
+            endBatchLook(batch, .gaveUp)
         }
     }
 
@@ -119,16 +118,32 @@ extension CampaignWorker {
         let unreadable = if case .badResponse = failure.kind { true } else { false }
         if !transient || unreadable || (batchLooks[batch]?.failures ?? 0) >= 2 {
             batchListPages[batch] = Int.max
-            endBatchLook(batch)
+            endBatchLook(batch, .gaveUp)
         }
     }
 
-    /// Members the look did not find (`missed`) are read one by one, as those a campaign sweep missed.
-    func endBatchLook(_ batch: String, missed: Bool = true) {
+    enum BatchLookEnd {
+        /// The whole list was read: what it did not show is not in it, and is read singly.
+        case listRead
+        /// What was due is seen: outcomes not due yet that rode along are looked at in their own time.
+        case dueSeen
+        /// Given up (the list too long, failing, or a stop): what is due is read singly; outcomes not due yet
+        /// that rode along are looked at in their own time, by a sweep, a look or a read.
+        case gaveUp
+    }
+
+    func endBatchLook(_ batch: String, _ end: BatchLookEnd) {
         guard let look = batchLooks.removeValue(forKey: batch) else { return }
         viewsChanged = true
-        guard missed else { return }
         let wall = wallNow
-        for id in look.wanted { apply(id, .absentFromList(at: wall)) }
+        for id in look.wanted {
+            switch end {
+            case .listRead: apply(id, .absentFromList(at: wall))
+            case .dueSeen: break
+            case .gaveUp:
+                guard case .view(let after, _)? = machines[id]?.need, look.due.contains(id) || after <= wall else { continue }
+                apply(id, .absentFromList(at: wall))
+            }
+        }
     }
 }

@@ -91,7 +91,8 @@ extension CampaignWorker {
             // (its page's answer rings the loop and marks the views changed).
             if !batchLooks.isEmpty, let batch = batchOf[id], let look = batchLooks[batch],
                 look.wanted.contains(id)
-                    || (!(singleOnly || stopping) && (!batchListsLackStatus || Self.isAwaiting(machine.phase)))
+                    || (!(singleOnly || stopping || nearDeadline(machine.phase, wall: wall))
+                        && (!batchListsLackStatus || Self.isAwaiting(machine.phase)))
             {
                 continue
             }
@@ -203,18 +204,17 @@ extension CampaignWorker {
             return
         }
         abandonedSweeps = 0
+        // Its messages are not marked missing: read one by one while sweeps pause (they fall to single reads
+        // by themselves), they may still join a sweep when the pause ends.
         sweepsPausedUntil = now + Self.sweepPause
         logger.warning(
             "the campaign's list keeps failing; its messages are read one by one for a while",
-            metadata: ["seconds": "\(Int(Self.sweepPause))"])
-        let wall = wallNow
-        for id in wanted { apply(id, .absentFromList(at: wall)) }
+            metadata: ["seconds": "\(Int(Self.sweepPause))", "waiting": "\(wanted.count)"])
     }
 
     func onPage(_ page: PostmanPage) {
         sweepPageInFlight = false
         sweepPageFailures = 0
-        abandonedSweeps = 0
         sweepPages += 1
         let wall = wallNow
         var ours = 0
@@ -236,27 +236,24 @@ extension CampaignWorker {
             logger.warning("list page items without id or latestStatus skipped", metadata: ["count": "\(page.skippedItems)"])
         }
         sweepCursor = page.endCursor
-        if !page.hasNextPage || sweepWanted.isEmpty || page.endCursor == nil { endSweep() }
+        if !page.hasNextPage || sweepWanted.isEmpty || page.endCursor == nil {
+            abandonedSweeps = 0  // a sweep that finished: the list works
+            endSweep()
+        }
     }
 
     /// The campaign's list refused a page (a 4xx other than the key's). From a remembered cursor, the cursor
-    /// may be what it refused: the next sweep starts from the beginning. Else sweeps pause for a while and
-    /// those who wanted a look are read singly; the pages estimate stays (a walk cut short made the next
-    /// sweep look cheap, and every sweep interval then cost one refused call).
+    /// may be what it refused: the next sweep starts from the beginning. Else sweeps pause for a while, and
+    /// those who wanted a look fall to single reads meanwhile. Nothing else is learnt from a walk cut short:
+    /// taken as the list's length, it made the next sweep look cheap, and every sweep interval then cost
+    /// another refused call.
     func sweepRefused() {
-        guard sweepStartedAt == nil else {
-            sweepActive = false
-            sweepPageInFlight = false
-            lastSweepEnd = now
-            sweepWanted = []
-            startCursor = nil
-            viewsChanged = true
-            return
-        }
-        sweepsPausedUntil = now + Self.sweepPause
-        let estimate = pagesEstimate
-        endSweep()
-        pagesEstimate = estimate
+        if sweepStartedAt != nil { startCursor = nil } else { sweepsPausedUntil = now + Self.sweepPause }
+        sweepActive = false
+        sweepPageInFlight = false
+        lastSweepEnd = now
+        sweepWanted = []
+        viewsChanged = true
     }
 
     func endSweep() {

@@ -110,6 +110,7 @@ extension CampaignWorker {
                     {
                         context.stop(.refused(stop))
                     }
+                    batchListPages[batch] = Int.max
                     decideSingles(batch, why: "the batch's list answered \(failure)")
                 }
             }

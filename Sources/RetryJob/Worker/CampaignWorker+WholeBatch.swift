@@ -63,6 +63,7 @@ extension CampaignWorker {
             members.append(WholeBatch.Member(id: message.id, view: view(of: message, id: message.id)))
         }
         if page.skippedItems > 0 {
+            batchListPages[batch] = Int.max  // no looks through it either
             decideSingles(batch, why: "the batch's list had unreadable items")
             return
         }
