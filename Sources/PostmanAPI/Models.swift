@@ -56,9 +56,14 @@ public struct PostmanMessage: Sendable, Equatable {
         self.batches = batches
     }
 
-    /// Number of attempts Postman shows: `attempts.count`, else `numAttempts`.
+    /// Number of attempts Postman shows: `attempts.count`, else `numAttempts`; nil when both are given and
+    /// disagree (an item of the history unreadable, or left out): a count that may be short must never
+    /// witness a retry (it would take a retry that landed for one that did not, and send another).
     public var attemptCount: Int? {
-        if let attempts { return attempts.count }
+        if let attempts {
+            if let numAttempts, numAttempts != attempts.count { return nil }
+            return attempts.count
+        }
         return numAttempts
     }
 

@@ -44,7 +44,9 @@ import Testing
     /// nginx in front of the simulator, passing everything through, but with the `batches` array (each
     /// message's batch and its status) renamed out of sight in the batch's list: Postman documents it for a
     /// message object and the campaign's list, not for a batch's list.
-    static func startFrontHidingBatchStatus(simulatorPort: Int) async throws -> (process: Process, port: Int, directory: URL) {
+    static func startFrontHidingBatchStatus(simulatorPort: Int, field: String = "batches") async throws -> (
+        process: Process, port: Int, directory: URL
+    ) {
         try await NetworkLab.startSimulatorFront(
             name: "hiding-front", simulatorPort: simulatorPort,
             locations: """
@@ -53,12 +55,13 @@ import Testing
                       proxy_set_header Accept-Encoding "";
                       sub_filter_types application/json;
                       sub_filter_once off;
-                      sub_filter '"batches"' '"batches_hidden"';
+                      sub_filter '"\(field)"' '"\(field)_hidden"';
                     }
                 """)
     }
 
-    /// A run of `world` through `front` (its API URL), bounded as `runBounded`; the front is stopped after.
+    /// A run of `world` through `front` (its API URL), bounded as `runBounded`; the front is stopped after (the
+    /// world is not: the caller stops it).
     static func runThrough(
         _ front: (process: Process, port: Int, directory: URL), _ world: EngineWorld, wholeBatch: Bool
     ) async throws -> (result: RunResult, ledger: SimulatorLedger, gatewayLog: String) {
@@ -72,7 +75,6 @@ import Testing
         let result = try await runBounded(world, settings)
         let ledger = await world.sim.ledger()
         let log = (try? String(contentsOf: front.directory.appendingPathComponent("nginx-access.log"), encoding: .utf8)) ?? ""
-        await world.stop()
         return (result, ledger, log)
     }
 
@@ -177,6 +179,7 @@ import Testing
         try await Self.addHistory(world)
         let (result, ledger, _) = try await Self.runThrough(
             try await Self.startFrontHidingBatchStatus(simulatorPort: world.sim.port), world, wholeBatch: true)
+        await world.stop()
         #expect(result.exitStatus == .completed, "\(result.message ?? "")")
         #expect(ledger.requests.filter { $0.path.hasSuffix("/batch/incident/retry") }.count == 1)
         #expect(!ledger.requests.contains { $0.method == "POST" && $0.path.contains("/messages/") }, "no single retry")
@@ -185,6 +188,30 @@ import Testing
         let afterCall = ledger.requests.drop { !$0.path.hasSuffix("/batch/incident/retry") }.filter { $0.method == "GET" }
         let single = afterCall.filter { !$0.path.contains("/batch/") }.count
         #expect(single >= 12, "\(single) single reads after the call: each member waiting for it is read singly")
+    }
+
+    /// A batch's list whose items carry `numAttempts` but no attempt history (`messageAttempts` hidden): the
+    /// count says nothing of the newest error, so no member is settled from it. A member that failed again
+    /// used to be written `failure` with no error code; it is now read singly and written with its code.
+    @Test func aBatchListWithACountButNoAttemptHistorySettlesNothing() async throws {
+        var options = SimulatorOptions()
+        options.seed = 95
+        let world = try await WholeBatchEdgeTests.incident(prefix: "lookcount", members: 12, seed: 95, options: options) { rank in
+            rank < 6 ? "failure:routing_error@0.5" : "success@0.5"
+        }
+        try await Self.addHistory(world)
+        let (result, ledger, _) = try await Self.runThrough(
+            try await Self.startFrontHidingBatchStatus(simulatorPort: world.sim.port, field: "messageAttempts"), world,
+            wholeBatch: true)
+        let rows: [String] = try await world.db.query(
+            "SELECT concat(status, '/', retry_count, '/', coalesce(error_code, 'NULL')) AS row FROM outbound_messages WHERE batch_id = 'incident' ORDER BY row"
+        ).map { try $0.decode("row") }
+        await world.stop()
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(ledger.acceptedRetries.count == 12 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        #expect(
+            rows == Array(repeating: "failure/1/routing_error", count: 6) + Array(repeating: "success/1/NULL", count: 6),
+            "\(rows)")
     }
 
     /// The batch's list answers 502 to every GET (the whole-batch check's and the looks'): the batch goes by
@@ -201,6 +228,7 @@ import Testing
         let (result, ledger, gateway) = try await Self.runThrough(
             try await Self.startFailingFront(simulatorPort: world.sim.port, failing: "/batch/[^/]+/messages$"), world,
             wholeBatch: true)
+        await world.stop()
         #expect(result.exitStatus == .completed, "\(result.message ?? "")")
         #expect(ledger.acceptedRetries.count == 12 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
         #expect(!ledger.requests.contains { $0.path.hasSuffix("/retry") && $0.path.contains("/batch/") }, "no whole call")
@@ -221,6 +249,7 @@ import Testing
         let (result, ledger, gateway) = try await Self.runThrough(
             try await Self.startFailingFront(simulatorPort: world.sim.port, failing: "^/api/v2/campaigns/\(campaign)/messages$"),
             world, wholeBatch: false)
+        await world.stop()
         #expect(result.exitStatus == .completed, "\(result.message ?? "")")
         #expect(ledger.acceptedRetries.count == 30 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
         #expect(result.summary.counts.retried == 30 && result.summary.counts.addsUp, "\(result.summary.counts)")
@@ -243,6 +272,7 @@ import Testing
             try await Self.startFailingFront(
                 simulatorPort: world.sim.port, failing: "^/api/v2/campaigns/\(campaign)/messages$", when: "$args ~ after="),
             world, wholeBatch: false)
+        await world.stop()
         #expect(result.exitStatus == .completed, "\(result.message ?? "")")
         #expect(ledger.acceptedRetries.count == 30 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
         #expect(result.summary.counts.succeeded + result.summary.counts.failed == 30, "\(result.summary.counts)")
@@ -267,6 +297,7 @@ import Testing
             try await Self.startFailingFront(
                 simulatorPort: world.sim.port, failing: "^/api/v2/campaigns/\(campaign)/messages$", status: 400, body: refusal),
             world, wholeBatch: false)
+        await world.stop()
         #expect(result.exitStatus == .completed, "\(result.message ?? "")")
         #expect(ledger.acceptedRetries.count == 30 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
         #expect(result.summary.counts.succeeded + result.summary.counts.failed == 30, "\(result.summary.counts)")

@@ -77,7 +77,7 @@ extension CampaignWorker {
         look.cursor = page.endCursor
         batchLooks[batch] = look
         for message in seen {
-            let view = view(of: message, id: message.id)
+            let view = view(of: message, id: message.id, fromList: true)
             // Postman documents the batch's status for a message object and the campaign's list, not for a
             // batch's list. Without it, a member waiting for a whole-batch retry could not tell that the batch
             // is still at work (it would get a single retry on top), nor one before its retry that the batch is

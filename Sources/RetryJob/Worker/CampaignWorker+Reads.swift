@@ -168,38 +168,37 @@ extension CampaignWorker {
         return max(firstPoll, Double(pagesEstimate) / (0.025 * pacer.currentLimit))
     }
 
-    /// What a message object shows, for the lifecycle; the batch status is that of the row's batch.
-    func view(of message: PostmanMessage, id: String) -> PostmanView {
+    /// What a message object shows, for the lifecycle; the batch status is that of the row's batch. A list
+    /// item (`fromList`) with a count but no attempt history (`numAttempts` alone) shows no count: it cannot
+    /// tell the newest error, so a single read decides instead (a final `failure` was written with no code).
+    func view(of message: PostmanMessage, id: String, fromList: Bool) -> PostmanView {
         let batch = batchOf[id]
         let ref = message.batches.first { $0.id == batch && $0.status != nil } ?? message.batches.first { $0.status != nil }
         return PostmanView(
-            latestStatus: message.latestStatus, attempts: message.attemptCount, newestError: message.newestErrorCode,
-            batchStatus: ref?.status)
+            latestStatus: message.latestStatus, attempts: fromList && message.attempts == nil ? nil : message.attemptCount,
+            newestError: message.newestErrorCode, batchStatus: ref?.status)
     }
 
     /// A sweep page that did not come back (a 429 waits its turn): the same page is tried again after the
     /// backoff, up to three times in a row; then the sweep is given up and its messages wait for the next
-    /// one. After two given up in a row (no sweep finished between), sweeps pause for a minute and every look
-    /// is a single read meanwhile.
+    /// one (from the list's beginning, if it started from a remembered cursor). After two given up in a row
+    /// (no sweep finished between), sweeps pause for a minute and every look is a single read meanwhile.
+    /// While nothing else answers (reads wait for the sweep), at half the time after which the run would stop
+    /// as if Postman were unreachable, sweeps pause at once: the single reads then show whether it is.
     func sweepPageFailed(_ failure: PostmanAPIError) {
         if case .http(429) = failure.kind { return }
         sweepPageFailures += 1
-        guard sweepPageFailures >= 3 else { return }
+        let starved = now - lastAnswer > context.settings.unreachableAfter.seconds / 2
+        guard sweepPageFailures >= 3 || starved else { return }
         sweepPageFailures = 0
         sweepActive = false
         lastSweepEnd = now
         viewsChanged = true
-        let wanted = sweepWanted
+        let waiting = sweepWanted.count
         sweepWanted = []
-        if sweepStartedAt != nil {
-            // The remembered cursor may be what fails (its message gone): the next sweep starts from the list's
-            // beginning, and this one does not count against the list.
-            startCursor = nil
-            logger.warning("the campaign's list failed three times in a row from a remembered cursor; next sweep from the start")
-            return
-        }
+        if sweepStartedAt != nil { startCursor = nil }  // the remembered cursor may be what fails
         abandonedSweeps += 1
-        guard abandonedSweeps >= 2 else {
+        guard abandonedSweeps >= 2 || starved else {
             logger.warning("the campaign's list failed three times in a row; its messages wait for the next sweep")
             return
         }
@@ -209,7 +208,7 @@ extension CampaignWorker {
         sweepsPausedUntil = now + Self.sweepPause
         logger.warning(
             "the campaign's list keeps failing; its messages are read one by one for a while",
-            metadata: ["seconds": "\(Int(Self.sweepPause))", "waiting": "\(wanted.count)"])
+            metadata: ["seconds": "\(Int(Self.sweepPause))", "waiting": "\(waiting)"])
     }
 
     func onPage(_ page: PostmanPage) {
@@ -223,7 +222,7 @@ extension CampaignWorker {
         for message in page.messages {
             if machines[message.id] != nil { ours += 1 }
             guard sweepWanted.remove(message.id) != nil else { continue }
-            apply(message.id, .viewed(view(of: message, id: message.id), fromPage: true, at: wall))
+            apply(message.id, .viewed(view(of: message, id: message.id, fromList: true), fromPage: true, at: wall))
         }
         if ours == 0 && !sweepHit {
             // Older history before this run's messages: later sweeps can start after it.

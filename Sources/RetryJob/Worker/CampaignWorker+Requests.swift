@@ -62,7 +62,7 @@ extension CampaignWorker {
             do {
                 let message = try await client.getMessage(campaignId: campaign, messageId: id, apiKey: apiKey)
                 answered()
-                apply(id, .viewed(view(of: message, id: id), fromPage: false, at: wallNow))
+                apply(id, .viewed(view(of: message, id: id, fromList: false), fromPage: false, at: wallNow))
             } catch {
                 let failure = Self.apiError(error)
                 if case .http(404) = failure.kind {

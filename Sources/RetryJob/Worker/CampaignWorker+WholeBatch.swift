@@ -60,7 +60,7 @@ extension CampaignWorker {
         batchReadInFlight.remove(batch)
         guard case .reading(_, var members) = batchChecks[batch] else { return }
         for message in page.messages {
-            members.append(WholeBatch.Member(id: message.id, view: view(of: message, id: message.id)))
+            members.append(WholeBatch.Member(id: message.id, view: view(of: message, id: message.id, fromList: true)))
         }
         if page.skippedItems > 0 {
             batchListPages[batch] = Int.max  // no looks through it either

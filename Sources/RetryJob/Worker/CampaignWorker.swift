@@ -489,7 +489,7 @@ actor CampaignWorker {
             guard case .awaiting(let awaiting) = machines[id]?.phase else { continue }
             // A message being read keeps its deadline in view: a read that fails on the way does not
             // `place` it again, and it must still end as pending when its deadline passes.
-            if wall >= awaiting.endsAt, !busy.contains(id) {
+            if wall >= awaiting.endsAt, !beingRead(id) {
                 due.append(id)
             } else if wall >= awaiting.endsAt {
                 // Past its deadline but being read: looked at again after the read, or in a quarter second
@@ -503,6 +503,15 @@ actor CampaignWorker {
         }
         nextPollDeadline = soonest
         for id in due { apply(id, .tick(at: wall)) }
+    }
+
+    /// A read, or a page of a sweep or a look that may show it, is on its way: its answer comes within the
+    /// request timeout, and a message it shows final is not ended `pending` just before.
+    func beingRead(_ id: String) -> Bool {
+        if busy.contains(id) { return true }
+        if sweepPageInFlight, sweepWanted.contains(id) { return true }
+        guard !batchLooks.isEmpty, let batch = batchOf[id], let look = batchLooks[batch] else { return false }
+        return look.pageInFlight && look.wanted.contains(id)
     }
 
     /// A look was wanted, or a read ended, since the last scan: the next scan may find something new.
