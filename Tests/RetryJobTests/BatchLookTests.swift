@@ -282,6 +282,44 @@ import Testing
         #expect(failed == 6 && served == 2, "\(served) first pages served, \(failed) later pages answered 502")
     }
 
+    /// The campaign's list hangs (the gateway in front of it gives up after 2 s with a 504) and nothing else
+    /// can answer meanwhile: every message waits for the sweep. The run stops as if Postman were unreachable
+    /// after 8 s without an answer here (120 s in production): three failed pages, a wait and three more used
+    /// to pass that, exit 69, though single reads work. At half of it sweeps pause and the reads go singly.
+    @Test func aHangingCampaignListPausesSweepsBeforeTheRunWouldStopAsUnreachable() async throws {
+        var options = SimulatorOptions()
+        options.seed = 96
+        let world = try await EngineWorld.make(
+            databasePrefix: "listhang", campaigns: 1, messages: 30, mixed: false, seed: 96, options: options)
+        let campaign = world.data.simulator.campaigns[0].id
+        let silent = try NetworkLab.SilentListener()
+        defer { silent.release() }
+        let front = try await NetworkLab.startSimulatorFront(
+            name: "hanging-front", simulatorPort: world.sim.port,
+            locations: """
+                    location ~ ^/api/v2/campaigns/\(campaign)/messages$ {
+                \(NetworkLab.proxyPass(to: silent.port))
+                      proxy_read_timeout 2s;
+                    }
+                """)
+        defer {
+            NetworkLab.stop(front.process)
+            try? FileManager.default.removeItem(at: front.directory)
+        }
+        var settings = world.settings(pollTimeout: .seconds(30))
+        settings.apiURL = "http://127.0.0.1:\(front.port)/api/v2"
+        settings.wholeBatchRetries = false
+        settings.unreachableAfter = .seconds(8)
+        let result = try await Self.runBounded(world, settings)
+        let ledger = await world.sim.ledger()
+        await world.stop()
+        let log = (try? String(contentsOf: front.directory.appendingPathComponent("nginx-access.log"), encoding: .utf8)) ?? ""
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(ledger.acceptedRetries.count == 30 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        let hung = log.split(separator: "\n").filter { $0.contains("/\(campaign)/messages?") && $0.contains("\" 504 ") }.count
+        #expect(hung >= 1 && hung <= 3, "\(hung) list pages timed out at the gateway")
+    }
+
     /// The campaign's list refuses every GET with a 400 (an API that does not list, a gateway's rule): the
     /// sweep ends, its messages are read singly, and sweeps pause for a minute. A refused first page used to
     /// leave the list looking one page long, and every sweep interval cost another refused call.

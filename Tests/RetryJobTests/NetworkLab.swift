@@ -95,6 +95,27 @@ enum NetworkLab {
         func release() { close(fd) }
     }
 
+    /// A loopback port that accepts connections (the kernel completes them) and never answers, until
+    /// `release()`: what a hung upstream looks like to a gateway in front of it.
+    final class SilentListener: @unchecked Sendable {
+        let port: Int
+        private let fd: Int32
+
+        init() throws {
+            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw Failed(description: "socket() failed") }
+            do {
+                port = try NetworkLab.bindLoopback(fd)
+                guard listen(fd, 64) == 0 else { throw Failed(description: "listen() failed") }
+            } catch {
+                close(fd)
+                throw error
+            }
+        }
+
+        func release() { close(fd) }
+    }
+
     /// A server that failed to start on a port picked by `freePort` (another test took the port between the
     /// pick and the bind) is started again on another, up to three times.
     static func onFreePort<T>(_ start: (Int) async throws -> T) async throws -> T {
