@@ -63,7 +63,8 @@ import Testing
     /// A run of `world` through `front` (its API URL), bounded as `runBounded`; the front is stopped after (the
     /// world is not: the caller stops it).
     static func runThrough(
-        _ front: (process: Process, port: Int, directory: URL), _ world: EngineWorld, wholeBatch: Bool
+        _ front: (process: Process, port: Int, directory: URL), _ world: EngineWorld, wholeBatch: Bool,
+        adjust: (inout RunSettings) -> Void = { _ in }
     ) async throws -> (result: RunResult, ledger: SimulatorLedger, gatewayLog: String) {
         defer {
             NetworkLab.stop(front.process)
@@ -72,6 +73,7 @@ import Testing
         var settings = world.settings(pollTimeout: .seconds(30))
         settings.apiURL = "http://127.0.0.1:\(front.port)/api/v2"
         settings.wholeBatchRetries = wholeBatch
+        adjust(&settings)
         let result = try await runBounded(world, settings)
         let ledger = await world.sim.ledger()
         let log = (try? String(contentsOf: front.directory.appendingPathComponent("nginx-access.log"), encoding: .utf8)) ?? ""
@@ -292,7 +294,7 @@ import Testing
         let world = try await EngineWorld.make(
             databasePrefix: "listhang", campaigns: 1, messages: 30, mixed: false, seed: 96, options: options)
         let campaign = world.data.simulator.campaigns[0].id
-        let silent = try NetworkLab.SilentListener()
+        let silent = try NetworkLab.HeldPort(listening: true)
         defer { silent.release() }
         let front = try await NetworkLab.startSimulatorFront(
             name: "hanging-front", simulatorPort: world.sim.port,
@@ -302,18 +304,10 @@ import Testing
                       proxy_read_timeout 2s;
                     }
                 """)
-        defer {
-            NetworkLab.stop(front.process)
-            try? FileManager.default.removeItem(at: front.directory)
+        let (result, ledger, log) = try await Self.runThrough(front, world, wholeBatch: false) {
+            $0.unreachableAfter = .seconds(8)
         }
-        var settings = world.settings(pollTimeout: .seconds(30))
-        settings.apiURL = "http://127.0.0.1:\(front.port)/api/v2"
-        settings.wholeBatchRetries = false
-        settings.unreachableAfter = .seconds(8)
-        let result = try await Self.runBounded(world, settings)
-        let ledger = await world.sim.ledger()
         await world.stop()
-        let log = (try? String(contentsOf: front.directory.appendingPathComponent("nginx-access.log"), encoding: .utf8)) ?? ""
         #expect(result.exitStatus == .completed, "\(result.message ?? "")")
         #expect(ledger.acceptedRetries.count == 30 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
         let hung = log.split(separator: "\n").filter { $0.contains("/\(campaign)/messages?") && $0.contains("\" 504 ") }.count

@@ -59,7 +59,7 @@ extension ContractStatementTests {
     @Test func nothingListeningAtTheAPIURLExits69AndTheNextRunResumes() async throws {
         let fixture = try await EngineFixture.make(
             databasePrefix: "unreachable", campaigns: 1, messages: 6, mixed: false, seed: 75)
-        let held = try NetworkLab.ClosedPort()  // refused for the whole test; no other test's server takes it
+        let held = try NetworkLab.HeldPort()  // refused for the whole test; no other test's server takes it
         defer { held.release() }
         let closed = held.port
         try await expectUnreachableThenResume(

@@ -72,41 +72,25 @@ enum NetworkLab {
 
     /// A TCP port free on loopback just now.
     static func freePort() throws -> Int {
-        let held = try ClosedPort()
+        let held = try HeldPort()
         held.release()
         return held.port
     }
 
-    /// A loopback port bound but not listening, until `release()`: a connect to it is refused, and no other
-    /// test's server can take it meanwhile (a port bound and released was taken by one in a full run).
-    final class ClosedPort: @unchecked Sendable {
+    /// A loopback port held until `release()`, so no other test's server can take it meanwhile (a port bound
+    /// and released was taken by one in a full run). Not `listening`: a connect to it is refused. `listening`:
+    /// the kernel completes connections into its backlog and nothing ever answers (a hung upstream, or a
+    /// database that keeps a client waiting in its connect).
+    final class HeldPort: @unchecked Sendable {
         let port: Int
         private let fd: Int32
 
-        init() throws {
-            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw Failed(description: "socket() failed") }
-            do { port = try NetworkLab.bindLoopback(fd) } catch {
-                close(fd)
-                throw error
-            }
-        }
-
-        func release() { close(fd) }
-    }
-
-    /// A loopback port that accepts connections (the kernel completes them) and never answers, until
-    /// `release()`: what a hung upstream looks like to a gateway in front of it.
-    final class SilentListener: @unchecked Sendable {
-        let port: Int
-        private let fd: Int32
-
-        init() throws {
+        init(listening: Bool = false) throws {
             fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { throw Failed(description: "socket() failed") }
             do {
                 port = try NetworkLab.bindLoopback(fd)
-                guard listen(fd, 64) == 0 else { throw Failed(description: "listen() failed") }
+                if listening, listen(fd, 64) != 0 { throw Failed(description: "listen() failed: errno \(errno)") }
             } catch {
                 close(fd)
                 throw error

@@ -23,8 +23,8 @@ extension ReliabilityTests {
     @Test func theProcessIsNotDumpableSoTheSameUserCannotReadItsKey() async throws {
         let secret = "sk-live-\(UUID().uuidString)"
         // A listener that never answers: the binary waits in its connect for the database, for seconds.
-        let listener = try SilentListener()
-        defer { listener.close() }
+        let listener = try NetworkLab.HeldPort(listening: true)
+        defer { listener.release() }
         // As root every /proc file belongs to root anyway: run both processes as `nobody` then.
         let user: uid_t? = getuid() == 0 ? 65534 : nil
         let expectedUid = user ?? getuid()
@@ -86,31 +86,4 @@ extension ReliabilityTests {
         else { return nil }
         return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap { uid_t($0) }
     }
-}
-
-/// A TCP listener on 127.0.0.1 that never accepts: the kernel completes connections into its
-/// backlog, so a client connects and then waits for an answer that never comes.
-struct SilentListener {
-    let descriptor: Int32
-    let port: Int
-
-    init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard fd >= 0, bound == 0, listen(fd, 8) == 0 else { throw JobError(.failure, "cannot listen: errno \(errno)") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        descriptor = fd
-        port = Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    func close() { _ = Glibc.close(descriptor) }
 }

@@ -191,11 +191,8 @@ extension CampaignWorker {
         let starved = now - lastAnswer > context.settings.unreachableAfter.seconds / 2
         guard sweepPageFailures >= 3 || starved else { return }
         sweepPageFailures = 0
-        sweepActive = false
-        lastSweepEnd = now
-        viewsChanged = true
         let waiting = sweepWanted.count
-        sweepWanted = []
+        dropSweep()
         if sweepStartedAt != nil { startCursor = nil }  // the remembered cursor may be what fails
         abandonedSweeps += 1
         guard abandonedSweeps >= 2 || starved else {
@@ -248,6 +245,12 @@ extension CampaignWorker {
     /// another refused call.
     func sweepRefused() {
         if sweepStartedAt != nil { startCursor = nil } else { sweepsPausedUntil = now + Self.sweepPause }
+        dropSweep()
+    }
+
+    /// Ends a sweep that was given up or refused: its messages are not marked missing (nothing was learnt
+    /// of them) and are scanned again, for single reads, a look, or a later sweep.
+    func dropSweep() {
         sweepActive = false
         sweepPageInFlight = false
         lastSweepEnd = now
