@@ -108,17 +108,16 @@ extension CampaignWorker {
         if case .awaiting? = phase { true } else { false }
     }
 
-    /// A page that did not come back. A 429 waits its turn; any other failure is tried once more, then the
-    /// members are read singly and the batch's list is not used again (a list that times out or answers
-    /// what cannot be read would otherwise hold its members from every other read, the run never ending).
+    /// A page that did not come back (`givesUpOnList`): given up, the members due are read singly and the
+    /// batch's list is not used again; else the same page goes again after the backoff.
     func batchLookPageFailed(_ batch: String, _ failure: PostmanAPIError, transient: Bool) {
         batchLooks[batch]?.pageInFlight = false
-        if case .http(429) = failure.kind { return }
-        batchLooks[batch]?.failures += 1
-        let unreadable = if case .badResponse = failure.kind { true } else { false }
-        if !transient || unreadable || (batchLooks[batch]?.failures ?? 0) >= 2 {
+        let failedBefore = batchLooks[batch]?.failures ?? 0
+        if Self.givesUpOnList(failure, transient: transient, failedBefore: failedBefore) {
             batchListPages[batch] = Int.max
             endBatchLook(batch, .gaveUp)
+        } else if !Self.isRateLimited(failure) {
+            batchLooks[batch]?.failures += 1
         }
     }
 

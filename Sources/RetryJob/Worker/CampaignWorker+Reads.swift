@@ -186,7 +186,7 @@ extension CampaignWorker {
     /// While nothing else answers (reads wait for the sweep), at half the time after which the run would stop
     /// as if Postman were unreachable, sweeps pause at once: the single reads then show whether it is.
     func sweepPageFailed(_ failure: PostmanAPIError) {
-        if case .http(429) = failure.kind { return }
+        if Self.isRateLimited(failure) { return }
         sweepPageFailures += 1
         let starved = now - lastAnswer > context.settings.unreachableAfter.seconds / 2
         guard sweepPageFailures >= 3 || starved else { return }

@@ -89,29 +89,14 @@ extension CampaignWorker {
             } catch {
                 let failure = Self.apiError(error)
                 batchReadInFlight.remove(batch)
-                if handleTransient(failure) {
-                    // A 429 waits its turn. Any other failure is tried once more, then the batch goes by singles:
-                    // a list that times out or answers what cannot be read held its members back until the run
-                    // stopped as if Postman were unreachable.
-                    if case .http(429) = failure.kind {
-                        batchReadQueue.append(batch)
-                    } else if case .badResponse = failure.kind {
-                        batchListPages[batch] = Int.max  // no looks through it either
-                        decideSingles(batch, why: "the batch's list answered \(failure)")
-                    } else if batchCheckFailures.insert(batch).inserted {
-                        batchReadQueue.append(batch)
-                    } else {
-                        batchListPages[batch] = Int.max
-                        decideSingles(batch, why: "the batch's list failed twice: \(failure)")
-                    }
-                } else {
-                    if let status = failure.httpStatus,
-                        let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code)
-                    {
-                        context.stop(.refused(stop))
-                    }
-                    batchListPages[batch] = Int.max
+                let transient = handleTransient(failure)
+                if !transient { stopIfCredentialsRefused(failure) }
+                if Self.givesUpOnList(failure, transient: transient, failedBefore: batchCheckFailures.contains(batch) ? 1 : 0) {
+                    batchListPages[batch] = Int.max  // no looks through it either
                     decideSingles(batch, why: "the batch's list answered \(failure)")
+                } else {
+                    if !Self.isRateLimited(failure) { batchCheckFailures.insert(batch) }
+                    batchReadQueue.append(batch)
                 }
             }
         case .batchLookPage(let batch, let cursor):
@@ -123,11 +108,7 @@ extension CampaignWorker {
             } catch {
                 let failure = Self.apiError(error)
                 let transient = handleTransient(failure)
-                if !transient, let status = failure.httpStatus,
-                    let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code)
-                {
-                    context.stop(.refused(stop))
-                }
+                if !transient { stopIfCredentialsRefused(failure) }
                 batchLookPageFailed(batch, failure, transient: transient)
             }
         case .retryBatch(let batch, let members):
@@ -199,11 +180,7 @@ extension CampaignWorker {
                 if handleTransient(failure) {
                     sweepPageFailed(failure)
                 } else {
-                    if let status = failure.httpStatus,
-                        let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code)
-                    {
-                        context.stop(.refused(stop))
-                    }
+                    stopIfCredentialsRefused(failure)
                     sweepRefused()
                 }
             }
@@ -284,6 +261,28 @@ extension CampaignWorker {
 
     /// 429 / 5xx / timeout / dropped connection / bad body: back off; the look is simply taken again
     /// later. Returns false for a 4xx (the caller hands it to the lifecycle).
+    /// A 4xx that refuses the key or the source IP stops the run (exit 77), whatever the request was.
+    func stopIfCredentialsRefused(_ failure: PostmanAPIError) {
+        if let status = failure.httpStatus, let stop = MessageLifecycle.credentialRefusal(status: status, code: failure.code) {
+            context.stop(.refused(stop))
+        }
+    }
+
+    /// Whether a page of a batch's list that did not come back ends its use (the whole-batch check's and
+    /// the looks' rule): a 429 waits its turn; a refusal or an unreadable body ends it at once; any other
+    /// failure is tried once more. A list that times out held its members back until the run stopped as if
+    /// Postman were unreachable.
+    static func givesUpOnList(_ failure: PostmanAPIError, transient: Bool, failedBefore: Int) -> Bool {
+        if isRateLimited(failure) { return false }
+        if !transient { return true }
+        if case .badResponse = failure.kind { return true }
+        return failedBefore >= 1
+    }
+
+    static func isRateLimited(_ failure: PostmanAPIError) -> Bool {
+        if case .http(429) = failure.kind { true } else { false }
+    }
+
     func handleTransient(_ error: PostmanAPIError) -> Bool {
         switch error.kind {
         case .http(429):
