@@ -15,12 +15,12 @@ import Testing
 @Suite struct BatchLookTests {
     /// 20,000 older rows of the world's first campaign in the agency table (months of history): a sweep of its
     /// list would cost 20 pages.
-    static func addHistory(_ world: EngineWorld) async throws {
-        let campaign = world.data.simulator.campaigns[0].id
+    static func addHistory(_ world: EngineWorld, campaign index: Int = 0) async throws {
+        let campaign = world.data.simulator.campaigns[index].id
         try await world.db.execute(
             """
             INSERT INTO outbound_messages (campaign_id, message_id, recipient, status, created_at)
-            SELECT \(campaign), 'history-' || g, '6590000000', 'success', now() - interval '40 days'
+            SELECT \(campaign), 'history-' || \(campaign) || '-' || g, '6590000000', 'success', now() - interval '40 days'
             FROM generate_series(1, 20000) g
             """)
     }
@@ -312,6 +312,35 @@ import Testing
         #expect(ledger.acceptedRetries.count == 30 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
         let hung = log.split(separator: "\n").filter { $0.contains("/\(campaign)/messages?") && $0.contains("\" 504 ") }.count
         #expect(hung >= 1 && hung <= 3, "\(hung) list pages timed out at the gateway")
+    }
+
+    /// Production-shaped rows (a table that lags Postman, rows final or out of attempts in Postman, unknown
+    /// ids, blocked batches, every skip, campaign-2 held to 2 requests a second) in campaigns with months of
+    /// history, in the agency table (20,000 older rows each) and in Postman's lists (2,500 older messages
+    /// each): whichever reads the job chooses (sweeps, looks through batches' lists, single reads), no 429,
+    /// no message retried twice, rows as Postman counts them, counts that add up.
+    @Test func productionShapedRowsInCampaignsWithMonthsOfHistory() async throws {
+        let world = try await EngineWorld.make(
+            databasePrefix: "lookprod", campaigns: 3, messages: 30, mixed: true, seed: 97, staleShare: 0.3, history: 2500
+        ) { data in
+            if let slow = data.simulator.campaigns.firstIndex(where: { $0.id == "campaign-2" }) {
+                data.simulator.campaigns[slow].rateLimit = 2
+            }
+        }
+        for index in 0..<3 { try await Self.addHistory(world, campaign: index) }
+        let result = try await Self.runBounded(world, world.settings(pollTimeout: .seconds(20), rateLimits: ["campaign-2": 2]))
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        let summary = try await Reliability.checkConverged(world)
+        ContractStatementTests.expectCountsAddUp(summary.counts)
+        let ledger = await world.sim.ledger()
+        await world.stop()
+        #expect((ledger.maxRequestsIn1s["campaign-2"] ?? 99) <= 2)
+        #expect(summary.counts.retried == ledger.acceptedRetries.count)
+        let counts = summary.counts
+        #expect(
+            counts.reconciled > 0 && counts.notFound > 0 && counts.batchNotRetryable > 0 && counts.exhausted > 0
+                && counts.skipped > 0,
+            "the rows are not production-shaped: \(counts)")
     }
 
     /// The campaign's list refuses every GET with a 400 (an API that does not list, a gateway's rule): the
