@@ -123,7 +123,8 @@ let package = Package(
                 .embedInCode("Migrations/V007__run_holders.sql"),
                 .embedInCode("Migrations/V008__write_refused.sql"),
                 .embedInCode("Migrations/V009__never_final_run.sql"),
-                .embedInCode("Migrations/V010__batch_call_sent.sql")
+                .embedInCode("Migrations/V010__batch_call_sent.sql"),
+                .embedInCode("Migrations/V011__takeover_stamp.sql")
             ],
             swiftSettings: swiftSettings
         ),

@@ -54,17 +54,21 @@ final class RunHolder: Sendable {
     private let lost = Mutex<String?>(nil)
 
     /// No request to Postman before this: one second after the hold was taken (the previous holder's
-    /// requests have left every window), plus the guard window, so that the margin does not rest on the
-    /// database's clock (a step of its `now()` could make a live holder's row look expired early), plus
-    /// `extraWait` for a previous holder's requests that its HTTP client held back.
+    /// requests have left every window). After a takeover (a holder's row deleted once expired, by this
+    /// process or, recently, by another: see `takeoverWait`) also the guard window, so that the margin does
+    /// not rest on the database's clock (a step of its `now()` could make a live holder's row look expired
+    /// early), plus `extraWait` for the dead holder's requests that its HTTP client held back.
     let firstSendAllowed: ContinuousClock.Instant
+    /// Whether the hold was taken after a takeover (`firstSendAllowed` waits the longer margin).
+    let afterTakeover: Bool
 
     private init(
         db: PGConnection, holderId: String, workerId: String, mode: Mode, renewedAt: ContinuousClock.Instant,
-        takenBy: ContinuousClock.Instant, sendDelay: Duration
+        takenBy: ContinuousClock.Instant, sendDelay: Duration, afterTakeover: Bool
     ) {
         // From when the take committed, not from when it began: a pooler's queue may hold the transaction.
-        self.firstSendAllowed = takenBy + .seconds(1) + Self.guardWindow + Self.extraWait(sendDelay: sendDelay)
+        self.firstSendAllowed = takenBy + .seconds(1) + (afterTakeover ? Self.takeoverWait(sendDelay: sendDelay) : .zero)
+        self.afterTakeover = afterTakeover
         self.db = db
         self.holderId = holderId
         self.workerId = workerId
@@ -83,6 +87,22 @@ final class RunHolder: Sendable {
         max(.zero, guardWindow + sendDelay - ttl)
     }
 
+    /// What a take after a takeover waits beyond the contract's second: the guard window and `extraWait`
+    /// (1.8 s with the default 5 s `request_timeout`). A holder that released its row itself did so after its
+    /// last request had been answered or cancelled (`holding` releases after its body, and the HTTP work is
+    /// structured inside it), so a take after a release waits only the second.
+    static func takeoverWait(sendDelay: Duration) -> Duration {
+        guardWindow + extraWait(sendDelay: sendDelay)
+    }
+
+    /// How long a takeover by any process (V011's `run_gate.last_takeover_at`, database clock) makes later
+    /// takes wait the longer margin: a dead holder's requests can reach Postman until `guardWindow +
+    /// sendDelay` after its last renewal, and its row was deleted no sooner than `ttl` after it, so well
+    /// within `sendDelay` of the delete; the minute beyond it is for steps of the database's clock.
+    static func takeoverMemory(sendDelay: Duration) -> Duration {
+        sendDelay + .seconds(60)
+    }
+
     /// What stands in the way of taking the row.
     private typealias Conflict = HolderStore.Holder
 
@@ -93,7 +113,7 @@ final class RunHolder: Sendable {
     }
 
     private enum Attempt: Sendable {
-        case taken(expired: [Expired])
+        case taken(expired: [Expired], afterTakeover: Bool)
         case held([Conflict], expired: [Expired])
     }
 
@@ -120,10 +140,12 @@ final class RunHolder: Sendable {
                 // Nobody else holds anything now: a plain run frees the leases of workers that died.
                 if exclusive { try HolderStore.freeCampaignLeases(db) }
                 try HolderStore.insert(db, holderId: holderId, workerId: workerId, exclusive: exclusive, ttl: ttl)
-                return .taken(expired: expired)
+                // Read after the delete above, whose trigger stamps the gate: one test covers both.
+                let afterTakeover = try HolderStore.tookOverRecently(db, within: takeoverMemory(sendDelay: sendDelay))
+                return .taken(expired: expired, afterTakeover: afterTakeover)
             }
             switch attempt {
-            case .taken(let expired):
+            case .taken(let expired, let afterTakeover):
                 for previous in expired {
                     logger.notice(
                         "took the place of a run that stopped renewing its hold (it was killed)",
@@ -131,7 +153,7 @@ final class RunHolder: Sendable {
                 }
                 return RunHolder(
                     db: db, holderId: holderId, workerId: workerId, mode: mode, renewedAt: started, takenBy: .now,
-                    sendDelay: sendDelay)
+                    sendDelay: sendDelay, afterTakeover: afterTakeover)
             case .held(let conflicts, let expired):
                 expiredByUs.formUnion(expired.map(\.holderId))
                 let present = Set(conflicts.map(\.workerId))

@@ -44,7 +44,11 @@ import Testing
             db: second, workerId: "next", mode: .exclusive, sendDelay: .seconds(5), logger: Self.logger)
         // A release that did not work costs the row's expiry (5 s); the take itself is a few round trips,
         // one of which took 0.9 s on a loaded machine.
-        #expect(ContinuousClock.now - started < .seconds(3), "a released hold is free at once")
+        let returned = ContinuousClock.now
+        #expect(returned - started < .seconds(3), "a released hold is free at once")
+        // The holder before it released its row after its last request: the contract's second is enough.
+        #expect(!next.afterTakeover)
+        #expect(next.firstSendAllowed - returned <= .seconds(1), "\(next.firstSendAllowed - returned) before the first request")
         // It holds the run (not `mayStillSend`, which also asks for a renewal in the last 0.9 s: an acquire
         // that took 0.9 s on a loaded machine failed that in one full run).
         #expect(next.lostReason == nil)
@@ -117,8 +121,59 @@ import Testing
         // once, more than 0.9 s in a clean-clone CI run).
         let wait = Duration.seconds(1) + RunHolder.guardWindow + RunHolder.extraWait(sendDelay: .seconds(5))
         let left = next.firstSendAllowed - returned  // not after the query below: a slow one ate the margin
+        #expect(next.afterTakeover)
         #expect(left > wait - .milliseconds(500) && left <= wait, "\(left) left before the first request")
         await next.release()
+        await db.close()
+        await second.close()
+    }
+
+    /// A takeover is remembered by the database (V011's trigger), not only by the process that did it: a
+    /// run that took a dead holder's place and ended early leaves the next one to wait the longer margin,
+    /// since the dead holder's requests may still be on their way; a minute and the request timeout later
+    /// the second is enough again. Expiry is made by hand (the row's `expires_at` set in the past).
+    @Test func aTakeoverByARunThatHasEndedStillMakesTheNextWait() async throws {
+        let (db, second, _) = try await Self.database()
+        let logger = Self.logger
+        func take(_ name: String, on connection: PGConnection) async throws -> (RunHolder, Duration) {
+            let holder = try await RunHolder.acquire(
+                db: connection, workerId: name, mode: .exclusive, sendDelay: .seconds(5), logger: logger)
+            return (holder, holder.firstSendAllowed - .now)
+        }
+        let longWait = Duration.seconds(1) + RunHolder.takeoverWait(sendDelay: .seconds(5))
+        #expect(longWait == .milliseconds(2_800))
+        // The first ever take: nobody can be sending.
+        let (dead, firstWait) = try await take("dead", on: db)
+        #expect(!dead.afterTakeover && firstWait <= .seconds(1))
+        // It dies: its row expires and the next run deletes it, then ends at once and gives its row up.
+        try await second.execute(
+            "UPDATE postman_retry.run_holders SET expires_at = clock_timestamp() - interval '1 second' WHERE worker_id = 'dead'")
+        let (early, earlyWait) = try await take("ended-early", on: second)
+        #expect(early.afterTakeover && earlyWait > longWait - .milliseconds(500))
+        await early.release()
+        let (next, nextWait) = try await take("next", on: second)
+        #expect(next.afterTakeover, "the takeover by a run that has ended is forgotten")
+        #expect(nextWait > longWait - .milliseconds(500), "\(nextWait) before the first request")
+        await next.release()
+        // A row given up late (it had expired) counts as a takeover too; a row given up in time does not.
+        let stamp: () async throws -> Bool = {
+            try await second.query("SELECT last_takeover_at IS NOT NULL AS stamped FROM postman_retry.run_gate")[0].decode(
+                "stamped")
+        }
+        try await second.execute("UPDATE postman_retry.run_gate SET last_takeover_at = NULL")
+        let (inTime, _) = try await take("in-time", on: second)
+        await inTime.release()
+        #expect(try await !stamp(), "a row given up in time is no takeover")
+        let (late, _) = try await take("late", on: second)
+        try await second.execute(
+            "UPDATE postman_retry.run_holders SET expires_at = clock_timestamp() - interval '1 second' WHERE worker_id = 'late'")
+        await late.release()
+        #expect(try await stamp(), "a row given up after it expired is a takeover")
+        // Long enough ago (the request timeout and a minute), the second is enough again.
+        try await second.execute("UPDATE postman_retry.run_gate SET last_takeover_at = clock_timestamp() - interval '66 seconds'")
+        let (later, laterWait) = try await take("later", on: second)
+        #expect(!later.afterTakeover && laterWait <= .seconds(1), "\(laterWait) before the first request")
+        await later.release()
         await db.close()
         await second.close()
     }

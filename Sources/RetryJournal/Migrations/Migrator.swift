@@ -34,7 +34,8 @@ public struct Migrator: Sendable {
         file(7, "V007__run_holders.sql", PackageResources.V007__run_holders_sql),
         file(8, "V008__write_refused.sql", PackageResources.V008__write_refused_sql),
         file(9, "V009__never_final_run.sql", PackageResources.V009__never_final_run_sql),
-        file(10, "V010__batch_call_sent.sql", PackageResources.V010__batch_call_sent_sql)
+        file(10, "V010__batch_call_sent.sql", PackageResources.V010__batch_call_sent_sql),
+        file(11, "V011__takeover_stamp.sql", PackageResources.V011__takeover_stamp_sql)
     ]
 
     private static func file(_ version: Int, _ name: String, _ bytes: [UInt8]) -> Migration {

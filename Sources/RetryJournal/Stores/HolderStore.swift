@@ -43,6 +43,17 @@ public enum HolderStore {
         ).map { (try $0.decode("holder_id"), try $0.decode("worker_id")) }
     }
 
+    /// Whether a holder's row was deleted after it expired (V011's trigger stamps the gate) less than
+    /// `within` ago by the database's clock: its process may have requests on their way to Postman.
+    public static func tookOverRecently(_ db: isolated PGConnection, within: Duration) throws -> Bool {
+        try db.execute(
+            """
+            SELECT coalesce(last_takeover_at > clock_timestamp() - make_interval(secs => \(within.seconds)), false) AS recent
+            FROM \(fragment: Schema.runGate) WHERE id = 1
+            """
+        ).first?.decode("recent") ?? true
+    }
+
     /// The holders a new one cannot share with: every holder for an exclusive hold, else the exclusive ones.
     public static func conflicting(_ db: isolated PGConnection, exclusive: Bool) throws -> [Holder] {
         try db.execute(
