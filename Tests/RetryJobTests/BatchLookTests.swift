@@ -284,6 +284,35 @@ import Testing
         #expect(failed == 6 && served == 2, "\(served) first pages served, \(failed) later pages answered 502")
     }
 
+    /// A gateway that fails half of the list's pages at random (a flapping load balancer in front of a
+    /// list two pages long): sweeps that fail three pages in a row are given up, the others get through, and
+    /// the run completes with every message retried once and settled, for a bounded number of calls.
+    @Test func aFlappingCampaignListCostsABoundedNumberOfCalls() async throws {
+        var options = SimulatorOptions()
+        options.seed = 98
+        let world = try await EngineWorld.make(
+            databasePrefix: "listflap", campaigns: 1, messages: 30, mixed: false, seed: 98, options: options, history: 1500)
+        let campaign = world.data.simulator.campaigns[0].id
+        let (result, ledger, gateway) = try await Self.runThrough(
+            try await Self.startFailingFront(
+                simulatorPort: world.sim.port, failing: "^/api/v2/campaigns/\(campaign)/messages$",
+                when: #"$request_id ~ "[0-7]$""#),
+            world, wholeBatch: false)
+        await world.stop()
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(ledger.acceptedRetries.count == 30 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        #expect(result.summary.counts.succeeded + result.summary.counts.failed == 30, "\(result.summary.counts)")
+        let lines = gateway.split(separator: "\n")
+        let list = lines.filter { $0.contains("/\(campaign)/messages?") }
+        let failed = list.filter { $0.contains("\" 502 ") }.count
+        let singles = lines.filter { $0.contains("/\(campaign)/messages/") && $0.contains("\"GET ") }.count
+        print(
+            "flapping list: \(list.count) list GETs (\(failed) answered 502), \(singles) single reads, \(ledger.requests.count) requests reached Postman"
+        )
+        #expect(failed >= 1, "the gateway failed no page: the test proves nothing")
+        #expect(list.count <= 30 && singles <= 60, "\(list.count) list GETs, \(singles) single reads")
+    }
+
     /// The campaign's list hangs (the gateway in front of it gives up after 2 s with a 504) and nothing else
     /// can answer meanwhile: every message waits for the sweep. The run stops as if Postman were unreachable
     /// after 8 s without an answer here (120 s in production): three failed pages, a wait and three more used
