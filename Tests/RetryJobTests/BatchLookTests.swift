@@ -88,6 +88,33 @@ import Testing
         return try await world.run(settings, stopRequested: { ContinuousClock.now > end })
     }
 
+    /// One campaign of 30 failed messages (and `history` older ones in Postman's list) run behind a gateway
+    /// that answers `status` with `body` to the GETs of the campaign's list that match `condition`: the run
+    /// must complete with every message retried once and settled whatever the list does. Returns the
+    /// gateway's log lines of the list's GETs and of all requests.
+    static func runBehindFailingList(
+        prefix: String, seed: Int, history: Int = 0, when condition: String = "$request_method = GET", status: Int = 502,
+        body: String = "<html><body>502 Bad Gateway</body></html>", adjust: (inout RunSettings) -> Void = { _ in }
+    ) async throws -> (list: [Substring], all: [Substring]) {
+        var options = SimulatorOptions()
+        options.seed = UInt64(seed)
+        let world = try await EngineWorld.make(
+            databasePrefix: prefix, campaigns: 1, messages: 30, mixed: false, seed: UInt64(seed), options: options,
+            history: history)
+        let campaign = world.data.simulator.campaigns[0].id
+        let (result, ledger, gateway) = try await runThrough(
+            try await startFailingFront(
+                simulatorPort: world.sim.port, failing: "^/api/v2/campaigns/\(campaign)/messages$", when: condition,
+                status: status, body: body),
+            world, wholeBatch: false, adjust: adjust)
+        await world.stop()
+        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
+        #expect(ledger.acceptedRetries.count == 30 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
+        #expect(result.summary.counts.succeeded + result.summary.counts.failed == 30, "\(result.summary.counts)")
+        let all = gateway.split(separator: "\n")
+        return (all.filter { $0.contains("/\(campaign)/messages?") }, all)
+    }
+
     /// The same background batch retry in a campaign with months of history (20,000 older rows: a sweep of
     /// its list costs 20 pages): the members' looks (before the call, the re-reads while the batch may still
     /// be at work, the outcome polls) go as pages of the batch's list, not one read each. One by one they
@@ -243,20 +270,8 @@ import Testing
     /// after three failed pages, sweeps stop after two given up, and every message is read, retried once and
     /// settled by single reads. It used to be tried again forever while the messages waited for it.
     @Test func aCampaignListThatKeepsFailingIsGivenUpAndEveryMessageIsReadSingly() async throws {
-        var options = SimulatorOptions()
-        options.seed = 91
-        let world = try await EngineWorld.make(
-            databasePrefix: "listfail", campaigns: 1, messages: 30, mixed: false, seed: 91, options: options)
-        let campaign = world.data.simulator.campaigns[0].id
-        let (result, ledger, gateway) = try await Self.runThrough(
-            try await Self.startFailingFront(simulatorPort: world.sim.port, failing: "^/api/v2/campaigns/\(campaign)/messages$"),
-            world, wholeBatch: false)
-        await world.stop()
-        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
-        #expect(ledger.acceptedRetries.count == 30 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
-        #expect(result.summary.counts.retried == 30 && result.summary.counts.addsUp, "\(result.summary.counts)")
-        #expect(result.summary.counts.succeeded + result.summary.counts.failed == 30, "\(result.summary.counts)")
-        let failed = gateway.split(separator: "\n").filter { $0.contains("/\(campaign)/messages?") && $0.contains("\" 502 ") }
+        let (list, _) = try await Self.runBehindFailingList(prefix: "listfail", seed: 91)
+        let failed = list.filter { $0.contains("\" 502 ") }
         #expect(failed.count == 6, "\(failed.count) GETs of the campaign's list answered 502: two sweeps of three")
     }
 
@@ -265,22 +280,9 @@ import Testing
     /// the count of sweeps given up, so sweeps never paused and the run's messages, all past the first page,
     /// were never read. Now two sweeps given up in a row pause sweeps, and the messages are read singly.
     @Test func aCampaignListWhoseLaterPagesKeepFailingIsGivenUp() async throws {
-        var options = SimulatorOptions()
-        options.seed = 94
-        let world = try await EngineWorld.make(
-            databasePrefix: "listdeep", campaigns: 1, messages: 30, mixed: false, seed: 94, options: options, history: 1500)
-        let campaign = world.data.simulator.campaigns[0].id
-        let (result, ledger, gateway) = try await Self.runThrough(
-            try await Self.startFailingFront(
-                simulatorPort: world.sim.port, failing: "^/api/v2/campaigns/\(campaign)/messages$", when: "$args ~ after="),
-            world, wholeBatch: false)
-        await world.stop()
-        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
-        #expect(ledger.acceptedRetries.count == 30 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
-        #expect(result.summary.counts.succeeded + result.summary.counts.failed == 30, "\(result.summary.counts)")
-        let lines = gateway.split(separator: "\n").filter { $0.contains("/\(campaign)/messages?") }
-        let failed = lines.filter { $0.contains("\" 502 ") }.count
-        let served = lines.filter { $0.contains("\" 200 ") }.count
+        let (list, _) = try await Self.runBehindFailingList(prefix: "listdeep", seed: 94, history: 1500, when: "$args ~ after=")
+        let failed = list.filter { $0.contains("\" 502 ") }.count
+        let served = list.filter { $0.contains("\" 200 ") }.count
         #expect(failed == 6 && served == 2, "\(served) first pages served, \(failed) later pages answered 502")
     }
 
@@ -288,27 +290,11 @@ import Testing
     /// list two pages long): sweeps that fail three pages in a row are given up, the others get through, and
     /// the run completes with every message retried once and settled, for a bounded number of calls.
     @Test func aFlappingCampaignListCostsABoundedNumberOfCalls() async throws {
-        var options = SimulatorOptions()
-        options.seed = 98
-        let world = try await EngineWorld.make(
-            databasePrefix: "listflap", campaigns: 1, messages: 30, mixed: false, seed: 98, options: options, history: 1500)
-        let campaign = world.data.simulator.campaigns[0].id
-        let (result, ledger, gateway) = try await Self.runThrough(
-            try await Self.startFailingFront(
-                simulatorPort: world.sim.port, failing: "^/api/v2/campaigns/\(campaign)/messages$",
-                when: #"$request_id ~ "[0-7]$""#),
-            world, wholeBatch: false)
-        await world.stop()
-        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
-        #expect(ledger.acceptedRetries.count == 30 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
-        #expect(result.summary.counts.succeeded + result.summary.counts.failed == 30, "\(result.summary.counts)")
-        let lines = gateway.split(separator: "\n")
-        let list = lines.filter { $0.contains("/\(campaign)/messages?") }
+        let (list, all) = try await Self.runBehindFailingList(
+            prefix: "listflap", seed: 98, history: 1500, when: #"$request_id ~ "[0-7]$""#)
         let failed = list.filter { $0.contains("\" 502 ") }.count
-        let singles = lines.filter { $0.contains("/\(campaign)/messages/") && $0.contains("\"GET ") }.count
-        print(
-            "flapping list: \(list.count) list GETs (\(failed) answered 502), \(singles) single reads, \(ledger.requests.count) requests reached Postman"
-        )
+        let singles = all.filter { $0.contains("/messages/") && $0.contains("\"GET ") }.count
+        print("flapping list: \(list.count) list GETs (\(failed) answered 502), \(singles) single reads, \(all.count) requests")
         #expect(failed >= 1, "the gateway failed no page: the test proves nothing")
         #expect(list.count <= 30 && singles <= 60, "\(list.count) list GETs, \(singles) single reads")
     }
@@ -376,22 +362,10 @@ import Testing
     /// sweep ends, its messages are read singly, and sweeps pause for a minute. A refused first page used to
     /// leave the list looking one page long, and every sweep interval cost another refused call.
     @Test func aCampaignListThatRefusesIsNotAskedAgainForAWhile() async throws {
-        var options = SimulatorOptions()
-        options.seed = 93
-        let world = try await EngineWorld.make(
-            databasePrefix: "listrefuse", campaigns: 1, messages: 30, mixed: false, seed: 93, options: options)
-        let campaign = world.data.simulator.campaigns[0].id
         let refusal =
             #"{"error":{"code":"listing_disabled_sim","message":"Listing is not available","type":"invalid_request_error","id":"err_front"}}"#
-        let (result, ledger, gateway) = try await Self.runThrough(
-            try await Self.startFailingFront(
-                simulatorPort: world.sim.port, failing: "^/api/v2/campaigns/\(campaign)/messages$", status: 400, body: refusal),
-            world, wholeBatch: false)
-        await world.stop()
-        #expect(result.exitStatus == .completed, "\(result.message ?? "")")
-        #expect(ledger.acceptedRetries.count == 30 && ledger.acceptedRetries.values.allSatisfy { $0 == 1 })
-        #expect(result.summary.counts.succeeded + result.summary.counts.failed == 30, "\(result.summary.counts)")
-        let refused = gateway.split(separator: "\n").filter { $0.contains("/\(campaign)/messages?") && $0.contains("\" 400 ") }
+        let (list, _) = try await Self.runBehindFailingList(prefix: "listrefuse", seed: 93, status: 400, body: refusal)
+        let refused = list.filter { $0.contains("\" 400 ") }
         #expect(refused.count == 1, "\(refused.count) GETs of the campaign's list refused")
     }
 }
