@@ -31,13 +31,18 @@ public struct PostmanClient: Sendable {
     public let userAgent: String
     private let httpClient: HTTPClient
     private let logger: Logger
+    /// Called when a request ends without an answer although it may have reached Postman (a timeout, a
+    /// connection broken after it was written): its bytes can still be on their way (a proxy, a lossy
+    /// network), which the run's hold must know when it is given up (`RunHolder.noteUnansweredRequest`).
+    private let onUnanswered: (@Sendable () -> Void)?
 
     /// Larger bodies than this are treated as bad responses (a 1000-item page is well under 16 MiB).
     static let maxBodyBytes = 32 * 1024 * 1024
 
     public init(
         baseURL: String, httpClient: HTTPClient = .shared, requestTimeout: Duration = .seconds(10),
-        userAgent: String = "postman-retry/0.1", logger: Logger = Logger(label: "postman-api")
+        userAgent: String = "postman-retry/0.1", logger: Logger = Logger(label: "postman-api"),
+        onUnanswered: (@Sendable () -> Void)? = nil
     ) {
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
@@ -46,6 +51,7 @@ public struct PostmanClient: Sendable {
         self.requestTimeout = requestTimeout
         self.userAgent = userAgent
         self.logger = logger
+        self.onUnanswered = onUnanswered
     }
 
     // MARK: - Endpoints
@@ -156,6 +162,7 @@ public struct PostmanClient: Sendable {
             throw error
         } catch {
             let mapped = Self.transportError(error, apiKey: apiKey)
+            if mapped.mayHaveReachedServer { onUnanswered?() }
             logger.debug(
                 "postman call failed", metadata: ["method": "\(method.rawValue)", "path": "\(path)", "error": "\(mapped)"])
             throw mapped

@@ -31,32 +31,39 @@ public enum CredentialCheck {
     }
 
     /// The reads share each campaign's rate budget with any run: the check holds the run like a plain
-    /// run does (exit 75 while one works) and waits as a new run would before its first request. On a
-    /// database not yet migrated no run of this version can be working, and nothing is held.
+    /// run does (exit 75 while one works), waits as a new run would before its first request, and sends
+    /// only while it holds it. A database without the hold's table (before V007) can have no run of a
+    /// version that holds it working, and nothing is held there; one with the table but a later migration
+    /// pending may have an older binary working (during an upgrade), so the check holds the run there too.
     public static func run(settings: RunSettings, campaigns: [String], db: PGConnection, logger: Logger) async throws
         -> [(campaign: String, verdict: Verdict)]
     {
-        guard try await Migrator().pending(db).isEmpty else {
-            return try await run(settings: settings, campaigns: campaigns, logger: logger)
+        let pending = try await Migrator().pending(db)
+        guard !pending.contains("V007__run_holders.sql") else {
+            return try await run(settings: settings, campaigns: campaigns, logger: logger, holder: nil)
         }
         let name = "config-check:\(ProcessInfo.processInfo.hostName):\(getpid())"
         return try await RunHolder.holding(
-            db: db, workerId: name, mode: .exclusive, sendDelay: settings.longestSendDelay, logger: logger
+            db: db, workerId: name, mode: .exclusive, sendDelay: settings.longestSendDelay, logger: logger,
+            takeoverStamps: !pending.contains("V011__takeover_stamp.sql")
         ) { holder in
             let wait = holder.firstSendAllowed - .now
             if wait > .zero { try await Task.sleep(for: wait) }
-            return try await run(settings: settings, campaigns: campaigns, logger: logger)
+            return try await run(settings: settings, campaigns: campaigns, logger: logger, holder: holder)
         }
     }
 
-    static func run(settings: RunSettings, campaigns: [String], logger: Logger) async throws -> [(
+    static func run(settings: RunSettings, campaigns: [String], logger: Logger, holder: RunHolder?) async throws -> [(
         campaign: String, verdict: Verdict
     )] {
         try await RetryRun.withHTTPClient(settings: settings, logger: logger) { httpClient in
             let client = PostmanClient(
-                baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: logger)
+                baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: logger,
+                onUnanswered: { holder?.noteUnansweredRequest() })
             var verdicts: [(campaign: String, verdict: Verdict)] = []
             for campaign in campaigns {
+                // A check whose hold's heartbeat fails sends nothing more, as a run would not.
+                try await holder?.waitUntilMaySend()
                 guard let key = settings.apiKeys.key(for: campaign) else {
                     verdicts.append((campaign, .noKey(variables: settings.apiKeys.variablesToSet(for: [campaign]))))
                     continue

@@ -61,14 +61,20 @@ final class RunHolder: Sendable {
     let firstSendAllowed: ContinuousClock.Instant
     /// Whether the hold was taken after a takeover (`firstSendAllowed` waits the longer margin).
     let afterTakeover: Bool
+    /// Whether the database has V011 (`run_gate.last_takeover_at` and its trigger). Only `config check` on
+    /// a database not yet migrated takes the hold without it; every take then counts as after a takeover.
+    let takeoverStamps: Bool
+    /// When a request of this process last ended without an answer although it may have reached Postman.
+    private let lastUnanswered = Mutex<ContinuousClock.Instant?>(nil)
 
     private init(
         db: PGConnection, holderId: String, workerId: String, mode: Mode, renewedAt: ContinuousClock.Instant,
-        takenBy: ContinuousClock.Instant, sendDelay: Duration, afterTakeover: Bool
+        takenBy: ContinuousClock.Instant, sendDelay: Duration, afterTakeover: Bool, takeoverStamps: Bool
     ) {
         // From when the take committed, not from when it began: a pooler's queue may hold the transaction.
         self.firstSendAllowed = takenBy + .seconds(1) + (afterTakeover ? Self.takeoverWait(sendDelay: sendDelay) : .zero)
         self.afterTakeover = afterTakeover
+        self.takeoverStamps = takeoverStamps
         self.db = db
         self.holderId = holderId
         self.workerId = workerId
@@ -120,7 +126,7 @@ final class RunHolder: Sendable {
     /// Takes the row on `db` (the connection that will carry the heartbeats), or throws exit 75 when a
     /// live holder is in the way.
     static func acquire(
-        db: PGConnection, workerId: String, mode: Mode, sendDelay: Duration, logger: Logger
+        db: PGConnection, workerId: String, mode: Mode, sendDelay: Duration, logger: Logger, takeoverStamps: Bool = true
     ) async throws -> RunHolder {
         let holderId = "\(workerId)#\(UInt64.random(in: .min ... .max))"
         let exclusive = mode == .exclusive
@@ -141,7 +147,8 @@ final class RunHolder: Sendable {
                 if exclusive { try HolderStore.freeCampaignLeases(db) }
                 try HolderStore.insert(db, holderId: holderId, workerId: workerId, exclusive: exclusive, ttl: ttl)
                 // Read after the delete above, whose trigger stamps the gate: one test covers both.
-                let afterTakeover = try HolderStore.tookOverRecently(db, within: takeoverMemory(sendDelay: sendDelay))
+                let afterTakeover =
+                    try !takeoverStamps || HolderStore.tookOverRecently(db, within: takeoverMemory(sendDelay: sendDelay))
                 return .taken(expired: expired, afterTakeover: afterTakeover)
             }
             switch attempt {
@@ -153,7 +160,7 @@ final class RunHolder: Sendable {
                 }
                 return RunHolder(
                     db: db, holderId: holderId, workerId: workerId, mode: mode, renewedAt: started, takenBy: .now,
-                    sendDelay: sendDelay, afterTakeover: afterTakeover)
+                    sendDelay: sendDelay, afterTakeover: afterTakeover, takeoverStamps: takeoverStamps)
             case .held(let conflicts, let expired):
                 expiredByUs.formUnion(expired.map(\.holderId))
                 let present = Set(conflicts.map(\.workerId))
@@ -223,6 +230,14 @@ final class RunHolder: Sendable {
         return sinceLastRenewal < Self.guardWindow
     }
 
+    /// Waits while sending is paused (a late heartbeat); throws exit 75 once the hold is lost.
+    func waitUntilMaySend() async throws {
+        while !mayStillSend() {
+            if let reason = lostReason { throw JobError(.temporary, "stopped before sending more: \(reason)") }
+            try await LoopTimer.sleep(for: .milliseconds(50))
+        }
+    }
+
     var sinceLastRenewal: Duration { ContinuousClock.now - lastRenewal.withLock { $0 } }
 
     /// Why this process lost its hold (nil while it holds it): the row was taken away, or could not be
@@ -280,10 +295,11 @@ final class RunHolder: Sendable {
 
     /// Takes the hold, runs `body` while heartbeats keep it, then gives it up (also when `body` throws).
     static func holding<T: Sendable>(
-        db: PGConnection, workerId: String, mode: Mode, sendDelay: Duration, logger: Logger,
+        db: PGConnection, workerId: String, mode: Mode, sendDelay: Duration, logger: Logger, takeoverStamps: Bool = true,
         _ body: @Sendable (RunHolder) async throws -> T
     ) async throws -> T {
-        let holder = try await acquire(db: db, workerId: workerId, mode: mode, sendDelay: sendDelay, logger: logger)
+        let holder = try await acquire(
+            db: db, workerId: workerId, mode: mode, sendDelay: sendDelay, logger: logger, takeoverStamps: takeoverStamps)
         do {
             let result = try await withThrowingTaskGroup(of: T?.self) { group in
                 group.addTask {
@@ -302,10 +318,36 @@ final class RunHolder: Sendable {
         }
     }
 
-    /// Gives the row up: the next run may start at once.
+    /// A request of this process ended without an answer though it may have reached Postman (a timeout, a
+    /// connection broken after the request was written): its bytes may still be on their way through a
+    /// proxy or a lossy network when the hold is given up.
+    func noteUnansweredRequest() {
+        lastUnanswered.withLock { $0 = .now }
+    }
+
+    /// How long after a request that ended unanswered giving up the hold still counts as a takeover.
+    static let unansweredMemory: Duration = .seconds(60)
+
+    /// Gives the row up: the next run may start after the contract's second, unless this one may still
+    /// have requests on their way:
+    /// - taken after a takeover, the row is kept until `firstSendAllowed` less a second, so that the next
+    ///   holder's first request comes no sooner than this one's could (the dead holder's requests were
+    ///   waited out for this one, not for the next; clock-free, unlike the gate's stamp, which a step of the
+    ///   database's clock could make look old);
+    /// - a request that ended unanswered in the last minute makes the release a takeover on the gate (V011),
+    ///   so the next holder waits the longer margin for it.
     func release() async {
+        var stamp = lastUnanswered.withLock { $0.map { ContinuousClock.now - $0 < Self.unansweredMemory } ?? false }
+        if afterTakeover {
+            let keepUntil = firstSendAllowed - .seconds(1)
+            if keepUntil > .now {
+                // A cancelled task cannot wait: the stamp then makes the next holder wait instead.
+                do { try await LoopTimer.sleep(for: keepUntil - .now) } catch { stamp = true }
+            }
+        }
+        let stampTakeover = stamp && takeoverStamps
         let holderId = self.holderId
-        _ = try? await db.withTransaction { db in try HolderStore.release(db, holderId: holderId) }
+        _ = try? await db.withTransaction { db in try HolderStore.release(db, holderId: holderId, stampTakeover: stampTakeover) }
     }
 
     /// One worker at a time opens the shared run and selects; the others wait for it (the gate row's

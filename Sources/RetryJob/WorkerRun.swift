@@ -122,7 +122,8 @@ public struct RetryWorker: Sendable {
         }
         let countedAt = ContinuousClock.now
         let client = PostmanClient(
-            baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: log)
+            baseURL: settings.apiURL, httpClient: httpClient, requestTimeout: settings.requestTimeout, logger: log,
+            onUnanswered: { holder.noteUnansweredRequest() })
         let context = RunContext(
             store: store, client: client, settings: settings, run: run, logger: log,
             notBefore: holder.firstSendAllowed, crashPoints: CrashPoints(environment: job.environment), signalled: stopRequested,

@@ -63,6 +63,27 @@ import Testing
         #expect(rows == ["answered:true", "unanswered:true"])
     }
 
+    /// V011 adds the gate's takeover stamp: a holder present at the upgrade belongs to an older binary, which
+    /// may have just taken a dead holder's place with no trigger to say so, so the upgrade stamps the gate
+    /// then; with nobody holding, it stamps nothing (a fresh database's first run waits only its second).
+    @Test func anUpgradeToV011WithAHolderPresentStampsATakeover() async throws {
+        for holderPresent in [false, true] {
+            let (db, _) = try await TestDatabase.connect()
+            _ = try await Migrator(migrations: Migrator.all.filter { $0.version < 11 }).migrate(db)
+            if holderPresent {
+                try await db.execute(
+                    """
+                    INSERT INTO postman_retry.run_holders (holder_id, worker_id, exclusive, expires_at)
+                    VALUES ('old#1', 'old', true, now() + interval '5 seconds')
+                    """)
+            }
+            _ = try await Migrator().migrate(db)
+            let stamped: Bool = try await db.query(
+                "SELECT last_takeover_at IS NOT NULL AS stamped FROM postman_retry.run_gate")[0].decode("stamped")
+            #expect(stamped == holderPresent)
+        }
+    }
+
     @Test func concurrentMigrationsSerialise() async throws {
         let (db, url) = try await TestDatabase.connect()
         let other = try await PGConnection.connect(PGConfiguration(url: url), logger: TestDatabase.logger)

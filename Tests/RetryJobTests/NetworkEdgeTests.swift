@@ -259,4 +259,25 @@ import Testing
         #expect(await fixture.sim.ledger().acceptedRetries.isEmpty, "a check never retries")
         await fixture.stop()
     }
+
+    /// During an upgrade the new binary's check may run before `migrate`, beside an older binary's run that
+    /// knows nothing of the later migration: it holds the run as that run does (exit 75 while it works),
+    /// rather than reading at once into the campaign's busy second as it did with any migration pending.
+    @Test func aCheckBeforeTheUpgradesMigrationStillWaitsForTheRunAtWork() async throws {
+        let fixture = try await EngineFixture.make(databasePrefix: "keyupgrade", campaigns: 1, messages: 3)
+        // The database as an older binary left it: V011 not applied.
+        try await fixture.db.execute("DROP TRIGGER run_holder_taken_over ON postman_retry.run_holders")
+        try await fixture.db.execute("DROP FUNCTION postman_retry.stamp_takeover()")
+        try await fixture.db.execute("ALTER TABLE postman_retry.run_gate DROP COLUMN last_takeover_at")
+        try await fixture.db.execute("DELETE FROM postman_retry.schema_migrations WHERE version = 11")
+        let olderRun = try await OtherRunHolder.start(url: fixture.url)
+        let refused = try await Self.check(fixture, keys: fixture.keysEnvironment)
+        #expect(refused.status == 75, "\(refused.stdout)\(refused.stderr)")
+        #expect(await fixture.sim.ledger().requests.isEmpty, "the check read while the older run worked")
+        await olderRun.stop()
+        let checked = try await Self.check(fixture, keys: fixture.keysEnvironment)
+        #expect(checked.status == 0, "\(checked.stdout)\(checked.stderr)")
+        #expect(await fixture.sim.ledger().requests.count == 1)
+        await fixture.stop()
+    }
 }

@@ -178,6 +178,49 @@ import Testing
         await second.close()
     }
 
+    /// A run that took a dead holder's place and ends early keeps its row until its own first request could
+    /// have gone (less the next holder's second): the next holder is then safe from the dead one's requests
+    /// without the gate's stamp, which a step of the database's clock could make look old.
+    @Test func aHolderThatTookOverKeepsItsRowUntilItsOwnMarginHasPassed() async throws {
+        let (db, second, _) = try await Self.database()
+        _ = try await RunHolder.acquire(db: db, workerId: "dead", mode: .exclusive, sendDelay: .seconds(5), logger: Self.logger)
+        try await second.execute(
+            "UPDATE postman_retry.run_holders SET expires_at = clock_timestamp() - interval '1 second' WHERE worker_id = 'dead'")
+        let early = try await RunHolder.acquire(
+            db: second, workerId: "ended-early", mode: .exclusive, sendDelay: .seconds(5), logger: Self.logger)
+        #expect(early.afterTakeover)
+        await early.release()
+        // The stamp forgotten (as after a forward step of the database's clock): the margin holds without it.
+        try await db.execute("UPDATE postman_retry.run_gate SET last_takeover_at = NULL")
+        let next = try await RunHolder.acquire(
+            db: db, workerId: "next", mode: .exclusive, sendDelay: .seconds(5), logger: Self.logger)
+        #expect(!next.afterTakeover)
+        #expect(
+            next.firstSendAllowed >= early.firstSendAllowed,
+            "the next holder may send \(early.firstSendAllowed - next.firstSendAllowed) before the one that took over could")
+        await next.release()
+        await db.close()
+        await second.close()
+    }
+
+    /// A request that ended without an answer may still be on its way (a proxy holding it, a lossy
+    /// network): giving the hold up soon after counts as a takeover, and the next holder waits the longer margin.
+    @Test func aReleaseAfterAnUnansweredRequestMakesTheNextHolderWait() async throws {
+        let (db, second, _) = try await Self.database()
+        let first = try await RunHolder.acquire(
+            db: db, workerId: "first", mode: .exclusive, sendDelay: .seconds(5), logger: Self.logger)
+        #expect(!first.afterTakeover)
+        first.noteUnansweredRequest()
+        await first.release()
+        let next = try await RunHolder.acquire(
+            db: second, workerId: "next", mode: .exclusive, sendDelay: .seconds(5), logger: Self.logger)
+        #expect(next.afterTakeover, "a release right after an unanswered request is no clean one")
+        #expect(next.firstSendAllowed - .now > .seconds(2))
+        await next.release()
+        await db.close()
+        await second.close()
+    }
+
     @Test func anExpiredRowIsNeverRevivedAndItsSetupMarkPassesOnWithItsWritesFenced() async throws {
         let (db, second, _) = try await Self.database()
         let w1 = try await RunHolder.acquire(db: db, workerId: "w1", mode: .shared, sendDelay: .seconds(5), logger: Self.logger)

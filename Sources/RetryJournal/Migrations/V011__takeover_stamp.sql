@@ -6,6 +6,10 @@
 -- early), so it is remembered here rather than only by whoever deleted the row; a trigger stamps every
 -- such delete, whichever binary or person ran it.
 ALTER TABLE postman_retry.run_gate ADD COLUMN last_takeover_at timestamptz;
+-- A holder there now is an older binary's, which may itself have just taken a dead holder's place, with
+-- no trigger to say so: the next take waits the longer margin.
+UPDATE postman_retry.run_gate SET last_takeover_at = clock_timestamp()
+WHERE EXISTS (SELECT 1 FROM postman_retry.run_holders);
 
 CREATE FUNCTION postman_retry.stamp_takeover() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

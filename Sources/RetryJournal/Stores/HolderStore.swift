@@ -121,9 +121,17 @@ public enum HolderStore {
         ]
     }
 
-    /// Gives the row up: the next run may start at once.
-    public static func release(_ db: isolated PGConnection, holderId: String) throws {
+    /// Gives the row up: the next run may start at once. Under the gate's lock, as every take: the delete of
+    /// a row that has expired fires V011's trigger, which updates the gate row, and taking the gate's lock
+    /// after the row's would deadlock with a take that holds the gate and waits for the row. `stampTakeover`
+    /// (V011 applied only) records a takeover on the gate as if the row had expired: the holder may have
+    /// requests on their way (`RunHolder.release`).
+    public static func release(_ db: isolated PGConnection, holderId: String, stampTakeover: Bool = false) throws {
+        try lockGate(db)
         try db.execute("DELETE FROM \(fragment: Schema.runHolders) WHERE holder_id = \(holderId)")
+        if stampTakeover {
+            try db.execute("UPDATE \(fragment: Schema.runGate) SET last_takeover_at = clock_timestamp() WHERE id = 1")
+        }
     }
 
     /// Takes the gate's setup mark (one worker at a time opens the shared run and selects). A mark whose
