@@ -54,6 +54,8 @@ struct ReportView {
     var hasLastError: Bool
     var lastError: String
     var notFinished: Bool
+    /// Selected messages a run that has not finished has not settled yet (outside the counts), or "".
+    var unsettledText: String
     var tiles: [Tile]
     var legend: [LegendItem]
     var bars: [Bar]
@@ -147,6 +149,11 @@ struct ReportView {
         lastError = Sanitize.text(report.lastError ?? "")
         hasLastError = !lastError.isEmpty
         notFinished = RunStatus(rawValue: s.status)?.isUnfinished ?? false
+        unsettledText =
+            c.unsettled.map {
+                "\(Format.count($0)) more selected messages are not settled yet (not in the counts); the next run resumes them."
+            }
+            ?? ""
         generatedAt = ISO8601DateFormatter().string(from: report.generatedAt)
 
         tiles = Self.tiles(report)

@@ -12,5 +12,6 @@ public enum RunSummaryText {
             + "\(c.rejected) rejected, \(c.conflict) conflicts, \(c.carriedOver) carried over, \(c.skipped) skipped; "
             + "API calls: \(summary.apiCalls.retry) retry, \(summary.apiCalls.poll) read, "
             + "\(summary.apiCalls.rateLimited) rate-limited"
+            + (c.unsettled.map { "; \($0) more selected and not settled yet (the next run resumes them)" } ?? "")
     }
 }

@@ -72,7 +72,7 @@ enum Templates {
         <h1>{{title}} <span class="status {{status}}">{{status}}</span></h1>
         <p class="muted">Started {{startedAt}} · {{durationText}} · table <bdi class="id">{{agencyTable}}</bdi>{{#resumed}} · worked by {{processes}} processes (interrupted and resumed; each message counted once){{/resumed}}</p>
         {{#hasLastError}}<p class="note">Last error: <bdi>{{lastError}}</bdi></p>{{/hasLastError}}
-        {{#notFinished}}<p class="note">This run has not finished: the numbers are as they stand now.</p>{{/notFinished}}
+        {{#notFinished}}<p class="note">This run has not finished: the numbers are as they stand now. {{unsettledText}}</p>{{/notFinished}}
         </header>
 
         <section class="tiles" aria-label="Key numbers">
@@ -225,7 +225,7 @@ enum Templates {
         {{% CONTENT_TYPE: MARKDOWN}}
         ## postman-retry run {{runId}}: {{status}}
 
-        Started {{startedAt}}, {{durationText}}, table {{agencyTable}}.{{#resumed}} Worked by {{processes}} processes (interrupted and resumed; each message counted once).{{/resumed}}{{#notFinished}} **Not finished: numbers as they stand now.**{{/notFinished}}
+        Started {{startedAt}}, {{durationText}}, table {{agencyTable}}.{{#resumed}} Worked by {{processes}} processes (interrupted and resumed; each message counted once).{{/resumed}}{{#notFinished}} **Not finished: numbers as they stand now.** {{unsettledText}}{{/notFinished}}
 
         **{{retried}} retried of {{selected}} selected: {{succeeded}} succeeded, {{failed}} failed again, {{pending}} pending.** {{exhausted}} exhausted, {{otherCount}} other ({{otherText}}), {{skipped}} skipped ({{skippedText}}), {{carriedOver}} carried over from earlier runs.{{#comparison}} {{headline}}{{/comparison}}
 

@@ -140,6 +140,18 @@ import Testing
         #expect(ContinuousClock.now - signalled < .seconds(10))
         let status: String? = try await fixture.db.execute("SELECT status FROM postman_retry.runs").first?.decode("status")
         #expect(status == "interrupted")
+        // The interrupted run's summary adds up too (CONTRACT.md section 5): what it has not settled is
+        // counted apart, as `unsettled`, and the selected messages are all accounted for.
+        let runId: Int64 = try await fixture.db.execute("SELECT run_id FROM postman_retry.runs")[0].decode("run_id")
+        let stopped = try await RunSummary.load(db: fixture.db, runId: runId)
+        #expect(stopped.counts.addsUp, "\(stopped.counts)")
+        #expect(stopped.counts.selected + (stopped.counts.unsettled ?? 0) == 60, "\(stopped.counts)")
+        #expect((stopped.counts.unsettled ?? 0) > 0, "stopped while sending, yet nothing was left: \(stopped.counts)")
+        for campaign in stopped.campaigns {
+            #expect(
+                campaign.selected == campaign.retried + campaign.exhausted + campaign.notFound + campaign.reconciled
+                    + campaign.batchNotRetryable + campaign.rejected + campaign.conflict, "\(campaign)")
+        }
         let resumed = try await Self.runBinary(fixture)
         #expect(resumed.status == 0, "\(resumed.stderr)")
         let ledger = await fixture.sim.ledger()

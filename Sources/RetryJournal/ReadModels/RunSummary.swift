@@ -9,9 +9,14 @@ public struct RunSummary: Sendable, Codable, Equatable {
         public var notFound = 0, reconciled = 0, batchNotRetryable = 0, rejected = 0, conflict = 0
         public var carriedOver = 0, skipped = 0
         public var skippedByReason: [String: Int] = Dictionary(uniqueKeysWithValues: SkipReason.allCases.map { ($0.rawValue, 0) })
+        /// A run that has not finished (interrupted, stopped by a refused key, still running): the messages it
+        /// selected and has not settled yet. They are left out of `selected` so that the contract's sums hold
+        /// for such a summary too (as `deferred_by_quiet_hours` is); the run that resumes it counts them.
+        /// Absent from the JSON when there are none, which a completed run never has.
+        public var unsettled: Int?
 
         enum CodingKeys: String, CodingKey {
-            case selected, retried, succeeded, failed, pending, exhausted, reconciled, rejected, conflict, skipped
+            case selected, retried, succeeded, failed, pending, exhausted, reconciled, rejected, conflict, skipped, unsettled
             case notFound = "not_found"
             case batchNotRetryable = "batch_not_retryable"
             case carriedOver = "carried_over"
@@ -78,6 +83,8 @@ public struct RunSummary: Sendable, Codable, Equatable {
         public var pending = 0, exhausted = 0, notFound = 0, reconciled = 0, batchNotRetryable = 0, rejected = 0
         public var conflict = 0, carriedOver = 0, skipped = 0
         public var skippedByReason: [String: Int] = Dictionary(uniqueKeysWithValues: SkipReason.allCases.map { ($0.rawValue, 0) })
+        /// As `Counts.unsettled`.
+        public var unsettled: Int?
 
         public init(campaignId: String) { self.campaignId = campaignId }
 
@@ -101,12 +108,13 @@ public struct RunSummary: Sendable, Codable, Equatable {
             carriedOver = try count(.carriedOver)
             skipped = try count(.skipped)
             skippedByReason = try c.decodeIfPresent([String: Int].self, forKey: .skippedByReason) ?? skippedByReason
+            unsettled = try c.decodeIfPresent(Int.self, forKey: .unsettled)
         }
 
         enum CodingKeys: String, CodingKey {
             case campaignId = "campaign_id"
             case selected, retried, succeeded, failed
-            case pending, exhausted, reconciled, rejected, conflict, skipped
+            case pending, exhausted, reconciled, rejected, conflict, skipped, unsettled
             case notFound = "not_found"
             case batchNotRetryable = "batch_not_retryable"
             case carriedOver = "carried_over"
@@ -181,6 +189,7 @@ public protocol OutcomeTally {
     var carriedOver: Int { get set }
     var skipped: Int { get set }
     var skippedByReason: [String: Int] { get set }
+    var unsettled: Int? { get set }
 }
 
 extension OutcomeTally {
@@ -188,6 +197,11 @@ extension OutcomeTally {
     mutating func add(origin: JournalOrigin, outcome: JournalOutcome?, result: JournalResult?, n: Int) {
         if origin == .carriedOver {
             carriedOver += n
+            return
+        }
+        guard outcome != nil else {
+            // Not settled yet (a run that has not finished): outside the sums, see `Counts.unsettled`.
+            unsettled = (unsettled ?? 0) + n
             return
         }
         selected += n
@@ -205,7 +219,7 @@ extension OutcomeTally {
         case .batchNotRetryable: batchNotRetryable += n
         case .rejected: rejected += n
         case .conflict: conflict += n
-        case nil: break  // not settled yet (an interrupted run)
+        case nil: break  // counted as unsettled above
         }
     }
 
