@@ -34,6 +34,14 @@ struct SummaryDocument: Encodable {
             case p90Seconds = "p90_seconds"
             case maxSeconds = "max_seconds"
         }
+        // Explicit so that a run with no outcome yet writes null (as the schema has it), not nothing.
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(count, forKey: .count)
+            try c.encode(medianSeconds, forKey: .medianSeconds)
+            try c.encode(p90Seconds, forKey: .p90Seconds)
+            try c.encode(maxSeconds, forKey: .maxSeconds)
+        }
     }
     struct Cost: Encodable {
         var currency: String

@@ -169,6 +169,21 @@ import Testing
             ["run", "--poll-timeout", "3s"],
             extra: ["POSTMAN_RETRY_CRASH_AT": "after-retry-call:9", "POSTMAN_RETRY_TEST_HOOKS": "I_AM_A_TEST"])
         #expect(killed.killed, "the crash hook should have killed the first process: \(killed.stderr)")
+        // The killed run's report, before it is resumed: its counts add up too, with what it had not settled
+        // counted apart (CONTRACT.md section 5; `unsettled`), and the page says the run has not finished.
+        let midway = fixture.directory.appendingPathComponent("midway").path
+        let midwayReport = try await binary.run(["report", "--output", midway])
+        #expect(midwayReport.status == 0, "\(midwayReport.stderr)")
+        let unfinished = try ReportFixture.Files(directory: URL(fileURLWithPath: midway))
+        let problems = try unfinished.schemaProblems()
+        #expect(problems == [], "\(problems)")
+        let counts = try #require(unfinished.json["counts"] as? [String: Any])
+        func n(_ key: String) -> Int { counts[key] as? Int ?? 0 }
+        #expect(n("unsettled") > 0 && unfinished.json["status"] as? String != "completed", "\(counts)")
+        #expect(
+            n("selected") == n("retried") + n("exhausted") + n("not_found") + n("reconciled") + n("batch_not_retryable")
+                + n("rejected") + n("conflict"), "\(counts)")
+        #expect(unfinished.html.contains("not settled yet") && unfinished.markdown.contains("not settled yet"))
         let reportDir = fixture.directory.appendingPathComponent("from-run").path
         let resumed = try await binary.run(["run", "--poll-timeout", "3s", "--report-dir", reportDir])
         #expect(resumed.status == 0, "\(resumed.stderr)")
