@@ -221,6 +221,33 @@ import Testing
         await second.close()
     }
 
+    /// Deleting an expired row fires V011's trigger, which updates the gate row. A take holds the gate and
+    /// then deletes expired rows; a setup mark or a late release that deleted the row first and the gate second
+    /// deadlocked with it (PostgreSQL aborts one of the two). Both now take the gate first.
+    @Test func deletingAnExpiredRowBesideATakeDoesNotDeadlock() async throws {
+        let (db, second, _) = try await Self.database()
+        try await db.execute(
+            """
+            INSERT INTO postman_retry.run_holders (holder_id, worker_id, exclusive, expires_at)
+            VALUES ('dead#1', 'dead', false, clock_timestamp() - interval '1 second'),
+                   ('setter#1', 'setter', false, clock_timestamp() + interval '30 seconds')
+            """)
+        // A take: the gate, a pause (the setup mark starts meanwhile), then the expired rows.
+        let take = Task {
+            try await db.withTransaction { db in
+                try HolderStore.lockGate(db)
+                usleep(600_000)
+                return try HolderStore.deleteExpired(db).count
+            }
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        let began = try await second.withTransaction { db in try HolderStore.tryBeginSetup(db, holderId: "setter#1") }
+        let deleted = try await take.value
+        #expect(began && deleted == 1)
+        await db.close()
+        await second.close()
+    }
+
     @Test func anExpiredRowIsNeverRevivedAndItsSetupMarkPassesOnWithItsWritesFenced() async throws {
         let (db, second, _) = try await Self.database()
         let w1 = try await RunHolder.acquire(db: db, workerId: "w1", mode: .shared, sendDelay: .seconds(5), logger: Self.logger)

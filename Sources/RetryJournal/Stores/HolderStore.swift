@@ -138,7 +138,9 @@ public enum HolderStore {
     /// holder expired is taken only after deleting that holder's row (which waits for any journal write
     /// of it in flight), so the old setter's next write fails its fence.
     public static func tryBeginSetup(_ db: isolated PGConnection, holderId: String) throws -> Bool {
-        _ = try db.execute("SELECT set_config('lock_timeout', '8s', true)")
+        // The gate first, as every take does: the delete below fires V011's trigger on the gate row, and
+        // locking an expired row before the gate deadlocked with a take holding the gate and waiting for it.
+        try lockGate(db)
         try db.execute("DELETE FROM \(fragment: Schema.runHolders) WHERE expires_at < clock_timestamp()")
         return try !db.execute(
             """
