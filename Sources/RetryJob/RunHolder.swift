@@ -45,6 +45,9 @@ final class RunHolder: Sendable {
     static let giveUpAfter: Duration = .seconds(10)
 
     let db: PGConnection
+    /// Another connection (the journal's) to give the row up on when `db` has been lost: the row would
+    /// otherwise make the next run wait for it to expire (5 s) and take it for a process that died.
+    let fallback: PGConnection?
     let holderId: String
     let workerId: String
     let mode: Mode
@@ -68,7 +71,8 @@ final class RunHolder: Sendable {
     private let lastUnanswered = Mutex<ContinuousClock.Instant?>(nil)
 
     private init(
-        db: PGConnection, holderId: String, workerId: String, mode: Mode, renewedAt: ContinuousClock.Instant,
+        db: PGConnection, fallback: PGConnection?, holderId: String, workerId: String, mode: Mode,
+        renewedAt: ContinuousClock.Instant,
         takenBy: ContinuousClock.Instant, sendDelay: Duration, afterTakeover: Bool, takeoverStamps: Bool
     ) {
         // From when the take committed, not from when it began: a pooler's queue may hold the transaction.
@@ -76,6 +80,7 @@ final class RunHolder: Sendable {
         self.afterTakeover = afterTakeover
         self.takeoverStamps = takeoverStamps
         self.db = db
+        self.fallback = fallback
         self.holderId = holderId
         self.workerId = workerId
         self.mode = mode
@@ -126,7 +131,8 @@ final class RunHolder: Sendable {
     /// Takes the row on `db` (the connection that will carry the heartbeats), or throws exit 75 when a
     /// live holder is in the way.
     static func acquire(
-        db: PGConnection, workerId: String, mode: Mode, sendDelay: Duration, logger: Logger, takeoverStamps: Bool = true
+        db: PGConnection, workerId: String, mode: Mode, sendDelay: Duration, logger: Logger, takeoverStamps: Bool = true,
+        fallback: PGConnection? = nil
     ) async throws -> RunHolder {
         let holderId = "\(workerId)#\(UInt64.random(in: .min ... .max))"
         let exclusive = mode == .exclusive
@@ -155,11 +161,12 @@ final class RunHolder: Sendable {
             case .taken(let expired, let afterTakeover):
                 for previous in expired {
                     logger.notice(
-                        "took the place of a run that stopped renewing its hold (it was killed)",
+                        "took the place of a run that stopped renewing its hold (killed, or cut off from the database)",
                         metadata: ["previous": "\(previous.workerId)"])
                 }
                 return RunHolder(
-                    db: db, holderId: holderId, workerId: workerId, mode: mode, renewedAt: started, takenBy: .now,
+                    db: db, fallback: fallback, holderId: holderId, workerId: workerId, mode: mode, renewedAt: started,
+                    takenBy: .now,
                     sendDelay: sendDelay, afterTakeover: afterTakeover, takeoverStamps: takeoverStamps)
             case .held(let conflicts, let expired):
                 expiredByUs.formUnion(expired.map(\.holderId))
@@ -296,10 +303,11 @@ final class RunHolder: Sendable {
     /// Takes the hold, runs `body` while heartbeats keep it, then gives it up (also when `body` throws).
     static func holding<T: Sendable>(
         db: PGConnection, workerId: String, mode: Mode, sendDelay: Duration, logger: Logger, takeoverStamps: Bool = true,
-        _ body: @Sendable (RunHolder) async throws -> T
+        fallback: PGConnection? = nil, _ body: @Sendable (RunHolder) async throws -> T
     ) async throws -> T {
         let holder = try await acquire(
-            db: db, workerId: workerId, mode: mode, sendDelay: sendDelay, logger: logger, takeoverStamps: takeoverStamps)
+            db: db, workerId: workerId, mode: mode, sendDelay: sendDelay, logger: logger, takeoverStamps: takeoverStamps,
+            fallback: fallback)
         do {
             let result = try await withThrowingTaskGroup(of: T?.self) { group in
                 group.addTask {
@@ -347,7 +355,17 @@ final class RunHolder: Sendable {
         }
         let stampTakeover = stamp && takeoverStamps
         let holderId = self.holderId
-        _ = try? await db.withTransaction { db in try HolderStore.release(db, holderId: holderId, stampTakeover: stampTakeover) }
+        for connection in [db, fallback].compactMap({ $0 }) {
+            do {
+                try await connection.withTransaction { db in
+                    try HolderStore.release(db, holderId: holderId, stampTakeover: stampTakeover)
+                }
+                return
+            } catch {
+                // The hold's own connection lost (terminated, a restart): the journal's may still work.
+                continue
+            }
+        }
     }
 
     /// One worker at a time opens the shared run and selects; the others wait for it (the gate row's

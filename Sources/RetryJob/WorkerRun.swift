@@ -78,7 +78,8 @@ public struct RetryWorker: Sendable {
             try await RetryRun.requireMigrations(db)
             let mode: RunHolder.Mode = worker.exclusive ? .exclusive : .shared
             return try await RunHolder.holding(
-                db: leaseDB, workerId: worker.workerId, mode: mode, sendDelay: job.settings.longestSendDelay, logger: job.logger
+                db: leaseDB, workerId: worker.workerId, mode: mode, sendDelay: job.settings.longestSendDelay, logger: job.logger,
+                fallback: leaseDB === db ? nil : db
             ) { holder in
                 try await run(db: db, leaseDB: leaseDB, holder: holder, httpClient: httpClient, stopRequested: stopRequested)
             }

@@ -148,10 +148,15 @@ import Testing
         #expect(exit.stderr.contains("hold"), "\(exit.stderr.suffix(1500))")
         let late = await fixture.sim.ledger().requests.filter { $0.t > lastBefore + 1.0 }
         #expect(late.isEmpty, "requests more than 1 s after the hold's connection was lost: \(late.map(\.path))")
+        // It gave its row up on the journal's connection: the rerun neither waits for it to expire nor takes
+        // the run for one that was killed.
+        let holders: Int = try await fixture.db.query("SELECT count(*)::int AS n FROM postman_retry.run_holders")[0].decode("n")
+        #expect(holders == 0, "the stopped run left its hold's row behind")
         // The rerun finishes the work, and nothing was sent twice.
-        let rerun = try Binary.launch(fixture, pollTimeout: "20s")
+        let rerun = try Binary.launch(fixture, logLevel: "notice", pollTimeout: "20s")
         let rerunExit = await Binary.wait(rerun.0, rerun.1)
         #expect(rerunExit.status == 0, "\(rerunExit.stderr.suffix(1500))")
+        #expect(!rerunExit.stderr.contains("took the place of a run"), "\(rerunExit.stderr.suffix(1500))")
         _ = try await Reliability.checkConverged(fixture)
         Reliability.record(
             "heartbeat connection terminated: exit \(exit.status), \(late.count) requests after 1 s, rerun exit \(rerunExit.status)"
