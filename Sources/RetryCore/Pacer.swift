@@ -15,6 +15,14 @@
 /// On loopback this costs little; with a 100 ms round trip it costs about 10% of the budget, a price
 /// worth paying to never see a 429 of our own making.
 ///
+/// The slots are counted, not taken in send order: a request may go when fewer than `limit` earlier ones
+/// can still arrive within a second of it (answered less than `window` ago, or unanswered). Whichever
+/// window of one second the new request arrives in, the others in it arrived no earlier than a second
+/// before its send, so each was one of those counted. Taking the request `limit` places back in send
+/// order instead let one slow answer stop the campaign: with 30% of answers held back 15 s (a request
+/// timeout of 5 s), each held request stopped all sending for 6 s, though the other nine slots were free
+/// (106 requests in a minute where 600 were allowed).
+///
 /// After a 429 (someone else, e.g. the agency's live traffic, is using part of the budget) the
 /// allowed rate is halved and then recovers by one request per second for every `recoveryInterval`
 /// without a 429, up to one below the rate that met the 429 (the `ceiling`: what the others leave us
@@ -68,10 +76,24 @@ public struct SlidingWindowPacer: Sendable {
     public func earliestSend(now: Double) -> Double {
         let allowed = max(1, Int(currentLimit.rounded(.down)))
         guard entries.count >= allowed else { return now }
-        let entry = entries[entries.count - allowed]
-        // Unanswered: it may arrive any moment from now on (at least `transitCap` after its send).
-        let latestArrival = entry.answered ?? min(max(now, entry.sent + transitCap), entry.sent + inFlightCap)
-        return max(now, latestArrival + window)
+        return withUnsafeTemporaryAllocation(of: Double.self, capacity: entries.count) { ends in
+            // When each earlier request stops counting: a window after the latest it can arrive.
+            var counting = 0
+            for entry in entries {
+                // Unanswered: it may arrive any moment from now on (at least `transitCap` after its send).
+                let latestArrival = entry.answered ?? min(max(now, entry.sent + transitCap), entry.sent + inFlightCap)
+                let end = latestArrival + window
+                if end > now {
+                    ends[counting] = end
+                    counting += 1
+                }
+            }
+            guard counting >= allowed else { return now }
+            // Free once all but `allowed - 1` of them have stopped counting.
+            var counted = UnsafeMutableBufferPointer(rebasing: ends[0..<counting])
+            counted.sort()
+            return counted[counting - allowed]
+        }
     }
 
     /// Records a request sent at `time` (monotonic seconds); pass the ticket to `recordAnswer`.
@@ -82,8 +104,9 @@ public struct SlidingWindowPacer: Sendable {
             firstSend = time
             if lastCut == nil { lastRecovery = time }
         }
+        // Requests that can no longer arrive within a window of this one are done with.
+        entries.removeAll { ($0.answered ?? $0.sent + inFlightCap) + window <= time }
         entries.append((nextTicket, time, nil))
-        if entries.count > limit * 2 { entries.removeFirst(entries.count - limit) }
         recover(now: time)
         return nextTicket
     }

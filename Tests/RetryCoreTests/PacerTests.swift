@@ -1,3 +1,4 @@
+import PropertyBased
 import RetryCore
 import Testing
 
@@ -113,5 +114,66 @@ import Testing
         #expect(backoff.delay(attempt: 1, unit: 1) <= 0.25)
         #expect(backoff.delay(attempt: 4, unit: 0) >= 1)
         #expect(backoff.delay(attempt: 30, unit: 1) <= 20)
+    }
+}
+
+/// The sliding window against answers that come late, out of order, after a timeout, or never: whatever
+/// the pattern, where each request really arrived (anywhere between its send and its answer) no second
+/// holds more than the limit, and slow answers cost only their own slots.
+@Suite struct PacerProperties {
+    /// One request per script value: answered after a few milliseconds, after up to 2.4 s (out of order),
+    /// after the client's 5 s timeout, or never (the client gave up without a word); it arrived at its
+    /// send or as late as it could, by the value's parity.
+    static func simulate(limit: Int, script: [Int]) -> (arrivals: [Double], finished: Double) {
+        var pacer = SlidingWindowPacer(limit: limit, inFlightCap: 6)
+        var now = 0.0
+        var pending: [(time: Double, ticket: Int)] = []
+        var arrivals: [Double] = []
+        for value in script {
+            // Wait for the window, taking the answers that come in meanwhile (they may open it sooner).
+            while true {
+                let slot = pacer.earliestSend(now: now)
+                if let next = pending.indices.min(by: { pending[$0].time < pending[$1].time }), pending[next].time <= slot {
+                    now = max(now, pending[next].time)
+                    pacer.recordAnswer(ticket: pending[next].ticket, at: pending[next].time)
+                    pending.remove(at: next)
+                    continue
+                }
+                if slot <= now { break }
+                now = slot
+            }
+            let ticket = pacer.recordSend(at: now)
+            let answer: Double? =
+                switch value {
+                case 0..<60: now + Double(value) * 0.001
+                case 60..<85: now + Double(value - 60) * 0.1
+                case 85..<95: now + 5
+                default: nil
+                }
+            if let answer { pending.append((answer, ticket)) }
+            let latest = answer ?? now + 6
+            arrivals.append(value % 2 == 0 ? now : latest)
+        }
+        return (arrivals.sorted(), now)
+    }
+
+    @Test func neverMoreThanTheLimitInAnySecondWhateverTheAnswersDo() async {
+        await propertyCheck(count: 500, input: Gen.int(in: 1...12), Gen.int(in: 0...99).array(of: 1...300)) { limit, script in
+            let arrivals = Self.simulate(limit: limit, script: script).arrivals
+            for (i, t) in arrivals.enumerated() {
+                let inWindow = arrivals[i...].prefix { $0 < t + 1.0 }.count
+                #expect(inWindow <= limit, "\(inWindow) arrivals in the second from \(t), limit \(limit): \(script)")
+            }
+        }
+    }
+
+    /// Three of every ten requests answered only after the client's 5 s timeout: each holds its slot for
+    /// 6 s, the others for about 1 s, so at most 10 / (0.3 * 6 + 0.7 * 1) = 4 requests a second can go (75 s
+    /// for 300). Taking the slot `limit` places back in send order stopped all sending at each slow one:
+    /// 174 s.
+    @Test func slowAnswersCostOnlyTheirOwnSlots() {
+        let script = (0..<300).map { $0 % 10 < 3 ? 90 : 2 }
+        let finished = Self.simulate(limit: 10, script: script).finished
+        #expect(finished < 80, "300 requests took \(finished) s")
     }
 }

@@ -85,7 +85,12 @@ actor CampaignWorker {
     var nextPollDeadline = -Double.infinity
 
     var backoffUntil: Double = 0
+    /// Failures in a row, in the order the requests were sent: the backoff grows with it.
     var consecutiveFailures = 0
+    /// The pacer's ticket of the latest-sent request that was answered.
+    var lastAnsweredTicket = 0
+    /// The pacer's ticket of the request the current task performs (send order).
+    @TaskLocal static var requestTicket: Int?
     var lastAnswer: Double = 0
     let backoff = Backoff()
 
@@ -397,7 +402,9 @@ actor CampaignWorker {
                 timeline.request()
                 group.addTask {
                     let timing = ResponseTiming()
-                    await ResponseTiming.$current.withValue(timing) { await self.perform(action) }
+                    await ResponseTiming.$current.withValue(timing) {
+                        await Self.$requestTicket.withValue(ticket) { await self.perform(action) }
+                    }
                     await self.answered(ticket: ticket, headArrivedAt: timing.headArrivedAt)
                 }
             }
