@@ -20,6 +20,7 @@ public struct SQLState: Hashable, Sendable, CustomStringConvertible {
     public static let cannotConnectNow = SQLState("57P03")
     public static let tooManyConnections = SQLState("53300")
     public static let undefinedTable = SQLState("42P01")
+    public static let insufficientPrivilege = SQLState("42501")
     public static let undefinedColumn = SQLState("42703")
 }
 

@@ -61,8 +61,9 @@ public struct TableCheck: Sendable {
     }
 
     /// `checkIndex` looks for the selection's partial index too; reading index predicates takes a
-    /// lock on the table, so `plan` and `run` (which only need the columns) skip it.
-    public func run(_ db: PGConnection, checkIndex: Bool = true) async throws -> Result {
+    /// lock on the table, so `plan` and `run` (which only need the columns) skip it. `writes`: the job's
+    /// role must be able to update the written columns too (`run`, and `config check`, its pre-flight).
+    public func run(_ db: PGConnection, checkIndex: Bool = true, writes: Bool = true) async throws -> Result {
         var result = Result()
         let qualifiedName = try await quotedTable(db)
         let relation = try await db.query(
@@ -112,6 +113,9 @@ public struct TableCheck: Sendable {
             }
         }
 
+        if result.problems.isEmpty {
+            result.problems += try await privilegeProblems(db, relation: oid, writes: writes)
+        }
         let partitioned = kind == "p"
         if result.problems.isEmpty {
             try await checkMessageIdIndex(db, relation: oid, partitioned: partitioned, quotedName: qualifiedName, into: &result)
@@ -119,6 +123,27 @@ public struct TableCheck: Sendable {
         guard checkIndex, result.problems.isEmpty else { return result }
         try await checkSelectionIndex(db, relation: oid, partitioned: partitioned, quotedName: qualifiedName, into: &result)
         return result
+    }
+
+    /// The grants the job's role lacks on the mapped columns: SELECT on each, UPDATE on those it writes.
+    /// Without UPDATE a run used to send its retries (billed SMS) and then fail at the write-back, exit 1.
+    private func privilegeProblems(_ db: PGConnection, relation oid: String, writes: Bool) async throws -> [String] {
+        var missing: [(privilege: String, columns: [String])] = []
+        for privilege in writes ? ["SELECT", "UPDATE"] : ["SELECT"] {
+            let columns = mappedColumns.filter { privilege == "SELECT" || $0.written }.map(\.column)
+            let lacking: [String] = try await db.query(
+                """
+                SELECT c AS name FROM unnest(\(columns)::text[]) c
+                WHERE NOT has_column_privilege(\(oid)::oid, c, \(privilege))
+                """
+            ).map { try $0.decode("name") }
+            if !lacking.isEmpty { missing.append((privilege, lacking)) }
+        }
+        let role: String = try await db.query("SELECT current_user::text AS role")[0].decode("role")
+        return missing.map { grant in
+            "the role \(role) may not \(grant.privilege) \(grant.columns.joined(separator: ", ")) of \(table.displayName); "
+                + "GRANT \(grant.privilege) ON \(table.displayName) TO \(role) (the job \(grant.privilege == "SELECT" ? "reads" : "writes") them)"
+        }
     }
 
     /// The selection reads `status = 'failure'` rows ordered by (created_at, key): a partial index whose first
@@ -254,8 +279,8 @@ public struct TableCheck: Sendable {
     /// names every misfit, rather than a database error half-way through the selection. Returns what will
     /// read the whole table for want of an index (for a warning in the log).
     @discardableResult
-    public static func requireFit(_ table: AgencyTable, db: PGConnection) async throws -> [String] {
-        let result = try await TableCheck(table: table).run(db, checkIndex: false)
+    public static func requireFit(_ table: AgencyTable, db: PGConnection, writes: Bool) async throws -> [String] {
+        let result = try await TableCheck(table: table).run(db, checkIndex: false, writes: writes)
         guard result.ok else {
             throw JobError(
                 .usage,

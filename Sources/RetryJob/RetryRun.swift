@@ -95,6 +95,32 @@ public struct RetryRun: Sendable {
         }
     }
 
+    /// The job's role must read and write every table of its own schema: a missing grant found half-way
+    /// (after retries went out) stopped the run with exit 1. Exit 64 before anything, naming the grant.
+    static func requireJournalWrites(_ db: PGConnection) async throws {
+        let schema = Migrator.schema
+        let rows = try await db.query(
+            """
+            SELECT current_user::text AS role, has_schema_privilege(\(schema), 'USAGE') AS usage,
+                   coalesce(string_agg(c.relname::text, ', ' ORDER BY c.relname) FILTER (WHERE NOT (
+                       has_table_privilege(c.oid, 'SELECT') AND has_table_privilege(c.oid, 'INSERT')
+                       AND has_table_privilege(c.oid, 'UPDATE') AND has_table_privilege(c.oid, 'DELETE'))), '') AS lacking
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = \(schema) AND c.relkind IN ('r', 'p')
+            """)
+        guard let row = rows.first else { return }
+        let role: String = try row.decode("role")
+        let usage: Bool = try row.decode("usage")
+        let lacking: String = try row.decode("lacking")
+        guard usage, lacking.isEmpty else {
+            let what = usage ? "SELECT, INSERT, UPDATE and DELETE on \(schema).\(lacking)" : "USAGE on schema \(schema)"
+            throw JobError(
+                .usage,
+                "the role \(role) lacks \(what), which the job needs for its own bookkeeping; grant it (or run the job as "
+                    + "the role that ran `postman-retry migrate`); nothing was sent")
+        }
+    }
+
     /// Resumes the unfinished run or starts one: carries pending messages over and selects (again,
     /// when an earlier selection was interrupted).
     func open(store: RunStore, db: PGConnection) async throws -> RunRecord {

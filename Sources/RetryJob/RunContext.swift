@@ -14,8 +14,8 @@ enum StopReason: Sendable, Equatable {
     case refused(String)
     /// Postman did not answer for too long; exit 69.
     case unreachable(String)
-    /// The database failed under us; exit 75 when transient, else 1.
-    case database(String, transient: Bool)
+    /// The database failed under us: exit 75 when transient, 64 for a missing grant, else 1.
+    case database(String, status: ExitStatus)
     /// `run --worker`: another worker took over a lease this one failed to renew in time; exit 75.
     case leaseLost(String)
     /// The run's hold (the journal's `run_holders`) was lost or could not be renewed; exit 75.
@@ -26,7 +26,7 @@ enum StopReason: Sendable, Equatable {
         case .signal: return .temporary
         case .refused: return .noPermission
         case .unreachable: return .unavailable
-        case .database(_, let transient): return transient ? .temporary : .failure
+        case .database(_, let status): return status
         case .leaseLost, .holdLost: return .temporary
         }
     }

@@ -76,6 +76,7 @@ public struct RetryWorker: Sendable {
     ) async throws -> RunResult {
         try await RetryRun.withHTTPClient(settings: job.settings, logger: job.logger) { httpClient in
             try await RetryRun.requireMigrations(db)
+            try await RetryRun.requireJournalWrites(db)
             let mode: RunHolder.Mode = worker.exclusive ? .exclusive : .shared
             return try await RunHolder.holding(
                 db: leaseDB, workerId: worker.workerId, mode: mode, sendDelay: job.settings.longestSendDelay, logger: job.logger,
@@ -177,7 +178,7 @@ public struct RetryWorker: Sendable {
                         contactLostSince = since
                         log.warning("lease heartbeat failed", metadata: ["error": "\(error)"])
                         if now - since > worker.leaseTTL {
-                            context.stop(.database("could not renew the campaign leases: \(error)", transient: true))
+                            context.stop(.database("could not renew the campaign leases: \(error)", status: .temporary))
                         }
                     }
                 }
@@ -227,7 +228,7 @@ public struct RetryWorker: Sendable {
                                 context.stop(
                                     .database(
                                         "\(open) messages were still open when the workers ended; the next run resumes them",
-                                        transient: true))
+                                        status: .temporary))
                                 continue
                             }
                             log.warning("every lease is done but the journal has open messages; working them again")
@@ -318,7 +319,7 @@ public struct RetryWorker: Sendable {
                 guard let key else {
                     // Checked for every campaign before any lease was taken; a campaign that appeared since
                     // stops this worker rather than spin on a lease it cannot work.
-                    context.stop(.database("no API key for campaign \(campaign)", transient: false))
+                    context.stop(.database("no API key for campaign \(campaign)", status: .failure))
                     return
                 }
                 // nil: a campaign not counted with the others at the start (opened again since), or counted
@@ -350,8 +351,8 @@ public struct RetryWorker: Sendable {
             }
             state.done(held)
         } catch {
-            let transient = (error as? PGError)?.isTransient ?? false
-            context.stop(.database("campaign \(campaign): \(error)", transient: transient))
+            let failure = JobError.classify(error)
+            context.stop(.database("campaign \(campaign): \(failure.message)", status: failure.status))
         }
     }
 }

@@ -41,6 +41,13 @@ public struct JobError: Error, CustomStringConvertible, Sendable {
             if error.sqlState == .queryCanceled || error.sqlState == .lockNotAvailable {
                 return JobError(.temporary, "database busy (statement or lock timeout), try again later: \(error)")
             }
+            // A grant missing is a setting to fix: waiting will not (and a scheduler must not retry it for ever).
+            if error.sqlState == .insufficientPrivilege {
+                return JobError(
+                    .usage,
+                    "the job's database role lacks a privilege (grant it, see docs/operations.md \"Before the first run\"; "
+                        + "the next run resumes): \(error)")
+            }
             return JobError(.failure, "database error: \(error)")
         }
         // Anything else (a `Migrator.Failure` among them) keeps its own description.

@@ -102,7 +102,7 @@ struct Plan: AsyncParsableCommand {
         try await runReportingExit {
             let settings = try scope.settings(global, environment: ProcessInfo.processInfo.environment)
             let db = try await connect(global, logger: logger)
-            for slow in try await TableCheck.requireFit(settings.table, db: db) { logger.warning("\(slow)") }
+            for slow in try await TableCheck.requireFit(settings.table, db: db, writes: false) { logger.warning("\(slow)") }
             let plan = try await RetryJob.Plan.compute(db: db, settings: settings)
             await db.close()
             if scope.format == .json { try printJSON(plan) } else { print(plan.text) }
@@ -165,7 +165,7 @@ struct Run: AsyncParsableCommand {
     private func run(
         settings: RunSettings, cost: CostModel, db: PGConnection, stop: StopFlag, environment: [String: String], logger: Logger
     ) async throws {
-        for slow in try await TableCheck.requireFit(settings.table, db: db) { logger.warning("\(slow)") }
+        for slow in try await TableCheck.requireFit(settings.table, db: db, writes: true) { logger.warning("\(slow)") }
         let live = isatty(STDERR_FILENO) == 1 && global.logFormat != .json
         let job = RetryRun(settings: settings, logger: logger, environment: environment, liveProgress: live)
         let result = try await metrics.recording(db: db, logger: logger) {

@@ -59,14 +59,14 @@ struct TableCheckTests {
         #expect(result.ok)
         #expect(result.slowPaths.contains { $0.contains("no index on message_id") }, "\(result.slowPaths)")
         // `plan` and `run` see it too (they read no index predicates): for a warning in their log.
-        let slow = try await TableCheck.requireFit(.reference, db: db)
+        let slow = try await TableCheck.requireFit(.reference, db: db, writes: true)
         #expect(slow.count == 1 && slow[0].contains("config check"), "\(slow)")
         #expect(
             result.suggestedIndexes
                 == [#"CREATE INDEX CONCURRENTLY "outbound_messages_message_id_idx" ON "outbound_messages" ("message_id");"#])
         try await db.execute(PGQuery(unsafeSQL: result.suggestedIndexes[0].replacingOccurrences(of: "CONCURRENTLY ", with: "")))
         #expect(try await TableCheck(table: .reference).run(db).suggestedIndexes.isEmpty)
-        #expect(try await TableCheck.requireFit(.reference, db: db).isEmpty)
+        #expect(try await TableCheck.requireFit(.reference, db: db, writes: true).isEmpty)
         await db.close()
     }
 
@@ -102,7 +102,7 @@ struct TableCheckTests {
         #expect(
             after.notes.contains { $0.contains("through index \"Agency Data\".\"Outbound SMS_message_id_idx\"") },
             "\(after.notes)")
-        #expect(try await TableCheck.requireFit(table, db: db).isEmpty)
+        #expect(try await TableCheck.requireFit(table, db: db, writes: true).isEmpty)
         await db.close()
     }
 

@@ -77,7 +77,7 @@ extension CampaignWorker {
             return
         }
         let failure = JobError.classify(error)
-        context.stop(.database(failure.message, transient: failure.status == .temporary))
+        context.stop(.database(failure.message, status: failure.status))
         logger.error("database failure; stopping", metadata: ["error": "\(failure.message)"])
     }
 
