@@ -233,7 +233,7 @@ struct ConfigReader {
             let at = ["postman"]
             rejectUnknown(postman, at: at, allowed: ConfigKeys.postman)
             if let url = string(postman, "api_url", at: at) {
-                if let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil {
+                if isHTTPURL(url) {
                     file.apiURL = url
                 } else {
                     problem(at + ["api_url"], "'\(url)' is not an http(s) URL")
@@ -440,4 +440,10 @@ struct ConfigReader {
             ("A"..."Z").contains($0) || ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_"
         }
     }
+}
+
+/// Postman's base URL, from whichever source: http or https, with a host.
+func isHTTPURL(_ text: String) -> Bool {
+    guard let parsed = URL(string: text), ["http", "https"].contains(parsed.scheme?.lowercased() ?? "") else { return false }
+    return !(parsed.host ?? "").isEmpty
 }

@@ -84,9 +84,16 @@ public enum SettingsResolver {
             "database", flag: flags.databaseURL.map { Optional($0) }, env: environment["DATABASE_URL"].map { Optional($0) },
             file: String??.none,
             default: nil as String?, show: { $0.map(redactedDatabaseURL) ?? "libpq defaults (PG* variables, ~/.pgpass)" })
+        // An empty variable counts as unset (a blank line of an EnvironmentFile or a Secret), as for the proxy.
+        let apiURLVariable = environment["POSTMAN_API_URL"].flatMap { $0.isEmpty ? nil : $0 }
+        for (value, name) in [(flags.apiURL, "--api-url"), (apiURLVariable, "POSTMAN_API_URL")] {
+            // Checked as the config file's is: a typo used to open a run, back off for two minutes and exit 69.
+            if let value, !isHTTPURL(value) {
+                throw JobError(.usage, "\(name): '\(value)' is not an http(s) URL with a host (Postman's is \(defaultAPIURL))")
+            }
+        }
         let apiURL = pick(
-            "api_url", flag: flags.apiURL, env: environment["POSTMAN_API_URL"], file: config?.apiURL, default: defaultAPIURL,
-            show: { $0 })
+            "api_url", flag: flags.apiURL, env: apiURLVariable, file: config?.apiURL, default: defaultAPIURL, show: { $0 })
 
         let maxAgeFlag = try flags.maxAge.map { try durationFlag($0, option: "--max-age", allowZero: true) }
         let maxAge = pick(

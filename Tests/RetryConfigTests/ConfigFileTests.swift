@@ -212,6 +212,24 @@ struct SettingsPrecedenceTests {
             #expect(resolved.run.defaultRateLimit == 8 && resolved.run.rateLimit(for: "c1") == 3)
             #expect(resolved.run.pollTimeout == .seconds(60))
             #expect(resolved.shown.first { $0.name == "rate_limit[c1]" }?.source == .flag)
+
+            // An empty variable counts as unset; a flag or a variable that is no http(s) URL is refused at
+            // once, as the file's value is (it used to open a run, back off for two minutes and exit 69).
+            flags.apiURL = nil
+            resolved = try SettingsResolver.resolve(flags, environment: ["POSTMAN_API_URL": ""])
+            #expect(resolved.run.apiURL == "http://file.example/api/v2")
+            for (flag, variable, named) in [
+                ("notaurl", nil, "--api-url"), ("ftp://x/y", nil, "--api-url"), ("https://", nil, "--api-url"),
+                (nil, "notaurl", "POSTMAN_API_URL"), (nil, "https:///api/v2", "POSTMAN_API_URL")
+            ] as [(String?, String?, String)] {
+                flags.apiURL = flag
+                do {
+                    _ = try SettingsResolver.resolve(flags, environment: variable.map { ["POSTMAN_API_URL": $0] } ?? [:])
+                    Issue.record("\(flag ?? variable ?? "") was taken as Postman's URL")
+                } catch let error as JobError {
+                    #expect(error.status == .usage && error.message.hasPrefix(named), "\(error.message)")
+                }
+            }
         }
     }
 
