@@ -58,6 +58,12 @@ public struct JobError: Error, CustomStringConvertible, Sendable {
     /// (64); anything else (server down, unreachable, timed out, too many clients) is temporary (75).
     public static func connectionFailure(_ error: PGError) -> JobError {
         if isRefusedConnection(error) { return refusedConnection(error) }
+        if isBadConnectionSetting(error) {
+            return JobError(
+                .usage,
+                "the database connection settings are not valid (waiting will not fix it): \(error.message). "
+                    + "Check --database-url / DATABASE_URL and the PG* variables")
+        }
         return JobError(.temporary, "cannot connect to PostgreSQL, try again later: \(error.message)")
     }
 
@@ -71,6 +77,23 @@ public struct JobError: Error, CustomStringConvertible, Sendable {
         "password authentication failed", "authentication failed", "does not exist", "no pg_hba.conf entry",
         "pg_hba.conf rejects connection", "no password supplied", "permission denied for database"
     ]
+
+    /// What libpq says of a connection string or setting it cannot use, before (or instead of) reaching a
+    /// server: a malformed URL, an unknown option, a value out of range, SSL required of a server without it.
+    static let badConnectionSettingPhrases = [
+        "invalid connection option", "invalid integer value", "invalid port number", "invalid uri", " in uri:",
+        "invalid percent-encoded token", "missing \"=\" after", "unterminated quoted string",
+        "server does not support ssl, but ssl was required", "could not match"
+    ]
+
+    /// True when libpq refused the connection settings themselves: a setting to fix, not a server to wait for.
+    public static func isBadConnectionSetting(_ error: PGError) -> Bool {
+        guard error.kind == .connectionFailed else { return false }
+        let text = error.message.lowercased()
+        if badConnectionSettingPhrases.contains(where: { text.contains($0) }) { return true }
+        // "invalid sslmode value", "invalid target_session_attrs value", and the like.
+        return text.contains(#/invalid [a-z_]+ value/#)
+    }
 
     /// True when PostgreSQL refused the credentials or the database: waiting will not fix it.
     public static func isRefusedConnection(_ error: PGError) -> Bool {

@@ -74,6 +74,21 @@ import Testing
         await Self.expectRefused("host=/nonexistent-socket-dir dbname=postgres", .temporary)
     }
 
+    /// A connection string libpq cannot use is a setting to fix (64), not a server to wait for: each of these
+    /// used to print "try again later" and exit 75, which a scheduler retries for ever.
+    @Test func aMalformedDatabaseURLIsAUsageError() async {
+        for conninfo in [
+            "postgresql://localhost:notaport/postgres", "postgresql://localhost/postgres?foo=bar",
+            "postgresql://localhost/postgres?sslmode=bogus", "host=localhost bogus=1", "postgresql://[::1",
+            "host=localhost port=99999", "dbname=postgres target_session_attrs=bogus", "dbname=postgres 'unterminated"
+        ] {
+            await Self.expectRefused(conninfo, .usage, naming: "not valid")
+        }
+        #expect(
+            JobError.connectionFailure(PGError(.connectionFailed, "server does not support SSL, but SSL was required")).status
+                == .usage)
+    }
+
     @Test("A wrong password (a scram-sha-256 role on a cluster of the test's own): exit 64, not 75; the right one connects")
     func wrongPassword() async throws {
         let cluster = try await PasswordCluster.start()
