@@ -6,20 +6,19 @@
 /// response: the HTTP client may hold a request back (busy connections, a stalled event loop) and
 /// then release several at once, and a busy server may take a while to look at it. So each request
 /// is anchored at its response time (the response head: callers pass it), however late that is; a
-/// new request goes out only when the one `limit` requests back was anchored more than `window`
-/// (1 s + `margin`) ago. The new request cannot arrive before it is sent, nor the old one after its
-/// answer, so Postman never sees more than `limit` in a second. (An earlier rule anchored a request
+/// new request goes out only when fewer than `limit` earlier ones were anchored less than `window`
+/// (1 s + `margin`) ago or are unanswered. No request arrives before it is sent, nor after its answer:
+/// in any window of one second, the request sent last found every other one of that window still
+/// counting when it was checked, so Postman never sees more than `limit` in a second. (An earlier rule anchored a request
 /// at send + 1 s when its answer was later: on a saturated machine a server that stamped arrivals
 /// more than a second late then saw 11 in a second.) A request still unanswered holds its slot until
 /// it is answered, or until `inFlightCap` after it was sent (the client has given up on it by then).
 /// On loopback this costs little; with a 100 ms round trip it costs about 10% of the budget, a price
 /// worth paying to never see a 429 of our own making.
 ///
-/// The slots are counted, not taken in send order: a request may go when fewer than `limit` earlier ones
-/// can still arrive within a second of it (answered less than `window` ago, or unanswered). Whichever
-/// window of one second the new request arrives in, the others in it arrived no earlier than a second
-/// before its send, so each was one of those counted. Taking the request `limit` places back in send
-/// order instead let one slow answer stop the campaign: with 30% of answers held back 15 s (a request
+/// The slots are counted, not taken in send order: whichever window of one second the request sent last
+/// arrives in, the others in it arrived no earlier than a second before its send, so each was counted.
+/// Taking the request `limit` places back in send order instead let one slow answer stop the campaign: with 30% of answers held back 15 s (a request
 /// timeout of 5 s), each held request stopped all sending for 6 s, though the other nine slots were free
 /// (106 requests in a minute where 600 were allowed).
 ///

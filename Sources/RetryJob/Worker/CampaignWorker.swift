@@ -87,8 +87,12 @@ actor CampaignWorker {
     var backoffUntil: Double = 0
     /// Failures in a row, in the order the requests were sent: the backoff grows with it.
     var consecutiveFailures = 0
-    /// The pacer's ticket of the latest-sent request that was answered.
+    /// The pacer's ticket of the latest-sent request that was answered, and of the latest-sent that failed.
     var lastAnsweredTicket = 0
+    var lastFailedTicket = 0
+    /// Whether each of the latest settled requests failed (at most `recentOutcomesKept`), newest last.
+    var recentFailures: [Bool] = []
+    static let recentOutcomesKept = 20
     /// The pacer's ticket of the request the current task performs (send order).
     @TaskLocal static var requestTicket: Int?
     var lastAnswer: Double = 0
@@ -176,8 +180,11 @@ actor CampaignWorker {
         self.apiKey = apiKey
         self.context = context
         let limit = context.settings.rateLimit(for: campaign)
-        // An unanswered request cannot arrive after the client gave up on it (the request timeout).
-        pacer = SlidingWindowPacer(limit: limit, inFlightCap: context.settings.requestTimeout.seconds + 1)
+        // Every request's answer or failure is recorded when its task ends, so the cap bounds only a task that
+        // never ends. The slot is taken before the request reaches the HTTP client (a whole-batch call's mark in
+        // the journal, a wait for a connection, a busy machine): a cap of the request timeout from the slot
+        // let one sent late stop counting before it had even gone out (a review of the counted slots).
+        pacer = SlidingWindowPacer(limit: limit, inFlightCap: context.settings.longestSendDelay.seconds + 60)
         timeline = RequestTimeline(campaign: campaign, rateLimit: limit)
         maxInFlight = max(2, limit)
         origin = ContinuousClock.now
