@@ -303,13 +303,21 @@ struct ConfigReader {
                 var config = CampaignConfig()
                 config.rateLimit = rateLimit(entry, "rate_limit", at: at)
                 if let variable = string(entry, "api_key_env", at: at) {
-                    if Self.isEnvironmentName(variable) {
+                    // The value is never repeated in a message: a key pasted here by mistake would go to the logs.
+                    let lower = variable.lowercased()
+                    if lower.hasPrefix("key_live_") || lower.hasPrefix("key_test_") {
+                        problem(
+                            at + ["api_key_env"],
+                            "holds what looks like an API key (key_live_… / key_test_…), not the name of a variable; "
+                                + "put the key in the environment and name that variable here (rotate the key if this file was shared)"
+                        )
+                    } else if Self.isEnvironmentName(variable) {
                         config.apiKeyVariable = variable
                     } else {
                         problem(
                             at + ["api_key_env"],
-                            "'\(variable)' is not an environment variable name (letters, digits and _, not starting with a digit); "
-                                + "name the variable here, never the key itself")
+                            "is not an environment variable name (letters, digits and _, not starting with a digit; the value is "
+                                + "not shown, in case it is a key); name the variable here, never the key itself")
                     }
                 }
                 file.campaigns[id] = config

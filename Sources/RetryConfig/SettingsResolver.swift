@@ -95,7 +95,8 @@ public enum SettingsResolver {
         let apiURL = pick(
             "api_url", flag: flags.apiURL, env: apiURLVariable, file: config?.apiURL, default: defaultAPIURL, show: { $0 })
 
-        let maxAgeFlag = try flags.maxAge.map { try durationFlag($0, option: "--max-age", allowZero: true) }
+        // Positive, as the file's max_age: 0 selected nothing and said nothing.
+        let maxAgeFlag = try flags.maxAge.map { try durationFlag($0, option: "--max-age", allowZero: false) }
         let maxAge = pick(
             "max_age", flag: maxAgeFlag, file: config?.maxAge, default: SettingDefaults.maxAge, show: formatDuration)
         let pollFlag = try flags.pollTimeout.map { try durationFlag($0, option: "--poll-timeout", allowZero: false) }
@@ -170,9 +171,17 @@ public enum SettingsResolver {
 
         let network = try resolveNetwork(flags, environment: environment, config: config, apiURL: apiURL, shown: &shown)
 
+        // A window or a campaign that can select nothing is a typo, not a quiet night.
+        let since = try flags.since.map { try parseTime($0, option: "--since") }
+        let until = try flags.until.map { try parseTime($0, option: "--until") }
+        if let since, let until, since >= until {
+            throw JobError(.usage, "--since \(flags.since!) is not before --until \(flags.until!): the window holds no row")
+        }
+        if flags.campaigns.contains(where: { $0.isEmpty }) {
+            throw JobError(.usage, "--campaign: an empty campaign id (check the variable that fills it)")
+        }
         let scope = RunScope(
-            campaigns: flags.campaigns, since: try flags.since.map { try parseTime($0, option: "--since") },
-            until: try flags.until.map { try parseTime($0, option: "--until") }, maxAgeSeconds: maxAge.seconds, limit: limit)
+            campaigns: flags.campaigns, since: since, until: until, maxAgeSeconds: maxAge.seconds, limit: limit)
         var settings = RunSettings(
             scope: scope, table: table, rules: SelectionRules(otpCampaigns: Set(otpCampaigns), errorPolicy: policy),
             apiURL: apiURL, apiKeys: apiKeys, defaultRateLimit: rateLimit, campaignRateLimits: campaignRates,

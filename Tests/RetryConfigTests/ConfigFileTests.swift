@@ -72,6 +72,9 @@ struct ConfigFileTests {
             [campaigns.c1]
             rate_limit = 0
             api_key_env = "sk-live-123"
+
+            [campaigns.c2]
+            api_key_env = "key_live_Ab12Cd34Ef56Gh78"
             """)
         let byKey = Dictionary(found.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         #expect(byKey["postman.rate_limit"]?.message.contains("whole number") == true)
@@ -83,7 +86,11 @@ struct ConfigFileTests {
         #expect(byKey["campaigns.c1.rate_limit"]?.message.contains("at least 1") == true)
         #expect(byKey["campaigns.c1.rate_limit"]?.line == 10)
         #expect(byKey["campaigns.c1.api_key_env"]?.message.contains("never the key itself") == true)
-        #expect(found.count == 6, "every problem at once: \(found)")
+        // A key pasted where the variable's name goes (a valid variable name, too) is refused, and no message
+        // repeats what was written there.
+        #expect(byKey["campaigns.c2.api_key_env"]?.message.contains("looks like an API key") == true)
+        #expect(!found.contains { $0.message.contains("sk-live-123") || $0.message.contains("Ab12Cd34") }, "\(found)")
+        #expect(found.count == 7, "every problem at once: \(found)")
     }
 
     /// Issue 8, "Bad input": absurd values are refused by key, never clamped or crashed on.
@@ -231,6 +238,34 @@ struct SettingsPrecedenceTests {
                 }
             }
         }
+    }
+
+    /// Flags that can select nothing are refused as the file's values are: `--max-age 0`, a `--since` not
+    /// before `--until`, an empty `--campaign` (each used to give an empty plan and exit 0).
+    @Test func flagsThatCanSelectNothingAreRefused() throws {
+        var cases: [(CommandLineValues, String)] = []
+        var flags = CommandLineValues()
+        flags.maxAge = "0s"
+        cases.append((flags, "--max-age"))
+        flags = CommandLineValues()
+        flags.since = "2026-12-07"
+        flags.until = "2026-12-01"
+        cases.append((flags, "--since"))
+        flags = CommandLineValues()
+        flags.campaigns = ["c1", ""]
+        cases.append((flags, "--campaign"))
+        for (flags, named) in cases {
+            do {
+                _ = try SettingsResolver.resolve(flags, environment: [:])
+                Issue.record("\(named): accepted")
+            } catch let error as JobError {
+                #expect(error.status == .usage && error.message.hasPrefix(named), "\(error.message)")
+            }
+        }
+        flags = CommandLineValues()
+        flags.since = "2026-12-01"
+        flags.until = "2026-12-07"
+        #expect(try SettingsResolver.resolve(flags, environment: [:]).run.scope.since != nil)
     }
 
     /// Issue 15: `[run] whole_batch` and `--no-whole-batch` turn whole-batch retries off; on by default.
