@@ -316,14 +316,18 @@ extension CampaignWorker {
         // Excused only while most requests are answered: a server that fails half of them or more is
         // degraded, and the backoff grows as for failures in a row (a review: at 50% timeouts every failure
         // was excused, 332 sends in two minutes against 81).
+        // A round is what was on its way when a failure was noticed: its other failures do not grow the backoff
+        // again (a burst of ten reads failing 503 together went to a 16 s backoff at once, and a Postman that was
+        // down for good was called unreachable only after that).
         let ticket = Self.requestTicket ?? Int.max
         noteOutcome(failed: true)
         let failedShare = Double(recentFailures.filter { $0 }.count) / Double(recentFailures.count)
-        if ticket < lastAnsweredTicket, failedShare < 0.5 {
+        if ticket <= failureRoundEnd || (ticket < lastAnsweredTicket && failedShare < 0.5) {
             consecutiveFailures = max(consecutiveFailures, 1)
         } else {
             consecutiveFailures += 1
         }
+        failureRoundEnd = lastIssuedTicket
         lastFailedTicket = max(lastFailedTicket, Self.requestTicket ?? 0)
         stats.transientErrors += 1
         backoffUntil = max(

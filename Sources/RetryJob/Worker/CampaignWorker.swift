@@ -90,6 +90,10 @@ actor CampaignWorker {
     /// The pacer's ticket of the latest-sent request that was answered, and of the latest-sent that failed.
     var lastAnsweredTicket = 0
     var lastFailedTicket = 0
+    /// The latest ticket issued, and what it was when the last failure was noticed: a failure of a request
+    /// already on its way then belongs to the same round and does not grow the backoff again.
+    var lastIssuedTicket = 0
+    var failureRoundEnd = 0
     /// Whether each of the latest settled requests failed (at most `recentOutcomesKept`), newest last.
     var recentFailures: [Bool] = []
     static let recentOutcomesKept = 20
@@ -399,6 +403,7 @@ actor CampaignWorker {
                     continue
                 }
                 let ticket = pacer.recordSend(at: now)
+                lastIssuedTicket = ticket
                 requestsSent += 1
                 inFlight += 1
                 switch action {
