@@ -22,3 +22,5 @@ bash bench/many-campaigns.sh
 # year of nightly runs in the journal (what the job's reads of both cost as they grow).
 TABLE_HISTORY=2000000 JOURNAL_HISTORY=2000000 CASES=100x60 OUT=out/bench-many-history bash bench/many-campaigns.sh
 bash bench/client-cost.sh                                   # the HTTP path alone: what a wake-up costs (issue 17)
+# A campaign whose Postman holds 30% of its answers back 15 s: the pacer and the backoff under slow answers.
+bash bench/slow-answers.sh
