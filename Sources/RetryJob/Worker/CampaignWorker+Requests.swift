@@ -322,12 +322,18 @@ extension CampaignWorker {
         let ticket = Self.requestTicket ?? Int.max
         noteOutcome(failed: true)
         let failedShare = Double(recentFailures.filter { $0 }.count) / Double(recentFailures.count)
-        if ticket <= failureRoundEnd || (ticket < lastAnsweredTicket && failedShare < 0.5) {
+        if ticket <= failureRoundEnd {
             consecutiveFailures = max(consecutiveFailures, 1)
         } else {
-            consecutiveFailures += 1
+            // A new round: it ends with what is on its way now (a later failure of the old round must not
+            // move that end past requests sent after this failure was noticed).
+            failureRoundEnd = lastIssuedTicket
+            if ticket < lastAnsweredTicket, failedShare < 0.5 {
+                consecutiveFailures = max(consecutiveFailures, 1)
+            } else {
+                consecutiveFailures += 1
+            }
         }
-        failureRoundEnd = lastIssuedTicket
         lastFailedTicket = max(lastFailedTicket, Self.requestTicket ?? 0)
         stats.transientErrors += 1
         backoffUntil = max(
