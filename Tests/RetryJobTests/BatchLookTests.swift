@@ -296,7 +296,9 @@ import Testing
         let singles = all.filter { $0.contains("/messages/") && $0.contains("\"GET ") }.count
         print("flapping list: \(list.count) list GETs (\(failed) answered 502), \(singles) single reads, \(all.count) requests")
         #expect(failed >= 1, "the gateway failed no page: the test proves nothing")
-        #expect(list.count <= 30 && singles <= 60, "\(list.count) list GETs, \(singles) single reads")
+        // When six pages in a row fail (1 in 64 runs), sweeps pause and every message is read singly: a look
+        // before its retry and its outcome polls, about 65 reads (once in a clean-clone CI run).
+        #expect(list.count <= 30 && singles <= 100, "\(list.count) list GETs, \(singles) single reads")
     }
 
     /// The campaign's list hangs (the gateway in front of it gives up after 2 s with a 504) and nothing else
