@@ -222,6 +222,9 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
     /// Crashes at every step and faults of every kind, with nobody else touching the message.
     @Test func neverTwoRetriesNeverRetriedWithoutOneAndEveryMessageEnds() async {
         await propertyCheck(count: 3_000, input: starts, scripts) { kind, script in
+            // Thousands of CPU-bound cases: give the cooperative threads back between them, or the test process's
+            // other suites (a hold's heartbeat among them) starve for seconds on a two-core machine.
+            await Task.yield()
             let (postman, row) = startingWorld(kind)
             var harness = Harness(postman: postman, row: row, script: script, othersConcurrent: false, readRefusals: false)
             let initial = harness.postman
@@ -260,6 +263,9 @@ private func startingWorld(_ kind: Int) -> (ModelPostman, MessageLifecycle.Row) 
     /// never two retries of ours, and `retried` only when Postman shows a new attempt.
     @Test func concurrentRetriesByOthersNeverMakeItRetryTwice() async {
         await propertyCheck(count: 2_000, input: starts, scripts) { kind, script in
+            // Thousands of CPU-bound cases: give the cooperative threads back between them, or the test process's
+            // other suites (a hold's heartbeat among them) starve for seconds on a two-core machine.
+            await Task.yield()
             let (postman, row) = startingWorld(kind)
             var harness = Harness(postman: postman, row: row, script: script, othersConcurrent: true, readRefusals: true)
             let initial = harness.postman
