@@ -131,16 +131,24 @@ import Testing
         #expect(result.exitStatus == .completed, "\(result.message ?? "")")
         // No 429, every campaign inside its own limit, no message retried twice, rows as Postman counts them.
         let summary = try await Reliability.checkConverged(fixture)
-        ContractStatementTests.expectCountsAddUp(summary.counts)
-        let ledger = await fixture.sim.ledger()
-        #expect((ledger.maxRequestsIn1s["campaign-2"] ?? 99) <= 2)
-        #expect(summary.counts.retried == ledger.acceptedRetries.count)
+        Self.expectProductionShapedOutcome(summary, await fixture.sim.ledger())
+        await fixture.stop()
+    }
+
+    /// What a run of production-shaped rows with campaign-2 held to 2 requests a second must show: counts
+    /// that add up, campaign-2 inside its limit, one accepted retry per retried message, and every outcome
+    /// kind of such rows present (else the data proves little).
+    static func expectProductionShapedOutcome(
+        _ summary: RunSummary, _ ledger: SimulatorLedger, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        ContractStatementTests.expectCountsAddUp(summary.counts, sourceLocation: sourceLocation)
+        #expect((ledger.maxRequestsIn1s["campaign-2"] ?? 99) <= 2, sourceLocation: sourceLocation)
+        #expect(summary.counts.retried == ledger.acceptedRetries.count, sourceLocation: sourceLocation)
         let counts = summary.counts
         #expect(
             counts.reconciled > 0 && counts.notFound > 0 && counts.batchNotRetryable > 0 && counts.exhausted > 0
                 && counts.skipped > 0,
-            "the rows are not production-shaped: \(counts)")
-        await fixture.stop()
+            "the rows are not production-shaped: \(counts)", sourceLocation: sourceLocation)
     }
 
     @Test func acceptThen500IsSettledByReadingBackNeverRetriedTwice() async throws {
