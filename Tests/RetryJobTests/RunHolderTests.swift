@@ -4,6 +4,7 @@ import Logging
 import PostgresTestSupport
 import PostmanAPI
 import RetrySettings
+import Synchronization
 import Testing
 
 @testable import RetryJob
@@ -233,14 +234,18 @@ import Testing
                    ('setter#1', 'setter', false, clock_timestamp() + interval '30 seconds')
             """)
         // A take: the gate, a pause (the setup mark starts meanwhile), then the expired rows.
+        // The setup mark starts only once the take holds the gate (a fixed sleep let a loaded machine start it
+        // first, and the mark then deleted the row itself).
+        let gateHeld = Mutex(false)
         let take = Task {
             try await db.withTransaction { db in
                 try HolderStore.lockGate(db)
+                gateHeld.withLock { $0 = true }
                 usleep(600_000)
                 return try HolderStore.deleteExpired(db).count
             }
         }
-        try await Task.sleep(for: .milliseconds(200))
+        while !gateHeld.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
         let began = try await second.withTransaction { db in try HolderStore.tryBeginSetup(db, holderId: "setter#1") }
         let deleted = try await take.value
         #expect(began && deleted == 1)
